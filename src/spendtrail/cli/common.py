@@ -1,0 +1,35 @@
+"""What every CLI command shares: settings, the ledger, consoles, one-line failures."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import NoReturn
+
+import sqlalchemy as sa
+import typer
+from rich.console import Console
+
+from spendtrail.ledger.db import open_ledger
+from spendtrail.settings import Settings
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+@cache
+def settings() -> Settings:
+    return Settings()
+
+
+@cache
+def ledger() -> sa.Engine:
+    return open_ledger(settings().ledger_url)
+
+
+def actor() -> str:
+    return settings().who
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    err_console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)

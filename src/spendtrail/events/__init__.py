@@ -1,0 +1,27 @@
+from spendtrail.events.ids import new_event_id
+from spendtrail.events.model import (
+    METERS,
+    OUTCOMES,
+    AllocationContext,
+    EventError,
+    Usage,
+    UsageEvent,
+    decode_event,
+    encode_event,
+    new_event,
+    outcome_for_status,
+)
+
+__all__ = [
+    "METERS",
+    "OUTCOMES",
+    "AllocationContext",
+    "EventError",
+    "Usage",
+    "UsageEvent",
+    "decode_event",
+    "encode_event",
+    "new_event",
+    "new_event_id",
+    "outcome_for_status",
+]

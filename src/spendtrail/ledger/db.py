@@ -1,0 +1,75 @@
+"""Opening the ledger: engine set-up per backend and forward-only migrations."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+
+from spendtrail.errors import SpendtrailError
+
+_MIGRATIONS = str(Path(__file__).with_name("migrations"))
+
+
+class LedgerError(SpendtrailError):
+    """The ledger cannot be opened or used."""
+
+
+def make_engine(url: str) -> sa.Engine:
+    if url.startswith("sqlite"):
+        database = sa.engine.make_url(url).database
+        if database and database != ":memory:":
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(url, connect_args={"timeout": 30})
+        sa.event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        url = "postgresql+psycopg://" + url.split("://", 1)[1]
+    return sa.create_engine(url, pool_pre_ping=True)
+
+
+def _sqlite_pragmas(dbapi_conn, _record) -> None:
+    cursor = dbapi_conn.cursor()
+    # WAL lets readers (reports) run while the ingester writes; NORMAL is durable in WAL mode
+    # except for the last transactions on power loss, which the journal replays idempotently.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def _alembic_config(connection: sa.Connection) -> Config:
+    config = Config()
+    config.set_main_option("script_location", _MIGRATIONS)
+    config.attributes["connection"] = connection
+    return config
+
+
+def migrate(engine: sa.Engine) -> None:
+    """Bring the schema to the newest migration; a no-op when it is already there."""
+    head = ScriptDirectory(_MIGRATIONS).get_current_head()
+    with engine.connect() as connection:
+        current = MigrationContext.configure(connection).get_current_revision()
+    if current == head:
+        return
+    with engine.begin() as connection:
+        command.upgrade(_alembic_config(connection), "head")
+
+
+def open_ledger(url: str) -> sa.Engine:
+    try:
+        engine = make_engine(url)
+        migrate(engine)
+    except sa.exc.OperationalError as exc:
+        raise LedgerError(f"cannot open ledger at {redact_url(url)}: {exc.orig}") from None
+    return engine
+
+
+def redact_url(url: str) -> str:
+    """The URL without its password, for messages and logs."""
+    return sa.engine.make_url(url).render_as_string(hide_password=True)

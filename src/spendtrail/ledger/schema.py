@@ -1,0 +1,173 @@
+"""Ledger tables (SQLAlchemy Core). Alembic migrations in ``migrations/`` create them;
+``tests/test_migrations.py`` checks the two never drift apart.
+
+Money columns are integer pico-units (see ``spendtrail.money``) with a currency column
+beside them. Rollup dimension columns are NOT NULL with '' for "none", because a unique
+key treats NULLs as distinct and the ingest upsert relies on that key.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+Timestamp = sa.DateTime(timezone=True)
+
+events = sa.Table(
+    "events",
+    metadata,
+    sa.Column("event_id", sa.String(64), primary_key=True),
+    sa.Column("request_id", sa.String(200), nullable=False),
+    sa.Column("attempt", sa.Integer, nullable=False),
+    sa.Column("started_at", Timestamp, nullable=False),
+    sa.Column("ended_at", Timestamp),
+    sa.Column("day", sa.Date, nullable=False),
+    sa.Column("provider", sa.String(200), nullable=False),
+    sa.Column("endpoint", sa.String(200), nullable=False),
+    sa.Column("model_requested", sa.String(200)),
+    sa.Column("model_served", sa.String(200)),
+    sa.Column("http_status", sa.Integer),
+    sa.Column("outcome", sa.String(20), nullable=False),
+    # Owner as resolved by the registry when allocated; as captured when quarantined.
+    sa.Column("business_unit", sa.String(200)),
+    sa.Column("application", sa.String(200)),
+    sa.Column("environment", sa.String(200)),
+    sa.Column("workload_class", sa.String(200)),
+    sa.Column("cost_center", sa.String(200)),
+    sa.Column("budget_owner", sa.String(200)),
+    sa.Column("job_id", sa.String(200)),
+    sa.Column("allocation_status", sa.String(20), nullable=False),
+    sa.Column("allocation_reasons", sa.String(500), nullable=False, server_default=""),
+    sa.Column("registry_version", sa.Integer),
+    sa.Column("context", sa.Text, nullable=False),  # the captured context, verbatim JSON
+    sa.Column("usage", sa.Text, nullable=False),  # JSON of the Usage meters
+    sa.Column("raw_usage", sa.Text),
+    sa.Column("provider_request_id", sa.String(200)),
+    sa.Column("response_id", sa.String(200)),
+    sa.Column("gateway_key_id", sa.String(200)),
+    sa.Column("source", sa.String(200), nullable=False),
+    sa.Column("ingested_at", Timestamp, nullable=False),
+    sa.Index("ix_events_day", "day"),
+    sa.Index("ix_events_request_id", "request_id"),
+    sa.Index("ix_events_provider_request_id", "provider_request_id"),
+)
+
+cost_entries = sa.Table(
+    "cost_entries",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
+    sa.Column("event_id", sa.String(64), sa.ForeignKey("events.event_id"), nullable=False),
+    sa.Column("revision", sa.Integer, nullable=False),
+    sa.Column("status", sa.String(20), nullable=False),  # priced | incomplete | unpriced
+    sa.Column("price_entry_id", sa.String(200)),
+    sa.Column("currency", sa.String(3)),
+    sa.Column("amount_pico", sa.BigInteger),
+    sa.Column("breakdown", sa.Text, nullable=False),  # JSON {meter: decimal string}
+    sa.Column("flags", sa.String(500), nullable=False, server_default=""),
+    sa.Column("priced_at", Timestamp, nullable=False),
+    sa.UniqueConstraint("event_id", "revision", name="uq_cost_entries_event_revision"),
+)
+
+ROLLUP_DIMENSIONS = (
+    "day",
+    "provider",
+    "model",
+    "business_unit",
+    "application",
+    "environment",
+    "workload_class",
+    "cost_center",
+    "budget_owner",
+    "allocation_status",
+    "currency",
+)
+ROLLUP_MEASURES = (
+    "events",
+    "successes",
+    "unpriced_events",
+    "input_tokens",
+    "cached_input_tokens",
+    "cache_write_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+    "requests",
+    "images",
+    "amount_pico",
+)
+
+rollups_daily = sa.Table(
+    "rollups_daily",
+    metadata,
+    sa.Column("day", sa.Date, nullable=False),
+    *(
+        sa.Column(name, sa.String(200), nullable=False, server_default="")
+        for name in ROLLUP_DIMENSIONS[1:]
+    ),
+    *(
+        sa.Column(name, sa.BigInteger, nullable=False, server_default="0")
+        for name in ROLLUP_MEASURES
+    ),
+    sa.PrimaryKeyConstraint(*ROLLUP_DIMENSIONS, name="pk_rollups_daily"),
+)
+
+price_entries = sa.Table(
+    "price_entries",
+    metadata,
+    sa.Column("id", sa.String(200), primary_key=True),
+    sa.Column("provider", sa.String(200), nullable=False),
+    sa.Column("model_match", sa.String(500), nullable=False),
+    sa.Column("match_kind", sa.String(20), nullable=False),  # exact | glob | regex
+    sa.Column("kind", sa.String(20), nullable=False),  # list | contracted
+    sa.Column("currency", sa.String(3), nullable=False),
+    sa.Column("prices", sa.Text, nullable=False),  # JSON {meter: decimal string}
+    sa.Column("tiers", sa.Text),  # JSON list, see spendtrail.pricing
+    sa.Column("effective_from", Timestamp, nullable=False),
+    sa.Column("effective_to", Timestamp),
+    sa.Column("source_url", sa.String(2000), nullable=False),
+    sa.Column("source_id", sa.String(200)),
+    sa.Column("checked_at", sa.Date, nullable=False),
+    sa.Column("checked_by", sa.String(200), nullable=False),
+    sa.Column("origin", sa.String(500), nullable=False),  # which import or sheet added it
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Index("ix_price_entries_provider", "provider"),
+)
+
+registry_versions = sa.Table(
+    "registry_versions",
+    metadata,
+    sa.Column("version", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("valid_from", Timestamp, nullable=False),
+    sa.Column("loaded_at", Timestamp, nullable=False),
+    sa.Column("loaded_by", sa.String(200), nullable=False),
+    sa.Column("source_path", sa.String(2000), nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("document", sa.Text, nullable=False),  # the normalized registry as JSON
+)
+
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
+    sa.Column("at", Timestamp, nullable=False),
+    sa.Column("actor", sa.String(200), nullable=False),
+    sa.Column("action", sa.String(100), nullable=False),
+    sa.Column("object_type", sa.String(100), nullable=False),
+    sa.Column("object_id", sa.String(500), nullable=False),
+    sa.Column("before", sa.Text),
+    sa.Column("after", sa.Text),
+    sa.Column("reason", sa.Text, nullable=False, server_default=""),
+    sa.Index("ix_audit_log_object", "object_type", "object_id"),
+)
+
+ingest_rejects = sa.Table(
+    "ingest_rejects",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
+    sa.Column("at", Timestamp, nullable=False),
+    sa.Column("source", sa.String(2000), nullable=False),
+    sa.Column("line", sa.Integer, nullable=False),
+    sa.Column("error", sa.Text, nullable=False),
+    sa.Column("raw", sa.Text, nullable=False),
+    sa.UniqueConstraint("source", "line", name="uq_ingest_rejects_source_line"),
+)
