@@ -8,6 +8,7 @@ from typing import NoReturn
 import sqlalchemy as sa
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from spendtrail.ledger.db import open_ledger
 from spendtrail.settings import Settings
@@ -31,5 +32,5 @@ def actor() -> str:
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
-    err_console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    err_console.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)

@@ -30,7 +30,9 @@ class EventError(SpendtrailError):
     """An event that does not satisfy the UsageEvent contract."""
 
 
-class AllocationContext(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
+class AllocationContext(
+    msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_defaults=True
+):
     """Who the call belongs to, as captured. The registry decides whether it is valid."""
 
     business_unit: Label | None = None
