@@ -69,7 +69,7 @@ def test_import_sheet_and_list(run):
     csv = run("list", "--format", "csv", "--at", "2026-11-15").stdout.splitlines()
     assert csv[0].split(",")[:5] == ["provider", "model", "kind", "from", "to"]
     assert len(csv) == 6
-    assert run("list", "--format", "csv", "--at", "2026-10-31").stdout == ""
+    assert run("list", "--format", "csv", "--at", "2026-08-31").stdout == ""
 
 
 def test_a_bad_sheet_names_file_and_line(run, tmp_path):

@@ -54,7 +54,7 @@ def test_the_example_sheet_loads():
     assert sonnet.tiers[0].above_input_tokens == 200_000
     assert sonnet.matches("claude-sonnet-4-20250514") and not sonnet.matches("claude-sonnet-4-5")
     assert image.prices == {"images": Decimal("0.032")}
-    assert mini.effective_from == datetime(2026, 11, 1, tzinfo=UTC)
+    assert mini.effective_from == datetime(2026, 9, 1, tzinfo=UTC)
 
 
 def test_the_example_prices_events():
@@ -214,6 +214,6 @@ def test_re_verifying_a_sheet_moves_checked_at_and_a_price_change_is_refused(led
     with ledger.connect() as conn:
         assert {e.checked_at for e in Catalog.load(conn).entries} == {date(2026, 12, 20)}
     repriced = reverified.replace("input_tokens: 2.00", "input_tokens: 1.90")
-    with pytest.raises(SpendtrailError, match="gpt-4o@2026-11-01 already exists with other"):
+    with pytest.raises(SpendtrailError, match="gpt-4o@2026-09-01 already exists with other"):
         with ledger.begin() as conn:
             add_entries(conn, load_sheet(sheet(tmp_path, repriced)), actor="ana")

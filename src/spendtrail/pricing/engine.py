@@ -37,11 +37,21 @@ INCOMPLETE = "incomplete"
 
 @dataclass(frozen=True, slots=True)
 class CostBreakdown:
+    """Exact integer pico-units (what the ledger stores), with Decimal views for people."""
+
     status: str  # priced | incomplete
     currency: str
-    total: Decimal
-    per_meter: dict[str, Decimal]
+    total_pico: int
+    per_meter_pico: dict[str, int]
     flags: tuple[str, ...]
+
+    @property
+    def total(self) -> Decimal:
+        return from_pico(self.total_pico)
+
+    @property
+    def per_meter(self) -> dict[str, Decimal]:
+        return {meter: from_pico(pico) for meter, pico in self.per_meter_pico.items()}
 
 
 def price_usage(usage: Usage, entry: PriceEntry) -> CostBreakdown:
@@ -91,8 +101,8 @@ def price_usage(usage: Usage, entry: PriceEntry) -> CostBreakdown:
     return CostBreakdown(
         status=INCOMPLETE if incomplete else PRICED,
         currency=entry.currency,
-        total=from_pico(sum(costs.values())),
-        per_meter={meter: from_pico(costs[meter]) for meter in METERS if meter in costs},
+        total_pico=sum(costs.values()),
+        per_meter_pico={meter: costs[meter] for meter in METERS if meter in costs},
         flags=tuple(flags),
     )
 

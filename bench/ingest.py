@@ -1,0 +1,167 @@
+"""Ingest throughput and memory: N synthetic events into SQLite and PostgreSQL.
+
+    python bench/ingest.py [--events 1000000] [--backends sqlite,postgresql]
+
+For each backend and for N/10 and N events (to show memory is flat in N), a fresh ledger is
+set up with the example registry and price sheet, then a child process ingests the JSONL
+file and reports events/s and its peak RSS. Figures are printed as a table and as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import resource
+import subprocess
+import sys
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "bench" / "out"
+POSTGRES_URL = os.environ.get("SPENDTRAIL_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+# (provider, model) pairs: priced by the example sheet or genai-prices, plus one unpriced.
+MODELS = [
+    ("cometapi", "gpt-4o-mini"),
+    ("cometapi", "gpt-4o"),
+    ("cometapi", "claude-sonnet-4-20250514"),
+    ("openai", "gpt-4o-mini"),
+    ("openai", "gpt-4.1"),
+    ("anthropic", "claude-3-5-haiku-20241022"),
+    ("cometapi", "mystery-model-x"),
+]
+
+
+def generate(path: Path, count: int, seed: int = 7) -> None:
+    """Write `count` events; ~2% name an unknown application and ~1% an unpriced model."""
+    from spendtrail.events import AllocationContext, Usage, UsageEvent, encode_event
+
+    registry = yaml.safe_load((ROOT / "examples" / "registry.yaml").read_text())
+    apps = [(a["id"], a["environments"], a["workload_classes"]) for a in registry["applications"]]
+    rng = random.Random(seed)
+    start = datetime(2026, 10, 1, tzinfo=UTC)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("wb") as out:
+        for i in range(count):
+            app, envs, workloads = apps[i % len(apps)]
+            if rng.random() < 0.02:
+                app = "unregistered-app"
+            provider, model = MODELS[i % (len(MODELS) - 1)]
+            if rng.random() < 0.01:
+                provider, model = MODELS[-1]
+            prompt = rng.randint(50, 4000)
+            at = start + timedelta(seconds=i * 2_592_000 // count)
+            event = UsageEvent(
+                # UUIDv7-shaped like real capture ids: time-ordered, random tail.
+                event_id=str(uuid.UUID(int=int(at.timestamp() * 1000) << 80 | 0x7 << 76
+                                       | 0b10 << 62 | rng.getrandbits(62))),
+                request_id=f"req-{i}",
+                started_at=at,
+                ended_at=at + timedelta(milliseconds=rng.randint(200, 3000)),
+                provider=provider,
+                model_requested=model,
+                model_served=model,
+                http_status=200,
+                context=AllocationContext(application=app, environment=envs[i % len(envs)],
+                                          workload_class=workloads[i % len(workloads)],
+                                          job_id=f"job-{i // 100}"),
+                usage=Usage(input_tokens=prompt, cached_input_tokens=prompt // 4,
+                            output_tokens=rng.randint(10, 800), requests=1),
+                provider_request_id=f"2026{i:016d}",
+                source="bench",
+            )
+            out.write(encode_event(event) + b"\n")
+
+
+def spendtrail(url: str, *args: str) -> None:
+    env = {**os.environ, "SPENDTRAIL_DATABASE_URL": url, "SPENDTRAIL_ACTOR": "bench"}
+    subprocess.run([sys.executable, "-m", "spendtrail.cli.app", *args], env=env, check=True,
+                   stdout=subprocess.DEVNULL)
+
+
+def fresh_ledger(backend: str, tag: str) -> str:
+    if backend == "sqlite":
+        db = OUT / f"ledger-{tag}.db"
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{db}{suffix}").unlink(missing_ok=True)
+        url = f"sqlite:///{db}"
+    else:
+        import sqlalchemy as sa
+
+        admin = sa.create_engine(POSTGRES_URL.replace("postgresql://", "postgresql+psycopg://"),
+                                 isolation_level="AUTOCOMMIT")
+        name = f"spendtrail_bench_{tag}"
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+        admin.dispose()
+        url = POSTGRES_URL.rsplit("/", 1)[0] + f"/{name}"
+    spendtrail(url, "registry", "load", str(ROOT / "examples" / "registry.yaml"))
+    spendtrail(url, "prices", "import", "sheet", str(ROOT / "examples" / "prices.yaml"))
+    spendtrail(url, "prices", "import", "genai-prices", "--provider", "openai",
+               "--provider", "anthropic")
+    return url
+
+
+def child(url: str, path: str, batch_size: int, workers: int) -> None:
+    """Runs in its own process so its peak RSS is the ingest's alone."""
+    from spendtrail.ledger.db import make_engine
+    from spendtrail.ledger.ingest import Ingester
+
+    engine = make_engine(url)
+    begin = time.perf_counter()
+    report = Ingester(engine, batch_size=batch_size, workers=workers).ingest_paths([Path(path)])
+    seconds = time.perf_counter() - begin
+    # The parent and its worker processes, each at its own peak.
+    peak_kib = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+                   resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+    print(json.dumps({"events": report.inserted, "seconds": seconds,
+                      "rate": report.inserted / seconds, "peak_rss_mib": peak_kib / 1024,
+                      "quarantined": report.quarantined, "unpriced": report.unpriced,
+                      "rejected": len(report.rejected)}))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--backends", default="sqlite,postgresql")
+    parser.add_argument("--batch-size", type=int, default=5000)
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--child", nargs=2, metavar=("URL", "FILE"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(*args.child, args.batch_size, args.workers)
+        return
+
+    results = []
+    for count in (args.events // 10, args.events):
+        path = OUT / f"events-{count}.jsonl"
+        if not path.exists():
+            begin = time.perf_counter()
+            generate(path, count)
+            print(f"generated {count} events in {time.perf_counter() - begin:.1f}s", flush=True)
+        for backend in args.backends.split(","):
+            url = fresh_ledger(backend, f"{backend}_{count}")
+            proc = subprocess.run(
+                [sys.executable, __file__, "--batch-size", str(args.batch_size),
+                 "--workers", str(args.workers), "--child", url, str(path)],
+                check=True, capture_output=True, text=True)
+            figures = {"backend": backend, "workers": args.workers, **json.loads(proc.stdout)}
+            results.append(figures)
+            print(f"{backend:<11} {figures['events']:>9} events  {figures['rate']:>9,.0f} ev/s  "
+                  f"{args.workers} workers  "
+                  f"{figures['seconds']:6.1f}s  peak RSS {figures['peak_rss_mib']:6.1f} MiB  "
+                  f"(quarantined {figures['quarantined']}, unpriced {figures['unpriced']})",
+                  flush=True)
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

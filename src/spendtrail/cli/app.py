@@ -1,0 +1,99 @@
+"""The `spendtrail` command. Faces hold no business logic: parse, call a layer, render."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
+
+from spendtrail.cli import ledger_cmd, prices_cmd, registry_cmd
+from spendtrail.cli.common import console, err_console, fail, ledger, settings
+from spendtrail.errors import SpendtrailError
+from spendtrail.ledger.db import redact_url
+from spendtrail.ledger.ingest import Ingester, IngestReport
+
+app = typer.Typer(
+    help="spendtrail: explainable, chargeable AI API spend.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(registry_cmd.app, name="registry", help="The owner registry.")
+app.add_typer(prices_cmd.app, name="prices", help="The dated, sourced price catalog.")
+app.add_typer(ledger_cmd.app, name="ledger", help="Where the ledger is and what it holds.")
+app.command("costs")(ledger_cmd.costs)
+
+
+@app.command()
+def init() -> None:
+    """Create the spendtrail home, the ledger (migrated) and the spool folder."""
+    s = settings()
+    s.home.mkdir(parents=True, exist_ok=True)
+    s.spool.mkdir(parents=True, exist_ok=True)
+    ledger()
+    console.print(f"ledger: {redact_url(s.ledger_url)}")
+    console.print(f"spool:  {s.spool}")
+    console.print("next: spendtrail registry load REGISTRY.yaml; spendtrail prices import ...")
+
+
+@app.command()
+def ingest(
+    paths: Annotated[
+        list[Path] | None,
+        typer.Argument(help="JSONL event files or folders; default: the sealed spool files."),
+    ] = None,
+    batch_size: Annotated[int, typer.Option(min=1)] = 5000,
+    workers: Annotated[
+        int, typer.Option(min=1, help="processes for large files (default: one per CPU)")
+    ] = os.cpu_count() or 1,
+) -> None:
+    """Validate, price and write events to the ledger; idempotent on event id."""
+    ingester = Ingester(ledger(), batch_size=batch_size, workers=workers)
+    if not paths:
+        report = ingester.ingest_spool(settings().spool)
+    else:
+        missing = [p for p in paths if not p.exists()]
+        if missing:
+            raise SpendtrailError(f"{missing[0]}: no such file or folder")
+        total = sum(f.stat().st_size for p in paths
+                    for f in ([p] if p.is_file() else p.rglob("*.jsonl")))
+        with Progress("[progress.description]{task.description}", BarColumn(),
+                      DownloadColumn(), TimeRemainingColumn(), console=err_console,
+                      transient=True, disable=not err_console.is_terminal) as progress:
+            task = progress.add_task("ingesting", total=total)
+            report = ingester.ingest_paths(paths, lambda n: progress.advance(task, n))
+    _print_report(report)
+    if report.rejected:
+        raise typer.Exit(1)
+
+
+def _print_report(report: IngestReport) -> None:
+    console.print(
+        f"read {report.read}, inserted {report.inserted}, duplicates skipped "
+        f"{report.duplicates}, rejected {len(report.rejected)}"
+    )
+    console.print(
+        f"allocated {report.allocated}, shared {report.shared}, quarantined "
+        f"{report.quarantined}, unpriced {report.unpriced}"
+    )
+    for item in report.rejected[:50]:
+        err_console.print(f"{item.source}:{item.line}: {item.error}", highlight=False)
+    if len(report.rejected) > 50:
+        err_console.print(f"... and {len(report.rejected) - 50} more (spendtrail ledger rejects)")
+
+
+def main() -> None:
+    try:
+        app()
+    except SpendtrailError as exc:
+        try:
+            fail(str(exc))
+        except typer.Exit as done:
+            sys.exit(done.exit_code)
+
+
+if __name__ == "__main__":
+    main()

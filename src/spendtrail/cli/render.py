@@ -1,0 +1,36 @@
+"""Rendering rows as a Rich table, CSV or JSON: one shape for every listing command."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from collections.abc import Sequence
+from enum import StrEnum
+
+from rich.table import Table
+
+from spendtrail.cli.common import console
+
+
+class Format(StrEnum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+
+
+def render(rows: Sequence[dict], fmt: Format, *, title: str | None = None) -> None:
+    if fmt is Format.json:
+        console.print_json(json.dumps(rows, default=str))
+    elif fmt is Format.csv:
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        if rows:
+            writer.writerow(rows[0].keys())
+        writer.writerows([("" if v is None else v) for v in row.values()] for row in rows)
+    else:
+        table = Table(title=title, title_justify="left")
+        for name in rows[0].keys() if rows else ():
+            table.add_column(name.replace("_", " "), overflow="fold")
+        for row in rows:
+            table.add_row(*("" if v is None else str(v) for v in row.values()))
+        console.print(table)

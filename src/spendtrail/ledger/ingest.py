@@ -1,0 +1,395 @@
+"""Batch ingest: journal lines -> validated, priced ledger rows, idempotent on event id.
+
+Each event is checked against the registry version valid when it happened, priced from the
+catalog at its own timestamp, and written with its first cost entry and its share of the
+daily rollups in one transaction per batch. Events already in the ledger are skipped, so a
+spool replayed after a crash or an outage never counts twice. A line that is not a valid
+event is recorded in ``ingest_rejects`` with its file and line; the other lines go on.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from itertools import islice
+from pathlib import Path
+
+import msgspec
+import psycopg
+import sqlalchemy as sa
+
+from spendtrail.events.model import EventError, UsageEvent, decode_event
+from spendtrail.journal.reader import Chunk, JournalLine, event_files, file_chunks, read_lines
+from spendtrail.journal.spool import mark_ingested, sealed_files
+from spendtrail.ledger.schema import ROLLUP_DIMENSIONS, ROLLUP_MEASURES, cost_entries, events
+from spendtrail.pricing import Catalog, price_usage
+from spendtrail.redact import redact
+from spendtrail.registry import Allocation, RegistryHistory, quarantine
+
+COST_UNPRICED = "unpriced"
+COST_NO_USAGE = "no_usage"  # nothing was metered, so nothing can cost anything
+
+EVENT_COLUMNS = tuple(c.name for c in events.columns)
+COST_COLUMNS = tuple(c.name for c in cost_entries.columns if c.name != "id")
+
+_json = msgspec.json.Encoder(decimal_format="string")
+CHUNK_BYTES = 8 * 1024 * 1024  # per worker task: large enough to amortize, small for progress
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    source: str
+    line: int
+    error: str
+
+
+@dataclass
+class IngestReport:
+    read: int = 0
+    inserted: int = 0
+    duplicates: int = 0
+    allocated: int = 0
+    shared: int = 0
+    quarantined: int = 0
+    unpriced: int = 0
+    rejected: list[Rejected] = field(default_factory=list)
+
+    def add(self, other: IngestReport) -> None:
+        for name in ("read", "inserted", "duplicates", "allocated", "shared", "quarantined",
+                     "unpriced"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.rejected.extend(other.rejected)
+
+
+@dataclass(slots=True)
+class _Prepared:
+    event_id: str
+    allocation_status: str
+    cost_status: str
+    event_row: tuple
+    cost_row: tuple
+    rollup_key: tuple
+    rollup_values: tuple
+
+
+class Ingester:
+    """Loads the registry history and price catalog once, then ingests any number of batches."""
+
+    def __init__(self, engine: sa.Engine, *, batch_size: int = 5000, workers: int = 1):
+        self.engine = engine
+        self.batch_size = batch_size
+        self.workers = workers
+        with engine.connect() as conn:
+            self.registry = RegistryHistory.load(conn)
+            self.catalog = Catalog.load(conn)
+        self._writer = _SqliteWriter() if engine.dialect.name == "sqlite" else _PostgresWriter()
+
+    # -- entry points -------------------------------------------------------------------
+
+    def ingest_paths(
+        self, paths: Iterable[Path], on_progress: Callable[[int], None] | None = None
+    ) -> IngestReport:
+        """Ingest JSONL files and folders; `on_progress` receives bytes consumed."""
+        report = IngestReport()
+        for path in event_files(paths):
+            chunks = file_chunks(path, CHUNK_BYTES)
+            if self.workers > 1 and len(chunks) > 1:
+                report.add(self._ingest_parallel(path, chunks, on_progress))
+            else:
+                report.add(self.ingest_lines(read_lines(path), on_progress))
+        return report
+
+    def _ingest_parallel(
+        self, path: Path, chunks: list[Chunk], on_progress: Callable[[int], None] | None
+    ) -> IngestReport:
+        """Worker processes each parse, price and write their own chunks of one file, so
+        one chunk's parsing overlaps another's writing. Safe because ingest is idempotent
+        and rollup upserts add: the result is the same as a single pass."""
+        url = self.engine.url.render_as_string(hide_password=False)
+        report = IngestReport()
+        context = multiprocessing.get_context("spawn")  # no inherited DB connections
+        with context.Pool(self.workers, _init_worker, (url, self.batch_size)) as pool:
+            jobs = [(str(path), chunk) for chunk in chunks]
+            for (_, chunk), part in zip(jobs, pool.imap(_ingest_chunk, jobs), strict=True):
+                report.add(part)
+                if on_progress is not None:
+                    on_progress(chunk.end - chunk.start)
+        return report
+
+    def ingest_spool(self, spool: Path) -> IngestReport:
+        """Ingest every sealed spool file, then move it to ``ingested/``."""
+        report = IngestReport()
+        for path in sealed_files(spool):
+            report.add(self.ingest_lines(read_lines(path)))
+            mark_ingested(path)
+        return report
+
+    def ingest_lines(
+        self, lines: Iterable[JournalLine], on_progress: Callable[[int], None] | None = None
+    ) -> IngestReport:
+        report = IngestReport()
+        for batch in _batched(lines, self.batch_size):
+            prepared, rejected = [], []
+            now = self._writer.timestamp(datetime.now(UTC))
+            for item in batch:
+                try:
+                    prepared.append(self._prepare(decode_event(item.data), now))
+                except EventError as exc:
+                    message = str(exc) if item.complete else f"truncated line ({exc})"
+                    rejected.append((item, message))
+            report.read += len(batch)
+            self._write(prepared, report)
+            if rejected:
+                self._reject(rejected, report)
+            if on_progress is not None:
+                on_progress(sum(len(item.data) + 1 for item in batch))
+        return report
+
+    def ingest_events(self, items: Iterable[UsageEvent]) -> IngestReport:
+        report = IngestReport()
+        for batch in _batched(items, self.batch_size):
+            report.read += len(batch)
+            now = self._writer.timestamp(datetime.now(UTC))
+            self._write([self._prepare(event, now) for event in batch], report)
+        return report
+
+    # -- one event --------------------------------------------------------------------
+
+    def _prepare(self, event: UsageEvent, now: object) -> _Prepared:
+        at = event.started_at
+        found = self.registry.at(at)
+        if found is None:
+            version, allocation = None, quarantine(event.context, ("no_registry",))
+        else:
+            version, registry = found
+            allocation = registry.validate(event.context)
+
+        model = event.model
+        entry = self.catalog.lookup(event.provider, model, at) if model else None
+        if not any(msgspec.structs.astuple(event.usage)):
+            cost_status, currency, amount, breakdown, flags, entry_id = (
+                COST_NO_USAGE, None, 0, {}, (), entry.id if entry else None)
+        elif entry is None:
+            cost_status, currency, amount, breakdown, flags, entry_id = (
+                COST_UNPRICED, None, None, {}, ("no_price_entry",), None)
+        else:
+            cost = price_usage(event.usage, entry)
+            cost_status, currency, amount = cost.status, cost.currency, cost.total_pico
+            breakdown, flags, entry_id = cost.per_meter_pico, cost.flags, entry.id
+
+        w = self._writer
+        day = at.date()
+        event_row = (
+            event.event_id, event.request_id, event.attempt, w.timestamp(at),
+            w.timestamp(event.ended_at) if event.ended_at else None, w.day(day),
+            event.provider, event.endpoint, event.model_requested, event.model_served,
+            event.http_status, event.outcome,
+            allocation.business_unit, allocation.application, allocation.environment,
+            allocation.workload_class, allocation.cost_center, allocation.budget_owner,
+            event.context.job_id, allocation.status, ",".join(allocation.reasons), version,
+            _json.encode(event.context).decode(), _json.encode(event.usage).decode(),
+            json.dumps(event.raw_usage) if event.raw_usage is not None else None,
+            event.provider_request_id, event.response_id, event.gateway_key_id, event.source,
+            now,
+        )
+        cost_row = (
+            event.event_id, 1, cost_status, entry_id, currency, amount,
+            _json.encode(breakdown).decode(), ",".join(flags), now,
+        )
+        usage = event.usage
+        rollup_key = (
+            w.day(day), event.provider, model or "", *_owner(allocation), allocation.status,
+            currency or "",
+        )
+        unpriced = cost_status in (COST_UNPRICED, "incomplete")
+        rollup_values = (
+            1, event.outcome == "success", unpriced, usage.input_tokens,
+            usage.cached_input_tokens, usage.cache_write_tokens, usage.output_tokens,
+            usage.reasoning_tokens, usage.requests, usage.images, amount or 0,
+        )
+        return _Prepared(event.event_id, allocation.status, cost_status, event_row, cost_row,
+                         rollup_key, rollup_values)
+
+    # -- writing ----------------------------------------------------------------------
+
+    def _write(self, prepared: list[_Prepared], report: IngestReport) -> None:
+        unique: dict[str, _Prepared] = {}
+        for row in prepared:
+            unique.setdefault(row.event_id, row)
+        rows = list(unique.values())
+        inserted = self._writer.write(self.engine, rows, _rollups) if rows else set()
+        report.inserted += len(inserted)
+        report.duplicates += len(prepared) - len(inserted)
+        for row in rows:
+            if row.event_id in inserted:
+                setattr(report, row.allocation_status,
+                        getattr(report, row.allocation_status) + 1)
+                report.unpriced += row.cost_status in (COST_UNPRICED, "incomplete")
+
+    def _reject(self, rejected: list[tuple[JournalLine, str]], report: IngestReport) -> None:
+        now = datetime.now(UTC)
+        rows = [
+            {"at": now, "source": item.source, "line": item.line, "error": message[:2000],
+             "raw": redact(item.data[:2000].decode("utf-8", "replace"))}
+            for item, message in rejected
+        ]
+        # A replayed file re-reports the same bad lines; the (source, line) key keeps one row.
+        insert = sa.text(
+            "INSERT INTO ingest_rejects (at, source, line, error, raw) "
+            "VALUES (:at, :source, :line, :error, :raw) ON CONFLICT DO NOTHING"
+        )
+        with self.engine.begin() as conn:
+            conn.execute(insert, rows)
+        report.rejected.extend(Rejected(item.source, item.line, msg) for item, msg in rejected)
+
+
+_worker: Ingester | None = None
+
+
+def _init_worker(url: str, batch_size: int) -> None:
+    global _worker
+    from spendtrail.ledger.db import make_engine
+
+    _worker = Ingester(make_engine(url), batch_size=batch_size)
+
+
+def _ingest_chunk(job: tuple[str, Chunk]) -> IngestReport:
+    path, chunk = job
+    return _worker.ingest_lines(read_lines(Path(path), chunk))
+
+
+def _owner(allocation: Allocation) -> tuple[str, ...]:
+    return (
+        allocation.business_unit or "", allocation.application or "",
+        allocation.environment or "", allocation.workload_class or "",
+        allocation.cost_center or "", allocation.budget_owner or "",
+    )
+
+
+def _rollups(rows: Iterable[_Prepared]) -> list[tuple]:
+    """Sum a batch into rollup rows, sorted so concurrent ingesters lock rows in one order."""
+    sums: dict[tuple, list[int]] = {}
+    for row in rows:
+        acc = sums.get(row.rollup_key)
+        if acc is None:
+            sums[row.rollup_key] = [int(v) for v in row.rollup_values]
+        else:
+            for i, value in enumerate(row.rollup_values):
+                acc[i] += value
+    return [key + tuple(values) for key, values in sorted(sums.items())]
+
+
+_ROLLUP_UPSERT = (
+    f"INSERT INTO rollups_daily ({', '.join(ROLLUP_DIMENSIONS + ROLLUP_MEASURES)}) "
+    f"VALUES ({', '.join(['{p}'] * (len(ROLLUP_DIMENSIONS) + len(ROLLUP_MEASURES)))}) "
+    f"ON CONFLICT ({', '.join(ROLLUP_DIMENSIONS)}) DO UPDATE SET "
+    + ", ".join(f"{m} = rollups_daily.{m} + excluded.{m}" for m in ROLLUP_MEASURES)
+)
+
+
+class _SqliteWriter:
+    """One IMMEDIATE transaction per batch: the write lock is taken before the duplicate check,
+    so no other writer can insert the same ids in between."""
+
+    @staticmethod
+    def timestamp(value: datetime) -> str:
+        # SQLAlchemy's SQLite DateTime storage format (naive UTC), so Core reads parse it.
+        return value.replace(tzinfo=None).isoformat(" ", "microseconds")
+
+    @staticmethod
+    def day(value: date) -> str:
+        return value.isoformat()
+
+    def write(self, engine: sa.Engine, rows: list[_Prepared], rollups) -> set[str]:
+        raw = engine.raw_connection()
+        try:
+            db = raw.driver_connection
+            cursor = db.cursor()
+            cursor.execute("BEGIN IMMEDIATE")
+            try:
+                existing = set()
+                ids = [row.event_id for row in rows]
+                for start in range(0, len(ids), 900):
+                    chunk = ids[start:start + 900]
+                    cursor.execute(
+                        f"SELECT event_id FROM events WHERE event_id IN "
+                        f"({','.join('?' * len(chunk))})", chunk)
+                    existing.update(r[0] for r in cursor.fetchall())
+                new = [row for row in rows if row.event_id not in existing]
+                cursor.executemany(_insert_sql("events", EVENT_COLUMNS, "?"),
+                                   [row.event_row for row in new])
+                cursor.executemany(_insert_sql("cost_entries", COST_COLUMNS, "?"),
+                                   [row.cost_row for row in new])
+                cursor.executemany(_ROLLUP_UPSERT.replace("{p}", "?"), rollups(new))
+                cursor.execute("COMMIT")
+            except BaseException:
+                cursor.execute("ROLLBACK")
+                raise
+            return {row.event_id for row in new}
+        finally:
+            raw.close()
+
+
+class _PostgresWriter:
+    """COPY straight into the tables when the batch's ids are new (the usual case); if any
+    already exists, the savepoint rolls back and the batch goes through a temp table with
+    INSERT .. ON CONFLICT DO NOTHING RETURNING, which says which events are new even with
+    several ingesters running at once."""
+
+    @staticmethod
+    def timestamp(value: datetime) -> datetime:
+        return value
+
+    @staticmethod
+    def day(value: date) -> date:
+        return value
+
+    def write(self, engine: sa.Engine, rows: list[_Prepared], rollups) -> set[str]:
+        raw = engine.raw_connection()
+        try:
+            db = raw.driver_connection
+            with db.transaction(), db.cursor() as cursor:
+                try:
+                    with db.transaction():
+                        _copy(cursor, "events", EVENT_COLUMNS, (r.event_row for r in rows))
+                    new = rows
+                except psycopg.errors.UniqueViolation:
+                    new = self._insert_new(cursor, rows)
+                _copy(cursor, "cost_entries", COST_COLUMNS, (r.cost_row for r in new))
+                cursor.executemany(_ROLLUP_UPSERT.replace("{p}", "%s"), rollups(new))
+            return {row.event_id for row in new}
+        finally:
+            raw.close()
+
+    @staticmethod
+    def _insert_new(cursor, rows: list[_Prepared]) -> list[_Prepared]:
+        columns = ", ".join(EVENT_COLUMNS)
+        cursor.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS staging_events "
+            "(LIKE events INCLUDING DEFAULTS) ON COMMIT DELETE ROWS")
+        _copy(cursor, "staging_events", EVENT_COLUMNS, (r.event_row for r in rows))
+        cursor.execute(
+            f"INSERT INTO events ({columns}) SELECT {columns} FROM staging_events "
+            "ON CONFLICT (event_id) DO NOTHING RETURNING event_id")
+        inserted = {r[0] for r in cursor.fetchall()}
+        return [row for row in rows if row.event_id in inserted]
+
+
+def _copy(cursor, table: str, columns: tuple[str, ...], rows: Iterable[tuple]) -> None:
+    with cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row(row)
+
+
+def _insert_sql(table: str, columns: tuple[str, ...], placeholder: str) -> str:
+    return (f"INSERT INTO {table} ({', '.join(columns)}) "
+            f"VALUES ({', '.join([placeholder] * len(columns))})")
+
+
+def _batched(items: Iterable, size: int) -> Iterator[list]:
+    iterator = iter(items)
+    while batch := list(islice(iterator, size)):
+        yield batch

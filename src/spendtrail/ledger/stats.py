@@ -1,0 +1,39 @@
+"""What the ledger holds, counted."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from spendtrail.ledger.schema import (
+    audit_log,
+    cost_entries,
+    events,
+    ingest_rejects,
+    price_entries,
+    registry_versions,
+)
+
+
+def ledger_stats(conn: sa.Connection) -> dict[str, object]:
+    def count(table, *where) -> int:
+        return conn.execute(sa.select(sa.func.count()).select_from(table).where(*where)).scalar()
+
+    e = events.c
+    first, last = conn.execute(sa.select(sa.func.min(e.day), sa.func.max(e.day))).one()
+    current = cost_entries.c
+    return {
+        "events": count(events),
+        "first_day": first,
+        "last_day": last,
+        "allocated": count(events, e.allocation_status == "allocated"),
+        "shared": count(events, e.allocation_status == "shared"),
+        "quarantined": count(events, e.allocation_status == "quarantined"),
+        "cost_entries": count(cost_entries),
+        "unpriced_cost_entries": count(
+            cost_entries, current.status.in_(("unpriced", "incomplete"))
+        ),
+        "rejected_lines": count(ingest_rejects),
+        "price_entries": count(price_entries),
+        "registry_versions": count(registry_versions),
+        "audit_records": count(audit_log),
+    }

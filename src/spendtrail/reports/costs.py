@@ -1,0 +1,82 @@
+"""Cost by owner, model and day for a period, read from the daily rollups (O(days x groups))."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal
+
+import sqlalchemy as sa
+
+from spendtrail.errors import SpendtrailError
+from spendtrail.ledger.schema import ROLLUP_DIMENSIONS, rollups_daily
+from spendtrail.money import from_pico
+from spendtrail.periods import Period
+
+GROUPABLE = tuple(d for d in ROLLUP_DIMENSIONS if d != "currency")
+
+
+@dataclass
+class CostRow:
+    key: dict[str, str]
+    events: int = 0
+    successes: int = 0
+    unpriced_events: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_pico: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+
+    def cost(self) -> dict[str, Decimal]:
+        return {cur: from_pico(p) for cur, p in sorted(self.cost_pico.items()) if cur}
+
+
+@dataclass
+class CostReport:
+    period: Period
+    group_by: tuple[str, ...]
+    rows: list[CostRow]
+    totals: CostRow
+    quarantined: CostRow
+    shared: CostRow
+
+
+def cost_report(conn: sa.Connection, period: Period, group_by: tuple[str, ...]) -> CostReport:
+    unknown = [g for g in group_by if g not in GROUPABLE]
+    if unknown:
+        raise SpendtrailError(
+            f"cannot group by {', '.join(unknown)}; choose from {', '.join(GROUPABLE)}"
+        )
+    r = rollups_daily.c
+    query = sa.select(rollups_daily).where(
+        r.day >= period.start, r.day < period.end
+    )
+    groups: dict[tuple, CostRow] = {}
+    totals, quarantined, shared = CostRow({}), CostRow({}), CostRow({})
+    for row in conn.execute(query).mappings():
+        key = tuple(_text(row[g]) for g in group_by)
+        target = groups.get(key)
+        if target is None:
+            target = groups[key] = CostRow(dict(zip(group_by, key, strict=True)))
+        buckets = [target, totals]
+        if row["allocation_status"] == "quarantined":
+            buckets.append(quarantined)
+        elif row["allocation_status"] == "shared":
+            buckets.append(shared)
+        for bucket in buckets:
+            _accumulate(bucket, row)
+    rows = sorted(groups.values(), key=lambda c: tuple(c.key.values()))
+    return CostReport(period, group_by, rows, totals, quarantined, shared)
+
+
+def _accumulate(bucket: CostRow, row) -> None:
+    bucket.events += row["events"]
+    bucket.successes += row["successes"]
+    bucket.unpriced_events += row["unpriced_events"]
+    bucket.input_tokens += row["input_tokens"]
+    bucket.output_tokens += row["output_tokens"]
+    bucket.cost_pico[row["currency"]] += row["amount_pico"]
+
+
+def _text(value) -> str:
+    return value.isoformat() if isinstance(value, date) else value
