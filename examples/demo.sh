@@ -17,7 +17,9 @@ spendtrail registry show
 
 step "3. prices with their sources: list prices from genai-prices, the account's own sheet"
 spendtrail prices import genai-prices --provider openai --provider anthropic \
-  --reason "demo: reference list prices"
+  --reason "demo: reference list prices" > demo-out/genai-prices-import.txt
+head -c 600 demo-out/genai-prices-import.txt | head -3
+echo "  ... every price not imported exactly is listed, with why: demo-out/genai-prices-import.txt"
 spendtrail prices import sheet examples/prices.yaml --reason "demo: CometAPI account prices"
 spendtrail prices list --provider cometapi
 

@@ -13,8 +13,9 @@ from rich.markup import escape
 from spendtrail.ledger.db import open_ledger
 from spendtrail.settings import Settings
 
-console = Console()
-err_console = Console(stderr=True)
+# soft_wrap: a message line (often holding a path) is never broken at the terminal width.
+console = Console(soft_wrap=True)
+err_console = Console(stderr=True, soft_wrap=True)
 
 
 @cache
