@@ -45,7 +45,7 @@ def ingest(
         list[Path] | None,
         typer.Argument(help="JSONL event files or folders; default: the sealed spool files."),
     ] = None,
-    batch_size: Annotated[int, typer.Option(min=1)] = 5000,
+    batch_size: Annotated[int, typer.Option(min=1)] = 10_000,
     workers: Annotated[
         int, typer.Option(min=1, help="processes for large files (default: one per CPU)")
     ] = os.cpu_count() or 1,

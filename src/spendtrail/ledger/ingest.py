@@ -78,7 +78,7 @@ class _Prepared:
 class Ingester:
     """Loads the registry history and price catalog once, then ingests any number of batches."""
 
-    def __init__(self, engine: sa.Engine, *, batch_size: int = 5000, workers: int = 1):
+    def __init__(self, engine: sa.Engine, *, batch_size: int = 10_000, workers: int = 1):
         self.engine = engine
         self.batch_size = batch_size
         self.workers = workers
