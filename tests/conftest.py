@@ -7,9 +7,12 @@ import uuid
 
 import pytest
 import sqlalchemy as sa
+from factories import ROOT, SHEET
 
 from spendtrail.ledger.db import make_engine, migrate
 from spendtrail.ledger.schema import metadata
+from spendtrail.pricing import add_entries, load_sheet
+from spendtrail.registry import load_registry, save_version
 
 POSTGRES_URL = os.environ.get(
     "SPENDTRAIL_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
@@ -74,3 +77,15 @@ def _isolated_home(tmp_path, monkeypatch):
     monkeypatch.setenv("SPENDTRAIL_HOME", str(tmp_path / "home"))
     monkeypatch.delenv("SPENDTRAIL_DATABASE_URL", raising=False)
     monkeypatch.setenv("SPENDTRAIL_ACTOR", "test-runner")
+
+
+@pytest.fixture
+def seeded(ledger, tmp_path):
+    """A ledger with the example registry and a small CometAPI price sheet loaded."""
+    sheet = tmp_path / "prices.yaml"
+    sheet.write_text(SHEET)
+    with ledger.begin() as conn:
+        save_version(conn, load_registry(ROOT / "examples" / "registry.yaml"),
+                     source_path="examples/registry.yaml", actor="test")
+        add_entries(conn, load_sheet(sheet), actor="test")
+    return ledger

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_ingest import SHEET, event, write_jsonl
+from factories import SHEET, event, write_jsonl
 
 ROOT = Path(__file__).resolve().parent.parent
 

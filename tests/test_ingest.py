@@ -3,64 +3,18 @@
 from __future__ import annotations
 
 import threading
-from datetime import UTC, datetime
 from decimal import Decimal
-from pathlib import Path
 
-import pytest
 import sqlalchemy as sa
+from factories import event, write_jsonl
 
-from spendtrail.events import AllocationContext, Usage, encode_event, new_event
+from spendtrail.events import encode_event
 from spendtrail.journal.spool import Spool
 from spendtrail.ledger.ingest import Ingester
 from spendtrail.ledger.schema import cost_entries, events, ingest_rejects, rollups_daily
 from spendtrail.money import from_pico
 from spendtrail.periods import parse_period
-from spendtrail.pricing import add_entries, load_sheet
-from spendtrail.registry import load_registry, save_version
 from spendtrail.reports.costs import cost_report
-
-ROOT = Path(__file__).resolve().parent.parent
-SHEET = """
-defaults:
-  provider: cometapi
-  currency: USD
-  kind: contracted
-  effective_from: 2026-01-01
-  source_url: https://api.cometapi.com/pricing
-  checked_at: 2026-10-01
-  checked_by: finance-partner
-prices:
-  - model: gpt-4o-mini
-    prices: {input_tokens: "0.15", cached_input_tokens: "0.075", output_tokens: "0.60"}
-  - model: gpt-4o
-    prices: {input_tokens: "2.50", output_tokens: "10.00"}
-"""
-AT = datetime(2026, 10, 5, 12, tzinfo=UTC)
-
-
-@pytest.fixture
-def seeded(ledger, tmp_path):
-    sheet = tmp_path / "prices.yaml"
-    sheet.write_text(SHEET)
-    with ledger.begin() as conn:
-        save_version(conn, load_registry(ROOT / "examples" / "registry.yaml"),
-                     source_path="examples/registry.yaml", actor="test")
-        add_entries(conn, load_sheet(sheet), actor="test")
-    return ledger
-
-
-def event(app="search-summaries", env="production", model="gpt-4o-mini", **usage):
-    return new_event(
-        started_at=AT, provider="cometapi", model_requested=model,
-        context=AllocationContext(application=app, environment=env, workload_class="batch"),
-        usage=Usage(**(usage or {"input_tokens": 1000, "output_tokens": 500})),
-    )
-
-
-def write_jsonl(path: Path, items, tail: bytes = b"") -> Path:
-    path.write_bytes(b"".join(encode_event(e) + b"\n" for e in items) + tail)
-    return path
 
 
 def totals(engine) -> tuple:

@@ -13,7 +13,9 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColu
 from spendtrail.cli import ledger_cmd, prices_cmd, registry_cmd
 from spendtrail.cli.common import console, err_console, fail, ledger, settings
 from spendtrail.errors import SpendtrailError
+from spendtrail.journal.spool import waiting
 from spendtrail.ledger.db import redact_url
+from spendtrail.ledger.follow import follow
 from spendtrail.ledger.ingest import Ingester, IngestReport
 
 app = typer.Typer(
@@ -49,8 +51,15 @@ def ingest(
     workers: Annotated[
         int, typer.Option(min=1, help="processes for large files (default: one per CPU)")
     ] = os.cpu_count() or 1,
+    follow_spool: Annotated[
+        bool, typer.Option("--follow", help="keep ingesting the spool until interrupted")
+    ] = False,
+    interval: Annotated[float, typer.Option(min=0.05, help="seconds between rounds")] = 1.0,
 ) -> None:
     """Validate, price and write events to the ledger; idempotent on event id."""
+    if follow_spool:
+        _follow(interval)
+        return
     ingester = Ingester(ledger(), batch_size=batch_size, workers=workers)
     if not paths:
         report = ingester.ingest_spool(settings().spool)
@@ -68,6 +77,24 @@ def ingest(
     _print_report(report)
     if report.rejected:
         raise typer.Exit(1)
+
+
+def _follow(interval: float) -> None:
+    def outage(error: Exception) -> None:
+        count, age = waiting(settings().spool)
+        err_console.print(f"ledger unavailable ({type(error).__name__}); {count} spool files "
+                          f"wait, oldest {age:.0f}s; retrying", highlight=False)
+
+    def report(result: IngestReport) -> None:
+        if result.read:
+            _print_report(result)
+
+    console.print(f"following {settings().spool} (Ctrl-C to stop)")
+    try:
+        follow(settings().ledger_url, settings().spool, interval=interval, on_report=report,
+               on_outage=outage)
+    except KeyboardInterrupt:
+        pass
 
 
 def _print_report(report: IngestReport) -> None:

@@ -1,31 +1,48 @@
 """The capture-side journal: append-only JSONL spool files.
 
-A writer appends to ``<name>.jsonl.open``; when the file is rotated or the writer closes it
-is renamed to ``<name>.jsonl`` ("sealed"). The ingester only reads sealed files and moves
-them to ``ingested/`` when every line is in the ledger, so a file is never read while it
-is still growing, and a crash between ingest and move only causes an idempotent replay.
+A writer appends to ``events-<time>-<pid>-<n>.jsonl.open``; when the file reaches its size or
+age limit, or the writer closes it, it is renamed to ``.jsonl`` ("sealed"). The ingester only
+reads sealed files and moves them to ``ingested/`` when every line is in the ledger, so a file
+is never read while it is still growing, and a crash between ingest and move only causes an
+idempotent replay. A writer killed outright leaves its ``.open`` file behind:
+``recover_orphans`` seals the files of writers that no longer run.
+
+Each append is flushed to the operating system before it returns, which survives the death of
+the writing process (SIGKILL included); ``fsync=True`` also survives power loss, at a cost.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import threading
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 from spendtrail.events.model import UsageEvent, encode_event
 
 OPEN_SUFFIX = ".jsonl.open"
+_WRITER_PID = re.compile(r"-(\d+)-\d+\.jsonl\.open$")
 
 
 class Spool:
-    def __init__(self, directory: Path, *, max_bytes: int = 64 * 1024 * 1024, fsync: bool = False):
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        max_bytes: int = 64 * 1024 * 1024,
+        max_age: float = 1.0,
+        fsync: bool = False,
+    ):
         self.directory = directory
         self.max_bytes = max_bytes
+        self.max_age = max_age  # seconds: how stale the ledger may get behind capture
         self.fsync = fsync
         self._lock = threading.Lock()
         self._handle = None
         self._path: Path | None = None
+        self._opened_at = 0.0
         self._sequence = 0
         directory.mkdir(parents=True, exist_ok=True)
 
@@ -38,7 +55,15 @@ class Spool:
             self._handle.flush()
             if self.fsync:
                 os.fsync(self._handle.fileno())
-            if self._handle.tell() >= self.max_bytes:
+            if (self._handle.tell() >= self.max_bytes
+                    or time.monotonic() - self._opened_at >= self.max_age):
+                self._seal()
+
+    def seal_if_idle(self) -> None:
+        """Seal the open file once it is older than ``max_age``; call it from a timer so an
+        idle writer's last events still reach the ledger."""
+        with self._lock:
+            if self._handle is not None and time.monotonic() - self._opened_at >= self.max_age:
                 self._seal()
 
     def close(self) -> None:
@@ -51,6 +76,7 @@ class Spool:
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
         self._path = self.directory / f"events-{stamp}-{os.getpid()}-{self._sequence}{OPEN_SUFFIX}"
         self._handle = self._path.open("ab")
+        self._opened_at = time.monotonic()
 
     def _seal(self) -> None:
         self._handle.close()
@@ -63,6 +89,41 @@ class Spool:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def recover_orphans(directory: Path) -> list[Path]:
+    """Seal the ``.open`` files of writers that are no longer running, so their events are
+    ingested. A torn last line (the writer died mid-append) is rejected at ingest; its client
+    never received the end of that response."""
+    recovered = []
+    for path in sorted(directory.glob(f"*{OPEN_SUFFIX}")) if directory.is_dir() else ():
+        match = _WRITER_PID.search(path.name)
+        if match is None or _alive(int(match[1])):
+            continue
+        sealed = path.with_name(path.name.removesuffix(".open"))
+        path.rename(sealed)
+        recovered.append(sealed)
+    return recovered
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def waiting(directory: Path) -> tuple[int, float]:
+    """Journal lag: how many files wait for ingest, and the age in seconds of the oldest."""
+    files = [*directory.glob(f"*{OPEN_SUFFIX}"), *sealed_files(directory)] \
+        if directory.is_dir() else []
+    if not files:
+        return 0, 0.0
+    oldest = min(f.stat().st_mtime for f in files)
+    return len(files), max(0.0, time.time() - oldest)
 
 
 def sealed_files(directory: Path) -> list[Path]:
