@@ -1,0 +1,27 @@
+"""A named test double of an OpenAI-compatible provider that bills like CometAPI.
+
+Deterministic usage, configurable latency and faults, and a provider-side usage log in
+CometAPI's export format, so the gateway, the demo, the benchmarks and reconciliation can be
+exercised without a real provider. See docs/simulator.md.
+"""
+
+from spendtrail.simulator.app import FAULT_HEADER, REQUEST_ID_HEADER, make_app
+from spendtrail.simulator.config import (
+    DEFAULT_PRICES,
+    FAULTS,
+    ModelPrice,
+    SimulatorConfig,
+    SimulatorConfigError,
+    load_keys,
+    load_prices,
+    spread_error_rate,
+)
+from spendtrail.simulator.server import run_simulator, serve_in_thread
+from spendtrail.simulator.usage_log import CSV_HEADER, QUOTA_PER_USD, quota_for
+
+__all__ = [
+    "CSV_HEADER", "DEFAULT_PRICES", "FAULTS", "FAULT_HEADER", "QUOTA_PER_USD",
+    "REQUEST_ID_HEADER", "ModelPrice", "SimulatorConfig", "SimulatorConfigError", "load_keys",
+    "load_prices", "make_app", "quota_for", "run_simulator", "serve_in_thread",
+    "spread_error_rate",
+]
