@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
 
-from spendtrail.cli import ledger_cmd, prices_cmd, registry_cmd, simulator_cmd
+from spendtrail.cli import gateway_cmd, ledger_cmd, prices_cmd, registry_cmd, simulator_cmd
 from spendtrail.cli.common import console, err_console, fail, ledger, settings
 from spendtrail.errors import SpendtrailError
 from spendtrail.journal.spool import waiting
@@ -28,6 +28,8 @@ app.add_typer(prices_cmd.app, name="prices", help="The dated, sourced price cata
 app.add_typer(ledger_cmd.app, name="ledger", help="Where the ledger is and what it holds.")
 app.command("costs")(ledger_cmd.costs)
 app.command("simulate-provider")(simulator_cmd.simulate_provider)
+app.command("gateway")(gateway_cmd.gateway)
+app.add_typer(gateway_cmd.keys_app, name="keys", help="Gateway keys: create, list, revoke, rotate.")
 
 
 @app.command()

@@ -174,3 +174,21 @@ ingest_rejects = sa.Table(
     sa.Column("raw", sa.Text, nullable=False),
     sa.UniqueConstraint("source", "line", name="uq_ingest_rejects_source_line"),
 )
+
+# Keys the gateway issues to applications. Only a SHA-256 of the key is kept; the prefix is
+# for people to tell keys apart. A key is valid until revoked_at, which rotation may set in
+# the future to give callers a grace period.
+gateway_keys = sa.Table(
+    "gateway_keys",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("application", sa.String(200), nullable=False),
+    sa.Column("environment", sa.String(200)),
+    sa.Column("key_hash", sa.String(64), nullable=False),
+    sa.Column("key_prefix", sa.String(20), nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("created_by", sa.String(200), nullable=False),
+    sa.Column("revoked_at", Timestamp),
+    sa.Column("rotated_from", sa.String(64)),
+    sa.UniqueConstraint("key_hash", name="uq_gateway_keys_key_hash"),
+)

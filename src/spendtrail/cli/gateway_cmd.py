@@ -1,0 +1,231 @@
+"""`spendtrail gateway` (run the OpenAI-compatible gateway) and `spendtrail keys`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from spendtrail.cli.common import actor, console, err_console, fail, ledger, settings
+from spendtrail.errors import SpendtrailError
+from spendtrail.gateway import (
+    PROFILES,
+    GatewayConfig,
+    GatewayKey,
+    Policy,
+    create_key,
+    load_keys,
+    load_policy,
+    revoke_key,
+    rotate_key,
+    serve,
+    upstream_key,
+)
+from spendtrail.gateway.identity import MODES
+from spendtrail.ledger.db import redact_url
+
+keys_app = typer.Typer(
+    help="Gateway keys: issued per application, shown once, stored hashed.",
+    no_args_is_help=True,
+)
+
+Reason = Annotated[str, typer.Option(help="Why; kept in the audit log.")]
+
+
+class OutputFormat(StrEnum):
+    table = "table"
+    json = "json"
+
+
+@keys_app.command("create")
+def create(
+    application: Annotated[str, typer.Option(help="Application id from the registry.")],
+    environment: Annotated[
+        str | None,
+        typer.Option(help="Fix the environment too; default: the caller may name one."),
+    ] = None,
+    reason: Reason = "",
+) -> None:
+    """Issue a gateway key. The key is printed once; only its hash is stored."""
+    try:
+        with ledger().begin() as conn:
+            key, value = create_key(conn, application=application, environment=environment,
+                                    actor=actor(), reason=reason)
+    except SpendtrailError as exc:
+        fail(str(exc))
+    err_console.print(
+        f"created gateway key {key.id} for {escape(_scope(key))}; it is shown only now, "
+        "store it in the application's secret store:",
+        highlight=False,
+    )
+    typer.echo(value)  # alone on stdout, so it can be piped into a secret store
+
+
+@keys_app.command("list")
+def list_keys(
+    output_format: Annotated[
+        OutputFormat, typer.Option("--format", help="Output format.")
+    ] = OutputFormat.table,
+) -> None:
+    """Every gateway key with its prefix, owner and state (never the key itself)."""
+    with ledger().connect() as conn:
+        keys = load_keys(conn)
+    now = datetime.now(UTC)
+    if output_format is OutputFormat.json:
+        typer.echo(json.dumps([{**key.record(), "active": key.active(now)} for key in keys],
+                              indent=2, default=str))
+        return
+    table = Table(title="Gateway keys")
+    for column in ("Id", "Prefix", "Application", "Environment", "Created", "State"):
+        table.add_column(column, overflow="fold")
+    for key in keys:
+        table.add_row(key.id, key.key_prefix + "…", escape(key.application),
+                      escape(key.environment or "any"),
+                      f"{_when(key.created_at)} by {escape(key.created_by)}", _state(key, now))
+    console.print(table)
+
+
+@keys_app.command("revoke")
+def revoke(key_id: Annotated[str, typer.Argument(help="Key id (keys list).")],
+           reason: Reason = "") -> None:
+    """Revoke a key; running gateways refuse it within their refresh interval."""
+    try:
+        with ledger().begin() as conn:
+            key = revoke_key(conn, key_id, actor=actor(), reason=reason)
+    except SpendtrailError as exc:
+        fail(str(exc))
+    console.print(f"revoked {key.id} ({escape(_scope(key))}) at {_when(key.revoked_at)}",
+                  highlight=False)
+
+
+@keys_app.command("rotate")
+def rotate(
+    key_id: Annotated[str, typer.Argument(help="Key id (keys list).")],
+    grace: Annotated[
+        int, typer.Option(min=0, help="Seconds the old key keeps working.")
+    ] = 0,
+    reason: Reason = "",
+) -> None:
+    """Issue a new key for the same application and environment and revoke the old one
+    (after the grace period). The new key is printed once."""
+    try:
+        with ledger().begin() as conn:
+            key, value = rotate_key(conn, key_id, actor=actor(), reason=reason,
+                                    grace=timedelta(seconds=grace))
+    except SpendtrailError as exc:
+        fail(str(exc))
+    err_console.print(
+        f"rotated {key_id} to {key.id} for {escape(_scope(key))}; the old key stops working "
+        f"{'now' if not grace else f'in {grace} s'}. The new key is shown only now:",
+        highlight=False,
+    )
+    typer.echo(value)
+
+
+def gateway(
+    upstream: Annotated[
+        str | None,
+        typer.Option(help="OpenAI-compatible base URL; default: the profile's."),
+    ] = None,
+    profile: Annotated[
+        str,
+        typer.Option(help=f"Upstream profile: {', '.join(PROFILES)} or custom. Sets the "
+                     "default URL, provider name and key variable."),
+    ] = "cometapi",
+    provider: Annotated[
+        str | None,
+        typer.Option(help="Provider name in events and the price catalog; default: the "
+                     "profile name."),
+    ] = None,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535)] = 8787,
+    policy_file: Annotated[
+        Path | None, typer.Option(help="YAML header policy (docs/gateway.md).")
+    ] = None,
+    policy: Annotated[
+        list[str] | None,
+        typer.Option(help="ENV=reject|quarantine, repeatable; '*=MODE' sets the default. "
+                     "Overrides --policy-file."),
+    ] = None,
+    refresh_seconds: Annotated[
+        float, typer.Option(min=0.1, help="How often keys, registry and prices reload.")
+    ] = 2.0,
+    connect_timeout: Annotated[float, typer.Option(min=0.1)] = 10.0,
+    read_timeout: Annotated[
+        float, typer.Option(min=0.1, help="Longest silence from the provider, in seconds.")
+    ] = 600.0,
+) -> None:
+    """Run the OpenAI-compatible gateway. The provider key comes from the environment
+    (SPENDTRAIL_UPSTREAM_KEY, or the profile's variable such as COMETAPI_KEY)."""
+    if profile not in PROFILES and profile != "custom":
+        fail(f"--profile: expected one of {', '.join(PROFILES)}, custom; got '{profile}'")
+    if profile == "custom" and (upstream is None or provider is None):
+        fail("--profile custom needs --upstream URL and --provider NAME")
+    try:
+        key = upstream_key(profile)
+        chosen = load_policy(policy_file) if policy_file else Policy()
+        chosen = _with_overrides(chosen, policy or [])
+    except SpendtrailError as exc:
+        fail(str(exc))
+    s = settings()
+    config = GatewayConfig(
+        upstream_url=upstream or PROFILES[profile].base_url,
+        upstream_key=key,
+        provider=(provider or profile).lower(),
+        ledger_url=s.ledger_url,
+        spool_dir=s.spool,
+        policy=chosen,
+        refresh_seconds=refresh_seconds,
+        connect_timeout=connect_timeout,
+        read_timeout=read_timeout,
+    )
+    ledger()  # create or migrate the ledger before serving, with the CLI's usual errors
+    rules = ", ".join(f"{env}={mode}" for env, mode in sorted(chosen.modes.items()))
+    err_console.print(
+        f"spendtrail gateway on http://{host}:{port}/v1 -> {escape(config.upstream_url)} "
+        f"(provider {config.provider}, key from the environment)\n"
+        f"  ledger {escape(redact_url(s.ledger_url))}, spool {escape(str(s.spool))}\n"
+        f"  header policy: {rules or 'none'}, otherwise {chosen.default}",
+        highlight=False,
+    )
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve(config, host, port))
+
+
+def _with_overrides(policy: Policy, rules: list[str]) -> Policy:
+    modes = dict(policy.modes)
+    default = policy.default
+    for rule in rules:
+        env, sep, mode = rule.partition("=")
+        if not sep or not env or mode not in MODES:
+            raise SpendtrailError(f"--policy: expected ENV=reject|quarantine, got '{rule}'")
+        if env == "*":
+            default = mode  # type: ignore[assignment]
+        else:
+            modes[env] = mode  # type: ignore[assignment]
+    return Policy(modes, default)
+
+
+def _scope(key: GatewayKey) -> str:
+    return key.application + (f" in {key.environment}" if key.environment else "")
+
+
+def _when(value: datetime | None) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC") if value else ""
+
+
+def _state(key: GatewayKey, now: datetime) -> str:
+    if key.revoked_at is None:
+        return "active"
+    if key.active(now):
+        return f"active until {_when(key.revoked_at)}"
+    return f"revoked {_when(key.revoked_at)}"
+

@@ -1,0 +1,76 @@
+"""Gateway configuration: the upstream profile, its key from the environment, the header
+policy and the limits. The upstream key is never part of a repr, log line or message."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from spendtrail.errors import SpendtrailError
+from spendtrail.gateway.budget import BudgetGate, NoBudgets
+from spendtrail.gateway.identity import Policy
+
+UPSTREAM_KEY_ENV = "SPENDTRAIL_UPSTREAM_KEY"
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    base_url: str
+    key_env: str  # read when SPENDTRAIL_UPSTREAM_KEY is not set
+
+
+PROFILES: dict[str, Profile] = {
+    "cometapi": Profile("https://api.cometapi.com/v1", "COMETAPI_KEY"),
+    "openai": Profile("https://api.openai.com/v1", "OPENAI_API_KEY"),
+}
+
+
+class GatewayConfigError(SpendtrailError):
+    """A gateway setting that cannot be used."""
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    upstream_url: str
+    upstream_key: str = field(repr=False)
+    provider: str  # as in the price catalog and the events: "cometapi", "openai", ...
+    ledger_url: str
+    spool_dir: Path
+    policy: Policy = field(default_factory=Policy)
+    refresh_seconds: float = 2.0  # how soon a revoked key, new registry or price applies
+    rotate_seconds: float = 30.0  # how often the spool file is sealed for the ingester
+    connect_timeout: float = 10.0
+    read_timeout: float = 600.0  # longest silence from the provider, streams included
+    max_request_bytes: int = 32 * 1024 * 1024
+    max_response_bytes: int = 64 * 1024 * 1024  # non-streamed bodies
+    spool_fsync: bool = False
+    budget: BudgetGate = field(default_factory=NoBudgets)
+
+
+def upstream_key(profile: str | None, environ: Mapping[str, str] = os.environ) -> str:
+    """The provider key: SPENDTRAIL_UPSTREAM_KEY, else the profile's variable."""
+    names = [UPSTREAM_KEY_ENV]
+    if profile in PROFILES:
+        names.append(PROFILES[profile].key_env)
+    for name in names:
+        if environ.get(name):
+            return environ[name]
+    raise GatewayConfigError(f"no upstream key: set {' or '.join(names)} in the gateway's "
+                             "environment")
+
+
+def load_policy(path: Path) -> Policy:
+    """The header policy from a YAML file (schema: docs/gateway.md)."""
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except OSError as exc:
+        raise GatewayConfigError(f"{path}: cannot read the policy: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise GatewayConfigError(f"{path}: malformed YAML: {exc}") from None
+    if not isinstance(document, dict):
+        raise GatewayConfigError(f"{path}: expected a mapping with default and environments")
+    return Policy.parse(document.get("policy", document), source=str(path))

@@ -1,0 +1,126 @@
+"""Gateway counters in the Prometheus text format (version 0.0.4), kept in plain dicts:
+the gateway is one event loop, so no locks are needed on the request path."""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from decimal import Decimal
+from pathlib import Path
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.requests: dict[tuple[str, int], int] = defaultdict(int)  # (endpoint, status)
+        self.attempts: dict[tuple[str, str], int] = defaultdict(int)  # (endpoint, outcome)
+        self.retries = 0
+        self.rejected: dict[str, int] = defaultdict(int)  # refusal code
+        self.tokens: dict[str, int] = defaultdict(int)  # meter
+        self.cost: dict[str, Decimal] = defaultdict(Decimal)  # currency
+        self.unpriced = 0
+        self.quarantined = 0
+        self.journal_errors = 0
+        self.latency_counts = [0] * (len(LATENCY_BUCKETS) + 1)
+        self.latency_sum = 0.0
+
+    def observe_latency(self, seconds: float) -> None:
+        self.latency_sum += seconds
+        for index, bound in enumerate(LATENCY_BUCKETS):
+            if seconds <= bound:
+                self.latency_counts[index] += 1
+                return
+        self.latency_counts[-1] += 1
+
+    def render(self, *, spool: Path, snapshot_age: float, keys: int) -> str:
+        out: list[str] = []
+
+        def family(name: str, kind: str, help_text: str) -> None:
+            out.append(f"# HELP {name} {help_text}")
+            out.append(f"# TYPE {name} {kind}")
+
+        family("spendtrail_gateway_requests_total", "counter",
+               "Requests answered on /v1, by endpoint and HTTP status.")
+        for (endpoint, status), count in sorted(self.requests.items()):
+            out.append(f'spendtrail_gateway_requests_total{{endpoint="{_esc(endpoint)}",'
+                       f'code="{status}"}} {count}')
+        family("spendtrail_gateway_attempts_total", "counter",
+               "Attempts forwarded to the provider (one event each), by outcome.")
+        for (endpoint, outcome), count in sorted(self.attempts.items()):
+            out.append(f'spendtrail_gateway_attempts_total{{endpoint="{_esc(endpoint)}",'
+                       f'outcome="{outcome}"}} {count}')
+        family("spendtrail_gateway_retries_total", "counter",
+               "Attempts that were client retries (attempt > 1).")
+        out.append(f"spendtrail_gateway_retries_total {self.retries}")
+        family("spendtrail_gateway_rejected_total", "counter",
+               "Requests refused before reaching the provider, by error code.")
+        for code, count in sorted(self.rejected.items()):
+            out.append(f'spendtrail_gateway_rejected_total{{code="{code}"}} {count}')
+        family("spendtrail_gateway_tokens_total", "counter", "Metered usage, by meter.")
+        for meter, count in sorted(self.tokens.items()):
+            out.append(f'spendtrail_gateway_tokens_total{{meter="{meter}"}} {count}')
+        family("spendtrail_gateway_cost_total", "counter",
+               "Cost of priced calls at capture time, by currency.")
+        for currency, amount in sorted(self.cost.items()):
+            out.append(f'spendtrail_gateway_cost_total{{currency="{currency}"}} {amount}')
+        family("spendtrail_gateway_unpriced_total", "counter",
+               "Metered calls with no price entry (or an incomplete one).")
+        out.append(f"spendtrail_gateway_unpriced_total {self.unpriced}")
+        family("spendtrail_gateway_quarantined_total", "counter",
+               "Calls served but quarantined by the header policy.")
+        out.append(f"spendtrail_gateway_quarantined_total {self.quarantined}")
+        family("spendtrail_gateway_journal_errors_total", "counter",
+               "Events that could not be written to the journal.")
+        out.append(f"spendtrail_gateway_journal_errors_total {self.journal_errors}")
+        family("spendtrail_gateway_upstream_latency_seconds", "histogram",
+               "Time from forwarding a request to the provider's response headers.")
+        cumulative = 0
+        for bound, count in zip((*LATENCY_BUCKETS, "+Inf"), self.latency_counts, strict=True):
+            cumulative += count
+            out.append(f'spendtrail_gateway_upstream_latency_seconds_bucket{{le="{bound}"}} '
+                       f"{cumulative}")
+        out.append(f"spendtrail_gateway_upstream_latency_seconds_sum {self.latency_sum:.6f}")
+        out.append(f"spendtrail_gateway_upstream_latency_seconds_count {cumulative}")
+        files, size, oldest = journal_backlog(spool)
+        family("spendtrail_journal_pending_files", "gauge",
+               "Spool files not yet ingested into the ledger.")
+        out.append(f"spendtrail_journal_pending_files {files}")
+        family("spendtrail_journal_pending_bytes", "gauge", "Bytes of spool not yet ingested.")
+        out.append(f"spendtrail_journal_pending_bytes {size}")
+        family("spendtrail_journal_lag_seconds", "gauge",
+               "Age of the oldest spool file not yet ingested (0 when none).")
+        out.append(f"spendtrail_journal_lag_seconds {oldest:.3f}")
+        family("spendtrail_gateway_snapshot_age_seconds", "gauge",
+               "Seconds since keys, registry and prices were last loaded from the ledger.")
+        out.append(f"spendtrail_gateway_snapshot_age_seconds {snapshot_age:.3f}")
+        family("spendtrail_gateway_keys", "gauge", "Gateway keys loaded (revoked included).")
+        out.append(f"spendtrail_gateway_keys {keys}")
+        return "\n".join(out) + "\n"
+
+
+def journal_backlog(spool: Path) -> tuple[int, int, float]:
+    """Files, bytes and age in seconds of the oldest file in the spool not yet ingested
+    (ingested files are moved to a subfolder, so what is left is the backlog)."""
+    files = size = 0
+    oldest: float | None = None
+    now = time.time()
+    try:
+        entries = list(spool.iterdir())
+    except OSError:
+        return 0, 0, 0.0
+    for path in entries:
+        if not path.name.endswith((".jsonl", ".jsonl.open")):
+            continue
+        try:
+            stat = path.stat()
+        except OSError:  # ingested or sealed between listing and stat
+            continue
+        files += 1
+        size += stat.st_size
+        oldest = stat.st_ctime if oldest is None else min(oldest, stat.st_ctime)
+    return files, size, 0.0 if oldest is None else max(0.0, now - oldest)
+
+
+def _esc(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")

@@ -1,0 +1,526 @@
+"""Forwarding one call to the provider and recording it as exactly one UsageEvent.
+
+The event is appended to the journal before the client gets its last byte: before the body
+of a complete response, and before the final event of a stream (``[DONE]`` or the Responses
+API's terminal event). The gateway never retries; every attempt is its own event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+import msgspec
+from aiohttp import web
+from multidict import CIMultiDict
+
+from spendtrail.events.ids import new_event_id
+from spendtrail.events.model import Outcome, Usage, UsageEvent, outcome_for_status
+from spendtrail.gateway.config import GatewayConfig
+from spendtrail.gateway.errors import error_body, error_response, sse_error
+from spendtrail.gateway.identity import CONTEXT_PREFIX, Identity, Refusal, resolve
+from spendtrail.gateway.keys import GatewayKey
+from spendtrail.gateway.linking import IDEMPOTENCY_HEADER, RETRY_HEADER, RetryLinker, retry_count
+from spendtrail.gateway.metrics import Metrics
+from spendtrail.gateway.state import Snapshot
+from spendtrail.gateway.usage import ResponseFacts, SseTracker, facts_from_body
+from spendtrail.journal.spool import Spool
+from spendtrail.money import from_pico
+from spendtrail.pricing import INCOMPLETE, CostBreakdown, price_usage
+from spendtrail.redact import PLACEHOLDER, redact
+
+log = logging.getLogger("spendtrail.gateway")
+
+METERED = frozenset({
+    "/v1/chat/completions",
+    "/v1/completions",
+    "/v1/embeddings",
+    "/v1/responses",
+    "/v1/images/generations",
+})
+KNOWN = METERED | {"/v1/models"}
+# Endpoints whose streams report usage only when asked with stream_options.include_usage.
+_INCLUDE_USAGE = frozenset({"/v1/chat/completions", "/v1/completions"})
+# Provider request id headers, in order of preference: CometAPI (new-api), then OpenAI.
+PROVIDER_ID_HEADERS = ("X-Oneapi-Request-Id", "x-request-id")
+
+_HOP_BY_HOP = frozenset({
+    "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
+    "transfer-encoding", "upgrade", "host", "content-length",
+})
+_NOT_UPSTREAM = _HOP_BY_HOP | {"authorization", "accept-encoding", "cookie"}
+# The body reaches the client decompressed, so the provider's encoding headers do not apply.
+_NOT_DOWNSTREAM = _HOP_BY_HOP | {"content-encoding", "set-cookie", "date", "server"}
+
+_DRAIN_SECONDS = 1.0
+_decode = msgspec.json.Decoder()
+_encode = msgspec.json.Encoder()
+
+
+class _ClientGone(Exception):
+    """The client closed the connection while we were writing to it."""
+
+
+@dataclass(slots=True)
+class Call:
+    """One attempt in flight: what the event will say, gathered as the call proceeds."""
+
+    event_id: str
+    request_id: str
+    attempt: int
+    started_at: datetime
+    endpoint: str
+    key: GatewayKey
+    identity: Identity
+    model_requested: str | None
+    provider_request_id: str | None = None
+    recorded: bool = False
+    cost: str = ""  # the X-Spendtrail-Cost value, once recorded
+
+
+class Proxy:
+    def __init__(self, config: GatewayConfig, spool: Spool, metrics: Metrics) -> None:
+        self.config = config
+        self.spool = spool
+        self.metrics = metrics
+        self.linker = RetryLinker()
+        self.snapshot: Snapshot | None = None
+        self.session: aiohttp.ClientSession | None = None
+        self._base = config.upstream_url.rstrip("/")
+        self._auth = f"Bearer {config.upstream_key}"
+        self._secret = config.upstream_key.encode()
+
+    # -- entry ----------------------------------------------------------------------------
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        started = datetime.now(UTC)
+        path = request.path
+        label = path if path in KNOWN else "other"
+        response = await self._handle(request, started, path)
+        self.metrics.requests[label, response.status] += 1
+        return response
+
+    async def _handle(
+        self, request: web.Request, started: datetime, path: str
+    ) -> web.StreamResponse:
+        if any(part in (".", "..") for part in path.split("/")):
+            # The upstream would resolve them: /v1/../x must not reach outside its /v1.
+            return self._refuse(Refusal(400, "the path must not contain . or .. segments",
+                                        "invalid_path", None))
+        snapshot = self.snapshot
+        assert snapshot is not None, "the app's startup loads the snapshot"
+        key = self._authenticate(request.headers.get("Authorization"), snapshot, started)
+        if isinstance(key, Refusal):
+            return self._refuse(key)
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            return self._refuse(Refusal(
+                413, f"request body exceeds {self.config.max_request_bytes} bytes",
+                "request_too_large", None))
+        found = snapshot.registry_at(started)
+        identity = resolve(key, request.headers, found[1] if found else None,
+                           self.config.policy)
+        if isinstance(identity, Refusal):
+            return self._refuse(identity)
+        payload = _json_object(body) if path in METERED else None
+        model = _label(payload.get("model")) if payload else None
+        budget = await self.config.budget.check(identity.context, model)
+        if not budget.allow:
+            return self._refuse(Refusal(429, budget.message or "budget exceeded",
+                                        "spendtrail_budget_exceeded", None))
+
+        event_id = new_event_id()
+        request_id, attempt = self.linker.link(
+            key_id=key.id,
+            idempotency_key=request.headers.get(IDEMPOTENCY_HEADER),
+            retry_count=retry_count(request.headers.get(RETRY_HEADER)),
+            method=request.method,
+            path=request.raw_path,
+            body=body,
+            event_id=event_id,
+        )
+        call = Call(event_id, request_id, attempt, started, path[:200], key, identity, model)
+        ours = {
+            "X-Spendtrail-Request-Id": request_id,
+            "X-Spendtrail-Event-Id": event_id,
+            "X-Spendtrail-Allocation": identity.status,
+            "X-Spendtrail-Budget": budget.state,
+        }
+
+        streaming = bool(payload) and payload.get("stream") is True
+        strip_usage = False
+        if streaming and path in _INCLUDE_USAGE:
+            options = payload.get("stream_options")
+            if not (isinstance(options, dict) and options.get("include_usage") is True):
+                # Ask for exact usage; the extra chunk is dropped before the client sees it.
+                payload["stream_options"] = {**(options if isinstance(options, dict) else {}),
+                                             "include_usage": True}
+                body = _encode.encode(payload)
+                strip_usage = True
+
+        sent = time.monotonic()
+        try:
+            upstream = await self.session.request(
+                request.method,
+                self._base + request.raw_path[3:],  # raw_path starts with /v1
+                data=body or None,
+                headers=self._upstream_headers(request),
+                allow_redirects=False,
+            )
+        except TimeoutError:
+            return self._failed(call, ours, 504, "upstream_timeout",
+                                "the provider did not answer in time")
+        except aiohttp.ClientConnectorError:
+            return self._failed(call, ours, 502, "upstream_unreachable",
+                                "cannot connect to the provider")
+        except aiohttp.ClientError as exc:
+            return self._failed(call, ours, 502, "upstream_connection_failed",
+                                f"connection to the provider failed ({type(exc).__name__})")
+        self.metrics.observe_latency(time.monotonic() - sent)
+        call.provider_request_id = _provider_request_id(upstream.headers)
+        try:
+            content_type = upstream.headers.get("Content-Type", "")
+            if streaming and upstream.status == 200 and content_type.startswith(
+                "text/event-stream"
+            ):
+                return await self._stream(request, upstream, call, ours, strip_usage)
+            if path not in METERED and upstream.status < 400:
+                return await self._relay(request, upstream, call, ours)
+            return await self._complete(upstream, call, ours)
+        finally:
+            upstream.release()
+
+    # -- authentication and refusals -----------------------------------------------------
+
+    def _authenticate(
+        self, header: str | None, snapshot: Snapshot, now: datetime
+    ) -> GatewayKey | Refusal:
+        scheme, _, presented = (header or "").partition(" ")
+        if scheme.lower() != "bearer" or not presented.strip():
+            return Refusal(401, "missing gateway key: send 'Authorization: Bearer sk-st-...' "
+                           "with a key from `spendtrail keys create`", "missing_api_key", None)
+        key = snapshot.keys.find(presented.strip())
+        if key is None:  # never echo what was sent: it may be someone's provider key
+            return Refusal(401, "invalid gateway key", "invalid_api_key", None)
+        if not key.active(now):
+            return Refusal(401, f"gateway key {key.key_prefix}... was revoked",
+                           "revoked_api_key", None)
+        return key
+
+    def _refuse(self, refusal: Refusal) -> web.Response:
+        self.metrics.rejected[refusal.code] += 1
+        return error_response(refusal.status, refusal.message, refusal.code, refusal.param)
+
+    # -- complete responses --------------------------------------------------------------
+
+    async def _complete(
+        self, upstream: aiohttp.ClientResponse, call: Call, ours: dict[str, str]
+    ) -> web.Response:
+        try:
+            data = await _read_limited(upstream, self.config.max_response_bytes)
+        except _TooLarge:
+            return self._failed(call, ours, 502, "upstream_response_too_large",
+                                f"the provider's response exceeds "
+                                f"{self.config.max_response_bytes} bytes")
+        except TimeoutError:
+            return self._failed(call, ours, 504, "upstream_timeout",
+                                "the provider stopped sending its response")
+        except aiohttp.ClientError as exc:
+            return self._failed(call, ours, 502, "upstream_connection_failed",
+                                f"the provider's response was cut off ({type(exc).__name__})")
+        status = upstream.status
+        facts = ResponseFacts()
+        if status >= 400:
+            data = self._clean_error(status, data)
+        elif call.endpoint in METERED:
+            document = _json_object(data)
+            if document is None:
+                return self._failed(call, ours, 502, "upstream_malformed_response",
+                                    "the provider's response is not a JSON object")
+            facts = facts_from_body(call.endpoint, document)
+        cost = self._record(call, status, outcome_for_status(status), facts)
+        headers = _downstream_headers(upstream.headers)
+        headers.update(ours)
+        headers["X-Spendtrail-Cost"] = cost
+        return web.Response(status=status, body=data, headers=headers)
+
+    def _clean_error(self, status: int, data: bytes) -> bytes:
+        """The provider's error, redacted, in the OpenAI shape even when it sent text."""
+        text = redact(data.decode("utf-8", "replace").replace(
+            self._secret.decode(), PLACEHOLDER))
+        document = _json_object(text.encode())
+        if document is not None and isinstance(document.get("error"), dict | str):
+            return text.encode()
+        return error_body(status, f"the provider answered HTTP {status}: {text[:500]}",
+                          "upstream_http_error")
+
+    async def _relay(
+        self,
+        request: web.Request,
+        upstream: aiohttp.ClientResponse,
+        call: Call,
+        ours: dict[str, str],
+    ) -> web.StreamResponse:
+        """An unmetered body (models, files, audio, ...) goes through as it arrives."""
+        headers = _downstream_headers(upstream.headers)
+        headers.update(ours)
+        headers["X-Spendtrail-Cost"] = "unmetered"
+        response = web.StreamResponse(status=upstream.status, headers=headers)
+        try:
+            await _write(response.prepare(request))
+            async for data in upstream.content.iter_any():
+                await _write(response.write(data))
+            self._record(call, upstream.status, outcome_for_status(upstream.status),
+                         ResponseFacts())
+            await _write(response.write_eof())
+        except _ClientGone:
+            self._record(call, 499, "cancelled", ResponseFacts())
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            timeout = isinstance(exc, TimeoutError)
+            self._record(call, 504 if timeout else 502, "timeout" if timeout else
+                         "upstream_error", ResponseFacts())
+            if request.transport is not None:  # a truncated body must not look complete
+                request.transport.close()
+        except asyncio.CancelledError:
+            self._record(call, 499, "cancelled", ResponseFacts())
+            raise
+        return response
+
+    # -- streams ---------------------------------------------------------------------------
+
+    async def _stream(
+        self,
+        request: web.Request,
+        upstream: aiohttp.ClientResponse,
+        call: Call,
+        ours: dict[str, str],
+        strip_usage: bool,
+    ) -> web.StreamResponse:
+        headers = _downstream_headers(upstream.headers)
+        headers.update(ours)
+        response = web.StreamResponse(status=200, headers=headers)
+        tracker = SseTracker(strip_usage_chunk=strip_usage)
+        try:
+            await _write(response.prepare(request))
+            async for data in upstream.content.iter_any():
+                await self._forward(response, call, tracker, tracker.feed(data))
+                if tracker.finished:
+                    if rest := await _drain(upstream):
+                        await _write(response.write(rest))
+                    break
+            await self._forward(response, call, tracker, tracker.flush())
+            if tracker.overflowed:
+                log.warning("event %s: a stream event exceeded %d bytes and was not parsed; "
+                            "its usage may be missing", call.event_id, tracker.max_event_bytes)
+            if not call.recorded:
+                if tracker.facts.usage is not None:  # ended without [DONE], but complete
+                    self._record(call, 200, "success", tracker.facts)
+                else:
+                    self._record(call, 502, "upstream_error", tracker.facts)
+                    await _write(response.write(sse_error(
+                        502, "the provider's stream ended before it was complete",
+                        "upstream_stream_cut")))
+            await _write(response.write_eof())
+        except _ClientGone:
+            self._record(call, 499, "cancelled", tracker.facts)
+        except TimeoutError:
+            await self._abort(response, call, tracker, 504, "timeout", "upstream_timeout",
+                              "the provider stopped sending the stream")
+        except aiohttp.ClientError as exc:
+            await self._abort(response, call, tracker, 502, "upstream_error",
+                              "upstream_stream_cut",
+                              f"the provider's stream was cut off ({type(exc).__name__})")
+        except asyncio.CancelledError:
+            self._record(call, 499, "cancelled", tracker.facts)
+            raise
+        return response
+
+    async def _forward(self, response, call: Call, tracker: SseTracker, events) -> None:
+        out: list[bytes] = []
+        for event in events:
+            if event.terminal and not call.recorded:
+                if out:
+                    await _write(response.write(b"".join(out)))
+                    out = []
+                outcome: Outcome = "upstream_error" if tracker.failed else "success"
+                cost = self._record(call, 502 if tracker.failed else 200, outcome, tracker.facts)
+                # An SSE comment: clients skip it, people reading the stream see the cost.
+                out.append(f": spendtrail-cost {cost}\n\n".encode())
+            if event.forward:
+                out.append(event.raw)
+        if out:
+            await _write(response.write(b"".join(out)))
+
+    async def _abort(
+        self, response, call: Call, tracker: SseTracker, status: int, outcome: Outcome,
+        code: str, message: str,
+    ) -> None:
+        told = call.recorded  # after the terminal event the client has all it needs
+        self._record(call, status, outcome, tracker.facts)
+        try:
+            if not told:
+                await _write(response.write(sse_error(status, message, code)))
+            await _write(response.write_eof())
+        except _ClientGone:
+            pass
+
+    # -- recording -------------------------------------------------------------------------
+
+    def _failed(
+        self, call: Call, ours: dict[str, str], status: int, code: str, message: str
+    ) -> web.Response:
+        """A transport failure: recorded, and answered in the OpenAI error shape."""
+        log.warning("%s %s: %s (event %s)", status, call.endpoint, code, call.event_id)
+        outcome = "timeout" if status == 504 else "upstream_error"
+        cost = self._record(call, status, outcome, ResponseFacts())
+        return error_response(status, message, code, headers={**ours, "X-Spendtrail-Cost": cost})
+
+    def _record(self, call: Call, status: int, outcome: Outcome, facts: ResponseFacts) -> str:
+        """Append the attempt's event to the journal, once; returns the cost header value."""
+        if call.recorded:
+            return call.cost
+        call.recorded = True
+        usage = facts.usage or Usage()
+        event = UsageEvent(
+            event_id=call.event_id,
+            request_id=call.request_id,
+            attempt=call.attempt,
+            started_at=call.started_at,
+            ended_at=datetime.now(UTC),
+            provider=self.config.provider,
+            endpoint=call.endpoint,
+            model_requested=call.model_requested,
+            model_served=facts.model,
+            http_status=status,
+            outcome=outcome,
+            context=call.identity.context,
+            usage=usage,
+            raw_usage=facts.raw_usage,
+            provider_request_id=call.provider_request_id,
+            response_id=facts.response_id,
+            gateway_key_id=call.key.id,
+            source="gateway",
+        )
+        try:
+            self.spool.append(event)
+        except OSError:
+            self.metrics.journal_errors += 1
+            log.exception("could not journal event %s", event.event_id)
+        cost, call.cost = self._price(event)
+        self._count(event, cost, call.identity.status == "quarantined")
+        self.config.budget.record(event, cost)
+        return call.cost
+
+    def _price(self, event: UsageEvent) -> tuple[CostBreakdown | None, str]:
+        if not any(msgspec.structs.astuple(event.usage)):
+            return None, "unmetered"
+        model = event.model
+        entry = self.snapshot.catalog.lookup(event.provider, model, event.started_at) if (
+            model) else None
+        if entry is None:
+            return None, "unpriced"
+        cost = price_usage(event.usage, entry)
+        text = f"{format(from_pico(cost.total_pico).normalize(), 'f')} {cost.currency}"
+        return cost, text + " incomplete" if cost.status == INCOMPLETE else text
+
+    def _count(self, event: UsageEvent, cost: CostBreakdown | None, quarantined: bool) -> None:
+        metrics = self.metrics
+        label = event.endpoint if event.endpoint in KNOWN else "other"
+        metrics.attempts[label, event.outcome] += 1
+        if event.attempt > 1:
+            metrics.retries += 1
+        if quarantined:
+            metrics.quarantined += 1
+        usage = event.usage
+        for meter in ("input_tokens", "cached_input_tokens", "output_tokens",
+                      "reasoning_tokens", "images"):
+            value = getattr(usage, meter)
+            if value:
+                metrics.tokens[meter] += value
+        if cost is not None:
+            metrics.cost[cost.currency] += from_pico(cost.total_pico)
+        if (cost is None or cost.status == INCOMPLETE) and any(
+            msgspec.structs.astuple(usage)
+        ):
+            metrics.unpriced += 1
+
+    # -- headers -------------------------------------------------------------------------------
+
+    def _upstream_headers(self, request: web.Request) -> CIMultiDict[str]:
+        headers: CIMultiDict[str] = CIMultiDict()
+        for name, value in request.headers.items():
+            lower = name.lower()
+            if lower in _NOT_UPSTREAM or lower.startswith(CONTEXT_PREFIX):
+                continue
+            headers.add(name, value)
+        headers["Authorization"] = self._auth
+        return headers
+
+
+def _downstream_headers(upstream: Any) -> CIMultiDict[str]:
+    headers: CIMultiDict[str] = CIMultiDict()
+    for name, value in upstream.items():
+        if name.lower() not in _NOT_DOWNSTREAM:
+            headers.add(name, value)
+    return headers
+
+
+def _provider_request_id(headers: Any) -> str | None:
+    for name in PROVIDER_ID_HEADERS:
+        value = headers.get(name)
+        if value:
+            return value[:200]
+    return None
+
+
+def _json_object(data: bytes) -> dict[str, Any] | None:
+    if not data:
+        return None
+    try:
+        document = _decode.decode(data)
+    except msgspec.DecodeError:
+        return None
+    return document if isinstance(document, dict) else None
+
+
+def _label(value: Any) -> str | None:
+    return value[:200] if isinstance(value, str) and value else None
+
+
+class _TooLarge(Exception):
+    pass
+
+
+async def _read_limited(response: aiohttp.ClientResponse, limit: int) -> bytes:
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in response.content.iter_any():
+        size += len(chunk)
+        if size > limit:
+            raise _TooLarge
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+async def _drain(upstream: aiohttp.ClientResponse) -> bytes:
+    """What follows a stream's terminal event (normally nothing): read to the end so the
+    connection can be reused, but never wait long for a provider that keeps it open."""
+    try:
+        return await asyncio.wait_for(upstream.content.read(), _DRAIN_SECONDS)
+    except (TimeoutError, aiohttp.ClientError):
+        return b""
+
+
+async def _write(awaitable: Any) -> Any:
+    """Await a write to the client, telling a gone client apart from upstream failures
+    (aiohttp's reset error is also a ClientError)."""
+    try:
+        return await awaitable
+    except ConnectionError as exc:
+        raise _ClientGone from exc

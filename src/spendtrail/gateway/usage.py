@@ -1,0 +1,177 @@
+"""Usage from provider responses and SSE streams, as ``Usage`` meters.
+
+OpenAI's shapes map onto the meters (see ``events/model.py``): chat and legacy completions
+and embeddings report ``prompt_tokens``/``completion_tokens`` with ``*_details``; the
+Responses API and image models report ``input_tokens``/``output_tokens``. Images are counted
+from the ``data`` list of the response. A provider whose parts exceed their whole (cached >
+prompt) is clamped so the event stays valid; ``raw_usage`` keeps what it actually said.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+
+from spendtrail.events.model import Usage
+
+_decode = msgspec.json.Decoder()
+_EVENT_END = re.compile(rb"\r?\n\r?\n")
+_NULL_USAGE = re.compile(rb'"usage"\s*:\s*null')
+# Responses API stream events after which nothing but the end of the stream follows.
+_TERMINAL_TYPES = {"response.completed", "response.failed", "response.incomplete", "error"}
+_FAILED_TYPES = {"response.failed", "error"}
+_TERMINAL_MARKERS = tuple(b'"%s"' % kind.encode() for kind in _TERMINAL_TYPES)
+
+
+def _count(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
+def usage_from_openai(raw: dict[str, Any], *, images: int = 0) -> Usage:
+    """Meters from one OpenAI-shaped ``usage`` object (any endpoint's)."""
+    prompt = raw.get("prompt_tokens", raw.get("input_tokens"))
+    completion = raw.get("completion_tokens", raw.get("output_tokens"))
+    in_details = raw.get("prompt_tokens_details") or raw.get("input_tokens_details") or {}
+    out_details = raw.get("completion_tokens_details") or raw.get("output_tokens_details") or {}
+    if not isinstance(in_details, dict):
+        in_details = {}
+    if not isinstance(out_details, dict):
+        out_details = {}
+    input_tokens = _count(prompt)
+    output_tokens = _count(completion)
+    cached = min(_count(in_details.get("cached_tokens")), input_tokens)
+    input_audio = min(_count(in_details.get("audio_tokens")), input_tokens)
+    reasoning = min(_count(out_details.get("reasoning_tokens")), output_tokens)
+    output_audio = min(_count(out_details.get("audio_tokens")), output_tokens)
+    return Usage(
+        input_tokens=input_tokens,
+        cached_input_tokens=cached,
+        output_tokens=output_tokens,
+        reasoning_tokens=reasoning,
+        input_audio_tokens=input_audio,
+        output_audio_tokens=output_audio,
+        requests=1,
+        images=images,
+    )
+
+
+@dataclass(slots=True)
+class ResponseFacts:
+    """What a call's response told us; ``usage`` is None when it reported none."""
+
+    usage: Usage | None = None
+    raw_usage: dict[str, Any] | None = None
+    response_id: str | None = None
+    model: str | None = None
+
+
+def facts_from_body(endpoint: str, body: dict[str, Any]) -> ResponseFacts:
+    """Usage, id and model of a complete (non-streamed) JSON response."""
+    facts = ResponseFacts(response_id=_text(body.get("id")), model=_text(body.get("model")))
+    raw = body.get("usage")
+    if endpoint == "/v1/images/generations":
+        data = body.get("data")
+        images = len(data) if isinstance(data, list) else 0
+        facts.raw_usage = raw if isinstance(raw, dict) else None
+        facts.usage = usage_from_openai(facts.raw_usage or {}, images=images)
+    elif isinstance(raw, dict):
+        facts.raw_usage = raw
+        facts.usage = usage_from_openai(raw)
+    return facts
+
+
+def _text(value: Any) -> str | None:
+    return value[:200] if isinstance(value, str) and value else None
+
+
+@dataclass(slots=True)
+class SseEvent:
+    raw: bytes  # the event as received, separator included, to forward unchanged
+    forward: bool = True
+    terminal: bool = False  # the stream's last event: journal the call before sending it
+
+
+@dataclass
+class SseTracker:
+    """Splits an SSE byte stream into events and picks out usage, id and model.
+
+    Only events that can carry what we need are decoded: the first (id, model) and those
+    with a non-null ``usage``. When ``strip_usage_chunk`` is set, the usage-only chunk that
+    ``stream_options.include_usage`` adds (``choices: []``) is marked not to be forwarded.
+    """
+
+    strip_usage_chunk: bool = False
+    max_event_bytes: int = 4 * 1024 * 1024
+    facts: ResponseFacts = field(default_factory=ResponseFacts)
+    finished: bool = False
+    failed: bool = False  # the stream ended with an error event from the provider
+    overflowed: bool = False
+    _buffer: bytes = b""
+
+    def feed(self, data: bytes) -> list[SseEvent]:
+        # A separator (at most 4 bytes) may begin in the last 3 bytes already buffered; what
+        # lies before them was searched already, so a long event is not rescanned per piece.
+        position = max(0, len(self._buffer) - 3)
+        buffer = self._buffer + data if self._buffer else data
+        events: list[SseEvent] = []
+        start = 0
+        while (match := _EVENT_END.search(buffer, position)) is not None:
+            events.append(self._event(buffer[start : match.end()]))
+            start = position = match.end()
+        self._buffer = buffer[start:]
+        if len(self._buffer) > self.max_event_bytes:
+            # One event this large is not an OpenAI stream; pass it on without parsing.
+            self.overflowed = True
+            events.append(SseEvent(self._buffer))
+            self._buffer = b""
+        return events
+
+    def flush(self) -> list[SseEvent]:
+        """The last event when the stream ended without its blank line."""
+        rest, self._buffer = self._buffer, b""
+        return [self._event(rest)] if rest.strip() else []
+
+    def _event(self, raw: bytes) -> SseEvent:
+        event = SseEvent(raw)
+        data = b"\n".join(
+            line[5:].lstrip(b" ") for line in raw.splitlines() if line.startswith(b"data:")
+        )
+        if not data or self.finished:
+            return event
+        if data == b"[DONE]":
+            self.finished = event.terminal = True
+            return event
+        wanted = (
+            self.facts.response_id is None
+            or (b'"usage"' in data and not _NULL_USAGE.search(data))
+            or any(marker in data for marker in _TERMINAL_MARKERS)
+        )
+        if not wanted:
+            return event
+        try:
+            chunk = _decode.decode(data)
+        except msgspec.DecodeError:
+            return event
+        if isinstance(chunk, dict):
+            self._read(chunk, event)
+        return event
+
+    def _read(self, chunk: dict[str, Any], event: SseEvent) -> None:
+        kind = chunk.get("type")
+        body = chunk.get("response") if isinstance(chunk.get("response"), dict) else chunk
+        if self.facts.response_id is None:
+            self.facts.response_id = _text(body.get("id"))
+        if self.facts.model is None:
+            self.facts.model = _text(body.get("model"))
+        raw = body.get("usage")
+        if isinstance(raw, dict):
+            self.facts.raw_usage = raw
+            self.facts.usage = usage_from_openai(raw)
+            if self.strip_usage_chunk and chunk.get("choices") == []:
+                event.forward = False
+        if kind in _TERMINAL_TYPES or (kind is None and "error" in chunk):
+            self.finished = event.terminal = True
+            self.failed = kind in _FAILED_TYPES or kind is None

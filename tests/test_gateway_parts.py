@@ -1,0 +1,204 @@
+"""The gateway's pure parts: usage parsing, the SSE tracker, retry linking, the policy."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from gateway_upstream import CHAT_USAGE
+
+from spendtrail.events import Usage
+from spendtrail.gateway import GatewayConfigError, Policy, PolicyError, load_policy, upstream_key
+from spendtrail.gateway.identity import Identity, Refusal, resolve
+from spendtrail.gateway.keys import GatewayKey
+from spendtrail.gateway.linking import RetryLinker, retry_count
+from spendtrail.gateway.usage import SseTracker, facts_from_body, usage_from_openai
+from spendtrail.registry import load_registry
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_usage_maps_openai_details_onto_meters():
+    assert usage_from_openai(CHAT_USAGE) == Usage(
+        input_tokens=12, cached_input_tokens=4, output_tokens=5, reasoning_tokens=2, requests=1)
+    audio = {"prompt_tokens": 30, "completion_tokens": 20,
+             "prompt_tokens_details": {"audio_tokens": 10},
+             "completion_tokens_details": {"audio_tokens": 15}}
+    assert usage_from_openai(audio) == Usage(input_tokens=30, output_tokens=20,
+                                             input_audio_tokens=10, output_audio_tokens=15,
+                                             requests=1)
+    responses = {"input_tokens": 9, "input_tokens_details": {"cached_tokens": 3},
+                 "output_tokens": 4, "output_tokens_details": {"reasoning_tokens": 1}}
+    assert usage_from_openai(responses) == Usage(input_tokens=9, cached_input_tokens=3,
+                                                 output_tokens=4, reasoning_tokens=1, requests=1)
+
+
+def test_inconsistent_or_odd_usage_stays_a_valid_event():
+    odd = {"prompt_tokens": 5, "completion_tokens": True, "total_tokens": -3,
+           "prompt_tokens_details": {"cached_tokens": 9}, "completion_tokens_details": None}
+    usage = usage_from_openai(odd)
+    assert usage == Usage(input_tokens=5, cached_input_tokens=5, requests=1)
+    usage.check()
+
+
+def test_images_are_counted_from_the_response():
+    body = {"data": [{"url": "a"}, {"url": "b"}, {"url": "c"}],
+            "usage": {"input_tokens": 50, "output_tokens": 4000}}
+    facts = facts_from_body("/v1/images/generations", body)
+    assert facts.usage == Usage(input_tokens=50, output_tokens=4000, images=3, requests=1)
+    assert facts_from_body("/v1/images/generations", {"data": []}).usage == Usage(requests=1)
+
+
+def _chat_stream(*, usage: bool) -> bytes:
+    base = {"id": "chatcmpl-9", "model": "gpt-4o-mini", "object": "chat.completion.chunk"}
+    extra = {"usage": None} if usage else {}
+    chunks = [{**base, "choices": [{"index": 0, "delta": {"content": w}}], **extra}
+              for w in ("a", "b")]
+    if usage:
+        chunks.append({**base, "choices": [], "usage": CHAT_USAGE})
+    events = [f"data: {json.dumps(c)}\r\n\r\n".encode() for c in chunks]
+    return b"".join(events) + b"data: [DONE]\r\n\r\n"
+
+
+def test_tracker_reads_any_split_of_the_stream():
+    stream = _chat_stream(usage=True)
+    for size in (1, 7, 64, len(stream)):
+        tracker = SseTracker(strip_usage_chunk=True)
+        events = []
+        for start in range(0, len(stream), size):
+            events += tracker.feed(stream[start:start + size])
+        events += tracker.flush()
+        assert b"".join(e.raw for e in events) == stream
+        assert [(e.forward, e.terminal) for e in events] == [
+            (True, False), (True, False), (False, False), (True, True)]
+        assert tracker.facts.usage == usage_from_openai(CHAT_USAGE)
+        assert (tracker.facts.response_id, tracker.facts.model) == ("chatcmpl-9", "gpt-4o-mini")
+        assert tracker.finished and not tracker.failed
+
+
+def test_tracker_keeps_the_usage_chunk_when_the_client_asked():
+    tracker = SseTracker(strip_usage_chunk=False)
+    events = tracker.feed(_chat_stream(usage=True))
+    assert all(e.forward for e in events)
+
+
+def test_tracker_spots_responses_terminal_and_error_events():
+    tracker = SseTracker()
+    completed = {"type": "response.completed",
+                 "response": {"id": "resp_1", "model": "m", "usage": {"input_tokens": 2}}}
+    [event] = tracker.feed(f"event: response.completed\ndata: {json.dumps(completed)}\n\n"
+                           .encode())
+    assert event.terminal and tracker.facts.usage == Usage(input_tokens=2, requests=1)
+    failing = SseTracker()
+    [error] = failing.feed(b'data: {"error": {"message": "overloaded"}}\n\n')
+    assert error.terminal and failing.failed and failing.facts.usage is None
+
+
+def test_tracker_passes_on_an_oversized_event_unparsed():
+    tracker = SseTracker(max_event_bytes=100)
+    [event] = tracker.feed(b"data: " + b"x" * 200)
+    assert event.forward and tracker.overflowed and tracker.facts.usage is None
+
+
+def test_linker_without_idempotency_key():
+    linker = RetryLinker()
+    call = {"key_id": "gk_1", "idempotency_key": None, "method": "POST", "path": "/v1/x",
+            "body": b"{}"}
+    first = linker.link(**call, retry_count=0, event_id="e1")
+    retry = linker.link(**call, retry_count=1, event_id="e2")
+    assert first == ("e1", 1) and retry == ("e1", 2)
+    assert linker.link(**{**call, "key_id": "gk_2"}, retry_count=0, event_id="e3") == ("e3", 1)
+    orphan_id, attempt = RetryLinker().link(**call, retry_count=2, event_id="e4")
+    assert orphan_id.startswith("fp-") and attempt == 3
+
+
+def test_linker_with_idempotency_key_counts_attempts_without_the_sdk_header():
+    linker = RetryLinker()
+    call = {"key_id": "gk_1", "method": "POST", "path": "/v1/x", "body": b"{}",
+            "retry_count": None}
+    ids = [linker.link(**call, idempotency_key="k", event_id=f"e{i}") for i in range(3)]
+    assert [attempt for _, attempt in ids] == [1, 2, 3]
+    assert len({request_id for request_id, _ in ids}) == 1
+    other_key = linker.link(**{**call, "key_id": "gk_2"}, idempotency_key="k", event_id="e9")
+    assert other_key[0] != ids[0][0]
+
+
+def test_linker_forgets_old_and_excess_entries():
+    linker = RetryLinker(max_entries=2, ttl_seconds=0)
+    call = {"key_id": "gk_1", "idempotency_key": None, "method": "POST", "path": "/v1/x"}
+    linker.link(**call, body=b"1", retry_count=0, event_id="e1")
+    assert linker.link(**call, body=b"1", retry_count=1, event_id="e2")[0].startswith("fp-")
+    for body in (b"2", b"3", b"4"):
+        linker.link(**call, body=body, retry_count=0, event_id="e")
+    assert len(linker._slots) == 2
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    (None, None), ("0", 0), ("3", 3), ("-1", None), ("x", None), ("100000", None)])
+def test_retry_count_header(value, expected):
+    assert retry_count(value) == expected
+
+
+def test_policy_parsing_and_defaults(tmp_path):
+    assert Policy().mode_for("production") == "reject"
+    assert Policy().mode_for("staging") == "quarantine"
+    path = tmp_path / "policy.yaml"
+    path.write_text("policy:\n  default: reject\n  environments:\n    development: quarantine\n")
+    policy = load_policy(path)
+    assert (policy.mode_for("staging"), policy.mode_for("development")) == (
+        "reject", "quarantine")
+    with pytest.raises(PolicyError, match=r"environments\.staging: expected reject or quarantine"):
+        Policy.parse({"environments": {"staging": "warn"}})
+    with pytest.raises(PolicyError, match="unknown keys"):
+        Policy.parse({"envs": {}})
+    path.write_text("policy: [\n")
+    with pytest.raises(GatewayConfigError, match="malformed YAML"):
+        load_policy(path)
+
+
+def test_upstream_key_comes_from_the_environment():
+    assert upstream_key("cometapi", {"COMETAPI_KEY": "a"}) == "a"
+    assert upstream_key("cometapi", {"COMETAPI_KEY": "a", "SPENDTRAIL_UPSTREAM_KEY": "b"}) == "b"
+    with pytest.raises(GatewayConfigError, match="set SPENDTRAIL_UPSTREAM_KEY or OPENAI_API_KEY"):
+        upstream_key("openai", {"COMETAPI_KEY": "a"})
+
+
+KEY = GatewayKey(id="gk_1", application="search-summaries", environment=None, key_hash="h",
+                 key_prefix="sk-st-abc", created_at=datetime(2026, 1, 1, tzinfo=UTC),
+                 created_by="t")
+
+
+@pytest.fixture(scope="module")
+def registry():
+    return load_registry(ROOT / "examples" / "registry.yaml")
+
+
+def test_resolve_allocates_what_the_registry_allows(registry):
+    found = resolve(KEY, {"X-Spendtrail-Environment": "staging",
+                          "X-Spendtrail-Workload": "batch"}, registry, Policy())
+    assert isinstance(found, Identity) and found.status == "allocated"
+    assert found.context.cost_center is None  # the registry fills the owner at ingest
+
+
+def test_resolve_missing_workload_follows_the_policy(registry):
+    headers = {"X-Spendtrail-Environment": "production"}
+    refused = resolve(KEY, headers, registry, Policy())
+    assert isinstance(refused, Refusal) and refused.status == 400
+    assert refused.message == ("X-Spendtrail-Workload: is required for application "
+                               "'search-summaries' (allowed: batch, eval, user_facing)")
+    quarantined = resolve(KEY, headers, registry, Policy({}, "quarantine"))
+    assert quarantined.reasons == ("missing_workload_class",)
+
+
+@pytest.mark.parametrize("tags", ["novalue", "a=", "bad key=1", ",".join(f"k{i}=v"
+                                                                         for i in range(21))])
+def test_resolve_refuses_malformed_tags_whatever_the_policy(registry, tags):
+    refused = resolve(KEY, {"X-Spendtrail-Tags": tags}, registry, Policy({}, "quarantine"))
+    assert isinstance(refused, Refusal) and refused.param == "X-Spendtrail-Tags"
+
+
+def test_resolve_without_a_registry_serves_and_quarantines():
+    found = resolve(KEY, {}, None, Policy())
+    assert (found.status, found.reasons) == ("quarantined", ("no_registry",))
