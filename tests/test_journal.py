@@ -11,7 +11,7 @@ import time
 import sqlalchemy as sa
 from factories import event
 
-from spendtrail.journal.spool import Spool, recover_orphans, sealed_files, waiting
+from spendtrail.journal.spool import Spool, backlog, recover_orphans, sealed_files
 from spendtrail.ledger.follow import follow
 from spendtrail.ledger.schema import events
 
@@ -47,7 +47,7 @@ def test_an_idle_writer_seals_on_age(tmp_path):
     spool = Spool(tmp_path, max_age=0.05)
     spool.append(event())
     assert sealed_files(tmp_path) == []
-    assert waiting(tmp_path)[0] == 1
+    assert backlog(tmp_path)[0] == 1
     time.sleep(0.06)
     spool.seal_if_idle()
     assert len(sealed_files(tmp_path)) == 1
@@ -81,8 +81,9 @@ def test_follow_ingests_as_files_are_sealed_and_survives_a_dead_ledger(seeded, t
                 break
             time.sleep(0.05)
             conn.rollback()
+    spool.append(event())  # sealed at once (max_age=0), just before the stop
     stop.set()
     live.join()
-    assert waiting(spool_dir) == (0, 0.0)
+    assert backlog(spool_dir) == (0, 0, 0.0)  # the last round took it
     with seeded.connect() as conn:
-        assert conn.execute(sa.select(sa.func.count()).select_from(events)).scalar() == 10
+        assert conn.execute(sa.select(sa.func.count()).select_from(events)).scalar() == 11

@@ -13,7 +13,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColu
 from spendtrail.cli import gateway_cmd, ledger_cmd, prices_cmd, registry_cmd, simulator_cmd
 from spendtrail.cli.common import console, err_console, fail, ledger, settings
 from spendtrail.errors import SpendtrailError
-from spendtrail.journal.spool import waiting
+from spendtrail.journal.spool import backlog
 from spendtrail.ledger.db import redact_url
 from spendtrail.ledger.follow import follow
 from spendtrail.ledger.ingest import Ingester, IngestReport
@@ -84,8 +84,8 @@ def ingest(
 
 def _follow(interval: float) -> None:
     def outage(error: Exception) -> None:
-        count, age = waiting(settings().spool)
-        err_console.print(f"ledger unavailable ({type(error).__name__}); {count} spool files "
+        files, _, age = backlog(settings().spool)
+        err_console.print(f"ledger unavailable ({type(error).__name__}); {files} spool files "
                           f"wait, oldest {age:.0f}s; retrying", highlight=False)
 
     def report(result: IngestReport) -> None:

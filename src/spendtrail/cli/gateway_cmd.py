@@ -162,6 +162,10 @@ def gateway(
     read_timeout: Annotated[
         float, typer.Option(min=0.1, help="Longest silence from the provider, in seconds.")
     ] = 600.0,
+    ingest: Annotated[
+        bool, typer.Option(help="Move journaled events into the ledger from this process; "
+                           "--no-ingest when `spendtrail ingest --follow` runs elsewhere.")
+    ] = True,
 ) -> None:
     """Run the OpenAI-compatible gateway. The provider key comes from the environment
     (SPENDTRAIL_UPSTREAM_KEY, or the profile's variable such as COMETAPI_KEY)."""
@@ -186,6 +190,7 @@ def gateway(
         refresh_seconds=refresh_seconds,
         connect_timeout=connect_timeout,
         read_timeout=read_timeout,
+        ingest=ingest,
     )
     ledger()  # create or migrate the ledger before serving, with the CLI's usual errors
     rules = ", ".join(f"{env}={mode}" for env, mode in sorted(chosen.modes.items()))

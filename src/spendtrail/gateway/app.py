@@ -22,6 +22,7 @@ from spendtrail.gateway.proxy import Proxy
 from spendtrail.gateway.state import load_snapshot, refresh_snapshot
 from spendtrail.journal.spool import Spool
 from spendtrail.ledger.db import make_engine, redact_url
+from spendtrail.ledger.follow import follow
 
 log = logging.getLogger("spendtrail.gateway")
 
@@ -31,7 +32,7 @@ _STALE_AFTER = 60.0  # seconds without a successful refresh before /healthz says
 
 def make_app(config: GatewayConfig) -> web.Application:
     app = web.Application(client_max_size=config.max_request_bytes)
-    spool = Spool(config.spool_dir, fsync=config.spool_fsync)
+    spool = Spool(config.spool_dir, max_age=config.rotate_seconds, fsync=config.spool_fsync)
     proxy = Proxy(config, spool, Metrics())
     app[PROXY] = proxy
     app.router.add_get("/healthz", _healthz)
@@ -62,18 +63,32 @@ async def _lifecycle(app: web.Application):
         skip_auto_headers=("User-Agent",),
     )
     task = asyncio.create_task(_background(proxy, engine))
+    stop_ingest = threading.Event()
+    ingester = threading.Thread(
+        target=follow, args=(config.ledger_url, config.spool_dir),
+        kwargs={"interval": config.rotate_seconds / 2, "stop": stop_ingest,
+                "on_outage": _ledger_outage},
+        name="spendtrail-ingest", daemon=True)
+    if config.ingest:
+        ingester.start()
     yield
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
     await proxy.session.close()
     proxy.spool.close()
+    if config.ingest:
+        stop_ingest.set()  # one last round ingests the file just sealed
+        await asyncio.to_thread(ingester.join, 30)
     engine.dispose()
+
+
+def _ledger_outage(error: Exception) -> None:
+    log.warning("ledger unavailable (%s); events wait in the journal", type(error).__name__)
 
 
 async def _background(proxy: Proxy, engine) -> None:
     config = proxy.config
-    sealed = time.monotonic()
     while True:
         await asyncio.sleep(config.refresh_seconds)
         try:
@@ -81,9 +96,7 @@ async def _background(proxy: Proxy, engine) -> None:
         except Exception:  # the ledger may be down: serve with what is loaded, say so
             log.warning("refreshing keys, registry and prices failed; serving the last ones",
                         exc_info=True)
-        if time.monotonic() - sealed >= config.rotate_seconds:
-            proxy.spool.close()  # the next append opens a new file
-            sealed = time.monotonic()
+        proxy.spool.seal_if_idle()
 
 
 def _snapshot_age(proxy: Proxy) -> float:

@@ -42,7 +42,8 @@ class GatewayConfig:
     spool_dir: Path
     policy: Policy = field(default_factory=Policy)
     refresh_seconds: float = 2.0  # how soon a revoked key, new registry or price applies
-    rotate_seconds: float = 30.0  # how often the spool file is sealed for the ingester
+    rotate_seconds: float = 2.0  # a spool file is sealed this old: the ledger's lag
+    ingest: bool = False  # run the follow-mode ingester in the gateway process
     connect_timeout: float = 10.0
     read_timeout: float = 600.0  # longest silence from the provider, streams included
     max_request_bytes: int = 32 * 1024 * 1024

@@ -3,10 +3,11 @@ the gateway is one event loop, so no locks are needed on the request path."""
 
 from __future__ import annotations
 
-import time
 from collections import defaultdict
 from decimal import Decimal
 from pathlib import Path
+
+from spendtrail.journal.spool import backlog
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
@@ -82,7 +83,7 @@ class Metrics:
                        f"{cumulative}")
         out.append(f"spendtrail_gateway_upstream_latency_seconds_sum {self.latency_sum:.6f}")
         out.append(f"spendtrail_gateway_upstream_latency_seconds_count {cumulative}")
-        files, size, oldest = journal_backlog(spool)
+        files, size, oldest = backlog(spool)
         family("spendtrail_journal_pending_files", "gauge",
                "Spool files not yet ingested into the ledger.")
         out.append(f"spendtrail_journal_pending_files {files}")
@@ -97,29 +98,6 @@ class Metrics:
         family("spendtrail_gateway_keys", "gauge", "Gateway keys loaded (revoked included).")
         out.append(f"spendtrail_gateway_keys {keys}")
         return "\n".join(out) + "\n"
-
-
-def journal_backlog(spool: Path) -> tuple[int, int, float]:
-    """Files, bytes and age in seconds of the oldest file in the spool not yet ingested
-    (ingested files are moved to a subfolder, so what is left is the backlog)."""
-    files = size = 0
-    oldest: float | None = None
-    now = time.time()
-    try:
-        entries = list(spool.iterdir())
-    except OSError:
-        return 0, 0, 0.0
-    for path in entries:
-        if not path.name.endswith((".jsonl", ".jsonl.open")):
-            continue
-        try:
-            stat = path.stat()
-        except OSError:  # ingested or sealed between listing and stat
-            continue
-        files += 1
-        size += stat.st_size
-        oldest = stat.st_ctime if oldest is None else min(oldest, stat.st_ctime)
-    return files, size, 0.0 if oldest is None else max(0.0, now - oldest)
 
 
 def _esc(value: str) -> str:

@@ -116,14 +116,26 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def waiting(directory: Path) -> tuple[int, float]:
-    """Journal lag: how many files wait for ingest, and the age in seconds of the oldest."""
-    files = [*directory.glob(f"*{OPEN_SUFFIX}"), *sealed_files(directory)] \
-        if directory.is_dir() else []
-    if not files:
-        return 0, 0.0
-    oldest = min(f.stat().st_mtime for f in files)
-    return len(files), max(0.0, time.time() - oldest)
+def backlog(directory: Path) -> tuple[int, int, float]:
+    """Journal lag: the files, bytes and age in seconds of the oldest file not yet ingested
+    (ingested files are moved to a subfolder, so what is left is the backlog)."""
+    files = size = 0
+    oldest: float | None = None
+    try:
+        entries = list(directory.iterdir())
+    except OSError:
+        return 0, 0, 0.0
+    for path in entries:
+        if not path.name.endswith((".jsonl", OPEN_SUFFIX)):
+            continue
+        try:
+            stat = path.stat()
+        except OSError:  # ingested or sealed between listing and stat
+            continue
+        files += 1
+        size += stat.st_size
+        oldest = stat.st_ctime if oldest is None else min(oldest, stat.st_ctime)
+    return files, size, 0.0 if oldest is None else max(0.0, time.time() - oldest)
 
 
 def sealed_files(directory: Path) -> list[Path]:

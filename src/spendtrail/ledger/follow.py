@@ -38,11 +38,13 @@ def follow(
     on_report: Callable[[IngestReport], None] = lambda report: None,
     on_outage: Callable[[Exception], None] = lambda error: None,
 ) -> None:
-    """Run until `stop` is set. Registry and prices are re-read for every round that has
-    files, so changes to them apply without a restart."""
+    """Run until `stop` is set, then make one last round, so a writer that sealed its file
+    and then asked the loop to stop still has that file ingested. Registry and prices are
+    re-read for every round that has files, so changes to them apply without a restart."""
     stop = stop or threading.Event()
     engine: sa.Engine | None = None
-    while not stop.is_set():
+    while True:
+        last = stop.is_set()
         recover_orphans(spool)
         if sealed_files(spool):
             try:
@@ -53,6 +55,8 @@ def follow(
                 if engine is not None:
                     engine.dispose()  # reconnect from scratch once the database is back
                     engine = None
+        if last:
+            break
         stop.wait(interval)
     if engine is not None:
         engine.dispose()

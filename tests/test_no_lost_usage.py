@@ -1,0 +1,237 @@
+"""No lost usage: a gateway killed with SIGKILL under load, and a database stopped under load.
+
+Every response a client received must end with exactly one event in the ledger, none twice.
+The gateway runs as a real `spendtrail gateway` process in front of the provider simulator,
+and the clients are the real openai SDK.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import openai
+import pytest
+import sqlalchemy as sa
+
+from factories import ROOT, SHEET
+from private_postgres import PrivatePostgres
+from spendtrail.gateway.keys import create_key
+from spendtrail.journal.spool import recover_orphans
+from spendtrail.ledger.db import make_engine, open_ledger
+from spendtrail.ledger.ingest import Ingester
+from spendtrail.ledger.schema import events
+from spendtrail.pricing import add_entries, load_sheet
+from spendtrail.registry import load_registry, save_version
+from spendtrail.simulator import SimulatorConfig, serve_in_thread
+
+UPSTREAM_KEY = "sk-simulated-upstream-secret-0123456789"
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _seed(url: str, tmp_path: Path) -> str:
+    """Registry, prices and one gateway key; returns the key's value."""
+    sheet = tmp_path / "prices.yaml"
+    sheet.write_text(SHEET)
+    engine = open_ledger(url)
+    with engine.begin() as conn:
+        save_version(conn, load_registry(ROOT / "examples" / "registry.yaml"),
+                     source_path="examples/registry.yaml", actor="test")
+        add_entries(conn, load_sheet(sheet), actor="test")
+        _, value = create_key(conn, application="search-summaries", environment="production",
+                              actor="test")
+    engine.dispose()
+    return value
+
+
+class Gateway:
+    """`spendtrail gateway` as a separate process that can be killed and started again."""
+
+    def __init__(self, url: str, upstream: str, tmp_path: Path):
+        self.port = _free_port()
+        self.spool = tmp_path / "spool"
+        self.env = {**os.environ, "SPENDTRAIL_DATABASE_URL": url,
+                    "SPENDTRAIL_SPOOL_DIR": str(self.spool),
+                    "SPENDTRAIL_HOME": str(tmp_path / "home"),
+                    "SPENDTRAIL_UPSTREAM_KEY": UPSTREAM_KEY}
+        self.args = [sys.executable, "-m", "spendtrail.cli.app", "gateway", "--profile", "custom",
+                     "--upstream", upstream, "--provider", "cometapi",
+                     "--port", str(self.port), "--refresh-seconds", "0.5"]
+        self.log = tmp_path / "gateway.log"
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def start(self) -> None:
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(self.args, env=self.env, stdout=log, stderr=log)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=1):
+                    return
+            except OSError:
+                assert self.process.poll() is None, self.log.read_text()
+                time.sleep(0.05)
+        raise AssertionError(f"gateway did not start: {self.log.read_text()}")
+
+    def kill(self) -> None:
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(10)
+
+    def stop(self) -> None:
+        self.process.send_signal(signal.SIGINT)
+        self.process.wait(60)
+
+
+class Load:
+    """Client threads sending chat completions; keeps what each received response said."""
+
+    def __init__(self, base_url: str, key: str, threads: int = 4):
+        self.received: list[tuple[str, str]] = []  # (event id, provider request id)
+        self.failures = 0
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._threads = [threading.Thread(target=self._run, args=(base_url, key, n))
+                         for n in range(threads)]
+
+    def _run(self, base_url: str, key: str, n: int) -> None:
+        client = openai.OpenAI(base_url=base_url, api_key=key, max_retries=0, timeout=10)
+        i = 0
+        while not self._stop.is_set():
+            i += 1
+            try:
+                raw = client.chat.completions.with_raw_response.create(
+                    model="gpt-4o-mini", messages=[{"role": "user", "content": f"q {n} {i}"}],
+                    extra_headers={"X-Spendtrail-Workload": "batch"})
+                raw.parse()  # the whole body, last byte included, has arrived
+                pair = (raw.headers["X-Spendtrail-Event-Id"], raw.headers["X-Oneapi-Request-Id"])
+                with self._lock:
+                    self.received.append(pair)
+            except (openai.APIConnectionError, openai.APIStatusError):
+                with self._lock:
+                    self.failures += 1
+                time.sleep(0.01)
+
+    def __enter__(self) -> Load:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(30)
+
+    def count(self) -> int:
+        with self._lock:
+            return len(self.received)
+
+    def wait_for(self, more: int, timeout: float = 30) -> None:
+        target = self.count() + more
+        deadline = time.monotonic() + timeout
+        while self.count() < target:
+            assert time.monotonic() < deadline, "the load made no progress"
+            time.sleep(0.02)
+
+
+def _catch_up(url: str, spool: Path) -> None:
+    """What any later gateway or `ingest --follow` does: seal orphans, ingest the spool."""
+    recover_orphans(spool)
+    engine = make_engine(url)
+    Ingester(engine).ingest_spool(spool)
+    engine.dispose()
+
+
+def _assert_each_received_once(url: str, received: list[tuple[str, str]]) -> None:
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(events.c.event_id, events.c.provider_request_id)).all()
+    engine.dispose()
+    by_event = {r.event_id: r.provider_request_id for r in rows}
+    per_provider_id: dict[str, int] = {}
+    for r in rows:
+        per_provider_id[r.provider_request_id] = per_provider_id.get(r.provider_request_id, 0) + 1
+    missing = [e for e, _ in received if e not in by_event]
+    assert not missing, f"{len(missing)} received responses have no event"
+    assert all(by_event[e] == p for e, p in received)
+    twice = [p for _, p in received if per_provider_id[p] != 1]
+    assert not twice, f"{len(twice)} provider calls recorded more than once"
+
+
+def test_sigkill_under_load_loses_and_doubles_nothing(ledger_url, tmp_path):
+    key = _seed(ledger_url, tmp_path)
+    with serve_in_thread(SimulatorConfig(latency_ms=3, seed=1)) as upstream:
+        gateway = Gateway(ledger_url, upstream, tmp_path)
+        gateway.start()
+        with Load(gateway.base_url, key) as load:
+            load.wait_for(150)
+            gateway.kill()  # mid-load: requests are in flight, a spool file is open
+            before_kill = load.count()
+            gateway.start()  # the same port, the same spool
+            load.wait_for(150)
+        gateway.stop()
+    _catch_up(ledger_url, gateway.spool)
+    assert before_kill >= 150 and len(load.received) >= before_kill + 150
+    _assert_each_received_once(ledger_url, load.received)
+
+
+def test_database_outage_under_load_catches_up_when_it_returns(tmp_path):
+    server = PrivatePostgres()
+    server.start()
+    url = server.url
+    try:
+        key = _seed(url, tmp_path)
+        with serve_in_thread(SimulatorConfig(latency_ms=2, seed=2)) as upstream:
+            gateway = Gateway(url, upstream, tmp_path)
+            gateway.start()
+            with Load(gateway.base_url, key) as load:
+                load.wait_for(100)
+                server.stop()  # the database is gone; the gateway must keep serving
+                down_at = load.count()
+                load.wait_for(200)  # served while the database is down
+                time.sleep(3)  # long enough for spool files to be sealed and retried
+                engine_error = None
+                try:
+                    make_engine(url).connect()
+                except sa.exc.OperationalError as error:
+                    engine_error = error
+                assert engine_error is not None  # it really was down
+                server.start()
+                load.wait_for(50)
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:  # the gateway's ingester catches up by itself
+                engine = make_engine(url)
+                with engine.connect() as conn:
+                    stored = conn.execute(sa.select(sa.func.count()).select_from(events)).scalar()
+                engine.dispose()
+                if stored >= len(load.received):
+                    break
+                time.sleep(0.2)
+            gateway.stop()
+        assert len(load.received) >= down_at + 200
+        _assert_each_received_once(url, load.received)
+        assert "ledger unavailable" in gateway.log.read_text()
+    finally:
+        server.remove()
+
+
+@pytest.fixture(autouse=True)
+def _no_proxy_env(monkeypatch):
+    """Loopback traffic must not go through a proxy the machine may define."""
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
