@@ -20,9 +20,9 @@ from pathlib import Path
 import openai
 import pytest
 import sqlalchemy as sa
-
 from factories import ROOT, SHEET
 from private_postgres import PrivatePostgres
+
 from spendtrail.gateway.keys import create_key
 from spendtrail.journal.spool import recover_orphans
 from spendtrail.ledger.db import make_engine, open_ledger
