@@ -1,0 +1,21 @@
+"""spendtrail: explainable AI API spend. ``spendtrail.instrument`` records an openai client's
+calls in process (see docs/hook.md)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from spendtrail.hook import instrument
+
+__all__ = ["instrument"]
+
+
+def __getattr__(name: str) -> Any:
+    # Imported on first use: the hook needs the openai SDK's httpx2, which the rest of
+    # spendtrail (CLI, ledger, gateway) neither needs nor declares.
+    if name == "instrument":
+        from spendtrail.hook import instrument
+
+        return instrument
+    raise AttributeError(f"module 'spendtrail' has no attribute {name!r}")
