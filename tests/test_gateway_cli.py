@@ -25,7 +25,7 @@ from spendtrail.cli import common
 from spendtrail.cli.gateway_cmd import gateway, keys_app
 from spendtrail.events import decode_event
 from spendtrail.ledger.db import make_engine, migrate
-from spendtrail.ledger.schema import audit_log, gateway_keys
+from spendtrail.ledger.schema import audit_log, events, gateway_keys
 from spendtrail.registry import load_registry, save_version
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -189,13 +189,20 @@ def test_gateway_command_serves_and_seals_the_spool_on_exit(tmp_path):
             model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
         assert reply.choices[0].message.content == "Hello world!"
     finally:
-        server.send_signal(signal.SIGINT)
+        server.send_signal(signal.SIGTERM)  # as a service manager stops it: cleanly
         _, stderr = server.communicate(timeout=20)
         double.stop()
     assert "staging=reject" in stderr and "sk-upstream-for-the-cli-test" not in stderr
-    [sealed] = (tmp_path / "spool").glob("*.jsonl")
+    # On the way out the gateway sealed its spool file and ingested it into the ledger.
+    assert not list((tmp_path / "spool").glob("*.jsonl*"))
+    [sealed] = (tmp_path / "spool" / "ingested").glob("*.jsonl")
     [event] = [decode_event(line) for line in sealed.read_bytes().splitlines()]
     assert (event.outcome, event.context.application) == ("success", "support-assistant")
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        stored = conn.execute(sa.select(events.c.event_id, events.c.application)).all()
+    engine.dispose()
+    assert [tuple(row) for row in stored] == [(event.event_id, "support-assistant")]
 
 
 _SCRIPT = """

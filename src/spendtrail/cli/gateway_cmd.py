@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import signal
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
@@ -201,8 +202,15 @@ def gateway(
         f"  header policy: {rules or 'none'}, otherwise {chosen.default}",
         highlight=False,
     )
+    # SIGTERM (service managers, `kill`) stops as cleanly as Ctrl-C: the last spool file is
+    # sealed and ingested. A background job of a script ignores SIGINT, so this matters there.
+    signal.signal(signal.SIGTERM, _interrupt)
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve(config, host, port))
+
+
+def _interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _with_overrides(policy: Policy, rules: list[str]) -> Policy:

@@ -45,7 +45,7 @@ METERED = frozenset({
 })
 KNOWN = METERED | {"/v1/models"}
 # Endpoints whose streams report usage only when asked with stream_options.include_usage.
-_INCLUDE_USAGE = frozenset({"/v1/chat/completions", "/v1/completions"})
+INCLUDE_USAGE = frozenset({"/v1/chat/completions", "/v1/completions"})
 # Provider request id headers, in order of preference: CometAPI (new-api), then OpenAI.
 PROVIDER_ID_HEADERS = ("X-Oneapi-Request-Id", "x-request-id")
 
@@ -155,7 +155,7 @@ class Proxy:
 
         streaming = bool(payload) and payload.get("stream") is True
         strip_usage = False
-        if streaming and path in _INCLUDE_USAGE:
+        if streaming and path in INCLUDE_USAGE:
             options = payload.get("stream_options")
             if not (isinstance(options, dict) and options.get("include_usage") is True):
                 # Ask for exact usage; the extra chunk is dropped before the client sees it.

@@ -45,7 +45,7 @@ def follow(
     engine: sa.Engine | None = None
     while True:
         last = stop.is_set()
-        recover_orphans(spool)
+        recover_orphans(spool)  # before looking, so a dead writer's file counts
         if sealed_files(spool):
             try:
                 engine = engine or open_ledger(url)

@@ -23,7 +23,7 @@ import sqlalchemy as sa
 
 from spendtrail.events.model import EventError, UsageEvent, decode_event
 from spendtrail.journal.reader import Chunk, JournalLine, event_files, file_chunks, read_lines
-from spendtrail.journal.spool import mark_ingested, sealed_files
+from spendtrail.journal.spool import mark_ingested, recover_orphans, sealed_files
 from spendtrail.ledger.schema import ROLLUP_DIMENSIONS, ROLLUP_MEASURES, cost_entries, events
 from spendtrail.pricing import Catalog, price_usage
 from spendtrail.redact import redact
@@ -120,7 +120,9 @@ class Ingester:
         return report
 
     def ingest_spool(self, spool: Path) -> IngestReport:
-        """Ingest every sealed spool file, then move it to ``ingested/``."""
+        """Ingest every sealed spool file, then move it to ``ingested/``; files a killed
+        writer left open are sealed first."""
+        recover_orphans(spool)
         report = IngestReport()
         for path in sealed_files(spool):
             report.add(self.ingest_lines(read_lines(path)))
