@@ -23,19 +23,54 @@ echo "  ... every price not imported exactly is listed, with why: demo-out/genai
 spendtrail prices import sheet examples/prices.yaml --reason "demo: CometAPI account prices"
 spendtrail prices list --provider cometapi
 
-step "4. ingest sample events (one line is deliberately broken)"
+step "4. ingest a sample event file from October (one line is deliberately broken)"
 spendtrail ingest examples/events.jsonl || echo "(ingest exit $?: the broken line is listed above and kept in 'spendtrail ledger rejects')"
 echo "replaying the same file changes nothing:"
 spendtrail ingest examples/events.jsonl 2>/dev/null | head -1 || true
 
-step "5. cost by owner and model, October 2026"
+step "5. live traffic: the provider simulator, the gateway, and the real openai SDK"
+free_port() { python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+SIM_PORT=$(free_port); GW_PORT=$(free_port)
+pids=()
+trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT
+spendtrail simulate-provider --port "$SIM_PORT" --error-rate 0.08 --seed 7 \
+  --usage-log demo-out/provider-usage.csv > demo-out/simulator.log 2>&1 &
+pids+=($!)
+for app in support-assistant search-summaries contract-review; do
+  echo "$app=$(spendtrail keys create --application "$app" --environment production \
+    --reason 'demo' 2>/dev/null)" >> demo-out/keys.txt
+done
+echo "contract-review-staging=$(spendtrail keys create --application contract-review \
+  --environment staging --reason 'demo' 2>/dev/null)" >> demo-out/keys.txt
+spendtrail keys list
+SPENDTRAIL_UPSTREAM_KEY="sk-demo-simulated-provider" spendtrail gateway --profile custom \
+  --upstream "http://127.0.0.1:$SIM_PORT/v1" --provider cometapi --port "$GW_PORT" \
+  > demo-out/gateway.log 2>&1 &
+gateway_pid=$!
+pids+=("$gateway_pid")
+python - "$GW_PORT" <<'PY'
+import sys, time, urllib.request
+for _ in range(300):
+    try:
+        urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/healthz", timeout=1)
+        break
+    except OSError:
+        time.sleep(0.1)
+else:
+    sys.exit("the gateway did not start; see demo-out/gateway.log")
+PY
+python examples/traffic.py "http://127.0.0.1:$GW_PORT/v1" demo-out/keys.txt
+kill -TERM "$gateway_pid"; wait "$gateway_pid" || true  # a clean stop ingests the last events
+echo "provider-side usage log (CometAPI export format): $(($(wc -l < demo-out/provider-usage.csv) - 1)) rows in demo-out/provider-usage.csv"
+
+step "6. cost by owner and model, October 2026 (the sample file)"
 spendtrail costs --period 2026-10 --by business_unit,application,model
 
-step "6. cost by day"
-spendtrail costs --period 2026-10 --by day,allocation_status
+step "7. cost by owner and model, this month (gateway traffic)"
+spendtrail costs --period "$(date -u +%Y-%m)" --by application,environment,model,allocation_status
 
-step "7. what needs attention: stale prices, unpriced models"
-spendtrail prices check --as-of 2026-11-22 || true
+step "8. what needs attention: stale prices, unpriced models"
+spendtrail prices check || true
 
-step "8. the ledger"
+step "9. the ledger"
 spendtrail ledger stats
