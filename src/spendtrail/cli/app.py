@@ -10,7 +10,14 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
 
-from spendtrail.cli import gateway_cmd, ledger_cmd, prices_cmd, registry_cmd, simulator_cmd
+from spendtrail.cli import (
+    budgets_cmd,
+    gateway_cmd,
+    ledger_cmd,
+    prices_cmd,
+    registry_cmd,
+    simulator_cmd,
+)
 from spendtrail.cli.common import console, err_console, fail, ledger, settings
 from spendtrail.errors import SpendtrailError
 from spendtrail.journal.spool import backlog
@@ -26,6 +33,7 @@ app = typer.Typer(
 app.add_typer(registry_cmd.app, name="registry", help="The owner registry.")
 app.add_typer(prices_cmd.app, name="prices", help="The dated, sourced price catalog.")
 app.add_typer(ledger_cmd.app, name="ledger", help="Where the ledger is and what it holds.")
+app.add_typer(budgets_cmd.app, name="budgets", help="Budgets: limits per owner and period.")
 app.command("costs")(ledger_cmd.costs)
 app.command("simulate-provider")(simulator_cmd.simulate_provider)
 app.command("gateway")(gateway_cmd.gateway)

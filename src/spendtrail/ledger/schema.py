@@ -192,3 +192,73 @@ gateway_keys = sa.Table(
     sa.Column("rotated_from", sa.String(64)),
     sa.UniqueConstraint("key_hash", name="uq_gateway_keys_key_hash"),
 )
+
+# Budgets (see spendtrail.budgets and docs/budgets.md). A limit is in integer pico-units of
+# `currency`, or in tokens when `currency` is NULL. Custom periods are [custom_start,
+# custom_end) in UTC days, matching the daily rollups spend is read from.
+budgets = sa.Table(
+    "budgets",
+    metadata,
+    sa.Column("id", sa.String(100), primary_key=True),
+    sa.Column("scope", sa.String(20), nullable=False),
+    sa.Column("scope_value", sa.String(200), nullable=False),
+    sa.Column("environment", sa.String(200)),
+    sa.Column("period", sa.String(10), nullable=False),
+    sa.Column("custom_start", sa.Date),
+    sa.Column("custom_end", sa.Date),
+    sa.Column("currency", sa.String(3)),
+    sa.Column("limit_units", sa.BigInteger, nullable=False),
+    sa.Column("thresholds", sa.String(200), nullable=False, server_default=""),
+    sa.Column("hard_limit", sa.Boolean, nullable=False),
+    sa.Column("owner", sa.String(200)),
+    sa.Column("notes", sa.Text),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("updated_at", Timestamp, nullable=False),
+)
+
+# Shared budget counters for gateways that share this database: one row per budget counter
+# (`Budget.counter_id`) and period, incremented atomically by an upsert, plus one settlement
+# row per event so a repeated settle counts once and a reload can tell which settled spend
+# the ledger holds.
+budget_counters = sa.Table(
+    "budget_counters",
+    metadata,
+    sa.Column("counter_id", sa.String(120), nullable=False),
+    sa.Column("period_start", sa.Date, nullable=False),
+    sa.Column("spent", sa.BigInteger, nullable=False),
+    sa.Column("expires_at", Timestamp, nullable=False),
+    sa.PrimaryKeyConstraint("counter_id", "period_start", name="pk_budget_counters"),
+)
+
+budget_settlements = sa.Table(
+    "budget_settlements",
+    metadata,
+    sa.Column("counter_id", sa.String(120), nullable=False),
+    sa.Column("period_start", sa.Date, nullable=False),
+    sa.Column("event_id", sa.String(64), nullable=False),
+    sa.Column("amount", sa.BigInteger, nullable=False),
+    sa.Column("expires_at", Timestamp, nullable=False),
+    sa.PrimaryKeyConstraint(
+        "counter_id", "period_start", "event_id", name="pk_budget_settlements"
+    ),
+    sa.Index("ix_budget_settlements_expires_at", "expires_at"),  # pruning at each reload
+)
+
+# One row per budget, period and soft threshold crossed; the unique key makes it exactly once
+# however many gateways see the crossing.
+budget_alerts = sa.Table(
+    "budget_alerts",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
+    sa.Column("budget_id", sa.String(100), nullable=False),
+    sa.Column("period_start", sa.Date, nullable=False),
+    sa.Column("period_label", sa.String(40), nullable=False),
+    sa.Column("threshold", sa.Integer, nullable=False),
+    sa.Column("spent", sa.BigInteger, nullable=False),
+    sa.Column("limit_units", sa.BigInteger, nullable=False),
+    sa.Column("unit", sa.String(10), nullable=False),
+    sa.Column("at", Timestamp, nullable=False),
+    sa.UniqueConstraint(
+        "budget_id", "period_start", "threshold", name="uq_budget_alerts_once"
+    ),
+)

@@ -1,0 +1,44 @@
+"""Spend so far, from the ledger: the daily rollups the ingester fills, O(days x groups)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import sqlalchemy as sa
+
+from spendtrail.budgets.model import COUNTED_STATUSES, Budget, BudgetPeriod
+from spendtrail.ledger.schema import events, rollups_daily
+
+_CHUNK = 500  # event ids per IN list, well under every driver's parameter limit
+
+
+def ledger_spend(conn: sa.Connection, budget: Budget, period: BudgetPeriod) -> int:
+    """Spend recorded in the ledger for the budget's owner in the period: pico-units of the
+    budget's currency (other currencies and unpriced usage add nothing), or input + output
+    tokens whatever the currency."""
+    r = rollups_daily.c
+    measure = r.amount_pico if budget.currency else r.input_tokens + r.output_tokens
+    query = sa.select(sa.func.coalesce(sa.func.sum(measure), 0)).where(
+        r.day >= period.start,
+        r.day < period.end,
+        getattr(r, budget.scope) == budget.scope_value,
+        r.allocation_status.in_(COUNTED_STATUSES),
+    )
+    if budget.currency:
+        query = query.where(r.currency == budget.currency)
+    if budget.environment is not None:
+        query = query.where(r.environment == budget.environment)
+    return int(conn.execute(query).scalar_one())
+
+
+def ingested(conn: sa.Connection, event_ids: Iterable[str]) -> set[str]:
+    """Which of these events the ledger already holds (and so counts in its rollups)."""
+    ids = list(event_ids)
+    found: set[str] = set()
+    for i in range(0, len(ids), _CHUNK):
+        chunk = ids[i : i + _CHUNK]
+        found.update(
+            conn.execute(sa.select(events.c.event_id).where(events.c.event_id.in_(chunk)))
+            .scalars()
+        )
+    return found
