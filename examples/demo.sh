@@ -43,6 +43,10 @@ done
 echo "contract-review-staging=$(spendtrail keys create --application contract-review \
   --environment staging --reason 'demo' 2>/dev/null)" >> demo-out/keys.txt
 spendtrail keys list
+spendtrail budgets set search-monthly --application search-summaries --period month \
+  --limit "0.01 USD" --soft 50,80 --reason "demo: a small monthly cap, to see it refuse"
+spendtrail budgets set support-tokens --application support-assistant --period month \
+  --limit "2000000 tokens" --soft 80 --reason "demo: a token budget"
 SPENDTRAIL_UPSTREAM_KEY="sk-demo-simulated-provider" spendtrail gateway --profile custom \
   --upstream "http://127.0.0.1:$SIM_PORT/v1" --provider cometapi --port "$GW_PORT" \
   > demo-out/gateway.log 2>&1 &
@@ -69,8 +73,13 @@ spendtrail costs --period 2026-10 --by business_unit,application,model
 step "7. cost by owner and model, this month (gateway traffic)"
 spendtrail costs --period "$(date -u +%Y-%m)" --by application,environment,model,allocation_status
 
-step "8. what needs attention: stale prices, unpriced models"
+step "8. budget state"
+spendtrail budgets list
+spendtrail budgets show search-monthly
+spendtrail budgets show support-tokens
+
+step "9. what needs attention: stale prices, unpriced models"
 spendtrail prices check || true
 
-step "9. the ledger"
+step "10. the ledger"
 spendtrail ledger stats

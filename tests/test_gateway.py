@@ -12,7 +12,6 @@ import time
 import urllib.error
 import urllib.request
 from datetime import timedelta
-from decimal import Decimal
 from pathlib import Path
 
 import openai
@@ -20,15 +19,17 @@ import pytest
 import sqlalchemy as sa
 from gateway_upstream import CHAT_USAGE, RESPONSES_USAGE, UpstreamDouble
 
+from spendtrail.budgets import Budget, BudgetGuard
+from spendtrail.budgets.store import delete_budget, save_budget
 from spendtrail.events import Usage, UsageEvent, decode_event
 from spendtrail.gateway import (
-    BudgetDecision,
     GatewayConfig,
     GatewayServer,
     Policy,
     create_key,
     revoke_key,
 )
+from spendtrail.gateway.budget import GuardedBudgets
 from spendtrail.ledger.db import make_engine, migrate
 from spendtrail.ledger.ingest import Ingester
 from spendtrail.ledger.schema import cost_entries, events
@@ -434,35 +435,37 @@ def test_an_unknown_environment_cannot_choose_a_milder_policy(gw, keys):
     assert raw.headers["X-Spendtrail-Allocation"] == "allocated"
 
 
-class JobBudget:
-    """A budget gate for the test: refuses job 'over', and keeps what it is told."""
-
-    def __init__(self) -> None:
-        self.recorded: list[tuple[str, Decimal | None]] = []
-
-    async def check(self, context, model) -> BudgetDecision:
-        if context.job_id == "over":
-            return BudgetDecision("exceeded", allow=False, message="job 'over' spent its budget")
-        return BudgetDecision("ok")
-
-    def record(self, event, cost) -> None:
-        self.recorded.append((event.event_id, cost.total if cost else None))
-
-
-def test_budget_hook_sees_every_attempt_and_can_refuse(start_gateway, keys, upstream):
-    budget = JobBudget()
-    gw = start_gateway(budget=budget)
-    client = gw.client(keys["prod"])
-    raw = client.chat.completions.with_raw_response.create(**CHAT)
-    assert raw.headers["X-Spendtrail-Budget"] == "ok"
-    calls = len(upstream.received)
-    with pytest.raises(openai.RateLimitError) as refused:
-        client.chat.completions.create(**CHAT, extra_headers={"X-Spendtrail-Job-Id": "over"})
-    assert refused.value.code == "spendtrail_budget_exceeded"
-    assert refused.value.body["message"] == "job 'over' spent its budget"
-    assert len(upstream.received) == calls
-    [event] = gw.events()
-    assert budget.recorded == [(event.event_id, Decimal("0.0000045"))]
+def test_budgets_refuse_at_the_hard_limit_and_report_their_state(
+        start_gateway, keys, upstream, shared_ledger):
+    """A real token budget on the budget owner of the key's application: 17 tokens a call,
+    a 40-token limit with a soft threshold at 50%."""
+    engine = shared_ledger[1]
+    with engine.begin() as conn:
+        save_budget(conn, Budget(id="ben-tokens", scope="budget_owner", scope_value="ben.okafor",
+                                 period="month", limit_units=40, thresholds=(50,)),
+                    actor="test", reason="gateway test")
+    try:
+        gw = start_gateway(budget=GuardedBudgets(BudgetGuard.load(engine)))
+        client = gw.client(keys["prod"])
+        states = [client.chat.completions.with_raw_response.create(**CHAT)
+                  .headers["X-Spendtrail-Budget"] for _ in range(3)]
+        # Spend before each call: 0, 17 (42%), 34 (85%: past the soft threshold).
+        assert states == ["ben-tokens=0%;ok", "ben-tokens=42%;ok", "ben-tokens=85%;soft"]
+        calls = len(upstream.received)
+        with pytest.raises(openai.RateLimitError) as refused:  # 51 >= 40: refused, not sent
+            client.chat.completions.create(**CHAT)
+        assert len(upstream.received) == calls
+        error = refused.value.body
+        assert (refused.value.code, error["budget"], error["spent"]) == (
+            "budget_exceeded", "ben-tokens", "51 tokens")
+        assert "ben-tokens" in error["message"] and error["period"] in error["message"]
+        other = gw.client(keys["any_env"]).chat.completions.with_raw_response.create(
+            **CHAT, extra_headers={"X-Spendtrail-Environment": "production",
+                                   "X-Spendtrail-Workload": "batch"})
+        assert other.headers["X-Spendtrail-Budget"] == "none"  # another owner: no budget
+    finally:
+        with engine.begin() as conn:
+            delete_budget(conn, "ben-tokens", actor="test", reason="gateway test done")
 
 
 # -- retries and request linking --------------------------------------------------------------

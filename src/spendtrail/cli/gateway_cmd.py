@@ -15,6 +15,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from spendtrail.budgets import BudgetGuard, Counters, MemoryCounters, RedisCounters, SqlCounters
 from spendtrail.cli.common import actor, console, err_console, fail, ledger, settings
 from spendtrail.errors import SpendtrailError
 from spendtrail.gateway import (
@@ -30,6 +31,7 @@ from spendtrail.gateway import (
     serve,
     upstream_key,
 )
+from spendtrail.gateway.budget import GuardedBudgets
 from spendtrail.gateway.identity import MODES
 from spendtrail.ledger.db import redact_url
 
@@ -131,6 +133,12 @@ def rotate(
     typer.echo(value)
 
 
+class CounterStore(StrEnum):
+    memory = "memory"
+    sql = "sql"
+    redis = "redis"
+
+
 def gateway(
     upstream: Annotated[
         str | None,
@@ -167,6 +175,13 @@ def gateway(
         bool, typer.Option(help="Move journaled events into the ledger from this process; "
                            "--no-ingest when `spendtrail ingest --follow` runs elsewhere.")
     ] = True,
+    budget_counters: Annotated[
+        CounterStore, typer.Option(help="Where settled spend is counted: memory (one "
+                                   "gateway), sql (replicas sharing the ledger) or redis.")
+    ] = CounterStore.memory,
+    redis_url: Annotated[
+        str, typer.Option(help="Redis for --budget-counters redis.")
+    ] = "redis://127.0.0.1:6379/0",
 ) -> None:
     """Run the OpenAI-compatible gateway. The provider key comes from the environment
     (SPENDTRAIL_UPSTREAM_KEY, or the profile's variable such as COMETAPI_KEY)."""
@@ -192,6 +207,7 @@ def gateway(
         connect_timeout=connect_timeout,
         read_timeout=read_timeout,
         ingest=ingest,
+        budget=GuardedBudgets(BudgetGuard.load(ledger(), _counters(budget_counters, redis_url))),
     )
     ledger()  # create or migrate the ledger before serving, with the CLI's usual errors
     rules = ", ".join(f"{env}={mode}" for env, mode in sorted(chosen.modes.items()))
@@ -207,6 +223,18 @@ def gateway(
     signal.signal(signal.SIGTERM, _interrupt)
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve(config, host, port))
+
+
+def _counters(store: CounterStore, redis_url: str) -> Counters:
+    if store is CounterStore.memory:
+        return MemoryCounters()
+    if store is CounterStore.sql:
+        return SqlCounters(ledger())
+    try:
+        import redis  # optional: pip install 'spendtrail[redis]'
+    except ImportError:
+        fail("--budget-counters redis needs the redis package: pip install 'spendtrail[redis]'")
+    return RedisCounters(redis.Redis.from_url(redis_url))
 
 
 def _interrupt(_signum: int, _frame: object) -> None:

@@ -97,6 +97,10 @@ async def _background(proxy: Proxy, engine) -> None:
             log.warning("refreshing keys, registry and prices failed; serving the last ones",
                         exc_info=True)
         proxy.spool.seal_if_idle()
+        try:  # budgets: the ledger's newest spend, without counting twice what is settled
+            await asyncio.to_thread(config.budget.reload)
+        except Exception:
+            log.warning("reloading budgets failed; enforcing the last ones", exc_info=True)
 
 
 def _snapshot_age(proxy: Proxy) -> float:

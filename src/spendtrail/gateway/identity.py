@@ -21,7 +21,7 @@ from typing import Literal
 from spendtrail.errors import SpendtrailError
 from spendtrail.events.model import AllocationContext
 from spendtrail.gateway.keys import GatewayKey
-from spendtrail.registry import Application, Registry
+from spendtrail.registry import Allocation, Application, Registry
 
 Mode = Literal["reject", "quarantine"]
 MODES: tuple[str, ...] = ("reject", "quarantine")
@@ -84,6 +84,7 @@ class Identity:
     context: AllocationContext
     status: str  # allocated | shared | quarantined
     reasons: tuple[str, ...] = ()
+    allocation: Allocation | None = None  # the registry's verdict; None without a registry
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,10 +135,10 @@ def resolve(
         return Identity(context, "quarantined", ("no_registry",))
     allocation = registry.validate(context)
     if allocation.status != "quarantined":
-        return Identity(context, allocation.status)
+        return Identity(context, allocation.status, allocation=allocation)
     owner = _owner(registry, key.application)
     if _policy_mode(policy, registry, owner, allocation.environment) == "quarantine":
-        return Identity(context, "quarantined", allocation.reasons)
+        return Identity(context, "quarantined", allocation.reasons, allocation)
     return _refusal(allocation.reasons, context, owner)
 
 

@@ -130,10 +130,11 @@ class Proxy:
             return self._refuse(identity)
         payload = _json_object(body) if path in METERED else None
         model = _label(payload.get("model")) if payload else None
-        budget = await self.config.budget.check(identity.context, model)
+        budget = await self.config.budget.check(identity.allocation, started)
         if not budget.allow:
-            return self._refuse(Refusal(429, budget.message or "budget exceeded",
-                                        "spendtrail_budget_exceeded", None))
+            self.metrics.rejected["budget_exceeded"] += 1
+            return web.json_response({"error": budget.refusal}, status=429,
+                                     headers={"X-Spendtrail-Budget": budget.state})
 
         event_id = new_event_id()
         request_id, attempt = self.linker.link(
@@ -414,7 +415,7 @@ class Proxy:
             log.exception("could not journal event %s", event.event_id)
         cost, call.cost = self._price(event)
         self._count(event, cost, call.identity.status == "quarantined")
-        self.config.budget.record(event, cost)
+        self.config.budget.record(call.identity.allocation, event, cost)
         return call.cost
 
     def _price(self, event: UsageEvent) -> tuple[CostBreakdown | None, str]:
