@@ -70,7 +70,9 @@ def test_tracker_reads_any_split_of_the_stream():
         for start in range(0, len(stream), size):
             events += tracker.feed(stream[start:start + size])
         events += tracker.flush()
-        assert b"".join(e.raw for e in events) == stream
+        # What the caller gets is byte for byte the stream it would get had we not asked
+        # the provider for usage: no usage chunk, no `"usage": null` on the others.
+        assert b"".join(e.raw for e in events if e.forward) == _chat_stream(usage=False)
         assert [(e.forward, e.terminal) for e in events] == [
             (True, False), (True, False), (False, False), (True, True)]
         assert tracker.facts.usage == usage_from_openai(CHAT_USAGE)
@@ -82,6 +84,7 @@ def test_tracker_keeps_the_usage_chunk_when_the_client_asked():
     tracker = SseTracker(strip_usage_chunk=False)
     events = tracker.feed(_chat_stream(usage=True))
     assert all(e.forward for e in events)
+    assert b"".join(e.raw for e in events) == _chat_stream(usage=True)  # untouched
 
 
 def test_tracker_spots_responses_terminal_and_error_events():

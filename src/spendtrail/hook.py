@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import atexit
 import logging
-import re
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping
@@ -54,10 +53,6 @@ MAX_BODY_BYTES = 64 * 1024 * 1024  # larger JSON bodies are passed on but not me
 _PROVIDERS = {"cometapi.com": "cometapi", "openai.com": "openai"}
 _decode = msgspec.json.Decoder()
 _encode = msgspec.json.Encoder()
-# The `"usage": null` that include_usage adds to every chunk; a quote after `,` or `{` is
-# outside any JSON string, so this never matches inside content.
-_NULL_USAGE = re.compile(rb',\s*"usage"\s*:\s*null\b|(?<=\{)\s*"usage"\s*:\s*null\s*,?')
-
 ClientT = TypeVar("ClientT")
 
 
@@ -396,8 +391,7 @@ class _Observer:
                 self._record(502 if failed else 200, "upstream_error" if failed else "success",
                              self.tracker.facts)
             if event.forward:
-                kept.append(_NULL_USAGE.sub(b"", event.raw) if self.attempt.strip_usage
-                            else event.raw)
+                kept.append(event.raw)
         return b"".join(kept)
 
     def _record(self, status: int | None, outcome: Outcome, facts: ResponseFacts) -> None:

@@ -20,6 +20,9 @@ from spendtrail.events.model import Usage
 _decode = msgspec.json.Decoder()
 _EVENT_END = re.compile(rb"\r?\n\r?\n")
 _NULL_USAGE = re.compile(rb'"usage"\s*:\s*null')
+# The `"usage": null` field include_usage adds to every chunk. A quote after `,` or `{` is
+# outside any JSON string (inside one it would be escaped), so this never matches content.
+_NULL_USAGE_FIELD = re.compile(rb',\s*"usage"\s*:\s*null\b|(?<=\{)\s*"usage"\s*:\s*null\s*,?')
 # Responses API stream events after which nothing but the end of the stream follows.
 _TERMINAL_TYPES = {"response.completed", "response.failed", "response.incomplete", "error"}
 _FAILED_TYPES = {"response.failed", "error"}
@@ -89,7 +92,7 @@ def _text(value: Any) -> str | None:
 
 @dataclass(slots=True)
 class SseEvent:
-    raw: bytes  # the event as received, separator included, to forward unchanged
+    raw: bytes  # the event as received, separator included (less what the tracker strips)
     forward: bool = True
     terminal: bool = False  # the stream's last event: journal the call before sending it
 
@@ -99,8 +102,11 @@ class SseTracker:
     """Splits an SSE byte stream into events and picks out usage, id and model.
 
     Only events that can carry what we need are decoded: the first (id, model) and those
-    with a non-null ``usage``. When ``strip_usage_chunk`` is set, the usage-only chunk that
-    ``stream_options.include_usage`` adds (``choices: []``) is marked not to be forwarded.
+    with a non-null ``usage``. When ``strip_usage_chunk`` is set (we asked for usage, the
+    caller did not), what ``stream_options.include_usage`` adds is taken out again: the
+    usage-only chunk (``choices: []``) is marked not to be forwarded, and the
+    ``"usage": null`` field of every other chunk is removed, so the caller sees the stream it
+    would have seen without us.
     """
 
     strip_usage_chunk: bool = False
@@ -135,6 +141,8 @@ class SseTracker:
         return [self._event(rest)] if rest.strip() else []
 
     def _event(self, raw: bytes) -> SseEvent:
+        if self.strip_usage_chunk:
+            raw = _NULL_USAGE_FIELD.sub(b"", raw)
         event = SseEvent(raw)
         data = b"\n".join(
             line[5:].lstrip(b" ") for line in raw.splitlines() if line.startswith(b"data:")
