@@ -9,6 +9,7 @@ import pytest
 import sqlalchemy as sa
 from factories import ROOT, SHEET
 
+from spendtrail.cli import common
 from spendtrail.ledger.db import make_engine, migrate
 from spendtrail.ledger.schema import metadata
 from spendtrail.pricing import add_entries, load_sheet
@@ -89,3 +90,18 @@ def seeded(ledger, tmp_path):
                      source_path="examples/registry.yaml", actor="test")
         add_entries(conn, load_sheet(sheet), actor="test")
     return ledger
+
+
+@pytest.fixture
+def cli_ledger(ledger, ledger_url, monkeypatch):
+    """Point the in-process CLI at the test's ledger (its settings and engine are cached per
+    process, so the caches are cleared around the test); yields the ledger engine."""
+    monkeypatch.setenv("SPENDTRAIL_DATABASE_URL", ledger_url)
+    monkeypatch.setenv("SPENDTRAIL_ACTOR", "ana")
+    common.settings.cache_clear()
+    common.ledger.cache_clear()
+    yield ledger
+    if common.ledger.cache_info().currsize:
+        common.ledger().dispose()
+    common.settings.cache_clear()
+    common.ledger.cache_clear()

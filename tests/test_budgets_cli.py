@@ -9,7 +9,6 @@ import sqlalchemy as sa
 from factories import event
 from typer.testing import CliRunner
 
-from spendtrail.cli import common
 from spendtrail.cli.budgets_cmd import app
 from spendtrail.ledger.ingest import Ingester
 from spendtrail.ledger.schema import audit_log, budgets
@@ -18,18 +17,9 @@ runner = CliRunner()
 
 
 @pytest.fixture
-def cli_ledger(seeded, ledger_url, monkeypatch):
+def cli_ledger(seeded, cli_ledger):
     """The CLI pointed at a ledger holding the example registry and prices."""
-    monkeypatch.setenv("SPENDTRAIL_DATABASE_URL", ledger_url)
-    monkeypatch.setenv("SPENDTRAIL_ACTOR", "ana")
-    common.settings.cache_clear()
-    common.ledger.cache_clear()
-    yield seeded
-    if common.ledger.cache_info().currsize:
-        common.ledger().dispose()
-    common.settings.cache_clear()
-    common.ledger.cache_clear()
-
+    return cli_ledger
 
 def audit(engine):
     with engine.connect() as conn:

@@ -17,6 +17,8 @@ from pathlib import Path
 import openai
 import pytest
 import sqlalchemy as sa
+from factories import ROOT
+from factories import SHEET as BASE_SHEET
 from gateway_upstream import CHAT_USAGE, RESPONSES_USAGE, UpstreamDouble
 
 from spendtrail.budgets import Budget, BudgetGuard
@@ -36,21 +38,8 @@ from spendtrail.ledger.schema import cost_entries, events
 from spendtrail.pricing import add_entries, load_sheet
 from spendtrail.registry import load_registry, save_version
 
-ROOT = Path(__file__).resolve().parent.parent
 UPSTREAM_KEY = "sk-upstream-Zq9Zq9Zq9Zq9Zq9Zq9Zq9Zq9Zq9"
-SHEET = """
-defaults:
-  provider: cometapi
-  currency: USD
-  kind: contracted
-  effective_from: 2026-01-01
-  source_url: https://api.cometapi.com/pricing
-  checked_at: 2026-10-01
-  checked_by: finance-partner
-prices:
-  - model: gpt-4o-mini
-    prices: {input_tokens: "0.15", cached_input_tokens: "0.075", output_tokens: "0.60"}
-  - model: text-embedding-3-small
+SHEET = BASE_SHEET + """  - model: text-embedding-3-small
     prices: {input_tokens: "0.02"}
   - model: dall-e-3
     prices: {images: "0.04"}
@@ -625,7 +614,7 @@ def test_healthz_and_metrics(gw, keys, upstream):
     gw.client(keys["staging"]).models.list(extra_headers={"X-Spendtrail-Workload": "fun"})
 
     health = json.loads(http(gw.base + "/healthz")[1])
-    assert health["status"] == "ok" and health["keys"] >= 3 and health["price_entries"] == 3
+    assert health["status"] == "ok" and health["keys"] >= 3 and health["price_entries"] == 4
     text = http(gw.base + "/metrics")[1].decode()
     lines = set(text.splitlines())
     assert ('spendtrail_gateway_attempts_total{endpoint="/v1/chat/completions",'

@@ -15,13 +15,11 @@ import urllib.request
 from pathlib import Path
 
 import openai
-import pytest
 import sqlalchemy as sa
 import typer
 from gateway_upstream import UpstreamDouble
 from typer.testing import CliRunner
 
-from spendtrail.cli import common
 from spendtrail.cli.gateway_cmd import gateway, keys_app
 from spendtrail.events import decode_event
 from spendtrail.ledger.db import make_engine, migrate
@@ -34,21 +32,6 @@ app.add_typer(keys_app, name="keys")
 app.command("gateway")(gateway)
 runner = CliRunner()
 
-
-@pytest.fixture
-def cli_ledger(ledger_url, monkeypatch):
-    """Point the CLI at a fresh ledger; its settings and engine are cached per process."""
-    monkeypatch.setenv("SPENDTRAIL_DATABASE_URL", ledger_url)
-    monkeypatch.setenv("SPENDTRAIL_ACTOR", "ana")
-    common.settings.cache_clear()
-    common.ledger.cache_clear()
-    engine = make_engine(ledger_url)
-    yield engine
-    engine.dispose()
-    if common.ledger.cache_info().currsize:
-        common.ledger().dispose()
-    common.settings.cache_clear()
-    common.ledger.cache_clear()
 
 
 def load_example_registry(engine: sa.Engine) -> None:

@@ -5,33 +5,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
-from spendtrail.cli import common
 from spendtrail.cli.registry_cmd import app
-from spendtrail.ledger.db import make_engine
 from spendtrail.ledger.schema import audit_log, registry_versions
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "registry.yaml"
 runner = CliRunner()
 
-
-@pytest.fixture
-def cli_ledger(ledger_url, monkeypatch):
-    """Point the CLI at a fresh ledger; its settings and engine are cached per process."""
-    monkeypatch.setenv("SPENDTRAIL_DATABASE_URL", ledger_url)
-    monkeypatch.setenv("SPENDTRAIL_ACTOR", "ana")
-    common.settings.cache_clear()
-    common.ledger.cache_clear()
-    engine = make_engine(ledger_url)
-    yield engine
-    engine.dispose()
-    if common.ledger.cache_info().currsize:
-        common.ledger().dispose()
-    common.settings.cache_clear()
-    common.ledger.cache_clear()
 
 
 def copy_example(tmp_path: Path, old: str = "", new: str = "") -> Path:

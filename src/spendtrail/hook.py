@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import httpx2
 import msgspec
@@ -35,8 +35,15 @@ from spendtrail.events.model import (
     outcome_for_status,
 )
 from spendtrail.gateway.linking import IDEMPOTENCY_HEADER, RETRY_HEADER, RetryLinker, retry_count
-from spendtrail.gateway.proxy import INCLUDE_USAGE, METERED, PROVIDER_ID_HEADERS
-from spendtrail.gateway.usage import ResponseFacts, SseEvent, SseTracker, facts_from_body
+from spendtrail.gateway.proxy import INCLUDE_USAGE, METERED
+from spendtrail.gateway.usage import (
+    ResponseFacts,
+    SseEvent,
+    SseTracker,
+    facts_from_body,
+    json_object,
+    provider_request_id,
+)
 from spendtrail.journal.spool import Spool
 from spendtrail.settings import Settings
 
@@ -51,7 +58,6 @@ ROTATE_SECONDS = 30.0  # how long a hook-opened spool file stays open, as the ga
 MAX_BODY_BYTES = 64 * 1024 * 1024  # larger JSON bodies are passed on but not metered
 
 _PROVIDERS = {"cometapi.com": "cometapi", "openai.com": "openai"}
-_decode = msgspec.json.Decoder()
 _encode = msgspec.json.Encoder()
 ClientT = TypeVar("ClientT")
 
@@ -193,7 +199,7 @@ class _Recorder:
         endpoint = self._endpoint(request.url.path)
         # Only a body already in memory is read: an upload stream is left alone.
         body = request.content if isinstance(request.stream, httpx2.ByteStream) else b""
-        payload = _json_object(body) if endpoint in METERED else None
+        payload = json_object(body) if endpoint in METERED else None
         streaming = payload is not None and payload.get("stream") is True
         strip_usage = False
         send = request
@@ -278,14 +284,6 @@ def _with_body(request: httpx2.Request, body: bytes) -> httpx2.Request:
                           extensions=request.extensions)
 
 
-def _json_object(data: bytes) -> dict[str, Any] | None:
-    if not data:
-        return None
-    try:
-        document = _decode.decode(data)
-    except msgspec.DecodeError:
-        return None
-    return document if isinstance(document, dict) else None
 
 
 # -- observing a response ---------------------------------------------------------------------
@@ -299,7 +297,7 @@ class _Observer:
         self.recorder = recorder
         self.attempt = attempt
         self.status = response.status_code
-        attempt.provider_request_id = _provider_request_id(response.headers)
+        attempt.provider_request_id = provider_request_id(response.headers)
         encodings = response.headers.get_list("content-encoding", split_commas=True)
         encodings = [e.strip().lower() for e in encodings if e.strip().lower() != "identity"]
         self.decoder = MultiDecoder(encodings) if encodings else None
@@ -354,7 +352,7 @@ class _Observer:
                             self.attempt.event_id, MAX_BODY_BYTES)
                 self._record(self.status, "success", ResponseFacts())
                 return b""
-            document = _json_object(b"".join(self.parts))
+            document = json_object(b"".join(self.parts))
             if document is None:  # the SDK fails to parse it too
                 self._record(502, "upstream_error", ResponseFacts())
             else:
@@ -398,12 +396,6 @@ class _Observer:
         self.recorder.record(self.attempt, status, outcome, facts)
 
 
-def _provider_request_id(headers: httpx2.Headers) -> str | None:
-    for name in PROVIDER_ID_HEADERS:
-        value = headers.get(name)
-        if value:
-            return value[:200]
-    return None
 
 
 class _SyncBody(httpx2.SyncByteStream):

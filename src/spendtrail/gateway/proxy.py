@@ -28,7 +28,13 @@ from spendtrail.gateway.keys import GatewayKey
 from spendtrail.gateway.linking import IDEMPOTENCY_HEADER, RETRY_HEADER, RetryLinker, retry_count
 from spendtrail.gateway.metrics import Metrics
 from spendtrail.gateway.state import Snapshot
-from spendtrail.gateway.usage import ResponseFacts, SseTracker, facts_from_body
+from spendtrail.gateway.usage import (
+    ResponseFacts,
+    SseTracker,
+    facts_from_body,
+    json_object,
+    provider_request_id,
+)
 from spendtrail.journal.spool import Spool
 from spendtrail.money import from_pico
 from spendtrail.pricing import INCOMPLETE, CostBreakdown, price_usage
@@ -47,7 +53,6 @@ KNOWN = METERED | {"/v1/models"}
 # Endpoints whose streams report usage only when asked with stream_options.include_usage.
 INCLUDE_USAGE = frozenset({"/v1/chat/completions", "/v1/completions"})
 # Provider request id headers, in order of preference: CometAPI (new-api), then OpenAI.
-PROVIDER_ID_HEADERS = ("X-Oneapi-Request-Id", "x-request-id")
 
 _HOP_BY_HOP = frozenset({
     "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
@@ -58,7 +63,6 @@ _NOT_UPSTREAM = _HOP_BY_HOP | {"authorization", "accept-encoding", "cookie"}
 _NOT_DOWNSTREAM = _HOP_BY_HOP | {"content-encoding", "set-cookie", "date", "server"}
 
 _DRAIN_SECONDS = 1.0
-_decode = msgspec.json.Decoder()
 _encode = msgspec.json.Encoder()
 
 
@@ -128,7 +132,7 @@ class Proxy:
                            self.config.policy)
         if isinstance(identity, Refusal):
             return self._refuse(identity)
-        payload = _json_object(body) if path in METERED else None
+        payload = json_object(body) if path in METERED else None
         model = _label(payload.get("model")) if payload else None
         budget = await self.config.budget.check(identity.allocation, started)
         if not budget.allow:
@@ -184,7 +188,7 @@ class Proxy:
             return self._failed(call, ours, 502, "upstream_connection_failed",
                                 f"connection to the provider failed ({type(exc).__name__})")
         self.metrics.observe_latency(time.monotonic() - sent)
-        call.provider_request_id = _provider_request_id(upstream.headers)
+        call.provider_request_id = provider_request_id(upstream.headers)
         try:
             content_type = upstream.headers.get("Content-Type", "")
             if streaming and upstream.status == 200 and content_type.startswith(
@@ -240,7 +244,7 @@ class Proxy:
         if status >= 400:
             data = self._clean_error(status, data)
         elif call.endpoint in METERED:
-            document = _json_object(data)
+            document = json_object(data)
             if document is None:
                 return self._failed(call, ours, 502, "upstream_malformed_response",
                                     "the provider's response is not a JSON object")
@@ -255,7 +259,7 @@ class Proxy:
         """The provider's error, redacted, in the OpenAI shape even when it sent text."""
         text = redact(data.decode("utf-8", "replace").replace(
             self._secret.decode(), PLACEHOLDER))
-        document = _json_object(text.encode())
+        document = json_object(text.encode())
         if document is not None and isinstance(document.get("error"), dict | str):
             return text.encode()
         return error_body(status, f"the provider answered HTTP {status}: {text[:500]}",
@@ -472,22 +476,8 @@ def _downstream_headers(upstream: Any) -> CIMultiDict[str]:
     return headers
 
 
-def _provider_request_id(headers: Any) -> str | None:
-    for name in PROVIDER_ID_HEADERS:
-        value = headers.get(name)
-        if value:
-            return value[:200]
-    return None
 
 
-def _json_object(data: bytes) -> dict[str, Any] | None:
-    if not data:
-        return None
-    try:
-        document = _decode.decode(data)
-    except msgspec.DecodeError:
-        return None
-    return document if isinstance(document, dict) else None
 
 
 def _label(value: Any) -> str | None:

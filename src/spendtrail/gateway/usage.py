@@ -183,3 +183,28 @@ class SseTracker:
         if kind in _TERMINAL_TYPES or (kind is None and "error" in chunk):
             self.finished = event.terminal = True
             self.failed = kind in _FAILED_TYPES or kind is None
+
+
+# The provider's own id for a call: CometAPI (new-api) sends X-Oneapi-Request-Id, OpenAI
+# x-request-id. Reconciliation matches the provider's log on it, line by line.
+PROVIDER_ID_HEADERS = ("X-Oneapi-Request-Id", "x-request-id")
+
+
+def provider_request_id(headers: Any) -> str | None:
+    """The provider's request id from response headers (any case-insensitive mapping)."""
+    for name in PROVIDER_ID_HEADERS:
+        value = headers.get(name)
+        if value:
+            return value[:200]
+    return None
+
+
+def json_object(data: bytes) -> dict[str, Any] | None:
+    """A JSON object body, or None for anything else (empty, malformed, not an object)."""
+    if not data:
+        return None
+    try:
+        document = _decode.decode(data)
+    except msgspec.DecodeError:
+        return None
+    return document if isinstance(document, dict) else None
