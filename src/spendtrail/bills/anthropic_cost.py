@@ -16,21 +16,13 @@ from pathlib import Path
 from spendtrail.bills import values
 from spendtrail.bills.anthropic_usage import anthropic_period
 from spendtrail.bills.model import BillLine, BillRowError
-from spendtrail.bills.pages import BucketRow, bucket_rows
-from spendtrail.bills.values import RowProblem
+from spendtrail.bills.pages import BucketRow, bucket_lines
 
 FORMAT = "anthropic-cost"
 
 
 def read_anthropic_cost(path: Path) -> Iterator[BillLine | BillRowError]:
-    for row in bucket_rows(path, anthropic_period):
-        if isinstance(row, BillRowError):
-            yield row
-            continue
-        try:
-            yield _line(row)
-        except RowProblem as exc:
-            yield row.error(str(exc))
+    return bucket_lines(path, anthropic_period, _line)
 
 
 def _line(row: BucketRow) -> BillLine:

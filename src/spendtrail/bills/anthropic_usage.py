@@ -18,9 +18,9 @@ from typing import Any
 
 from spendtrail.bills import values
 from spendtrail.bills.model import BillLine, BillRowError
-from spendtrail.bills.pages import BucketRow, bucket_rows
+from spendtrail.bills.pages import BucketRow, bucket_lines
 from spendtrail.bills.values import RowProblem
-from spendtrail.events import EventError, Usage
+from spendtrail.events import Usage
 
 FORMAT = "anthropic-usage"
 
@@ -33,14 +33,7 @@ def anthropic_period(bucket: dict[str, Any]) -> tuple[datetime, datetime]:
 
 
 def read_anthropic_usage(path: Path) -> Iterator[BillLine | BillRowError]:
-    for row in bucket_rows(path, anthropic_period):
-        if isinstance(row, BillRowError):
-            yield row
-            continue
-        try:
-            yield _line(row)
-        except (RowProblem, EventError) as exc:
-            yield row.error(str(exc))
+    return bucket_lines(path, anthropic_period, _line)
 
 
 def _line(row: BucketRow) -> BillLine:

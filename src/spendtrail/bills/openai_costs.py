@@ -15,7 +15,7 @@ from typing import Any
 
 from spendtrail.bills import values
 from spendtrail.bills.model import BillLine, BillRowError
-from spendtrail.bills.pages import BucketRow, bucket_rows
+from spendtrail.bills.pages import BucketRow, bucket_lines
 from spendtrail.bills.values import RowProblem
 
 FORMAT = "openai-costs"
@@ -29,14 +29,7 @@ def openai_period(bucket: dict[str, Any]) -> tuple[datetime, datetime]:
 
 
 def read_openai_costs(path: Path) -> Iterator[BillLine | BillRowError]:
-    for row in bucket_rows(path, openai_period):
-        if isinstance(row, BillRowError):
-            yield row
-            continue
-        try:
-            yield _line(row)
-        except RowProblem as exc:
-            yield row.error(str(exc))
+    return bucket_lines(path, openai_period, _line)
 
 
 def _line(row: BucketRow) -> BillLine:

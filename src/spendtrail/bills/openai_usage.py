@@ -15,23 +15,16 @@ from pathlib import Path
 from spendtrail.bills import values
 from spendtrail.bills.model import BillLine, BillRowError
 from spendtrail.bills.openai_costs import openai_period
-from spendtrail.bills.pages import BucketRow, bucket_rows
+from spendtrail.bills.pages import BucketRow, bucket_lines
 from spendtrail.bills.values import RowProblem
-from spendtrail.events import EventError, Usage
+from spendtrail.events import Usage
 
 FORMAT = "openai-usage"
 _REQUIRED = ("input_tokens", "output_tokens", "num_model_requests")
 
 
 def read_openai_usage(path: Path) -> Iterator[BillLine | BillRowError]:
-    for row in bucket_rows(path, openai_period):
-        if isinstance(row, BillRowError):
-            yield row
-            continue
-        try:
-            yield _line(row)
-        except (RowProblem, EventError) as exc:
-            yield row.error(str(exc))
+    return bucket_lines(path, openai_period, _line)
 
 
 def _line(row: BucketRow) -> BillLine:

@@ -20,8 +20,9 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, TextIO
 
-from spendtrail.bills.model import BillFileError, BillRowError
+from spendtrail.bills.model import BillFileError, BillLine, BillRowError
 from spendtrail.bills.values import RowProblem
+from spendtrail.events.model import EventError
 
 _CHUNK = 1 << 16
 _WS = re.compile(r"[ \t\r\n]*")
@@ -274,3 +275,20 @@ def bucket_rows(
                 else:
                     reason = f"expected a result object, got {type(result).__name__}"
                     yield BillRowError(source, page.line, reason, item)
+
+
+def bucket_lines(
+    path: Path,
+    period: Callable[[dict[str, Any]], tuple[datetime, datetime]],
+    to_line: Callable[[BucketRow], BillLine],
+) -> Iterator[BillLine | BillRowError]:
+    """Every bucket result as a BillLine, or an error naming its place; one bad result never
+    stops the others."""
+    for row in bucket_rows(path, period):
+        if isinstance(row, BillRowError):
+            yield row
+            continue
+        try:
+            yield to_line(row)
+        except (RowProblem, EventError) as exc:
+            yield row.error(str(exc))
