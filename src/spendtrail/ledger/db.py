@@ -52,13 +52,14 @@ def _alembic_config(connection: sa.Connection) -> Config:
 
 def migrate(engine: sa.Engine) -> None:
     """Bring the schema to the newest migration; a no-op when it is already there."""
-    head = ScriptDirectory(_MIGRATIONS).get_current_head()
+    heads = set(ScriptDirectory(_MIGRATIONS).get_heads())
     with engine.connect() as connection:
-        current = MigrationContext.configure(connection).get_current_revision()
-    if current == head:
+        current = set(MigrationContext.configure(connection).get_current_heads())
+    if current == heads:
         return
     with engine.begin() as connection:
-        command.upgrade(_alembic_config(connection), "head")
+        # "heads": branches that capabilities add side by side all apply.
+        command.upgrade(_alembic_config(connection), "heads")
 
 
 def open_ledger(url: str) -> sa.Engine:
