@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, date, datetime
 from itertools import islice
 from pathlib import Path
@@ -58,9 +58,10 @@ class IngestReport:
     rejected: list[Rejected] = field(default_factory=list)
 
     def add(self, other: IngestReport) -> None:
-        for name in ("read", "inserted", "duplicates", "allocated", "shared", "quarantined",
-                     "unpriced"):
-            setattr(self, name, getattr(self, name) + getattr(other, name))
+        for counter in fields(self):
+            if counter.name != "rejected":
+                setattr(self, counter.name,
+                        getattr(self, counter.name) + getattr(other, counter.name))
         self.rejected.extend(other.rejected)
 
 
@@ -95,8 +96,9 @@ class Ingester:
         """Ingest JSONL files and folders; `on_progress` receives bytes consumed."""
         report = IngestReport()
         for path in event_files(paths):
-            chunks = file_chunks(path, CHUNK_BYTES)
-            if self.workers > 1 and len(chunks) > 1:
+            # Chunking reads the file once for its line numbers: only worth it to parallelize.
+            chunks = file_chunks(path, CHUNK_BYTES) if self.workers > 1 else []
+            if len(chunks) > 1:
                 report.add(self._ingest_parallel(path, chunks, on_progress))
             else:
                 report.add(self.ingest_lines(read_lines(path), on_progress))
