@@ -1,0 +1,496 @@
+"""Gateway overhead: a static upstream called directly vs through `spendtrail gateway`.
+
+    python bench/gateway.py [--requests 20000] [--warmup 1000] [--rss-requests 100000]
+
+Every server is its own process, and so is each load generator, so nothing measures itself:
+
+- the upstream: a minimal HTTP/1.1 server answering every request with one fixed OpenAI-shaped
+  chat completion (usage, an X-Oneapi-Request-Id header), a few microseconds a call;
+- three real `spendtrail gateway` processes (one worker each) on one fresh SQLite ledger
+  holding the example registry and prices, called with a key from `spendtrail keys create`;
+  every call is journaled. They differ in when the journal reaches the ledger: `gateway` is
+  the CLI default (the follow-mode ingester runs as a thread inside the gateway, during the
+  measurement), `gateway + follow` runs `--no-ingest` with `spendtrail ingest --follow` as a
+  separate process (also during the measurement), `gateway journal-only` runs `--no-ingest`
+  and its spool is ingested after the run;
+- the load generator: keep-alive connections, one request in flight on each, a fixed number
+  of requests after a warm-up; per-request latency, and the CPU used meanwhile by the server
+  under test, by itself, and by everything else on the machine (`rest`: noise when high).
+
+For concurrency 1 and 16 it measures the upstream directly and each gateway in the same run,
+prints the added latency (gateway p50 - direct p50), keeps the default gateway busy until it
+has served --rss-requests calls and reads its RSS, then checks that the ledger holds one event
+per call. If LiteLLM's proxy is installed it runs on the same upstream and is compared.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import importlib.util
+import itertools
+import json
+import os
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "bench" / "out"
+MODEL = "gpt-4o-mini"  # priced by examples/prices.yaml for provider cometapi
+APPLICATION = "support-assistant"  # has a default workload class: calls are allocated
+UPSTREAM_KEY = "bench-upstream-key"
+LITELLM_KEY = "sk-bench-litellm"
+# Three ways to run the gateway with the ledger on: (row name, spool folder, ingest flag,
+# whether a `spendtrail ingest --follow` process runs beside it during the measurement).
+GATEWAYS = (
+    ("gateway", "spool", "--ingest", False),  # the CLI default: ingester thread in-process
+    ("gateway + follow", "spool-follow", "--no-ingest", True),  # ingester in its own process
+    ("gateway journal-only", "spool-journal", "--no-ingest", False),  # ingested after the run
+)
+
+# The upstream's one answer. Content-Length framing, no chunking: cheapest for both sides.
+COMPLETION = json.dumps({
+    "id": "chatcmpl-bench", "object": "chat.completion", "created": 1763798400, "model": MODEL,
+    "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hello!"},
+                 "finish_reason": "stop"}],
+    "usage": {"prompt_tokens": 12, "completion_tokens": 3, "total_tokens": 15,
+              "prompt_tokens_details": {"cached_tokens": 0},
+              "completion_tokens_details": {"reasoning_tokens": 0}},
+}, separators=(",", ":")).encode()
+UPSTREAM_RESPONSE = (
+    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+    b"X-Oneapi-Request-Id: 20261122000000000000bench\r\n"
+    b"Content-Length: " + str(len(COMPLETION)).encode() + b"\r\n\r\n" + COMPLETION
+)
+REQUEST_BODY = json.dumps({"model": MODEL, "messages": [{"role": "user", "content": "Say hi"}]},
+                          separators=(",", ":")).encode()
+# The load generator's bodies differ in a fixed-width tail (its pid and a counter): every call
+# is a new logical request with its own entry in the gateway's retry linker, as in real traffic.
+BODY_TEMPLATE = REQUEST_BODY.replace(b"Say hi", b"Say hi %010d-%010d")
+_sequence = itertools.count()
+
+
+# -- HTTP/1.1 framing shared by the upstream and the load generator ------------------------------
+
+def _content_length(head: bytes) -> int:
+    """Content-Length of a header block; chunked bodies are not expected from either side."""
+    lower = head.lower()
+    if b"transfer-encoding: chunked" in lower:
+        raise ValueError("chunked body: the benchmark expects Content-Length framing")
+    at = lower.find(b"\r\ncontent-length:")
+    if at < 0:
+        return 0
+    end = lower.find(b"\r\n", at + 2)
+    return int(lower[at + 17:end if end >= 0 else None])
+
+
+class _Messages:
+    """Splits a byte stream into complete HTTP messages (head + Content-Length body)."""
+
+    def __init__(self) -> None:
+        self.buffer = bytearray()
+
+    def feed(self, data: bytes) -> list[bytes]:
+        self.buffer += data
+        heads = []
+        while (end := self.buffer.find(b"\r\n\r\n")) >= 0:
+            head = bytes(self.buffer[:end])
+            size = end + 4 + _content_length(head)
+            if len(self.buffer) < size:
+                break
+            del self.buffer[:size]
+            heads.append(head)
+        return heads
+
+
+# -- the static upstream ---------------------------------------------------------------------
+
+class _Upstream(asyncio.Protocol):
+    """Raw asyncio rather than aiohttp: a few microseconds a call, so the measurement is about
+    the gateway. Answers every complete request with UPSTREAM_RESPONSE, keep-alive."""
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        self.messages = _Messages()
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            count = len(self.messages.feed(data))
+        except ValueError:
+            self.transport.close()
+            return
+        if count:
+            self.transport.write(UPSTREAM_RESPONSE * count)
+
+
+async def run_upstream() -> None:
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(_Upstream, "127.0.0.1", 0, backlog=1024)
+    print(server.sockets[0].getsockname()[1], flush=True)  # the parent reads the port
+    await server.serve_forever()
+
+
+# -- the load generator ------------------------------------------------------------------------
+
+class _Client(asyncio.Protocol):
+    """One keep-alive connection with one request in flight. Raw asyncio for the same reason
+    as the upstream: the client shares the 2 cores with the gateway, so the less CPU it takes
+    the less it disturbs the measurement (its CPU is printed as `client`)."""
+
+    def __init__(self) -> None:
+        self.messages = _Messages()
+        self.waiter: asyncio.Future | None = None
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        heads = self.messages.feed(data)
+        if heads and self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(heads[0])
+
+    def connection_lost(self, exc) -> None:
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_exception(ConnectionError("connection closed by the server"))
+
+    async def call(self, request: bytes) -> bytes:
+        self.waiter = asyncio.get_running_loop().create_future()
+        self.transport.write(request)
+        return await self.waiter
+
+
+def busy_cpu_seconds() -> float:
+    """CPU seconds the whole machine spent busy so far (all cores, /proc/stat)."""
+    user, nice, system, _idle, _iowait, irq, softirq, steal = map(
+        int, Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of a process so far, from /proc/PID/stat."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
+
+
+async def run_load(port: int, key: str, concurrency: int, count: int, server_pid: int) -> dict:
+    """`count` requests over `concurrency` connections; returns rate and latency figures,
+    and the CPU the server (`server_pid`) used per request over the same window."""
+    head = (
+        f"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+        f"Authorization: Bearer {key}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(BODY_TEMPLATE % (0, 0))}\r\n\r\n"
+    ).encode()
+    pid = os.getpid()
+    loop = asyncio.get_running_loop()
+    clients = [(await loop.create_connection(_Client, "127.0.0.1", port))[1]
+               for _ in range(concurrency)]
+    latencies: list[int] = []
+    failures: list[bytes] = []
+    remaining = count
+
+    async def worker(client: _Client) -> None:
+        nonlocal remaining
+        while remaining > 0:
+            remaining -= 1
+            request = head + BODY_TEMPLATE % (pid, next(_sequence))
+            begin = time.perf_counter_ns()
+            answer = await client.call(request)
+            latencies.append(time.perf_counter_ns() - begin)
+            if not answer.startswith(b"HTTP/1.1 200"):
+                failures.append(answer)
+
+    user, system = cpu_seconds(server_pid)
+    machine, own = busy_cpu_seconds(), time.process_time()
+    begin = time.perf_counter()
+    await asyncio.gather(*(worker(c) for c in clients))
+    seconds = time.perf_counter() - begin
+    machine, own = busy_cpu_seconds() - machine, time.process_time() - own
+    after = cpu_seconds(server_pid)
+    user, system = after[0] - user, after[1] - system
+    cpu = user + system
+    for client in clients:
+        client.transport.close()
+    latencies.sort()
+    return {"requests": len(latencies), "seconds": seconds, "rate": len(latencies) / seconds,
+            "p50_ms": latencies[len(latencies) // 2] / 1e6,
+            "p99_ms": latencies[min(len(latencies) - 1, len(latencies) * 99 // 100)] / 1e6,
+            "server_cpu": cpu / seconds, "server_cpu_us": cpu / len(latencies) * 1e6,
+            "server_sys": system / cpu if cpu else 0.0, "client_cpu": own / seconds,
+            # Busy CPU outside the server and this client: the upstream behind a gateway,
+            # an ingester, and anything else running on the machine (noise).
+            "rest_cpu": max(0.0, machine - cpu - own) / seconds,
+            "errors": len(failures), "first_error": failures[0].decode()[:300] if failures else ""}
+
+
+def load(port: int, key: str, concurrency: int, count: int, warmup: int, pid: int) -> dict:
+    """Runs a load-generator process: warm-up requests first (not counted), then `count`."""
+    proc = subprocess.run(
+        [sys.executable, __file__, "--load", str(port), key, str(concurrency), str(count),
+         str(warmup), str(pid)], capture_output=True, text=True)
+    if proc.returncode:
+        raise SystemExit(f"the load generator failed on port {port}:\n{proc.stderr[-3000:]}")
+    figures = json.loads(proc.stdout)
+    if figures["errors"]:
+        raise SystemExit(f"{figures['errors']} of {count} requests failed on port {port}: "
+                         f"{figures['first_error']}")
+    return figures
+
+
+def load_child(port: int, key: str, concurrency: int, count: int, warmup: int, pid: int) -> None:
+    async def both() -> dict:
+        if warmup:
+            await run_load(port, key, concurrency, warmup, pid)
+        return await run_load(port, key, concurrency, count, pid)
+
+    print(json.dumps(asyncio.run(both())))
+
+
+# -- set-up ------------------------------------------------------------------------------------
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def spendtrail(env: dict, *args: str) -> str:
+    proc = subprocess.run([sys.executable, "-m", "spendtrail.cli.app", *args], env=env,
+                          check=True, capture_output=True, text=True)
+    return proc.stdout
+
+
+def wait_http(url: str, proc: subprocess.Popen, what: str, log: Path,
+              seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=1):
+                return
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"{what} did not start (exit {proc.poll()}), see {log}:\n"
+                                 f"{log.read_text()[-2000:]}") from None
+            time.sleep(0.1)
+
+
+def spawn(args: list[str], env: dict | None, log: Path) -> subprocess.Popen:
+    """A server process; its output goes to a file (a pipe nobody reads could fill up)."""
+    with log.open("wb") as out:
+        return subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT)
+
+
+def rss_mib(pid: int) -> tuple[float, float]:
+    """(VmRSS, VmHWM) in MiB: now, and the peak so far."""
+    fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text()
+                  .splitlines() if ":" in line)
+    return (int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024)
+
+
+def check_gateway(port: int, key: str) -> dict[str, str]:
+    """One call before measuring: the full path runs (allocated, priced, journaled)."""
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/v1/chat/completions", data=REQUEST_BODY, method="POST",
+        headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        headers = {name: response.headers.get(name, "") for name in
+                   ("X-Spendtrail-Allocation", "X-Spendtrail-Cost", "X-Oneapi-Request-Id")}
+    if headers["X-Spendtrail-Allocation"] != "allocated" or "USD" not in \
+            headers["X-Spendtrail-Cost"]:
+        raise SystemExit(f"the gateway did not allocate and price the call: {headers}")
+    return headers
+
+
+def start_litellm(upstream_port: int, workdir: Path) -> tuple[subprocess.Popen, int]:
+    """LiteLLM's proxy, one worker, on the same upstream. It has no database here, so it
+    keeps no spend logs: its figures are a lower bound on its cost with the ledger on."""
+    port = free_port()
+    config = workdir / "litellm.yaml"
+    config.write_text(json.dumps({  # JSON is YAML
+        "model_list": [{"model_name": MODEL, "litellm_params": {
+            "model": f"openai/{MODEL}", "api_base": f"http://127.0.0.1:{upstream_port}/v1",
+            "api_key": UPSTREAM_KEY}}],
+        "general_settings": {"master_key": LITELLM_KEY},  # it refuses to start without one
+    }))
+    log = workdir / "litellm.log"
+    proc = spawn([sys.executable, "-m", "litellm.proxy.proxy_cli", "--config", str(config),
+                  "--host", "127.0.0.1", "--port", str(port), "--num_workers", "1"], None, log)
+    wait_http(f"http://127.0.0.1:{port}/health/liveliness", proc, "LiteLLM proxy", log, 120)
+    return proc, port
+
+
+def start_gateway(env: dict, upstream_port: int, spool: Path,
+                  flag: str) -> tuple[subprocess.Popen, int]:
+    port = free_port()
+    log = spool.with_suffix(".log")
+    proc = spawn([sys.executable, "-m", "spendtrail.cli.app", "gateway", "--profile", "custom",
+                  "--provider", "cometapi", "--upstream", f"http://127.0.0.1:{upstream_port}/v1",
+                  "--port", str(port), flag], {**env, "SPENDTRAIL_SPOOL_DIR": str(spool)}, log)
+    wait_http(f"http://127.0.0.1:{port}/healthz", proc, "the gateway", log)
+    return proc, port
+
+
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)  # a gateway seals its spool and ingests it on the way out
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def ledger_events(database: Path) -> int:
+    with sqlite3.connect(database) as conn:
+        return conn.execute("SELECT count(*) FROM events").fetchone()[0]
+
+
+# -- the run -----------------------------------------------------------------------------------
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=20_000,
+                        help="measured requests per row (after --warmup)")
+    parser.add_argument("--warmup", type=int, default=1_000)
+    parser.add_argument("--rss-requests", type=int, default=100_000,
+                        help="total calls through the gateway before its RSS is read")
+    parser.add_argument("--concurrency", default="1,16")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the ledger, spools and server logs (bench/out/gateway-*)")
+    parser.add_argument("--load", nargs=6, help=argparse.SUPPRESS)
+    parser.add_argument("--upstream", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.upstream:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(run_upstream())
+        return
+    if args.load:
+        load_child(*map(int, args.load[:1]), args.load[1], *map(int, args.load[2:]))
+        return
+    concurrencies = [int(c) for c in args.concurrency.split(",")]
+    # Started in the background by a non-interactive shell, this script inherits an ignored
+    # SIGINT and so would every server: restore it, so stop() lets the gateways shut down
+    # cleanly (seal the spool, last ingest round).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    OUT.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="gateway-", dir=OUT))  # ledger, spools, server logs
+    env = {**os.environ, "SPENDTRAIL_HOME": str(work), "SPENDTRAIL_ACTOR": "bench",
+           "SPENDTRAIL_DATABASE_URL": f"sqlite:///{work / 'ledger.db'}",
+           "SPENDTRAIL_UPSTREAM_KEY": UPSTREAM_KEY}
+    spendtrail(env, "registry", "load", str(ROOT / "examples" / "registry.yaml"))
+    spendtrail(env, "prices", "import", "sheet", str(ROOT / "examples" / "prices.yaml"))
+    key = spendtrail(env, "keys", "create", "--application", APPLICATION,
+                     "--environment", "production").strip()
+
+    upstream = subprocess.Popen([sys.executable, __file__, "--upstream"],
+                                stdout=subprocess.PIPE, text=True)
+    procs = [upstream]
+    served: dict[str, int] = {}
+    try:
+        upstream_port = int(upstream.stdout.readline())
+        # target name -> (port, pid of the server whose CPU is read, key to send)
+        targets = {"direct": (upstream_port, upstream.pid, key)}
+        for name, spool, flag, follower in GATEWAYS:
+            proc, port = start_gateway(env, upstream_port, work / spool, flag)
+            procs.append(proc)
+            if follower:
+                procs.append(spawn(
+                    [sys.executable, "-m", "spendtrail.cli.app", "ingest", "--follow"],
+                    {**env, "SPENDTRAIL_SPOOL_DIR": str(work / spool)},
+                    work / f"{spool}-ingest.log"))
+            check_gateway(port, key)
+            targets[name] = (port, proc.pid, key)
+            served[name] = 1
+        gateway_pid = targets["gateway"][1]
+        started_rss = rss_mib(gateway_pid)[0]
+
+        litellm = importlib.util.find_spec("litellm") is not None
+        if litellm:
+            proc, port = start_litellm(upstream_port, work)
+            procs.append(proc)
+            targets["litellm"] = (port, proc.pid, LITELLM_KEY)
+        else:
+            print("LiteLLM not installed: skipped", flush=True)
+        print(f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}, load average "
+              f"{os.getloadavg()[0]:.1f}; {args.requests:,} requests per row after "
+              f"{args.warmup:,} warm-up", flush=True)
+
+        rows = []
+        print(f"{'target':<20} {'conc':>4} {'requests':>9} {'req/s':>8} {'p50 ms':>8} "
+              f"{'p99 ms':>8} {'server CPU':>10} {'CPU/req':>9} {'sys':>4} {'client':>6} "
+              f"{'rest':>5}", flush=True)
+        for concurrency in concurrencies:
+            for name, (port, pid, token) in targets.items():
+                figures = load(port, token, concurrency, args.requests, args.warmup, pid)
+                if name in served:
+                    served[name] += args.warmup + args.requests
+                rows.append({"target": name, "concurrency": concurrency, **figures})
+                print(f"{name:<20} {concurrency:>4} {figures['requests']:>9,} "
+                      f"{figures['rate']:>8,.0f} {figures['p50_ms']:>8.3f} "
+                      f"{figures['p99_ms']:>8.3f} {figures['server_cpu']:>10.0%} "
+                      f"{figures['server_cpu_us']:>6.0f} us {figures['server_sys']:>4.0%} "
+                      f"{figures['client_cpu']:>6.0%} {figures['rest_cpu']:>5.0%}", flush=True)
+
+        added = {}
+        for concurrency in concurrencies:
+            by = {r["target"]: r for r in rows if r["concurrency"] == concurrency}
+            direct = by["direct"]
+            for name, row in by.items():
+                if name == "direct":
+                    continue
+                added[f"{name} c={concurrency}"] = row["p50_ms"] - direct["p50_ms"]
+                print(f"c={concurrency:<3} {name:<20} adds {row['p50_ms'] - direct['p50_ms']:.3f}"
+                      f" ms at p50, {row['p99_ms'] - direct['p99_ms']:.3f} ms at p99", flush=True)
+            if "litellm" in by:
+                print(f"c={concurrency:<3} gateway / LiteLLM: "
+                      f"{by['gateway']['rate'] / by['litellm']['rate']:.2f}x the req/s, "
+                      f"{by['litellm']['p50_ms'] / by['gateway']['p50_ms']:.2f}x lower p50",
+                      flush=True)
+
+        # Keep the default gateway busy until it has served --rss-requests calls, then read
+        # its RSS (VmHWM is the peak over its whole life).
+        measured_rss = rss_mib(gateway_pid)[0]
+        if served["gateway"] < args.rss_requests:
+            soak = load(targets["gateway"][0], key, 16, args.rss_requests - served["gateway"],
+                        0, gateway_pid)
+            served["gateway"] += soak["requests"]
+            print(f"soak: {soak['requests']:,} more requests at c=16, {soak['rate']:,.0f} req/s",
+                  flush=True)
+        rss, peak = rss_mib(gateway_pid)
+        print(f"load average {os.getloadavg()[0]:.1f}; gateway RSS: {started_rss:.1f} MiB after "
+              f"start, {measured_rss:.1f} MiB after the rows, {rss:.1f} MiB after "
+              f"{served['gateway']:,} requests (peak {peak:.1f} MiB)", flush=True)
+    finally:
+        for proc in reversed(procs):
+            stop(proc)
+
+    # The ledger was on: every call through a gateway must now be one event in it. What the
+    # ingesters had not picked up when they stopped (and the journal-only spool) goes in now.
+    for _, spool, _, _ in GATEWAYS:
+        spendtrail({**env, "SPENDTRAIL_SPOOL_DIR": str(work / spool)}, "ingest")
+    events = ledger_events(work / "ledger.db")
+    print(f"ledger: {events:,} events for {sum(served.values()):,} calls through the gateways"
+          f" ({'all recorded' if events == sum(served.values()) else 'MISMATCH'})", flush=True)
+    summary = {"rows": rows, "added_p50_ms": added, "gateway_requests": served,
+               "gateway_rss_mib": {"start": started_rss, "after_rows": measured_rss,
+                                   "end": rss, "peak": peak},
+               "ledger_events": events, "litellm": litellm}
+    print(json.dumps(summary, indent=2))
+    if args.keep or events != sum(served.values()):
+        print(f"kept {work}")
+    else:  # a few hundred MB of spool and ledger per run
+        shutil.rmtree(work)
+
+
+if __name__ == "__main__":
+    main()
