@@ -222,7 +222,7 @@ def gateway(
     # SIGTERM (service managers, `kill`) stops as cleanly as Ctrl-C: the last spool file is
     # sealed and ingested. A background job of a script ignores SIGINT, so this matters there.
     signal.signal(signal.SIGTERM, _interrupt)
-    # The start-up heap (imports, the loaded snapshot) lives as long as the process: keep it
+    # The start-up heap (the imported modules) lives as long as the process: keep it
     # out of the cyclic collector, whose full passes over it cost ~60 ms (docs/benchmarks.md).
     gc.collect()
     gc.freeze()
