@@ -12,6 +12,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColu
 
 from spendtrail.cli import (
     budgets_cmd,
+    evidence_cmd,
     gateway_cmd,
     ledger_cmd,
     prices_cmd,
@@ -38,6 +39,12 @@ app.command("costs")(ledger_cmd.costs)
 app.command("simulate-provider")(simulator_cmd.simulate_provider)
 app.command("gateway")(gateway_cmd.gateway)
 app.add_typer(gateway_cmd.keys_app, name="keys", help="Gateway keys: create, list, revoke, rotate.")
+app.add_typer(evidence_cmd.sources_app, name="sources", help="The register of sources relied on.")
+app.add_typer(evidence_cmd.review_app, name="review", help="Chargeback review notes.")
+app.add_typer(evidence_cmd.followups_app, name="followups", help="Open questions, routed.")
+app.add_typer(evidence_cmd.audit_app, name="audit", help="The append-only audit trail.")
+app.add_typer(evidence_cmd.handoff_app, name="handoff", help="Cost handoff records.")
+app.command("smoke")(evidence_cmd.smoke)
 
 
 @app.command()

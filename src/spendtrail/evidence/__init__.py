@@ -1,7 +1,8 @@
 """Review evidence: chargeback review notes, the checklist they are checked against, the linter
 that guards what any note or handoff may say, and their Markdown and JSON exports.
 
-Pure and database-free: storage and the ``spendtrail review`` commands build on this.
+The names here are pure and database-free. Storage builds on them: ``store`` (sources, review
+notes), ``draft``, ``followups``, ``audit_view``, ``smoke`` and ``handoff``; see docs/evidence.md.
 """
 
 from spendtrail.evidence.checklist import REASON_CODES, CheckResult, Reason, check_note, mark

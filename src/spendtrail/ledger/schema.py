@@ -262,3 +262,80 @@ budget_alerts = sa.Table(
         "budget_id", "period_start", "threshold", name="uq_budget_alerts_once"
     ),
 )
+
+# Evidence (see spendtrail.evidence and docs/evidence.md): the source register, stored review
+# notes (the note itself as JSON, with the columns people filter on beside it), the follow-up
+# queue, smoke-test run logs in the seeds' fields, and handoff records.
+evidence_sources = sa.Table(
+    "evidence_sources",
+    metadata,
+    sa.Column("id", sa.String(200), primary_key=True),
+    sa.Column("url", sa.String(2000), nullable=False),
+    sa.Column("purpose", sa.Text, nullable=False, server_default=""),
+    sa.Column("area", sa.String(200), nullable=False, server_default=""),
+    sa.Column("covers", sa.String(500)),  # comma-separated claim kinds; NULL: any kind
+    sa.Column("accessed", sa.Date, nullable=False),
+    sa.Column("checked_by", sa.String(200), nullable=False),
+    sa.Column("review_every_days", sa.Integer),
+    sa.Column("updated_at", Timestamp, nullable=False),
+)
+
+review_notes = sa.Table(
+    "review_notes",
+    metadata,
+    sa.Column("review_id", sa.String(64), primary_key=True),
+    sa.Column("usage_period", sa.String(20), nullable=False),
+    sa.Column("team_owner", sa.String(200)),
+    sa.Column("review_result", sa.String(20)),  # NULL until checked
+    sa.Column("follow_up_owner", sa.String(100)),
+    sa.Column("note", sa.Text, nullable=False),  # ReviewNote JSON
+    sa.Column("reasons", sa.Text),  # JSON list of the last check's reasons
+    sa.Column("checked_at", Timestamp),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("created_by", sa.String(200), nullable=False),
+    sa.Index("ix_review_notes_period", "usage_period"),
+)
+
+follow_ups = sa.Table(
+    "follow_ups",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
+    sa.Column("origin", sa.String(20), nullable=False),  # review | reconciliation | smoke
+    sa.Column("origin_id", sa.String(200), nullable=False),
+    sa.Column("question", sa.Text, nullable=False),
+    sa.Column("routed_to", sa.String(100), nullable=False),
+    sa.Column("opened_at", Timestamp, nullable=False),
+    sa.Column("resolved_at", Timestamp),
+    sa.Column("resolved_by", sa.String(200)),
+    sa.Column("resolution", sa.Text),
+    sa.Index("ix_follow_ups_origin", "origin", "origin_id"),
+)
+
+smoke_runs = sa.Table(
+    "smoke_runs",
+    metadata,
+    sa.Column("run_id", sa.String(64), primary_key=True),
+    sa.Column("reviewed_at", Timestamp, nullable=False),
+    sa.Column("operator", sa.String(200), nullable=False),
+    sa.Column("source_urls_checked", sa.Text, nullable=False),  # JSON list
+    sa.Column("workload_tag", sa.String(200), nullable=False),
+    sa.Column("owner_tag", sa.String(200), nullable=False),
+    sa.Column("environment", sa.String(200), nullable=False),
+    sa.Column("happy_path_result", sa.String(20), nullable=False),
+    sa.Column("error_path_result", sa.String(20), nullable=False),
+    sa.Column("evidence_captured", sa.Boolean, nullable=False),
+    sa.Column("decision", sa.String(20), nullable=False),  # proceed | review | stop
+    sa.Column("follow_up_owner", sa.String(100)),
+    sa.Column("upstream_url", sa.String(2000), nullable=False),
+    sa.Column("details", sa.Text, nullable=False),  # JSON: what each path saw
+)
+
+handoffs = sa.Table(
+    "handoffs",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("created_by", sa.String(200), nullable=False),
+    sa.Column("document", sa.Text, nullable=False),  # JSON
+    sa.Column("findings", sa.Text, nullable=False),  # JSON list of lint findings
+)
