@@ -81,5 +81,17 @@ spendtrail budgets show support-tokens
 step "9. what needs attention: stale prices, unpriced models"
 spendtrail prices check || true
 
-step "10. the ledger"
+step "10. evidence: sources, a smoke test of the request path, the two-row review sample"
+spendtrail sources seed > /dev/null && spendtrail sources list
+SPENDTRAIL_UPSTREAM_KEY="sk-demo-simulated-provider" spendtrail smoke \
+  --upstream "http://127.0.0.1:$SIM_PORT/v1" --application support-assistant || true
+spendtrail review sample --period "$(date -u +%Y-%m)"
+spendtrail review export --format md --period "$(date -u +%Y-%m)" --output demo-out/reviews.md
+echo "review notes (Markdown): demo-out/reviews.md"
+spendtrail followups list
+
+step "11. the handoff record"
+spendtrail handoff new > /dev/null && spendtrail handoff show
+
+step "12. the ledger"
 spendtrail ledger stats

@@ -12,8 +12,8 @@ __all__ = ["instrument"]
 
 
 def __getattr__(name: str) -> Any:
-    # Imported on first use: the hook needs the openai SDK's httpx2, which the rest of
-    # spendtrail (CLI, ledger, gateway) neither needs nor declares.
+    # Imported on first use: the hook loads the openai SDK (~0.3 s), which the CLI, the
+    # ledger and the gateway do not need.
     if name == "instrument":
         from spendtrail.hook import instrument
 

@@ -16,9 +16,8 @@ import urllib.request
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import openai
 import sqlalchemy as sa
 
 from spendtrail.evidence.dbtime import as_utc
@@ -30,6 +29,9 @@ from spendtrail.ledger.audit import record_change
 from spendtrail.ledger.ingest import Ingester
 from spendtrail.ledger.schema import cost_entries, events, smoke_runs
 from spendtrail.redact import redact
+
+if TYPE_CHECKING:
+    import openai
 
 # Shaped like a gateway key so the gateway, not a format check, refuses it.
 INVALID_CREDENTIAL = "sk-st-invalid-smoke-credential"
@@ -143,6 +145,8 @@ def latest_smoke_run(conn: sa.Connection) -> SmokeRun | None:
 
 
 def _happy_path(base: str, key: str, run_id: str, options: SmokeOptions) -> dict[str, Any]:
+    import openai  # the SDK is heavy to import: only the smoke test itself pays for it
+
     client = openai.OpenAI(base_url=base, api_key=key, max_retries=0, timeout=options.timeout)
     try:
         client.chat.completions.create(
@@ -155,6 +159,8 @@ def _happy_path(base: str, key: str, run_id: str, options: SmokeOptions) -> dict
 
 
 def _error_path(base: str, run_id: str, options: SmokeOptions) -> dict[str, Any]:
+    import openai
+
     client = openai.OpenAI(base_url=base, api_key=INVALID_CREDENTIAL, max_retries=0,
                            timeout=options.timeout)
     try:
