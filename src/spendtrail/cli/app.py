@@ -13,6 +13,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColu
 from spendtrail.cli import (
     budgets_cmd,
     evidence_cmd,
+    export_cmd,
     gateway_cmd,
     ledger_cmd,
     prices_cmd,
@@ -45,6 +46,7 @@ app.add_typer(evidence_cmd.followups_app, name="followups", help="Open questions
 app.add_typer(evidence_cmd.audit_app, name="audit", help="The append-only audit trail.")
 app.add_typer(evidence_cmd.handoff_app, name="handoff", help="Cost handoff records.")
 app.command("smoke")(evidence_cmd.smoke)
+app.add_typer(export_cmd.app, name="export", help="Export the ledger in standard formats.")
 
 
 @app.command()

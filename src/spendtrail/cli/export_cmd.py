@@ -1,0 +1,74 @@
+"""`spendtrail export focus`: the ledger as FOCUS 1.2 cost-and-usage rows."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from spendtrail.cli.common import console, err_console, fail, ledger
+from spendtrail.errors import SpendtrailError
+from spendtrail.money import format_amount
+from spendtrail.periods import parse_period
+from spendtrail.reports.focus import FocusOptions, export_focus
+
+app = typer.Typer(no_args_is_help=True)
+
+
+@app.callback()
+def export() -> None:
+    """Export the ledger in standard formats."""  # a group even with one command
+
+
+class FocusFileFormat(StrEnum):
+    csv = "csv"
+    parquet = "parquet"
+
+
+@app.command()
+def focus(
+    period: Annotated[str, typer.Option(help="YYYY-MM, YYYY-MM-DD or START..END (UTC days)")],
+    output: Annotated[Path, typer.Option(help="file to write", dir_okay=False)],
+    fmt: Annotated[FocusFileFormat, typer.Option("--format")] = FocusFileFormat.csv,
+    billing_account: Annotated[
+        str | None, typer.Option(help="BillingAccountId (default: the provider id)")
+    ] = None,
+    billing_account_name: Annotated[str | None, typer.Option(help="BillingAccountName")] = None,
+    invoice_issuer: Annotated[
+        str | None, typer.Option(help="InvoiceIssuerName (default: the provider)")
+    ] = None,
+) -> None:
+    """Write FOCUS 1.2 cost-and-usage rows (one per day, model, meter, owner and price).
+
+    Usage without a price cannot be a FOCUS cost row (costs are never null, never a made-up 0):
+    it is counted here instead, and the command exits 1 when there is any."""
+    options = FocusOptions(billing_account, billing_account_name, invoice_issuer)
+    try:
+        summary = export_focus(ledger(), parse_period(period), output, fmt.value, options)
+    except SpendtrailError as exc:
+        fail(str(exc))
+    costs = ", ".join(f"{format_amount(v, 12)} {c}" for c, v in summary.cost().items())
+    console.print(
+        f"{output}: {summary.rows} FOCUS rows from {summary.exported_events} of "
+        f"{summary.events} events in {summary.period.label}; BilledCost {costs or '0'}",
+        highlight=False, soft_wrap=True,
+    )
+    if summary.no_usage_events:
+        console.print(f"{summary.no_usage_events} events metered nothing (no charge)")
+    missing = [
+        f"{summary.unpriced_events} unpriced events" if summary.unpriced_events else "",
+        f"the unpriced meters of {summary.incomplete_events} partly priced events"
+        if summary.incomplete_events else "",
+    ]
+    if any(missing):
+        err_console.print(
+            f"[yellow]not in the cost rows:[/yellow] {' and '.join(filter(None, missing))}; "
+            "add their prices, reprice the period, then export again",
+            highlight=False, soft_wrap=True,
+        )
+        for (provider, model), count in summary.unpriced_models.most_common():
+            err_console.print(f"  {provider} {model or '(no model)'}: {count} events",
+                              highlight=False)
+        raise typer.Exit(1)
