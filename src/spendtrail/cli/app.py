@@ -11,6 +11,7 @@ import typer
 from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
 
 from spendtrail.cli import (
+    allocation_cmd,
     budgets_cmd,
     evidence_cmd,
     export_cmd,
@@ -47,6 +48,10 @@ app.add_typer(evidence_cmd.audit_app, name="audit", help="The append-only audit 
 app.add_typer(evidence_cmd.handoff_app, name="handoff", help="Cost handoff records.")
 app.command("smoke")(evidence_cmd.smoke)
 app.add_typer(export_cmd.app, name="export", help="Export the ledger in standard formats.")
+app.add_typer(allocation_cmd.allocation_app, name="allocation",
+              help="Coverage KPIs and shared-cost rules.")
+app.add_typer(allocation_cmd.exceptions_app, name="exceptions",
+              help="The queue of quarantined (unallocated) usage.")
 
 
 @app.command()

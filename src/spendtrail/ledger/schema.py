@@ -339,3 +339,47 @@ handoffs = sa.Table(
     sa.Column("document", sa.Text, nullable=False),  # JSON
     sa.Column("findings", sa.Text, nullable=False),  # JSON list of lint findings
 )
+
+# Allocation (spendtrail.allocation, docs/allocation.md). An exception-queue assignment never
+# edits its event: it adds one reallocation row per event moving the event's current cost
+# (pico-units of `currency`, NULL when unpriced) from its quarantined capture to a registry
+# owner. `day` is the event's day, so coverage reads a period without joining events. One
+# reallocation per event; a resolution closes a (reasons, captured application) group for the
+# events ingested before it.
+reallocations = sa.Table(
+    "reallocations",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
+    sa.Column("event_id", sa.String(64), nullable=False),
+    sa.Column("day", sa.Date, nullable=False),
+    sa.Column("group_id", sa.String(40), nullable=False),
+    sa.Column("from_status", sa.String(20), nullable=False),
+    sa.Column("from_application", sa.String(200)),
+    sa.Column("from_reasons", sa.String(500), nullable=False),
+    sa.Column("to_application", sa.String(200), nullable=False),
+    sa.Column("to_business_unit", sa.String(200), nullable=False),
+    sa.Column("to_cost_center", sa.String(200), nullable=False),
+    sa.Column("to_budget_owner", sa.String(200), nullable=False),
+    sa.Column("registry_version", sa.Integer, nullable=False),
+    sa.Column("currency", sa.String(3)),
+    sa.Column("amount_pico", sa.BigInteger),
+    sa.Column("cost_revision", sa.Integer),
+    sa.Column("assigned_by", sa.String(200), nullable=False),
+    sa.Column("assigned_at", Timestamp, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.UniqueConstraint("event_id", name="uq_reallocations_event"),
+    sa.Index("ix_reallocations_day", "day"),
+)
+
+exception_resolutions = sa.Table(
+    "exception_resolutions",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
+    sa.Column("group_id", sa.String(40), nullable=False),
+    sa.Column("reasons", sa.String(500), nullable=False),
+    sa.Column("application", sa.String(200)),
+    sa.Column("resolved_at", Timestamp, nullable=False),
+    sa.Column("resolved_by", sa.String(200), nullable=False),
+    sa.Column("note", sa.Text, nullable=False),
+    sa.Index("ix_exception_resolutions_group", "group_id"),
+)

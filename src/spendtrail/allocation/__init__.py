@@ -1,0 +1,1 @@
+"""Allocation: exact shared-cost splits, reviewed rules, coverage KPIs, the exception queue."""
