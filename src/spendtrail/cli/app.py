@@ -12,12 +12,14 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColu
 
 from spendtrail.cli import (
     allocation_cmd,
+    bills_cmd,
     budgets_cmd,
     evidence_cmd,
     export_cmd,
     gateway_cmd,
     ledger_cmd,
     prices_cmd,
+    reconcile_cmd,
     registry_cmd,
     simulator_cmd,
 )
@@ -47,6 +49,8 @@ app.add_typer(evidence_cmd.followups_app, name="followups", help="Open questions
 app.add_typer(evidence_cmd.audit_app, name="audit", help="The append-only audit trail.")
 app.add_typer(evidence_cmd.handoff_app, name="handoff", help="Cost handoff records.")
 app.command("smoke")(evidence_cmd.smoke)
+app.add_typer(bills_cmd.app, name="bills", help="The provider's bills: import and list.")
+app.command("reconcile")(reconcile_cmd.reconcile)
 app.add_typer(export_cmd.app, name="export", help="Export the ledger in standard formats.")
 app.add_typer(allocation_cmd.allocation_app, name="allocation",
               help="Coverage KPIs and shared-cost rules.")

@@ -340,6 +340,131 @@ handoffs = sa.Table(
     sa.Column("findings", sa.Text, nullable=False),  # JSON list of lint findings
 )
 
+# Provider bills (spendtrail.reconcile.store, docs/reconcile.md). One row per imported file;
+# the same bytes (sha256) are imported once. Lines keep the normalized BillLine: money in
+# integer pico-units beside its currency, meters as columns (NULL for cost-only reports), the
+# original row as JSON. `day` is period_start's UTC day, the key periods are selected on.
+BillId = sa.BigInteger().with_variant(sa.Integer, "sqlite")
+
+bill_imports = sa.Table(
+    "bill_imports",
+    metadata,
+    sa.Column("id", BillId, primary_key=True),
+    sa.Column("format", sa.String(40), nullable=False),
+    sa.Column("file_name", sa.String(2000), nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("provider", sa.String(200)),  # None when the lines name several providers
+    sa.Column("imported_at", Timestamp, nullable=False),
+    sa.Column("imported_by", sa.String(200), nullable=False),
+    sa.Column("line_count", sa.Integer, nullable=False),
+    sa.Column("error_count", sa.Integer, nullable=False),
+    sa.Column("first_day", sa.Date),
+    sa.Column("last_day", sa.Date),
+    sa.UniqueConstraint("sha256", name="uq_bill_imports_sha256"),
+)
+
+bill_import_errors = sa.Table(
+    "bill_import_errors",
+    metadata,
+    sa.Column("id", BillId, primary_key=True),
+    sa.Column("import_id", BillId, nullable=False),
+    sa.Column("line", sa.Integer, nullable=False),
+    sa.Column("item", sa.String(200), nullable=False, server_default=""),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("fatal", sa.Boolean, nullable=False),
+    sa.Index("ix_bill_import_errors_import", "import_id"),
+)
+
+BILL_METERS = (
+    "input_tokens",
+    "cached_input_tokens",
+    "cache_write_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+    "input_audio_tokens",
+    "output_audio_tokens",
+    "requests",
+    "images",
+)
+
+bill_lines = sa.Table(
+    "bill_lines",
+    metadata,
+    sa.Column("id", BillId, primary_key=True),
+    sa.Column("import_id", BillId, nullable=False),
+    sa.Column("line", sa.Integer, nullable=False),
+    sa.Column("item", sa.String(200), nullable=False, server_default=""),
+    sa.Column("provider", sa.String(200), nullable=False),
+    sa.Column("granularity", sa.String(10), nullable=False),
+    sa.Column("period_start", Timestamp, nullable=False),
+    sa.Column("period_end", Timestamp, nullable=False),
+    sa.Column("day", sa.Date, nullable=False),
+    sa.Column("charge_kind", sa.String(20), nullable=False),
+    sa.Column("currency", sa.String(3)),
+    sa.Column("amount_pico", sa.BigInteger),
+    sa.Column("effective_amount_pico", sa.BigInteger),
+    *(sa.Column(name, sa.BigInteger) for name in BILL_METERS),
+    sa.Column("usage_seconds", sa.String(50)),  # a Decimal, as text
+    sa.Column("provider_request_id", sa.String(200)),
+    sa.Column("response_id", sa.String(200)),
+    sa.Column("key_name", sa.String(200)),
+    sa.Column("project", sa.String(200)),
+    sa.Column("model", sa.String(200)),
+    sa.Column("description", sa.Text),
+    sa.Column("tags", sa.Text, nullable=False),
+    sa.Column("raw", sa.Text, nullable=False),
+    sa.Index("ix_bill_lines_import_request", "import_id", "provider_request_id"),
+    sa.Index("ix_bill_lines_import_day", "import_id", "day"),
+)
+
+# Reconciliation records: written once, never updated; a new run is a new record. Amounts are
+# pico-units of `currency` (the bill's). `summary` is the JSON of the per-owner breakdown and
+# the counts shown in the rendered record.
+reconciliations = sa.Table(
+    "reconciliations",
+    metadata,
+    sa.Column("id", BillId, primary_key=True),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("created_by", sa.String(200), nullable=False),
+    sa.Column("reviewer", sa.String(200), nullable=False),
+    sa.Column("period_label", sa.String(40), nullable=False),
+    sa.Column("period_start", sa.Date, nullable=False),
+    sa.Column("period_end", sa.Date, nullable=False),
+    sa.Column("bill_import_id", BillId, nullable=False),
+    sa.Column("provider", sa.String(200), nullable=False),
+    sa.Column("method", sa.String(20), nullable=False),  # request | aggregate
+    sa.Column("currency", sa.String(3), nullable=False),
+    sa.Column("tolerance", sa.String(40), nullable=False),  # a fraction, e.g. "0.01"
+    sa.Column("logged_pico", sa.BigInteger, nullable=False),
+    sa.Column("billed_pico", sa.BigInteger, nullable=False),
+    sa.Column("variance_pico", sa.BigInteger, nullable=False),
+    sa.Column("within_tolerance", sa.Boolean, nullable=False),
+    sa.Column("result", sa.String(20), nullable=False),  # pass | fail | inconclusive
+    sa.Column("reasons", sa.Text, nullable=False),
+    sa.Column("summary", sa.Text, nullable=False),
+)
+
+reconciliation_differences = sa.Table(
+    "reconciliation_differences",
+    metadata,
+    sa.Column("id", BillId, primary_key=True),
+    sa.Column("reconciliation_id", BillId, nullable=False),
+    sa.Column("kind", sa.String(40), nullable=False),
+    sa.Column("day", sa.Date),
+    sa.Column("provider_request_id", sa.String(200)),
+    sa.Column("event_id", sa.String(64)),
+    sa.Column("bill_line", sa.Integer),  # the line in the bill file
+    sa.Column("model", sa.String(200)),
+    sa.Column("key_name", sa.String(200)),
+    sa.Column("owner", sa.String(200)),
+    sa.Column("logged_pico", sa.BigInteger),
+    sa.Column("billed_pico", sa.BigInteger),
+    sa.Column("logged_tokens", sa.String(100)),  # "input/output"
+    sa.Column("billed_tokens", sa.String(100)),
+    sa.Column("detail", sa.Text, nullable=False),
+    sa.Index("ix_reconciliation_differences_rec", "reconciliation_id"),
+)
+
 # Allocation (spendtrail.allocation, docs/allocation.md). An exception-queue assignment never
 # edits its event: it adds one reallocation row per event moving the event's current cost
 # (pico-units of `currency`, NULL when unpriced) from its quarantined capture to a registry

@@ -1,14 +1,14 @@
 """allocation: reallocations from the exception queue, exception resolutions
 
-Revision ID: 0007
-Revises: 0003
+Revision ID: 0006
+Revises: 0005
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0007"
-down_revision = "0003"
+revision = "0006"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 

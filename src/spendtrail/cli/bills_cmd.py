@@ -1,0 +1,104 @@
+"""`spendtrail bills`: import provider bill exports into the ledger and list them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+from spendtrail.bills import FORMATS
+from spendtrail.cli.common import actor, console, err_console, fail, ledger
+from spendtrail.cli.render import Format, render
+from spendtrail.errors import SpendtrailError
+from spendtrail.reconcile import BillImport, get_import, import_bill, import_errors, list_imports
+
+app = typer.Typer(
+    help="Provider bills and usage exports, stored for reconciliation.", no_args_is_help=True
+)
+SHOWN_ERRORS = 50
+
+
+@app.command("import")
+def import_command(
+    file: Annotated[Path, typer.Argument(help="The export file.")],
+    bill_format: Annotated[
+        str, typer.Option("--format", help=f"One of: {', '.join(FORMATS)}.")
+    ],
+    mapping: Annotated[
+        Path | None, typer.Option(help="YAML column mapping (mapped-csv only).")
+    ] = None,
+    provider: Annotated[
+        str | None,
+        typer.Option(help="The ledger provider this bill is for (default: the file's own)."),
+    ] = None,
+) -> None:
+    """Import a bill: good rows are stored, every bad row is reported with its line.
+
+    The same file (same SHA-256) is imported once; importing it again is refused."""
+    try:
+        with Progress(SpinnerColumn(), TextColumn("importing {task.completed:,.0f} rows"),
+                      TimeElapsedColumn(), console=err_console, transient=True,
+                      disable=not err_console.is_terminal) as progress:
+            task = progress.add_task("import")
+            result = import_bill(ledger(), file, bill_format, actor=actor(), mapping=mapping,
+                                 provider=provider,
+                                 on_progress=lambda n: progress.advance(task, n))
+    except SpendtrailError as exc:
+        fail(str(exc))
+    bill = result.bill
+    console.print(f"bill {bill.id}: {bill.line_count} lines imported, {bill.error_count} rows "
+                  f"rejected ({escape(_span(bill))}, provider {escape(bill.provider or '?')})",
+                  highlight=False)
+    for error in result.errors[:SHOWN_ERRORS]:
+        err_console.print(escape(str(error)), highlight=False)
+    if bill.error_count > SHOWN_ERRORS:
+        err_console.print(f"... and {bill.error_count - SHOWN_ERRORS} more "
+                          f"(spendtrail bills errors {bill.id})", highlight=False)
+    if bill.error_count:
+        raise typer.Exit(1)
+
+
+@app.command("list")
+def list_command(
+    output_format: Annotated[Format, typer.Option("--format", help="Output format.")] = (
+        Format.table
+    ),
+) -> None:
+    """Every imported bill."""
+    with ledger().connect() as conn:
+        bills = list_imports(conn)
+    if not bills and output_format is Format.table:
+        console.print("no bills; import one with `spendtrail bills import FILE --format F`")
+        return
+    rows = [
+        {"id": b.id, "format": b.format, "provider": b.provider, "file": b.file_name,
+         "days": _span(b), "lines": b.line_count, "errors": b.error_count,
+         "imported": f"{b.imported_at:%Y-%m-%d %H:%M}", "by": b.imported_by,
+         "sha256": b.sha256[:12]}
+        for b in bills
+    ]
+    render(rows, output_format, title="Bills")
+
+
+@app.command("errors")
+def errors_command(
+    bill_id: Annotated[int, typer.Argument(metavar="ID")],
+    output_format: Annotated[Format, typer.Option("--format", help="Output format.")] = (
+        Format.table
+    ),
+) -> None:
+    """The rows of a bill that were not imported, with their line and reason."""
+    with ledger().connect() as conn:
+        bill = get_import(conn, bill_id)
+        if bill is None:
+            fail(f"no bill {bill_id}; see `spendtrail bills list`")
+        rows = [{"line": e.line, "item": e.item, "reason": e.reason,
+                 "fatal": "yes" if e.fatal else ""} for e in import_errors(conn, bill)]
+    render(rows, output_format, title=f"Bill {bill_id}: {bill.file_name}")
+
+
+def _span(bill: BillImport) -> str:
+    return f"{bill.first_day}..{bill.last_day}" if bill.first_day else "no lines"

@@ -1,0 +1,88 @@
+"""`spendtrail reconcile`: a bill against the ledger for a period, recorded with its reviewer."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from enum import StrEnum
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+from spendtrail.cli.common import actor, console, err_console, fail, ledger
+from spendtrail.cli.render import Format, render
+from spendtrail.errors import SpendtrailError
+from spendtrail.periods import parse_period
+from spendtrail.reconcile import parse_tolerance
+from spendtrail.reconcile import reconcile as run_reconciliation
+from spendtrail.reconcile.render import (
+    DIFFERENCE_FIELDS,
+    SHOWN_DIFFERENCES,
+    difference_rows,
+    owner_rows,
+    summary_rows,
+    to_json,
+    to_markdown,
+)
+
+EXIT_CODES = {"pass": 0, "fail": 1, "inconclusive": 3}
+
+
+class RecordFormat(StrEnum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+    md = "md"
+
+
+def reconcile(
+    period: Annotated[str, typer.Option(help="YYYY-MM, YYYY-MM-DD or FIRST..LAST (UTC days).")],
+    bill: Annotated[int, typer.Option(help="The bill id (spendtrail bills list).")],
+    reviewer: Annotated[str, typer.Option(help="Who reviews this reconciliation.")],
+    tolerance: Annotated[str, typer.Option(help="Accepted |variance| as % of billed.")] = "1%",
+    provider: Annotated[
+        str | None, typer.Option(help="The ledger provider to compare with (default: the bill's).")
+    ] = None,
+    output_format: Annotated[
+        RecordFormat,
+        typer.Option("--format", help="table; csv (the differences); json; md (the summary)."),
+    ] = RecordFormat.table,
+) -> None:
+    """Match a bill line by line (request ids) or by (day, model) against the ledger, and
+    write an immutable, dated reconciliation record. Exit 0 pass, 1 fail, 3 inconclusive."""
+    try:
+        with Progress(SpinnerColumn(), TextColumn("matching {task.completed:,.0f} requests"),
+                      TimeElapsedColumn(), console=err_console, transient=True,
+                      disable=not err_console.is_terminal) as progress:
+            task = progress.add_task("match")
+            record = run_reconciliation(
+                ledger(), period=parse_period(period), bill_id=bill, reviewer=reviewer,
+                actor=actor(), tolerance=parse_tolerance(tolerance), provider=provider,
+                on_progress=lambda n: progress.advance(task, n))
+    except SpendtrailError as exc:
+        fail(str(exc))
+    if output_format is RecordFormat.md:
+        sys.stdout.write(to_markdown(record))
+    elif output_format is RecordFormat.json:
+        sys.stdout.write(json.dumps(to_json(record), indent=2) + "\n")
+    elif output_format is RecordFormat.csv:
+        rows = difference_rows(record)
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(["reconciliation", *DIFFERENCE_FIELDS])
+        writer.writerows([record.id, *("" if v is None else v for v in row.values())]
+                         for row in rows)
+    else:
+        render(summary_rows(record), Format.table, title=f"Reconciliation {record.id}")
+        render(owner_rows(record), Format.table, title="By owner")
+        shown = difference_rows(record)[:SHOWN_DIFFERENCES]
+        if shown:
+            render(shown, Format.table, title="Differences")
+        if len(record.differences) > len(shown):
+            console.print(f"... and {len(record.differences) - len(shown)} more (--format csv)")
+        elif not shown:
+            console.print("no differences")
+        console.print(f"result: {escape(record.result)}", highlight=False)
+    raise typer.Exit(EXIT_CODES[record.result])

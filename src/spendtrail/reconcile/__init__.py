@@ -1,0 +1,41 @@
+"""Reconciliation: provider bills stored in the ledger and matched against its events, with an
+immutable, reviewed record of each run (docs/reconcile.md)."""
+
+from spendtrail.reconcile.match import DIFFERENCE_KINDS, UNATTRIBUTED, Difference, OwnerTotals
+from spendtrail.reconcile.record import (
+    RESULTS,
+    ReconcileError,
+    Reconciliation,
+    load_reconciliation,
+    parse_tolerance,
+    reconcile,
+)
+from spendtrail.reconcile.store import (
+    BillImport,
+    DuplicateBillError,
+    ImportResult,
+    get_import,
+    import_bill,
+    import_errors,
+    list_imports,
+)
+
+__all__ = [
+    "DIFFERENCE_KINDS",
+    "RESULTS",
+    "UNATTRIBUTED",
+    "BillImport",
+    "Difference",
+    "DuplicateBillError",
+    "ImportResult",
+    "OwnerTotals",
+    "ReconcileError",
+    "Reconciliation",
+    "get_import",
+    "import_bill",
+    "import_errors",
+    "list_imports",
+    "load_reconciliation",
+    "parse_tolerance",
+    "reconcile",
+]

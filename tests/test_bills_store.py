@@ -1,0 +1,134 @@
+"""Bill imports in the ledger: every sample stored exactly, bad rows kept with their line and
+reason, the same file refused twice, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from typer.testing import CliRunner
+
+from spendtrail.bills import BillLine, BillRowError, read_bill
+from spendtrail.cli import bills_cmd
+from spendtrail.ledger.schema import BILL_METERS, audit_log, bill_imports, bill_lines
+from spendtrail.money import to_pico
+from spendtrail.reconcile import DuplicateBillError, import_bill, import_errors, list_imports
+from spendtrail.reconcile.store import MAX_PICO
+
+DATA = Path(__file__).parent / "data" / "bills"
+SAMPLES = [
+    ("cometapi_log.csv", "cometapi-csv", None),
+    ("cometapi_log_pages.jsonl", "cometapi-json", None),
+    ("openai_costs.json", "openai-costs", None),
+    ("openai_usage.jsonl", "openai-usage", None),
+    ("anthropic_cost.json", "anthropic-cost", None),
+    ("anthropic_usage.json", "anthropic-usage", None),
+    ("focus.csv", "focus-csv", None),
+    ("acme_bill.csv", "mapped-csv", "acme_mapping.yaml"),
+]
+
+
+@pytest.mark.parametrize(("name", "bill_format", "mapping"), SAMPLES)
+def test_each_sample_imports_its_good_rows_exactly_and_keeps_its_bad_rows(
+    ledger, name, bill_format, mapping
+):
+    path, mapping_path = DATA / name, mapping and DATA / mapping
+    parsed = [_storable(item) for item in read_bill(path, bill_format, mapping_path)]
+    expected_lines = [item for item in parsed if not isinstance(item, BillRowError)]
+    expected_errors = [item for item in parsed if isinstance(item, BillRowError)]
+    assert expected_lines and expected_errors  # every sample has both
+
+    result = import_bill(ledger, path, bill_format, mapping=mapping_path, actor="ana",
+                         batch_size=2)  # several batches even for a small file
+    bill = result.bill
+    assert (bill.line_count, bill.error_count) == (len(expected_lines), len(expected_errors))
+    assert result.errors == expected_errors
+    assert bill.first_day == min(line.period_start.date() for line in expected_lines)
+    with ledger.connect() as conn:
+        stored = conn.execute(
+            sa.select(bill_lines).where(bill_lines.c.import_id == bill.id)
+            .order_by(bill_lines.c.id)).mappings().all()
+        assert list(import_errors(conn, bill)) == [
+            BillRowError(str(path), e.line, e.reason, e.item, e.fatal) for e in expected_errors]
+        audit = conn.execute(sa.select(audit_log.c.action, audit_log.c.object_id)).all()
+    assert audit == [("bills.import", str(bill.id))]
+    assert len(stored) == len(expected_lines)
+    for row, line in zip(stored, expected_lines, strict=True):
+        assert (row["line"], row["charge_kind"], row["provider"], row["granularity"]) == (
+            line.line, line.charge_kind, line.provider, line.granularity)
+        assert row["amount_pico"] == (None if line.amount is None else to_pico(line.amount))
+        assert row["currency"] == line.currency
+        meters = {m: row[m] for m in BILL_METERS}
+        assert meters == ({m: None for m in BILL_METERS} if line.usage is None
+                          else {m: getattr(line.usage, m) for m in BILL_METERS})
+        assert (row["provider_request_id"], row["key_name"], row["project"], row["model"]) == (
+            line.provider_request_id, line.key_name, line.project, line.model)
+        assert row["day"] == line.period_start.date()
+        assert _aware(row["period_start"]) == line.period_start
+        assert json.loads(row["raw"], parse_float=Decimal) == line.raw
+
+
+def _storable(item: BillLine | BillRowError) -> BillLine | BillRowError:
+    """What the store makes of a parsed item: a line whose amount overflows a BIGINT (the
+    Anthropic sample has one) becomes a row error in its place."""
+    if isinstance(item, BillRowError) or item.amount is None or abs(
+        to_pico(item.amount)) <= MAX_PICO:
+        return item
+    reason = f"amount: {item.amount} is beyond the largest amount a line can store"
+    return BillRowError(item.source, item.line, reason, item.item)
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def test_the_same_file_is_refused_the_second_time(ledger, tmp_path):
+    path = tmp_path / "october.csv"
+    path.write_bytes((DATA / "cometapi_log.csv").read_bytes())
+    first = import_bill(ledger, path, "cometapi-csv", actor="ana")
+    with pytest.raises(DuplicateBillError, match=f"already imported as bill {first.bill.id}"):
+        import_bill(ledger, path, "cometapi-csv", actor="ana")
+    with ledger.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(bill_lines)).scalar() == 5
+        assert len(list_imports(conn)) == 1
+    path.write_bytes(path.read_bytes() + b"\n")  # other bytes, another bill
+    assert import_bill(ledger, path, "cometapi-csv", actor="ana").bill.id != first.bill.id
+
+
+def test_an_amount_finer_than_a_pico_unit_is_a_row_error(ledger, tmp_path):
+    page = {"object": "page", "has_more": False, "next_page": None, "data": [{
+        "object": "bucket", "start_time": 1748736000, "end_time": 1748822400, "results": [
+            {"object": "organization.costs.result", "amount": {"value": v, "currency": "usd"},
+             "line_item": None, "project_id": "proj_abc"}
+            for v in ("0.0000000000001", "0.25")]}]}
+    path = tmp_path / "costs.json"
+    path.write_text(json.dumps(page).replace('"0.0000000000001"', "0.0000000000001")
+                    .replace('"0.25"', "0.25"))
+    result = import_bill(ledger, path, "openai-costs", actor="ana")
+    assert result.bill.line_count == 1
+    assert [e.reason for e in result.errors] == [
+        "amount: 1E-13 has more than 12 decimal places; it cannot be stored exactly"]
+
+
+def test_bills_cli_import_list_and_errors(cli_ledger):
+    runner = CliRunner()
+    imported = runner.invoke(bills_cmd.app, ["import", str(DATA / "focus.csv"),
+                                             "--format", "focus-csv", "--provider", "openai"])
+    assert imported.exit_code == 1, imported.output  # bad rows were reported
+    assert "bill 1: 3 lines imported, 6 rows rejected" in imported.stdout
+    assert "focus.csv:5: BillingCurrency" in imported.stderr
+    again = runner.invoke(bills_cmd.app, ["import", str(DATA / "focus.csv"),
+                                          "--format", "focus-csv"])
+    assert again.exit_code == 2 and "already imported as bill 1" in again.stderr
+    listed = runner.invoke(bills_cmd.app, ["list", "--format", "json"])
+    [row] = json.loads(listed.stdout)
+    assert (row["id"], row["provider"], row["lines"], row["errors"]) == (1, "openai", 3, 6)
+    errors = runner.invoke(bills_cmd.app, ["errors", "1", "--format", "csv"])
+    assert errors.stdout.splitlines()[0] == "line,item,reason,fatal"
+    assert len(errors.stdout.splitlines()) == 7
+    with cli_ledger.connect() as conn:
+        assert conn.execute(sa.select(bill_imports.c.imported_by)).scalar() == "ana"
