@@ -9,6 +9,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util.exc import CommandError
 
 from spendtrail.errors import SpendtrailError
 
@@ -68,6 +69,8 @@ def open_ledger(url: str) -> sa.Engine:
         migrate(engine)
     except sa.exc.OperationalError as exc:
         raise LedgerError(f"cannot open ledger at {redact_url(url)}: {exc.orig}") from None
+    except CommandError as exc:  # e.g. a ledger migrated by a newer or diverged spendtrail
+        raise LedgerError(f"cannot migrate ledger at {redact_url(url)}: {exc}") from None
     return engine
 
 
