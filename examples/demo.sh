@@ -42,7 +42,6 @@ for app in support-assistant search-summaries contract-review; do
 done
 echo "contract-review-staging=$(spendtrail keys create --application contract-review \
   --environment staging --reason 'demo' 2>/dev/null)" >> demo-out/keys.txt
-spendtrail keys list
 spendtrail budgets set search-monthly --application search-summaries --period month \
   --limit "0.01 USD" --soft 50,80 --reason "demo: a small monthly cap, to see it refuse"
 spendtrail budgets set support-tokens --application support-assistant --period month \
@@ -73,16 +72,25 @@ spendtrail costs --period 2026-10 --by business_unit,application,model
 step "7. cost by owner and model, this month (gateway traffic)"
 spendtrail costs --period "$(date -u +%Y-%m)" --by application,environment,model,allocation_status
 
-step "8. budget state"
-spendtrail budgets list
+step "8. close the books: the provider's usage log (CometAPI export) against the ledger"
+MONTH="$(date -u +%Y-%m)"
+spendtrail bills import demo-out/provider-usage.csv --format cometapi-csv || true
+BILL_ID=$(spendtrail bills list --format json | python -c 'import json,sys; print(json.load(sys.stdin)[-1]["id"])')
+spendtrail reconcile --period "$MONTH" --bill "$BILL_ID" --tolerance 5% --reviewer demo-operator \
+  --format md > demo-out/reconciliation.md || true
+cat demo-out/reconciliation.md
+spendtrail allocation coverage --period "$MONTH" || true
+spendtrail exceptions list
+spendtrail export focus --period "$MONTH" --output demo-out/focus-$MONTH.csv || true
+
+step "8b. budget state"
 spendtrail budgets show search-monthly
-spendtrail budgets show support-tokens
 
 step "9. what needs attention: stale prices, unpriced models"
 spendtrail prices check || true
 
 step "10. evidence: sources, a smoke test of the request path, the two-row review sample"
-spendtrail sources seed > /dev/null && spendtrail sources list
+spendtrail sources seed
 SPENDTRAIL_UPSTREAM_KEY="sk-demo-simulated-provider" spendtrail smoke \
   --upstream "http://127.0.0.1:$SIM_PORT/v1" --application support-assistant || true
 spendtrail review sample --period "$(date -u +%Y-%m)"

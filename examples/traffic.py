@@ -33,7 +33,7 @@ def main(base_url: str, keys_file: Path) -> None:
             refused += 1
             print(f"  {app}: {error.status_code} {error.body.get('message', '')[:110]}")
 
-    for i in range(8):
+    for i in range(6):
         chat("support-assistant", "user_facing", f"Draft a reply to ticket {i} " * 20)
         chat("search-summaries", "batch", f"Summarize result page {i} " * 60, model="gpt-4o")
     for i in range(4):
