@@ -29,7 +29,6 @@ from spendtrail.gateway import (
     load_policy,
     revoke_key,
     rotate_key,
-    serve,
     upstream_key,
 )
 from spendtrail.gateway.budget import GuardedBudgets
@@ -226,6 +225,8 @@ def gateway(
     # out of the cyclic collector, whose full passes over it cost ~60 ms (docs/benchmarks.md).
     gc.collect()
     gc.freeze()
+    from spendtrail.gateway.app import serve  # aiohttp: only when serving
+
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve(config, host, port))
 

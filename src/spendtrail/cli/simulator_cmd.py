@@ -15,7 +15,6 @@ from spendtrail.simulator import (
     SimulatorConfig,
     load_keys,
     load_prices,
-    run_simulator,
     spread_error_rate,
 )
 
@@ -94,6 +93,8 @@ def simulate_provider(
             console.print(f"simulator listening on {url}", highlight=False)
             if usage_log is not None:
                 console.print(f"usage log: {usage_log}", highlight=False)
+
+        from spendtrail.simulator.server import run_simulator  # aiohttp: only when serving
 
         run_simulator(config, host, port, on_ready=ready)
     except SpendtrailError as exc:

@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from spendtrail.evidence.dbtime import as_utc
 from spendtrail.evidence.followups import open_follow_up
 from spendtrail.evidence.store import load_sources, next_daily_id, refuse_secrets
-from spendtrail.gateway import GatewayConfig, GatewayServer, create_key, revoke_key
+from spendtrail.gateway import GatewayConfig, create_key, revoke_key
 from spendtrail.gateway.identity import H_JOB_ID, H_WORKLOAD
 from spendtrail.ledger.audit import record_change
 from spendtrail.ledger.ingest import Ingester
@@ -93,6 +93,8 @@ def run_smoke(engine: sa.Engine, ledger_url: str, options: SmokeOptions, work_di
                                 environment=options.environment, actor=options.operator,
                                 reason=f"smoke test {run_id}")
         urls = tuple(item.source.url for item in load_sources(conn))
+    from spendtrail.gateway.app import GatewayServer  # aiohttp: only when a smoke test runs
+
     server = GatewayServer(GatewayConfig(
         upstream_url=options.upstream_url, upstream_key=options.upstream_key,
         provider=options.provider, ledger_url=ledger_url, spool_dir=spool))

@@ -1,7 +1,8 @@
 """The OpenAI-compatible gateway: authenticates callers with spendtrail keys, forwards to
 one upstream provider, and journals every attempt as a UsageEvent. See docs/gateway.md."""
 
-from spendtrail.gateway.app import GatewayServer, make_app, serve
+from typing import TYPE_CHECKING, Any
+
 from spendtrail.gateway.budget import BudgetDecision, BudgetGate, NoBudgets
 from spendtrail.gateway.config import (
     PROFILES,
@@ -20,6 +21,11 @@ from spendtrail.gateway.keys import (
     revoke_key,
     rotate_key,
 )
+
+if TYPE_CHECKING:
+    from spendtrail.gateway.app import GatewayServer, make_app, serve
+
+_SERVER = ("GatewayServer", "make_app", "serve")
 
 __all__ = [
     "PROFILES",
@@ -43,3 +49,13 @@ __all__ = [
     "serve",
     "upstream_key",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # The server (aiohttp) loads on first use: `spendtrail keys ...` and the other commands
+    # that only touch keys or policy start faster without it.
+    if name in _SERVER:
+        from spendtrail.gateway import app
+
+        return getattr(app, name)
+    raise AttributeError(f"module 'spendtrail.gateway' has no attribute {name!r}")

@@ -5,7 +5,8 @@ CometAPI's export format, so the gateway, the demo, the benchmarks and reconcili
 exercised without a real provider. See docs/simulator.md.
 """
 
-from spendtrail.simulator.app import FAULT_HEADER, REQUEST_ID_HEADER, make_app
+from typing import TYPE_CHECKING, Any
+
 from spendtrail.simulator.config import (
     DEFAULT_PRICES,
     FAULTS,
@@ -16,8 +17,15 @@ from spendtrail.simulator.config import (
     load_prices,
     spread_error_rate,
 )
-from spendtrail.simulator.server import run_simulator, serve_in_thread
 from spendtrail.simulator.usage_log import CSV_HEADER, QUOTA_PER_USD, quota_for
+
+if TYPE_CHECKING:
+    from spendtrail.simulator.app import FAULT_HEADER, REQUEST_ID_HEADER, make_app
+    from spendtrail.simulator.server import run_simulator, serve_in_thread
+
+# The server (aiohttp) loads on first use, so the CLI starts without it.
+_SERVER = {"FAULT_HEADER": "app", "REQUEST_ID_HEADER": "app", "make_app": "app",
+           "run_simulator": "server", "serve_in_thread": "server"}
 
 __all__ = [
     "CSV_HEADER", "DEFAULT_PRICES", "FAULTS", "FAULT_HEADER", "QUOTA_PER_USD",
@@ -25,3 +33,11 @@ __all__ = [
     "load_prices", "make_app", "quota_for", "run_simulator", "serve_in_thread",
     "spread_error_rate",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _SERVER:
+        from importlib import import_module
+
+        return getattr(import_module(f"spendtrail.simulator.{_SERVER[name]}"), name)
+    raise AttributeError(f"module 'spendtrail.simulator' has no attribute {name!r}")
