@@ -24,13 +24,11 @@ import sqlalchemy as sa
 from spendtrail.events.model import EventError, UsageEvent, decode_event
 from spendtrail.journal.reader import Chunk, JournalLine, event_files, file_chunks, read_lines
 from spendtrail.journal.spool import mark_ingested, recover_orphans, sealed_files
+from spendtrail.ledger.costs import UNPRICED_STATUSES, cost_of, rollup_measures
 from spendtrail.ledger.schema import ROLLUP_DIMENSIONS, ROLLUP_MEASURES, cost_entries, events
-from spendtrail.pricing import Catalog, price_usage
+from spendtrail.pricing import Catalog
 from spendtrail.redact import redact
 from spendtrail.registry import Allocation, RegistryHistory, quarantine
-
-COST_UNPRICED = "unpriced"
-COST_NO_USAGE = "no_usage"  # nothing was metered, so nothing can cost anything
 
 EVENT_COLUMNS = tuple(c.name for c in events.columns)
 COST_COLUMNS = tuple(c.name for c in cost_entries.columns if c.name != "id")
@@ -86,7 +84,7 @@ class Ingester:
         with engine.connect() as conn:
             self.registry = RegistryHistory.load(conn)
             self.catalog = Catalog.load(conn)
-        self._writer = _SqliteWriter() if engine.dialect.name == "sqlite" else _PostgresWriter()
+        self._writer = SqliteWriter() if engine.dialect.name == "sqlite" else PostgresWriter()
 
     # -- entry points -------------------------------------------------------------------
 
@@ -173,16 +171,7 @@ class Ingester:
 
         model = event.model
         entry = self.catalog.lookup(event.provider, model, at) if model else None
-        if not any(msgspec.structs.astuple(event.usage)):
-            cost_status, currency, amount, breakdown, flags, entry_id = (
-                COST_NO_USAGE, None, 0, {}, (), entry.id if entry else None)
-        elif entry is None:
-            cost_status, currency, amount, breakdown, flags, entry_id = (
-                COST_UNPRICED, None, None, {}, ("no_price_entry",), None)
-        else:
-            cost = price_usage(event.usage, entry)
-            cost_status, currency, amount = cost.status, cost.currency, cost.total_pico
-            breakdown, flags, entry_id = cost.per_meter_pico, cost.flags, entry.id
+        cost = cost_of(event.usage, entry)
 
         w = self._writer
         day = at.date()
@@ -200,21 +189,15 @@ class Ingester:
             now,
         )
         cost_row = (
-            event.event_id, 1, cost_status, entry_id, currency, amount,
-            _json.encode(breakdown).decode(), ",".join(flags), now,
+            event.event_id, 1, cost.status, cost.price_entry_id, cost.currency, cost.amount_pico,
+            _json.encode(cost.breakdown).decode(), ",".join(cost.flags), now,
         )
-        usage = event.usage
         rollup_key = (
             w.day(day), event.provider, model or "", *_owner(allocation), allocation.status,
-            currency or "",
+            cost.currency or "",
         )
-        unpriced = cost_status in (COST_UNPRICED, "incomplete")
-        rollup_values = (
-            1, event.outcome == "success", unpriced, usage.input_tokens,
-            usage.cached_input_tokens, usage.cache_write_tokens, usage.output_tokens,
-            usage.reasoning_tokens, usage.requests, usage.images, amount or 0,
-        )
-        return _Prepared(event.event_id, allocation.status, cost_status, event_row, cost_row,
+        rollup_values = rollup_measures(event.outcome == "success", event.usage, cost)
+        return _Prepared(event.event_id, allocation.status, cost.status, event_row, cost_row,
                          rollup_key, rollup_values)
 
     # -- writing ----------------------------------------------------------------------
@@ -224,14 +207,14 @@ class Ingester:
         for row in prepared:
             unique.setdefault(row.event_id, row)
         rows = list(unique.values())
-        inserted = self._writer.write(self.engine, rows, _rollups) if rows else set()
+        inserted = self._writer.write(self.engine, rows, sum_rollups) if rows else set()
         report.inserted += len(inserted)
         report.duplicates += len(prepared) - len(inserted)
         for row in rows:
             if row.event_id in inserted:
                 setattr(report, row.allocation_status,
                         getattr(report, row.allocation_status) + 1)
-                report.unpriced += row.cost_status in (COST_UNPRICED, "incomplete")
+                report.unpriced += row.cost_status in UNPRICED_STATUSES
 
     def _reject(self, rejected: list[tuple[JournalLine, str]], report: IngestReport) -> None:
         now = datetime.now(UTC)
@@ -273,8 +256,9 @@ def _owner(allocation: Allocation) -> tuple[str, ...]:
     )
 
 
-def _rollups(rows: Iterable[_Prepared]) -> list[tuple]:
-    """Sum a batch into rollup rows, sorted so concurrent ingesters lock rows in one order."""
+def sum_rollups(rows: Iterable[_Prepared]) -> list[tuple]:
+    """Sum a batch into rollup rows, sorted so concurrent writers lock rows in one order.
+    Only `rollup_key` and `rollup_values` are read (repricing passes its own deltas)."""
     sums: dict[tuple, list[int]] = {}
     for row in rows:
         acc = sums.get(row.rollup_key)
@@ -286,7 +270,7 @@ def _rollups(rows: Iterable[_Prepared]) -> list[tuple]:
     return [key + tuple(values) for key, values in sorted(sums.items())]
 
 
-_ROLLUP_UPSERT = (
+ROLLUP_UPSERT = (
     f"INSERT INTO rollups_daily ({', '.join(ROLLUP_DIMENSIONS + ROLLUP_MEASURES)}) "
     f"VALUES ({', '.join(['{p}'] * (len(ROLLUP_DIMENSIONS) + len(ROLLUP_MEASURES)))}) "
     f"ON CONFLICT ({', '.join(ROLLUP_DIMENSIONS)}) DO UPDATE SET "
@@ -294,7 +278,7 @@ _ROLLUP_UPSERT = (
 )
 
 
-class _SqliteWriter:
+class SqliteWriter:
     """One IMMEDIATE transaction per batch: the write lock is taken before the duplicate check,
     so no other writer can insert the same ids in between."""
 
@@ -323,11 +307,11 @@ class _SqliteWriter:
                         f"({','.join('?' * len(chunk))})", chunk)
                     existing.update(r[0] for r in cursor.fetchall())
                 new = [row for row in rows if row.event_id not in existing]
-                cursor.executemany(_insert_sql("events", EVENT_COLUMNS, "?"),
+                cursor.executemany(insert_sql("events", EVENT_COLUMNS, "?"),
                                    [row.event_row for row in new])
-                cursor.executemany(_insert_sql("cost_entries", COST_COLUMNS, "?"),
+                cursor.executemany(insert_sql("cost_entries", COST_COLUMNS, "?"),
                                    [row.cost_row for row in new])
-                cursor.executemany(_ROLLUP_UPSERT.replace("{p}", "?"), rollups(new))
+                cursor.executemany(ROLLUP_UPSERT.replace("{p}", "?"), rollups(new))
                 cursor.execute("COMMIT")
             except BaseException:
                 cursor.execute("ROLLBACK")
@@ -337,7 +321,7 @@ class _SqliteWriter:
             raw.close()
 
 
-class _PostgresWriter:
+class PostgresWriter:
     """COPY straight into the tables when the batch's ids are new (the usual case); if any
     already exists, the savepoint rolls back and the batch goes through a temp table with
     INSERT .. ON CONFLICT DO NOTHING RETURNING, which says which events are new even with
@@ -363,7 +347,7 @@ class _PostgresWriter:
                 except psycopg.errors.UniqueViolation:
                     new = self._insert_new(cursor, rows)
                 _copy(cursor, "cost_entries", COST_COLUMNS, (r.cost_row for r in new))
-                cursor.executemany(_ROLLUP_UPSERT.replace("{p}", "%s"), rollups(new))
+                cursor.executemany(ROLLUP_UPSERT.replace("{p}", "%s"), rollups(new))
             return {row.event_id for row in new}
         finally:
             raw.close()
@@ -388,7 +372,7 @@ def _copy(cursor, table: str, columns: tuple[str, ...], rows: Iterable[tuple]) -
             copy.write_row(row)
 
 
-def _insert_sql(table: str, columns: tuple[str, ...], placeholder: str) -> str:
+def insert_sql(table: str, columns: tuple[str, ...], placeholder: str) -> str:
     return (f"INSERT INTO {table} ({', '.join(columns)}) "
             f"VALUES ({', '.join([placeholder] * len(columns))})")
 

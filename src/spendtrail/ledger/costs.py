@@ -1,0 +1,49 @@
+"""One event's cost as the ledger stores it, and its share of the daily rollups: the rule
+both ingest (first cost entry) and repricing (later revisions) apply."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import msgspec
+
+from spendtrail.events.model import Usage
+from spendtrail.pricing import INCOMPLETE, PriceEntry, price_usage
+
+COST_UNPRICED = "unpriced"
+COST_NO_USAGE = "no_usage"  # nothing was metered, so nothing can cost anything
+UNPRICED_STATUSES = (COST_UNPRICED, INCOMPLETE)  # counted in the rollups' unpriced_events
+
+
+@dataclass(frozen=True, slots=True)
+class Cost:
+    """One event's cost, as a cost entry stores it (amount None when unpriced)."""
+
+    status: str
+    price_entry_id: str | None
+    currency: str | None
+    amount_pico: int | None
+    breakdown: dict[str, int]
+    flags: tuple[str, ...]
+
+    @property
+    def unpriced(self) -> bool:
+        return self.status in UNPRICED_STATUSES
+
+
+def cost_of(usage: Usage, entry: PriceEntry | None) -> Cost:
+    """Nothing metered -> no_usage; no price entry -> unpriced (never 0); else priced."""
+    if not any(msgspec.structs.astuple(usage)):
+        return Cost(COST_NO_USAGE, entry.id if entry else None, None, 0, {}, ())
+    if entry is None:
+        return Cost(COST_UNPRICED, None, None, None, {}, ("no_price_entry",))
+    cost = price_usage(usage, entry)
+    return Cost(cost.status, entry.id, cost.currency, cost.total_pico, cost.per_meter_pico,
+                cost.flags)
+
+
+def rollup_measures(success: bool, usage: Usage, cost: Cost) -> tuple[int, ...]:
+    """One event's rollup measures, in the order of schema.ROLLUP_MEASURES."""
+    return (1, int(success), int(cost.unpriced), usage.input_tokens, usage.cached_input_tokens,
+            usage.cache_write_tokens, usage.output_tokens, usage.reasoning_tokens,
+            usage.requests, usage.images, cost.amount_pico or 0)
