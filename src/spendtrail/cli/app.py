@@ -21,6 +21,8 @@ from spendtrail.cli import (
     prices_cmd,
     reconcile_cmd,
     registry_cmd,
+    report_cmd,
+    reprice_cmd,
     simulator_cmd,
 )
 from spendtrail.cli.common import console, err_console, fail, ledger, settings
@@ -51,6 +53,8 @@ app.add_typer(evidence_cmd.handoff_app, name="handoff", help="Cost handoff recor
 app.command("smoke")(evidence_cmd.smoke)
 app.add_typer(bills_cmd.app, name="bills", help="The provider's bills: import and list.")
 app.command("reconcile")(reconcile_cmd.reconcile)
+app.command("reprice")(reprice_cmd.reprice)
+app.add_typer(report_cmd.app, name="report", help="Chargeback statements, unit cost, retries.")
 app.add_typer(export_cmd.app, name="export", help="Export the ledger in standard formats.")
 app.add_typer(allocation_cmd.allocation_app, name="allocation",
               help="Coverage KPIs and shared-cost rules.")
