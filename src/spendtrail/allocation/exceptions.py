@@ -20,6 +20,7 @@ import sqlalchemy as sa
 
 from spendtrail.errors import SpendtrailError
 from spendtrail.ledger.audit import record_change
+from spendtrail.ledger.costs import is_current
 from spendtrail.ledger.schema import cost_entries, events, exception_resolutions, reallocations
 from spendtrail.periods import Period
 from spendtrail.registry import RegistryHistory
@@ -242,11 +243,7 @@ def _queued(
     only: list[str] | None = None,
 ) -> list[QueuedEvent]:
     """Quarantined events with no reallocation, each with its current (latest) cost entry."""
-    e, c, m = events.c, cost_entries.c, reallocations.c
-    latest = (
-        sa.select(c.event_id, sa.func.max(c.revision).label("revision"))
-        .group_by(c.event_id).subquery()
-    )
+    e, m = events.c, reallocations.c
     current = cost_entries.alias("current")
     query = (
         sa.select(
@@ -255,9 +252,8 @@ def _queued(
             current.c.status, current.c.currency, current.c.amount_pico, current.c.revision,
         )
         .select_from(
-            events.outerjoin(latest, latest.c.event_id == e.event_id).outerjoin(
-                current, sa.and_(current.c.event_id == e.event_id,
-                                 current.c.revision == latest.c.revision)))
+            events.outerjoin(current, sa.and_(current.c.event_id == e.event_id,
+                                              is_current(current))))
         .where(e.allocation_status == "quarantined", where,
                ~sa.exists().where(m.event_id == e.event_id))
         .order_by(e.started_at, e.event_id)

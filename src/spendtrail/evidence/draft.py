@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from spendtrail.evidence.errors import EvidenceError
 from spendtrail.evidence.notes import ReviewNote, SourceRef, usage_month, utc_timestamp
 from spendtrail.evidence.store import load_sources, next_review_id
+from spendtrail.ledger.costs import is_current
 from spendtrail.ledger.schema import cost_entries, events, price_entries, rollups_daily
 from spendtrail.periods import Period
 from spendtrail.registry import Application, Registry, RegistryHistory
@@ -107,7 +108,7 @@ def _sources(conn: sa.Connection, month: Period, apps: list[str]) -> tuple[Sourc
     e, c, p = events.c, cost_entries.c, price_entries.c
     used = conn.execute(
         sa.select(p.source_id, p.source_url, p.checked_at).distinct()
-        .select_from(events.join(cost_entries, c.event_id == e.event_id)
+        .select_from(events.join(cost_entries, sa.and_(c.event_id == e.event_id, is_current()))
                      .join(price_entries, p.id == c.price_entry_id))
         .where(e.day >= month.start, e.day < month.end, e.application.in_(apps))
         .order_by(p.source_url)

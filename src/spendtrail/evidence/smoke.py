@@ -26,6 +26,7 @@ from spendtrail.evidence.store import load_sources, next_daily_id, refuse_secret
 from spendtrail.gateway import GatewayConfig, create_key, revoke_key
 from spendtrail.gateway.identity import H_JOB_ID, H_WORKLOAD
 from spendtrail.ledger.audit import record_change
+from spendtrail.ledger.costs import is_current
 from spendtrail.ledger.ingest import Ingester
 from spendtrail.ledger.schema import cost_entries, events, smoke_runs
 from spendtrail.redact import redact
@@ -220,7 +221,8 @@ def _events(conn: sa.Connection, run_id: str) -> list[dict[str, Any]]:
     rows = conn.execute(
         sa.select(e.event_id, e.outcome, e.http_status, e.allocation_status, e.application,
                   e.environment, e.workload_class, c.status, c.amount_pico, c.currency)
-        .select_from(events.outerjoin(cost_entries, c.event_id == e.event_id))
+        .select_from(events.outerjoin(cost_entries,
+                                      sa.and_(c.event_id == e.event_id, is_current())))
         .where(e.job_id == run_id).order_by(e.started_at)
     )
     return [{"event_id": r.event_id, "outcome": r.outcome, "attempt_status": r.http_status,

@@ -6,8 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import msgspec
+import sqlalchemy as sa
 
 from spendtrail.events.model import Usage
+from spendtrail.ledger.schema import cost_entries
 from spendtrail.pricing import INCOMPLETE, PriceEntry, price_usage
 
 COST_UNPRICED = "unpriced"
@@ -47,3 +49,11 @@ def rollup_measures(success: bool, usage: Usage, cost: Cost) -> tuple[int, ...]:
     return (1, int(success), int(cost.unpriced), usage.input_tokens, usage.cached_input_tokens,
             usage.cache_write_tokens, usage.output_tokens, usage.reasoning_tokens,
             usage.requests, usage.images, cost.amount_pico or 0)
+
+
+def is_current(entries: sa.FromClause = cost_entries) -> sa.ColumnElement[bool]:
+    """True for the cost entry no later revision of its event supersedes: repricing adds
+    revisions, and every reader takes the newest. `entries` may be an alias."""
+    newer = cost_entries.alias("newer")
+    return ~sa.exists().where(newer.c.event_id == entries.c.event_id,
+                              newer.c.revision > entries.c.revision)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
+from spendtrail.ledger.costs import UNPRICED_STATUSES, is_current
 from spendtrail.ledger.schema import (
     audit_log,
     cost_entries,
@@ -29,8 +30,8 @@ def ledger_stats(conn: sa.Connection) -> dict[str, object]:
         "shared": count(events, e.allocation_status == "shared"),
         "quarantined": count(events, e.allocation_status == "quarantined"),
         "cost_entries": count(cost_entries),
-        "unpriced_cost_entries": count(
-            cost_entries, current.status.in_(("unpriced", "incomplete"))
+        "unpriced_events": count(
+            cost_entries, current.status.in_(UNPRICED_STATUSES), is_current()
         ),
         "rejected_lines": count(ingest_rejects),
         "price_entries": count(price_entries),

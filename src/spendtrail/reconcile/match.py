@@ -27,6 +27,7 @@ import msgspec
 import sqlalchemy as sa
 
 from spendtrail.events import Usage
+from spendtrail.ledger.costs import is_current
 from spendtrail.ledger.schema import bill_lines, cost_entries, events
 from spendtrail.periods import Period
 
@@ -178,10 +179,7 @@ def _owner_column():
 def _current_cost():
     """Join condition: an event with its newest cost entry (repricing adds revisions)."""
     e, c = events.c, cost_entries.c
-    newer = cost_entries.alias("newer")
-    latest = (sa.select(sa.func.max(newer.c.revision))
-              .where(newer.c.event_id == e.event_id).scalar_subquery())
-    return sa.and_(c.event_id == e.event_id, c.revision == latest)
+    return sa.and_(c.event_id == e.event_id, is_current())
 
 
 def _in_period(provider: str, period: Period):

@@ -23,6 +23,7 @@ from spendtrail.allocation.coverage import Coverage, OwnerLine, coverage, percen
 from spendtrail.allocation.rules import Rule
 from spendtrail.allocation.shared import OriginCharge, SharedAllocation, apply_rules, ratio_text
 from spendtrail.budgets import BudgetState, ledger_spend, list_budgets
+from spendtrail.ledger.costs import is_current
 from spendtrail.ledger.schema import cost_entries, events, price_entries, reconciliations
 from spendtrail.money import from_pico
 from spendtrail.periods import Period
@@ -274,12 +275,10 @@ def _reconciliations(conn: sa.Connection, period: Period) -> list[Reconciliation
 def _price_sources(conn: sa.Connection, period: Period) -> list[PriceSource]:
     """The price entries the current cost entries of the period's events were priced with."""
     c, e, p = cost_entries.c, events.c, price_entries.c
-    newer = cost_entries.alias("newer")
     used = (sa.select(c.price_entry_id).distinct()
             .join(events, e.event_id == c.event_id)
             .where(e.day >= period.start, e.day < period.end, c.price_entry_id.is_not(None),
-                   ~sa.exists().where(newer.c.event_id == c.event_id,
-                                      newer.c.revision > c.revision)))
+                   is_current()))
     rows = conn.execute(
         sa.select(p.id, p.kind, p.provider, p.source_url, p.checked_at, p.checked_by)
         .where(p.id.in_(used)).order_by(p.id))

@@ -29,6 +29,7 @@ import sqlalchemy as sa
 
 from spendtrail.errors import SpendtrailError
 from spendtrail.events.model import Usage
+from spendtrail.ledger.costs import is_current
 from spendtrail.ledger.schema import cost_entries, events
 from spendtrail.money import from_pico
 from spendtrail.periods import Period
@@ -193,11 +194,7 @@ def export_focus(
 def _current_costs(period: Period) -> sa.Select:
     """Each event of the period with its current cost entry (none: an outer-join null)."""
     e, c = events.c, cost_entries.c
-    newer = cost_entries.alias("newer")
-    current = sa.and_(
-        c.event_id == e.event_id,
-        ~sa.exists().where(newer.c.event_id == c.event_id, newer.c.revision > c.revision),
-    )
+    current = sa.and_(c.event_id == e.event_id, is_current())
     return (
         sa.select(
             e.event_id, e.day, e.started_at, e.provider,

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 
 from spendtrail.allocation.exceptions import UNTAGGED
+from spendtrail.ledger.costs import is_current
 from spendtrail.ledger.schema import cost_entries, events
 from spendtrail.money import from_pico
 from spendtrail.periods import Period
@@ -43,10 +44,7 @@ def retry_inflation(conn: sa.Connection, period: Period) -> list[RetryInflation]
     in_period = sa.and_(e.day >= period.start, e.day < period.end)
     last = (sa.select(e.request_id, sa.func.max(e.attempt).label("last"))
             .where(in_period).group_by(e.request_id).subquery())
-    newer = cost_entries.alias("newer")
-    current = (sa.select(c.event_id, c.currency, c.amount_pico)
-               .where(~sa.exists().where(newer.c.event_id == c.event_id,
-                                         newer.c.revision > c.revision))
+    current = (sa.select(c.event_id, c.currency, c.amount_pico).where(is_current())
                .subquery())
     amount = sa.func.coalesce(current.c.amount_pico, 0)
     failed = e.outcome != "success"
