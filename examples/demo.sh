@@ -83,7 +83,17 @@ spendtrail allocation coverage --period "$MONTH" || true
 spendtrail exceptions list
 spendtrail export focus --period "$MONTH" --output demo-out/focus-$MONTH.csv || true
 
-step "8b. budget state"
+step "8b. chargeback statements (Markdown and HTML)"
+spendtrail report chargeback --period "$MONTH" --rules examples/shared-cost-rules.yaml \
+  --format html --output demo-out/chargeback-$MONTH.html
+spendtrail report chargeback --period 2026-10 --rules examples/shared-cost-rules.yaml \
+  --format html --output demo-out/chargeback-2026-10.html
+spendtrail report chargeback --period "$MONTH" --rules examples/shared-cost-rules.yaml \
+  --format md --output demo-out/chargeback-$MONTH.md
+sed -n '1,60p' demo-out/chargeback-$MONTH.md
+echo "statements: demo-out/chargeback-$MONTH.{md,html}, demo-out/chargeback-2026-10.html"
+
+step "8c. budget state"
 spendtrail budgets show search-monthly
 
 step "9. what needs attention: stale prices, unpriced models"
