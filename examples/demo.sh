@@ -93,8 +93,9 @@ spendtrail report chargeback --period "$MONTH" --rules examples/shared-cost-rule
 sed -n '1,60p' demo-out/chargeback-$MONTH.md
 echo "statements: demo-out/chargeback-$MONTH.{md,html}, demo-out/chargeback-2026-10.html"
 
-step "8c. budget state"
+step "8c. budget state and the budget review (the seeds' budget ledger rows)"
 spendtrail budgets show search-monthly
+spendtrail budgets review --period "$MONTH" --format md
 
 step "9. what needs attention: stale prices, unpriced models"
 spendtrail prices check || true

@@ -22,6 +22,7 @@ from spendtrail.budgets import (
     save_budget,
 )
 from spendtrail.budgets.model import parse_limit, parse_thresholds
+from spendtrail.cli.budget_review_cmd import review
 from spendtrail.cli.common import actor, console, fail, ledger
 from spendtrail.cli.render import Format, render
 from spendtrail.errors import SpendtrailError
@@ -262,3 +263,6 @@ def _alerts(engine: sa.Engine, state: BudgetState) -> str:
             .order_by(a.threshold)
         ).all()
     return ", ".join(f"{t}% at {at:%Y-%m-%d %H:%M}" for t, at in rows)
+
+
+app.command("review")(review)
