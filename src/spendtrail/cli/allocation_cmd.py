@@ -1,5 +1,5 @@
 """`spendtrail exceptions list|show|assign|resolve` and `spendtrail allocation coverage|shared
-|check`. Faces only: parse, call spendtrail.allocation, render."""
+|check|rules-load`. Faces only: parse, call spendtrail.allocation, render."""
 
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ from spendtrail.allocation.exceptions import (
     resolutions,
     resolve,
 )
+from spendtrail.allocation.rule_store import latest_version, save_rules_version
 from spendtrail.allocation.rules import Rule, load_rules
 from spendtrail.allocation.shared import SharedAllocation, apply_rules, check_rules, ratio_text
 from spendtrail.cli.common import actor, console, err_console, fail, ledger
@@ -216,12 +217,21 @@ def _kpi_rows(result: Coverage, fmt: Format) -> list[dict]:
     return rows
 
 
-def _rules(path: Path) -> list[Rule]:
+def _rules(path: Path | None) -> list[Rule]:
+    """The rules file at ``path``, else the latest stored version, checked against the latest
+    registry."""
     with ledger().connect() as conn:
         latest = RegistryHistory.load(conn).latest()
+        stored = latest_version(conn) if path is None else None
     if latest is None:
         fail("no registry loaded; load one with spendtrail registry load")
-    rules = _run(lambda: load_rules(path))
+    if path is None:
+        if stored is None:
+            fail("no shared-cost rules stored; load them with spendtrail allocation rules-load "
+                 "FILE --reason TEXT, or pass --rules FILE")
+        rules = stored.rules
+    else:
+        rules = _run(lambda: load_rules(path))
     _run(lambda: check_rules(rules, latest[1]))
     return rules
 
@@ -234,10 +244,33 @@ def check(rules: Annotated[Path, typer.Argument(help="The shared-cost rules YAML
     console.print(f"{rules}: {len(found)} rules, OK", highlight=False)
 
 
+@allocation_app.command("rules-load")
+def rules_load(
+    rules: Annotated[Path, typer.Argument(help="The shared-cost rules YAML.")],
+    reason: Annotated[str, typer.Option(help="Why these rules; kept in the audit log.")],
+) -> None:
+    """Check a rules file like `allocation check` and store it as a new version of the
+    shared-cost rules, with an audit record; identical rules add no version."""
+    found = _rules(rules)
+    with ledger().begin() as conn:
+        before = latest_version(conn)
+        version = save_rules_version(conn, found, source_path=str(rules), actor=actor(),
+                                     reason=reason)
+    if before is not None and before.version == version:
+        console.print(f"{rules}: {len(found)} rules, unchanged from shared-cost rules version "
+                      f"{version}", highlight=False)
+    else:
+        console.print(f"{rules}: {len(found)} rules stored as shared-cost rules version "
+                      f"{version}", highlight=False)
+
+
 @allocation_app.command("shared")
 def shared(
     period: PeriodOption,
-    rules: Annotated[Path, typer.Option(help="The shared-cost rules YAML.")],
+    rules: Annotated[
+        Path | None,
+        typer.Option(help="The shared-cost rules YAML; default: the latest stored version."),
+    ] = None,
     fmt: FormatOption = Format.table,
 ) -> None:
     """Apply the rules to a period: per pool, currency and rule segment, the origin charge

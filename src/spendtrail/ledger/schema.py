@@ -508,3 +508,17 @@ exception_resolutions = sa.Table(
     sa.Column("note", sa.Text, nullable=False),
     sa.Index("ix_exception_resolutions_group", "group_id"),
 )
+
+# Shared-cost rule versions (spendtrail.allocation.rule_store): each reviewed rules file that
+# was loaded, as normalized JSON; reloading identical rules adds no version. The audit log
+# records who loaded each version, why, and which rules it added, removed or changed.
+shared_cost_rule_versions = sa.Table(
+    "shared_cost_rule_versions",
+    metadata,
+    sa.Column("version", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("loaded_at", Timestamp, nullable=False),
+    sa.Column("loaded_by", sa.String(200), nullable=False),
+    sa.Column("source_path", sa.String(2000), nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("document", sa.Text, nullable=False),  # the normalized rules as JSON
+)
