@@ -84,6 +84,7 @@ spendtrail exceptions list
 spendtrail export focus --period "$MONTH" --output demo-out/focus-$MONTH.csv || true
 
 step "8b. chargeback statements (Markdown and HTML)"
+spendtrail allocation rules-load examples/shared-cost-rules.yaml --reason "demo: reviewed rules"
 spendtrail report chargeback --period "$MONTH" --rules examples/shared-cost-rules.yaml \
   --format html --output demo-out/chargeback-$MONTH.html
 spendtrail report chargeback --period 2026-10 --rules examples/shared-cost-rules.yaml \
