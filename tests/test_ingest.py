@@ -179,3 +179,16 @@ def test_parallel_workers_ingest_exactly_what_one_pass_does(seeded, tmp_path, mo
     assert (report.read, report.inserted, report.duplicates) == (351, 300, 50)
     assert [(r.line, r.source) for r in report.rejected] == [(351, str(path))]
     assert totals(seeded)[0] == 300
+
+
+def test_prices_used_per_day_are_kept_for_statements(seeded):
+    from spendtrail.ledger.schema import prices_used_daily
+
+    Ingester(seeded).ingest_events(
+        [event(), event(), event(model="gpt-4o"), event(model="gpt-5-unpriced")])
+    with seeded.connect() as conn:
+        rows = conn.execute(sa.select(prices_used_daily.c.model,
+                                      prices_used_daily.c.price_entry_id)).all()
+    # One row per model and entry, however many events; unpriced usage has no entry to name.
+    assert sorted(rows) == [("gpt-4o", "contracted:cometapi:gpt-4o@2026-01-01"),
+                            ("gpt-4o-mini", "contracted:cometapi:gpt-4o-mini@2026-01-01")]

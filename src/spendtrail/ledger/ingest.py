@@ -278,6 +278,18 @@ ROLLUP_UPSERT = (
 )
 
 
+PRICES_USED_INSERT = (
+    "INSERT INTO prices_used_daily (day, provider, model, price_entry_id) "
+    "VALUES ({p}, {p}, {p}, {p}) ON CONFLICT DO NOTHING"
+)
+
+
+def prices_used(rows: Iterable[_Prepared]) -> list[tuple]:
+    """The batch's distinct (day, provider, model, price entry), for prices_used_daily."""
+    return sorted({(*row.rollup_key[:3], row.cost_row[3]) for row in rows
+                   if row.cost_row[3] is not None})
+
+
 class SqliteWriter:
     """One IMMEDIATE transaction per batch: the write lock is taken before the duplicate check,
     so no other writer can insert the same ids in between."""
@@ -312,6 +324,7 @@ class SqliteWriter:
                 cursor.executemany(insert_sql("cost_entries", COST_COLUMNS, "?"),
                                    [row.cost_row for row in new])
                 cursor.executemany(ROLLUP_UPSERT.replace("{p}", "?"), rollups(new))
+                cursor.executemany(PRICES_USED_INSERT.replace("{p}", "?"), prices_used(new))
                 cursor.execute("COMMIT")
             except BaseException:
                 cursor.execute("ROLLBACK")
@@ -348,6 +361,7 @@ class PostgresWriter:
                     new = self._insert_new(cursor, rows)
                 _copy(cursor, "cost_entries", COST_COLUMNS, (r.cost_row for r in new))
                 cursor.executemany(ROLLUP_UPSERT.replace("{p}", "%s"), rollups(new))
+                cursor.executemany(PRICES_USED_INSERT.replace("{p}", "%s"), prices_used(new))
             return {row.event_id for row in new}
         finally:
             raw.close()

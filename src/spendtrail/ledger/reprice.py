@@ -23,6 +23,7 @@ from spendtrail.ledger.audit import record_change
 from spendtrail.ledger.costs import Cost, cost_of, rollup_measures
 from spendtrail.ledger.ingest import (
     COST_COLUMNS,
+    PRICES_USED_INSERT,
     ROLLUP_UPSERT,
     PostgresWriter,
     SqliteWriter,
@@ -140,7 +141,7 @@ def reprice(
             if not rows:
                 break
             after = rows[-1].event_id
-            entries, deltas = _reprice_batch(rows, catalog, writer, result)
+            entries, deltas, used = _reprice_batch(rows, catalog, writer, result)
             if entries and not dry_run:
                 # The entry goes in before its rollup delta: if a concurrent run wrote the
                 # same revision first, the unique key fails the batch before it counts twice.
@@ -153,6 +154,9 @@ def reprice(
                         "of this batch was written, run it again") from None
                 conn.exec_driver_sql(ROLLUP_UPSERT.replace("{p}", placeholder),
                                      sum_rollups(deltas))
+                if used:
+                    conn.exec_driver_sql(PRICES_USED_INSERT.replace("{p}", placeholder),
+                                         sorted(used))
         result.examined += len(rows)
         if on_progress is not None:
             on_progress(len(rows))
@@ -194,10 +198,11 @@ def _batch_query(period: Period, after: str, limit: int) -> sa.Select:
 def _reprice_batch(
     rows: Iterable[sa.Row], catalog: Catalog, writer: SqliteWriter | PostgresWriter,
     result: RepriceResult,
-) -> tuple[list[tuple], list[_Delta]]:
+) -> tuple[list[tuple], list[_Delta], set[tuple]]:
     now = writer.timestamp(datetime.now(UTC))
     entries: list[tuple] = []
     deltas: list[_Delta] = []
+    used: set[tuple] = set()  # (day, provider, model, price entry) for prices_used_daily
     for row in rows:
         # SQLite hands back naive UTC; the catalog insists on an offset.
         at = row.started_at if row.started_at.tzinfo else row.started_at.replace(tzinfo=UTC)
@@ -214,10 +219,12 @@ def _reprice_batch(
                         ",".join(new.flags), now))
         dims = (writer.day(row.day), row.provider, model or "",
                 *((getattr(row, name) or "") for name in _OWNER_COLUMNS), row.allocation_status)
+        if new.price_entry_id is not None:
+            used.add((writer.day(row.day), row.provider, model or "", new.price_entry_id))
         success = row.outcome == "success"
         deltas.append(_Delta((*dims, old.currency or ""),
                              tuple(-v for v in rollup_measures(success, usage, old))))
         deltas.append(_Delta((*dims, new.currency or ""), rollup_measures(success, usage, new)))
-    return entries, deltas
+    return entries, deltas, used
 
 

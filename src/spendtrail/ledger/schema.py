@@ -522,3 +522,17 @@ shared_cost_rule_versions = sa.Table(
     sa.Column("sha256", sa.String(64), nullable=False),
     sa.Column("document", sa.Text, nullable=False),  # the normalized rules as JSON
 )
+
+# Which price entries priced a day's usage of a (provider, model), written at ingest and at
+# repricing: statements list their price sources from it without reading every event. It only
+# grows, so after a repricing it may still name an entry no current cost entry uses.
+prices_used_daily = sa.Table(
+    "prices_used_daily",
+    metadata,
+    sa.Column("day", sa.Date, nullable=False),
+    sa.Column("provider", sa.String(200), nullable=False),
+    sa.Column("model", sa.String(200), nullable=False),
+    sa.Column("price_entry_id", sa.String(200), nullable=False),
+    sa.PrimaryKeyConstraint("day", "provider", "model", "price_entry_id",
+                            name="pk_prices_used_daily"),
+)

@@ -23,8 +23,11 @@ from spendtrail.allocation.coverage import Coverage, OwnerLine, coverage, percen
 from spendtrail.allocation.rules import Rule
 from spendtrail.allocation.shared import OriginCharge, SharedAllocation, apply_rules, ratio_text
 from spendtrail.budgets import BudgetState, ledger_spend, list_budgets
-from spendtrail.ledger.costs import is_current
-from spendtrail.ledger.schema import cost_entries, events, price_entries, reconciliations
+from spendtrail.ledger.schema import (
+    price_entries,
+    prices_used_daily,
+    reconciliations,
+)
 from spendtrail.money import from_pico
 from spendtrail.periods import Period
 from spendtrail.reconcile import Reconciliation, load_reconciliation
@@ -273,12 +276,11 @@ def _reconciliations(conn: sa.Connection, period: Period) -> list[Reconciliation
 
 
 def _price_sources(conn: sa.Connection, period: Period) -> list[PriceSource]:
-    """The price entries the current cost entries of the period's events were priced with."""
-    c, e, p = cost_entries.c, events.c, price_entries.c
-    used = (sa.select(c.price_entry_id).distinct()
-            .join(events, e.event_id == c.event_id)
-            .where(e.day >= period.start, e.day < period.end, c.price_entry_id.is_not(None),
-                   is_current()))
+    """The price entries the period's usage was priced with: read from prices_used_daily,
+    kept at ingest and repricing, so this is O(days x models), not O(events)."""
+    u, p = prices_used_daily.c, price_entries.c
+    used = (sa.select(u.price_entry_id).distinct()
+            .where(u.day >= period.start, u.day < period.end))
     rows = conn.execute(
         sa.select(p.id, p.kind, p.provider, p.source_url, p.checked_at, p.checked_by)
         .where(p.id.in_(used)).order_by(p.id))
