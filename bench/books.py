@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import resource
 import subprocess
@@ -31,10 +30,8 @@ from decimal import Decimal
 from pathlib import Path
 
 import yaml
+from ledgers import OUT, ROOT, fresh_ledger
 
-ROOT = Path(__file__).resolve().parent.parent
-OUT = ROOT / "bench" / "out"
-POSTGRES_URL = os.environ.get("SPENDTRAIL_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 PERIOD = "2026-10"
 MONTH_SECONDS = 31 * 86_400
 QUOTA_PICO = 2_000_000  # one CometAPI quota unit (1/500,000 USD) in pico-USD
@@ -118,34 +115,6 @@ def generate(events_path: Path, bill_path: Path, count: int, seed: int = 11) -> 
                            f"9999{i:016d}\n")
             if i in errors:
                 bill.write(f"{created},5,{key},{model},0,0,0,8888{i:016d}\n")
-
-
-def spendtrail(url: str, *args: str) -> None:
-    env = {**os.environ, "SPENDTRAIL_DATABASE_URL": url, "SPENDTRAIL_ACTOR": "bench"}
-    subprocess.run([sys.executable, "-m", "spendtrail.cli.app", *args], env=env, check=True,
-                   stdout=subprocess.DEVNULL)
-
-
-def fresh_ledger(backend: str, tag: str) -> str:
-    if backend == "sqlite":
-        db = OUT / f"books-{tag}.db"
-        for suffix in ("", "-wal", "-shm"):
-            Path(f"{db}{suffix}").unlink(missing_ok=True)
-        url = f"sqlite:///{db}"
-    else:
-        import sqlalchemy as sa
-
-        admin = sa.create_engine(POSTGRES_URL.replace("postgresql://", "postgresql+psycopg://"),
-                                 isolation_level="AUTOCOMMIT")
-        name = f"spendtrail_books_{tag}"
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-        admin.dispose()
-        url = POSTGRES_URL.rsplit("/", 1)[0] + f"/{name}"
-    spendtrail(url, "registry", "load", str(ROOT / "examples" / "registry.yaml"))
-    spendtrail(url, "prices", "import", "sheet", str(ROOT / "examples" / "prices.yaml"))
-    return url
 
 
 def peak_mib() -> float:
@@ -232,7 +201,7 @@ def main() -> None:
     results = []
     events_path, bill_path = ensure_data(args.events)
     for backend in args.backends.split(","):
-        url = fresh_ledger(backend, f"{backend}_{args.events}")
+        url = fresh_ledger(backend, f"books_{backend}_{args.events}")
         ingest = run_child("ingest", url, str(events_path))
         print(f"{backend}: ingested {ingest['events']} events in {ingest['seconds']:.1f}s "
               f"(peak RSS {ingest['peak_rss_mib']:.0f} MiB)", flush=True)
@@ -253,7 +222,7 @@ def main() -> None:
 
         if args.chargeback_events != args.events:
             cb_events, _ = ensure_data(args.chargeback_events)
-            url = fresh_ledger(backend, f"{backend}_{args.chargeback_events}")
+            url = fresh_ledger(backend, f"books_{backend}_{args.chargeback_events}")
             run_child("ingest", url, str(cb_events))
         statement = run_child("chargeback", url, "")
         print(f"{backend}: chargeback statement for {PERIOD} ({statement['events']} events, "

@@ -22,10 +22,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import yaml
-
-ROOT = Path(__file__).resolve().parent.parent
-OUT = ROOT / "bench" / "out"
-POSTGRES_URL = os.environ.get("SPENDTRAIL_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+from ledgers import OUT, ROOT, fresh_ledger
 
 # (provider, model) pairs: priced by the example sheet or genai-prices, plus one unpriced.
 MODELS = [
@@ -80,36 +77,6 @@ def generate(path: Path, count: int, seed: int = 7) -> None:
             out.write(encode_event(event) + b"\n")
 
 
-def spendtrail(url: str, *args: str) -> None:
-    env = {**os.environ, "SPENDTRAIL_DATABASE_URL": url, "SPENDTRAIL_ACTOR": "bench"}
-    subprocess.run([sys.executable, "-m", "spendtrail.cli.app", *args], env=env, check=True,
-                   stdout=subprocess.DEVNULL)
-
-
-def fresh_ledger(backend: str, tag: str) -> str:
-    if backend == "sqlite":
-        db = OUT / f"ledger-{tag}.db"
-        for suffix in ("", "-wal", "-shm"):
-            Path(f"{db}{suffix}").unlink(missing_ok=True)
-        url = f"sqlite:///{db}"
-    else:
-        import sqlalchemy as sa
-
-        admin = sa.create_engine(POSTGRES_URL.replace("postgresql://", "postgresql+psycopg://"),
-                                 isolation_level="AUTOCOMMIT")
-        name = f"spendtrail_bench_{tag}"
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-        admin.dispose()
-        url = POSTGRES_URL.rsplit("/", 1)[0] + f"/{name}"
-    spendtrail(url, "registry", "load", str(ROOT / "examples" / "registry.yaml"))
-    spendtrail(url, "prices", "import", "sheet", str(ROOT / "examples" / "prices.yaml"))
-    spendtrail(url, "prices", "import", "genai-prices", "--provider", "openai",
-               "--provider", "anthropic")
-    return url
-
-
 def child(url: str, path: str, batch_size: int, workers: int) -> None:
     """Runs in its own process so its peak RSS is the ingest's alone."""
     from spendtrail.ledger.db import make_engine
@@ -148,7 +115,7 @@ def main() -> None:
             generate(path, count)
             print(f"generated {count} events in {time.perf_counter() - begin:.1f}s", flush=True)
         for backend in args.backends.split(","):
-            url = fresh_ledger(backend, f"{backend}_{count}")
+            url = fresh_ledger(backend, f"bench_{backend}_{count}", list_prices=True)
             proc = subprocess.run(
                 [sys.executable, __file__, "--batch-size", str(args.batch_size),
                  "--workers", str(args.workers), "--child", url, str(path)],

@@ -1,0 +1,49 @@
+"""Fresh ledgers for the benchmarks: a new SQLite file or PostgreSQL database, set up through
+the `spendtrail` CLI with the example registry and price sheet, as a user would."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "bench" / "out"
+POSTGRES_URL = os.environ.get(
+    "SPENDTRAIL_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
+
+
+def spendtrail(url: str, *args: str) -> None:
+    env = {**os.environ, "SPENDTRAIL_DATABASE_URL": url, "SPENDTRAIL_ACTOR": "bench"}
+    subprocess.run([sys.executable, "-m", "spendtrail.cli.app", *args], env=env, check=True,
+                   stdout=subprocess.DEVNULL)
+
+
+def fresh_ledger(backend: str, name: str, *, list_prices: bool = False) -> str:
+    """An empty ledger named `name` with the example registry and price sheet (and, with
+    `list_prices`, genai-prices' openai and anthropic list prices); returns its URL."""
+    if backend == "sqlite":
+        OUT.mkdir(parents=True, exist_ok=True)
+        db = OUT / f"{name}.db"
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{db}{suffix}").unlink(missing_ok=True)
+        url = f"sqlite:///{db}"
+    else:
+        import sqlalchemy as sa
+
+        admin = sa.create_engine(POSTGRES_URL.replace("postgresql://", "postgresql+psycopg://"),
+                                 isolation_level="AUTOCOMMIT")
+        database = f"spendtrail_{name}"
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
+            conn.execute(sa.text(f'CREATE DATABASE "{database}"'))
+        admin.dispose()
+        url = POSTGRES_URL.rsplit("/", 1)[0] + f"/{database}"
+    spendtrail(url, "registry", "load", str(ROOT / "examples" / "registry.yaml"))
+    spendtrail(url, "prices", "import", "sheet", str(ROOT / "examples" / "prices.yaml"))
+    if list_prices:
+        spendtrail(url, "prices", "import", "genai-prices", "--provider", "openai",
+                   "--provider", "anthropic")
+    return url
