@@ -10,11 +10,11 @@ import pytest
 from gateway_upstream import CHAT_USAGE
 
 from spendtrail.events import Usage
+from spendtrail.events.linking import RetryLinker, retry_count
+from spendtrail.events.usage import SseTracker, facts_from_body, usage_from_openai
 from spendtrail.gateway import GatewayConfigError, Policy, PolicyError, load_policy, upstream_key
 from spendtrail.gateway.identity import Identity, Refusal, resolve
 from spendtrail.gateway.keys import GatewayKey
-from spendtrail.gateway.linking import RetryLinker, retry_count
-from spendtrail.gateway.usage import SseTracker, facts_from_body, usage_from_openai
 from spendtrail.registry import load_registry
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -6,7 +6,7 @@ The installed SDK (openai 3.x) sends every request through the ``httpx2`` client
 Those private attributes are what we wrap: a transport that forwards each request unchanged
 (apart from ``stream_options.include_usage``, as the gateway does) and observes the response
 bytes as the SDK reads them. The events are the gateway's, built from the same parsers
-(``gateway.usage``) and the same retry linking (``gateway.linking``).
+(``events.usage``) and the same retry linking (``events.linking``).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import logging
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,6 +28,7 @@ from httpx2._decoders import MultiDecoder
 
 from spendtrail.errors import SpendtrailError
 from spendtrail.events.ids import new_event_id
+from spendtrail.events.linking import IDEMPOTENCY_HEADER, RETRY_HEADER, RetryLinker, retry_count
 from spendtrail.events.model import (
     AllocationContext,
     Outcome,
@@ -34,9 +36,9 @@ from spendtrail.events.model import (
     UsageEvent,
     outcome_for_status,
 )
-from spendtrail.gateway.linking import IDEMPOTENCY_HEADER, RETRY_HEADER, RetryLinker, retry_count
-from spendtrail.gateway.proxy import INCLUDE_USAGE, METERED
-from spendtrail.gateway.usage import (
+from spendtrail.events.usage import (
+    INCLUDE_USAGE,
+    METERED,
     ResponseFacts,
     SseEvent,
     SseTracker,
@@ -235,6 +237,15 @@ class _Recorder:
             path = "/v1/" + path[len(self.base_path):]
         return path[:200]
 
+    @contextmanager
+    def sending(self, attempt: _Attempt) -> Iterator[None]:
+        """Around sending the request: if no response comes, the attempt is recorded."""
+        try:
+            yield
+        except BaseException as exc:
+            self.failed(attempt, exc)
+            raise
+
     def failed(self, attempt: _Attempt, exc: BaseException) -> None:
         """No response: a transport error has no status."""
         if isinstance(exc, httpx2.TimeoutException):
@@ -282,8 +293,6 @@ def _with_body(request: httpx2.Request, body: bytes) -> httpx2.Request:
                for name, value in request.headers.raw]
     return httpx2.Request(request.method, request.url, headers=headers, content=body,
                           extensions=request.extensions)
-
-
 
 
 # -- observing a response ---------------------------------------------------------------------
@@ -362,6 +371,15 @@ class _Observer:
         self._record(self.status, outcome_for_status(self.status), ResponseFacts())
         return b""
 
+    @contextmanager
+    def reading(self) -> Iterator[None]:
+        """Around reading the body: a failure, or the reader stopping, is recorded."""
+        try:
+            yield
+        except BaseException as exc:
+            self.failed(exc)
+            raise
+
     def failed(self, exc: BaseException) -> None:
         """Reading the body failed, or the reader stopped: statuses as the gateway's."""
         facts = self.tracker.facts if self.tracker is not None else ResponseFacts()
@@ -396,6 +414,8 @@ class _Observer:
         self.recorder.record(self.attempt, status, outcome, facts)
 
 
+# -- the sync and async shells: they only move bytes; what is recorded, and when, is decided
+# by the core they share (_Recorder.begin/sending, _Observer.feed/end/reading/closed).
 
 
 class _SyncBody(httpx2.SyncByteStream):
@@ -404,14 +424,11 @@ class _SyncBody(httpx2.SyncByteStream):
         self._observer = observer
 
     def __iter__(self) -> Iterator[bytes]:
-        try:
+        with self._observer.reading():
             for raw in self._inner:
                 if data := self._observer.feed(raw):
                     yield data
             tail = self._observer.end()
-        except BaseException as exc:
-            self._observer.failed(exc)
-            raise
         if tail:
             yield tail
 
@@ -428,14 +445,11 @@ class _AsyncBody(httpx2.AsyncByteStream):
         self._observer = observer
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
-        try:
+        with self._observer.reading():
             async for raw in self._inner:
                 if data := self._observer.feed(raw):
                     yield data
             tail = self._observer.end()
-        except BaseException as exc:
-            self._observer.failed(exc)
-            raise
         if tail:
             yield tail
 
@@ -456,11 +470,8 @@ class _SyncTransport(httpx2.BaseTransport):
 
     def handle_request(self, request: httpx2.Request) -> httpx2.Response:
         attempt, send = self.recorder.begin(request)
-        try:
+        with self.recorder.sending(attempt):
             response = self.inner.handle_request(send)
-        except BaseException as exc:
-            self.recorder.failed(attempt, exc)
-            raise
         response.stream = _SyncBody(response.stream, _Observer(self.recorder, attempt, response))
         return response
 
@@ -475,11 +486,8 @@ class _AsyncTransport(httpx2.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
         attempt, send = self.recorder.begin(request)
-        try:
+        with self.recorder.sending(attempt):
             response = await self.inner.handle_async_request(send)
-        except BaseException as exc:
-            self.recorder.failed(attempt, exc)
-            raise
         response.stream = _AsyncBody(response.stream, _Observer(self.recorder, attempt, response))
         return response
 

@@ -20,21 +20,23 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from spendtrail.events.ids import new_event_id
+from spendtrail.events.linking import IDEMPOTENCY_HEADER, RETRY_HEADER, RetryLinker, retry_count
 from spendtrail.events.model import Outcome, Usage, UsageEvent, outcome_for_status
-from spendtrail.gateway.config import GatewayConfig
-from spendtrail.gateway.errors import error_body, error_response, sse_error
-from spendtrail.gateway.identity import CONTEXT_PREFIX, Identity, Refusal, resolve
-from spendtrail.gateway.keys import GatewayKey
-from spendtrail.gateway.linking import IDEMPOTENCY_HEADER, RETRY_HEADER, RetryLinker, retry_count
-from spendtrail.gateway.metrics import Metrics
-from spendtrail.gateway.state import Snapshot
-from spendtrail.gateway.usage import (
+from spendtrail.events.usage import (
+    INCLUDE_USAGE,
+    METERED,
     ResponseFacts,
     SseTracker,
     facts_from_body,
     json_object,
     provider_request_id,
 )
+from spendtrail.gateway.config import GatewayConfig
+from spendtrail.gateway.errors import error_body, error_response, sse_error
+from spendtrail.gateway.identity import CONTEXT_PREFIX, Identity, Refusal, resolve
+from spendtrail.gateway.keys import GatewayKey
+from spendtrail.gateway.metrics import Metrics
+from spendtrail.gateway.state import Snapshot
 from spendtrail.journal.spool import Spool
 from spendtrail.money import from_pico
 from spendtrail.pricing import INCOMPLETE, CostBreakdown, price_usage
@@ -42,17 +44,7 @@ from spendtrail.redact import PLACEHOLDER, redact
 
 log = logging.getLogger("spendtrail.gateway")
 
-METERED = frozenset({
-    "/v1/chat/completions",
-    "/v1/completions",
-    "/v1/embeddings",
-    "/v1/responses",
-    "/v1/images/generations",
-})
 KNOWN = METERED | {"/v1/models"}
-# Endpoints whose streams report usage only when asked with stream_options.include_usage.
-INCLUDE_USAGE = frozenset({"/v1/chat/completions", "/v1/completions"})
-# Provider request id headers, in order of preference: CometAPI (new-api), then OpenAI.
 
 _HOP_BY_HOP = frozenset({
     "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",

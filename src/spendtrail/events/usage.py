@@ -17,6 +17,17 @@ import msgspec
 
 from spendtrail.events.model import Usage
 
+# The endpoints whose calls are billed by usage: their bodies are parsed for meters.
+METERED = frozenset({
+    "/v1/chat/completions",
+    "/v1/completions",
+    "/v1/embeddings",
+    "/v1/responses",
+    "/v1/images/generations",
+})
+# Endpoints whose streams report usage only when asked with stream_options.include_usage.
+INCLUDE_USAGE = frozenset({"/v1/chat/completions", "/v1/completions"})
+
 _decode = msgspec.json.Decoder()
 _EVENT_END = re.compile(rb"\r?\n\r?\n")
 _NULL_USAGE = re.compile(rb'"usage"\s*:\s*null')
