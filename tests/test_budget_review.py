@@ -14,10 +14,10 @@ from factories import event
 from typer.testing import CliRunner
 
 from spendtrail.budgets import Budget, save_budget
-from spendtrail.budgets.review import review_budgets
 from spendtrail.cli.budget_review_cmd import review
+from spendtrail.evidence.budget_review import DECISIONS, RULES, review_budgets
 from spendtrail.evidence.followups import list_follow_ups
-from spendtrail.evidence.smoke import SmokeRun, _save
+from spendtrail.evidence.smoke_log import SmokeRun, save_smoke_run
 from spendtrail.ledger.ingest import Ingester
 from spendtrail.periods import parse_period
 
@@ -50,6 +50,13 @@ def run(engine, review_date=CHECKED):
     with engine.begin() as conn:
         result = review_budgets(conn, OCT, review_date=review_date, actor="test")
     return {row.budget_id: row for row in result.rows}, result
+
+
+def test_rules_are_listed_most_severe_first():
+    # A row takes its decision and follow-up owner from its first finding in table order.
+    severity = [DECISIONS.index(rule.decision) for rule in RULES]
+    assert severity == sorted(severity, reverse=True)
+    assert len({rule.code for rule in RULES}) == len(RULES)
 
 
 def test_proceed_when_evidence_priced_and_checked_today(seeded):
@@ -172,7 +179,7 @@ def smoke_run(happy):
 def test_latest_smoke_run_is_request_evidence(seeded, happy, decision):
     setup(seeded, budget("ok", 1), items=[event()])
     with seeded.begin() as conn:
-        _save(conn, smoke_run(happy))
+        save_smoke_run(conn, smoke_run(happy))
     row = run(seeded)[0]["ok"]
     assert f"smoke smoke-test-1: happy path {happy}" in row.request_result
     assert row.decision == decision

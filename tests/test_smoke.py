@@ -15,11 +15,12 @@ from spendtrail.cli import evidence_cmd
 from spendtrail.evidence.followups import list_follow_ups
 from spendtrail.evidence.handoff import get_handoff, new_handoff, render_handoff
 from spendtrail.evidence.sample import sample_notes
-from spendtrail.evidence.smoke import SmokeOptions, latest_smoke_run, run_smoke
+from spendtrail.evidence.smoke_log import latest_smoke_run
 from spendtrail.evidence.store import store_checked
 from spendtrail.gateway import load_keys
 from spendtrail.ledger.schema import audit_log, events, smoke_runs
 from spendtrail.simulator import SimulatorConfig, serve_in_thread
+from spendtrail.smoke import SmokeOptions, run_smoke
 
 runner = CliRunner()
 

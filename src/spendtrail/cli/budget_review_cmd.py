@@ -13,10 +13,10 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from spendtrail.budgets.review import DEFAULT_REVIEWER_ROLE, BudgetReview, review_budgets
 from spendtrail.cli.common import actor, console, fail, ledger
 from spendtrail.cli.render import Format, render
 from spendtrail.errors import SpendtrailError
+from spendtrail.evidence.budget_review import DEFAULT_REVIEWER_ROLE, BudgetReview, review_budgets
 from spendtrail.periods import parse_period
 
 

@@ -35,7 +35,6 @@ from spendtrail.evidence.draft import draft_note
 from spendtrail.evidence.followups import list_follow_ups, resolve_follow_up
 from spendtrail.evidence.handoff import Handoff, get_handoff, new_handoff, render_handoff
 from spendtrail.evidence.sample import sample_notes, seed_sources
-from spendtrail.evidence.smoke import SmokeOptions, run_smoke
 from spendtrail.evidence.store import (
     StoredReview,
     check_review,
@@ -50,6 +49,7 @@ from spendtrail.evidence.store import (
 )
 from spendtrail.gateway import upstream_key
 from spendtrail.registry import RegistryHistory
+from spendtrail.smoke import SmokeOptions, run_smoke
 
 sources_app = typer.Typer(help="The source register: what the books rely on.",
                           no_args_is_help=True)

@@ -16,7 +16,7 @@ from spendtrail.evidence.errors import EvidenceError
 from spendtrail.evidence.followups import list_follow_ups
 from spendtrail.evidence.linter import lint
 from spendtrail.evidence.notes import utc_timestamp
-from spendtrail.evidence.smoke import latest_smoke_run
+from spendtrail.evidence.smoke_log import latest_smoke_run
 from spendtrail.evidence.store import (
     check_sources,
     known_sources,

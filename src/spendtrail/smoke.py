@@ -1,34 +1,33 @@
-"""The seeds' smoke test, through the real request path: a gateway on loopback in front of the
+"""The smoke test, through the real request path: a gateway on loopback in front of the
 provider (or the simulator), the official ``openai`` SDK as the client.
+
+A composition above capture and evidence: it starts a gateway, issues a key, ingests what the
+gateway journaled and writes the run log (``evidence/smoke_log.py``); see docs/evidence.md.
 
 Happy path: one minimal request tagged with a workload and the run id, made with a gateway key
 issued for the run, must complete and leave exactly one allocated, priced event in the ledger.
 Error path: one request with a deliberately invalid credential must fail with a clear 401,
 with no retry (the client's retries are off and the gateway counts one refusal) and no event.
-The run log holds the seeds' fields; the key is revoked when the run ends.
+The run log holds the smoke test log's fields; the key is revoked when the run ends.
 """
 
 from __future__ import annotations
 
-import json
 import re
 import urllib.request
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from spendtrail.evidence.dbtime import as_utc
-from spendtrail.evidence.followups import open_follow_up
-from spendtrail.evidence.store import load_sources, next_daily_id, refuse_secrets
+from spendtrail.evidence.smoke_log import SmokeRun, run_events, save_smoke_run
+from spendtrail.evidence.store import load_sources, next_daily_id
 from spendtrail.gateway import GatewayConfig, create_key, revoke_key
 from spendtrail.gateway.identity import H_JOB_ID, H_WORKLOAD
-from spendtrail.ledger.audit import record_change
-from spendtrail.ledger.costs import is_current
 from spendtrail.ledger.ingest import Ingester
-from spendtrail.ledger.schema import cost_entries, events, smoke_runs
+from spendtrail.ledger.schema import smoke_runs
 from spendtrail.redact import redact
 
 if TYPE_CHECKING:
@@ -51,36 +50,6 @@ class SmokeOptions:
     provider: str = "cometapi"
     model: str = "gpt-4o-mini"
     timeout: float = 60.0
-
-
-@dataclass(frozen=True)
-class SmokeRun:
-    """One run log, in the seeds' field order, then where it ran and what each path saw."""
-
-    run_id: str
-    reviewed_at: datetime
-    operator: str
-    source_urls_checked: tuple[str, ...]
-    workload_tag: str
-    owner_tag: str
-    environment: str
-    happy_path_result: str  # pass | fail
-    error_path_result: str  # pass | fail
-    evidence_captured: bool
-    decision: str  # proceed | review | stop
-    follow_up_owner: str | None
-    upstream_url: str
-    details: dict[str, Any]
-
-    @property
-    def passed(self) -> bool:
-        return self.decision == "proceed"
-
-    def record(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["reviewed_at"] = self.reviewed_at.isoformat()
-        data["source_urls_checked"] = list(self.source_urls_checked)
-        return data
 
 
 def run_smoke(engine: sa.Engine, ledger_url: str, options: SmokeOptions, work_dir: Path
@@ -110,7 +79,7 @@ def run_smoke(engine: sa.Engine, ledger_url: str, options: SmokeOptions, work_di
             revoke_key(conn, key.id, actor=options.operator, reason=f"smoke test {run_id} ended")
     report = Ingester(engine).ingest_spool(spool)
     with engine.connect() as conn:
-        recorded = _events(conn, run_id)
+        recorded = run_events(conn, run_id)
     captured = (len(recorded) == 1 and recorded[0]["outcome"] == "success"
                 and recorded[0]["allocation_status"] == "allocated"
                 and recorded[0]["cost_status"] == "priced")
@@ -131,20 +100,8 @@ def run_smoke(engine: sa.Engine, ledger_url: str, options: SmokeOptions, work_di
                  "ingested": report.inserted, "gateway_key": key.id},
     )
     with engine.begin() as conn:
-        _save(conn, run)
+        save_smoke_run(conn, run)
     return run
-
-
-def latest_smoke_run(conn: sa.Connection) -> SmokeRun | None:
-    row = conn.execute(sa.select(smoke_runs).order_by(smoke_runs.c.reviewed_at.desc(),
-                                                      smoke_runs.c.run_id.desc()).limit(1)
-                       ).mappings().first()
-    if row is None:
-        return None
-    data = dict(row)
-    return SmokeRun(**{**data, "reviewed_at": as_utc(data["reviewed_at"]),
-                       "source_urls_checked": tuple(json.loads(data["source_urls_checked"])),
-                       "details": json.loads(data["details"])})
 
 
 def _happy_path(base: str, key: str, run_id: str, options: SmokeOptions) -> dict[str, Any]:
@@ -214,35 +171,3 @@ def _problems(happy: dict[str, Any], error: dict[str, Any],
 
 def _error_text(exc: openai.APIError) -> str:
     return redact(f"{type(exc).__name__}: {exc.message}")
-
-
-def _events(conn: sa.Connection, run_id: str) -> list[dict[str, Any]]:
-    e, c = events.c, cost_entries.c
-    rows = conn.execute(
-        sa.select(e.event_id, e.outcome, e.http_status, e.allocation_status, e.application,
-                  e.environment, e.workload_class, c.status, c.amount_pico, c.currency)
-        .select_from(events.outerjoin(cost_entries,
-                                      sa.and_(c.event_id == e.event_id, is_current())))
-        .where(e.job_id == run_id).order_by(e.started_at)
-    )
-    return [{"event_id": r.event_id, "outcome": r.outcome, "attempt_status": r.http_status,
-             "allocation_status": r.allocation_status, "application": r.application,
-             "environment": r.environment, "workload_class": r.workload_class,
-             "cost_status": r.status, "cost_pico": r.amount_pico, "currency": r.currency}
-            for r in rows]
-
-
-def _save(conn: sa.Connection, run: SmokeRun) -> None:
-    record = run.record()
-    refuse_secrets(f"smoke run {run.run_id}", json.dumps(record, default=str))
-    conn.execute(smoke_runs.insert().values(
-        **{**record, "reviewed_at": run.reviewed_at,
-           "source_urls_checked": json.dumps(record["source_urls_checked"]),
-           "details": json.dumps(run.details, default=str)}))
-    record_change(conn, actor=run.operator, action="smoke.run", object_type="smoke_run",
-                  object_id=run.run_id, after=record, reason=f"decision {run.decision}")
-    if run.follow_up_owner is not None:
-        open_follow_up(conn, origin="smoke", origin_id=run.run_id, routed_to=run.follow_up_owner,
-                       actor=run.operator,
-                       question=f"smoke test: happy path {run.happy_path_result}, error path "
-                       f"{run.error_path_result}, evidence captured {run.evidence_captured}")

@@ -1,7 +1,9 @@
-"""Budget reviews: one ledger row per budget for an accounting period, in the seeds' budget
-ledger fields, with a decision (proceed / review / stop) and who owns the next check.
+"""Budget reviews: one ledger row per budget for an accounting period, in the budget ledger's
+fields, with a decision (proceed / review / stop) and who owns the next check. It is evidence
+about budgets: it reads the budgets, the exception queue, the source register and the latest
+smoke run.
 
-Rule (docs/budget-review.md), first match wins:
+Rule (docs/budget-review.md; the table ``RULES``), the most severe finding wins:
 
 - **stop** when the budget is exceeded (spend at or over its limit, hard or not), or when
   request evidence is missing (no allocated or shared event for the owner in the period);
@@ -16,6 +18,7 @@ separate held-out section with its amount and reasons.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 
@@ -26,9 +29,10 @@ from spendtrail.budgets.enforce import BudgetState
 from spendtrail.budgets.model import COUNTED_STATUSES, Budget, BudgetPeriod
 from spendtrail.budgets.spend import ledger_spend
 from spendtrail.budgets.store import list_budgets
+from spendtrail.evidence.checklist import FINANCE_PARTNER, OWNER, PLATFORM_LEAD
 from spendtrail.evidence.dbtime import as_utc
 from spendtrail.evidence.followups import open_follow_up
-from spendtrail.evidence.smoke import SmokeRun, latest_smoke_run
+from spendtrail.evidence.smoke_log import SmokeRun, latest_smoke_run
 from spendtrail.evidence.store import load_sources
 from spendtrail.ledger.costs import is_current
 from spendtrail.ledger.schema import cost_entries, events, price_entries, rollups_daily
@@ -39,15 +43,54 @@ from spendtrail.registry import RegistryHistory
 DEFAULT_REVIEWER_ROLE = "budget-operator"
 DECISIONS = ("proceed", "review", "stop")
 
-# Who owns the next check for each kind of finding (roles from evidence.FOLLOW_UP_ROLES).
-_ROLE = {
-    "exceeded": "owner",
-    "no_evidence": "owner",
-    "soft": "owner",
-    "unpriced": "finance partner",
-    "pricing_not_checked": "finance partner",
-    "smoke_failed": "platform lead",
-}
+
+@dataclass(frozen=True, slots=True)
+class _Seen:
+    """What the ledger shows for one budget in the reviewed period: the rules' input."""
+
+    budget: Budget
+    period: Period
+    review_date: date
+    state: BudgetState
+    events: int
+    unpriced: int
+    pricing_checked: bool
+    smoke_failed: bool
+    smoke_text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    decision: str  # stop | review
+    code: str
+    follow_up: str  # the role that owns the next check when this is the first finding
+    holds: Callable[[_Seen], bool]
+    reason: Callable[[_Seen], str]
+
+
+# Every rule, most severe first; a row lists the reasons of those that hold, in this order, and
+# takes its decision and follow-up owner from the first.
+RULES: tuple[Rule, ...] = (
+    Rule("stop", "exceeded", OWNER,
+         lambda s: s.state.level in ("exceeded", "over"),
+         lambda s: f"budget exceeded: {s.state.describe()}"),
+    Rule("stop", "no_evidence", OWNER,
+         lambda s: s.events == 0,
+         lambda s: f"no request evidence: no events for {s.budget.describe_scope()} "
+         f"in {s.period.label}"),
+    Rule("review", "soft", OWNER,
+         lambda s: s.state.level == "soft",
+         lambda s: f"over soft threshold {s.state.threshold}%: {s.state.describe()}"),
+    Rule("review", "unpriced", FINANCE_PARTNER,
+         lambda s: s.unpriced > 0,
+         lambda s: f"{s.unpriced} unpriced events in {s.period.label}"),
+    Rule("review", "pricing_not_checked", FINANCE_PARTNER,
+         lambda s: not s.pricing_checked,
+         lambda s: f"no price entry used in {s.period.label} was checked on {s.review_date}"),
+    Rule("review", "smoke_failed", PLATFORM_LEAD,
+         lambda s: s.smoke_failed,
+         lambda s: f"latest {s.smoke_text}"),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,36 +266,21 @@ def _review_one(
                       f"error path {smoke.error_path_result}")
     request_result = f"events: {count}; {smoke_text}"
 
-    findings: list[tuple[str, str, str]] = []  # (decision, kind, reason)
-    if state.level in ("exceeded", "over"):
-        findings.append(("stop", "exceeded", f"budget exceeded: {state.describe()}"))
-    if count == 0:
-        findings.append(("stop", "no_evidence",
-                         f"no request evidence: no events for {budget.describe_scope()} "
-                         f"in {period.label}"))
-    if state.level == "soft":
-        findings.append(("review", "soft",
-                         f"over soft threshold {state.threshold}%: {state.describe()}"))
-    if unpriced:
-        findings.append(("review", "unpriced", f"{unpriced} unpriced events in {period.label}"))
-    if not pricing_checked:
-        findings.append(("review", "pricing_not_checked",
-                         f"no price entry used in {period.label} was checked on {review_date}"))
-    if smoke_failed:
-        findings.append(("review", "smoke_failed", f"latest {smoke_text}"))
-    findings.sort(key=lambda f: DECISIONS.index(f[0]), reverse=True)  # stop first, stable
-    decision = findings[0][0] if findings else "proceed"
+    seen = _Seen(budget, period, review_date, state, int(count), unpriced, pricing_checked,
+                 smoke_failed, smoke_text)
+    findings = [rule for rule in RULES if rule.holds(seen)]
+    decision = findings[0].decision if findings else "proceed"
     follow_up_owner = None
     if findings:
-        follow_up_owner = _ROLE[findings[0][1]]
+        follow_up_owner = findings[0].follow_up
         if budget.scope == "application" and budget.scope_value == shared_pool:
-            follow_up_owner = "platform lead"
+            follow_up_owner = PLATFORM_LEAD
 
     if budget.scope == "application" and budget.scope_value == shared_pool:
-        rule = f"shared-cost rule: pool {shared_pool}, spread by the shared-cost rules"
+        allocation_rule = f"shared-cost rule: pool {shared_pool}, spread by the shared-cost rules"
     else:
         version = "" if registry_version is None else f" v{registry_version}"
-        rule = f"owner map: registry{version} {budget.describe_scope()}"
+        allocation_rule = f"owner map: registry{version} {budget.describe_scope()}"
     unit = (f"{budget.currency} cost per {budget.period}" if budget.currency
             else f"input+output tokens per {budget.period}")
     return BudgetReviewRow(
@@ -262,11 +290,12 @@ def _review_one(
         owner_group=budget.describe_scope().split(",")[0],
         environment=budget.environment or (", ".join(environments) or "any"),
         request_result=request_result, usage_evidence_present=count > 0,
-        pricing_reference_checked=pricing_checked, allocation_rule=rule, unit_metric_name=unit,
+        pricing_reference_checked=pricing_checked, allocation_rule=allocation_rule,
+        unit_metric_name=unit,
         decision=decision, follow_up_owner=follow_up_owner, budget_id=budget.id,
         budget_period=bperiod.label, spent=budget.format_units(state.spent),
         limit=budget.format_units(budget.limit_units), state=state.level, events=int(count),
-        unpriced_events=unpriced, reasons=tuple(reason for _, _, reason in findings),
+        unpriced_events=unpriced, reasons=tuple(rule.reason(seen) for rule in findings),
     )
 
 
@@ -281,9 +310,11 @@ def _day(value: object) -> date | None:
 __all__ = [
     "DECISIONS",
     "DEFAULT_REVIEWER_ROLE",
+    "RULES",
     "BudgetReview",
     "BudgetReviewRow",
     "HeldOut",
+    "Rule",
     "budget_period",
     "review_budgets",
 ]
