@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import os
+import re
 import subprocess
 import sys
 from collections import defaultdict
@@ -227,6 +228,26 @@ def test_the_reader_sees_every_form_of_import(tmp_path):
     assert sorted(map(sorted, cycles(graph))) == [
         ["spendtrail.lazy", "spendtrail.low.b", "spendtrail.top"]
     ]
+
+
+PACKAGE_DIRS = sorted(path.parent for path in (SRC / "spendtrail").glob("*/__init__.py"))
+
+
+@pytest.mark.parametrize("directory", PACKAGE_DIRS, ids=lambda path: path.name)
+def test_every_package_maps_its_modules(directory):
+    # The __init__ docstring is the package's map: each module and the rule it holds, and
+    # the docs/ page of its capability.
+    doc = ast.get_docstring(ast.parse((directory / "__init__.py").read_text())) or ""
+    parts = [path.name for path in directory.glob("*.py") if path.name != "__init__.py"]
+    parts += [
+        f"{path.name}/"
+        for path in directory.iterdir()
+        if path.is_dir() and path.name != "__pycache__"
+    ]
+    assert [part for part in sorted(parts) if f"``{part}``" not in doc] == []
+    pages = re.findall(r"docs/([\w-]+\.md)", doc)
+    docs = SRC.parent / "docs"
+    assert pages and [page for page in pages if not (docs / page).is_file()] == []
 
 
 def test_importing_the_hook_loads_no_database_or_server_stack():

@@ -2,7 +2,16 @@
 
 This layer only parses: it yields ``BillLine`` for each good row and ``BillRowError`` for each
 bad one, in file order, in memory that does not grow with the file. Storing the lines and
-matching them against the ledger belong to the layers above.
+matching them against the ledger belong to the layers above (``reconcile``).
+
+- ``model.py``: ``BillLine`` and ``BillRowError``; charges positive, refunds negative.
+- ``formats.py``: the formats by name, one ``read_bill`` entry point, a cheap format guess.
+- ``values.py``: one cell or JSON value parsed, the error naming its field.
+- ``csvrows.py``: CSV rows keyed by header that know their line.
+- ``pages.py``: JSON report pages streamed; numbers as ``Decimal``, never float.
+- ``cometapi_log.py``, ``openai_costs.py``, ``openai_usage.py``, ``anthropic_cost.py``,
+  ``anthropic_usage.py``, ``focus.py``: one provider format each.
+- ``mapped_csv.py``: any CSV through a reviewed YAML column mapping.
 """
 
 from spendtrail.bills.anthropic_cost import read_anthropic_cost

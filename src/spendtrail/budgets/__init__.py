@@ -1,7 +1,13 @@
-"""Budgets: limits on an owner's spend per accounting period, enforced on the request path.
+"""Budgets (docs/budgets.md): limits on an owner's spend per accounting period, enforced on
+the request path. The gateway loads a ``BudgetGuard``, calls ``admit`` before forwarding a
+call and ``settle`` after recording it. The budget review is evidence about budgets
+(``evidence/budget_review.py``); this package imports neither evidence nor allocation.
 
-See docs/budgets.md. The gateway loads a `BudgetGuard`, calls `admit` before forwarding a
-call and `settle` after recording it.
+- ``model.py``: a budget and its periods (UTC calendar units).
+- ``store.py``: budget definitions in the ledger, every change audited.
+- ``spend.py``: spend so far, from the daily rollups.
+- ``counters.py``: settled spend per budget and period, in memory, SQL or Redis; only grows.
+- ``enforce.py``: admit and settle; ledger spend plus what gateways settled since, once.
 """
 
 from spendtrail.budgets.counters import (

@@ -1,3 +1,13 @@
+"""Usage events (docs/gateway.md#events, docs/hook.md): the one record every capture path
+produces and every layer reads, and what both capture paths (the gateway and the in-process
+hook) share to build it. Imports only ``errors``.
+
+- ``model.py``: ``UsageEvent`` and its meters, outcomes and allocation context.
+- ``ids.py``: time-ordered UUIDv7 event ids.
+- ``usage.py``: usage from provider responses and SSE streams; the metered endpoints.
+- ``linking.py``: attempts linked into logical requests, so retries count apart from calls.
+"""
+
 from spendtrail.events.ids import new_event_id
 from spendtrail.events.model import (
     METERS,

@@ -1,5 +1,17 @@
-"""The OpenAI-compatible gateway: authenticates callers with spendtrail keys, forwards to
-one upstream provider, and journals every attempt as a UsageEvent. See docs/gateway.md."""
+"""The OpenAI-compatible gateway (docs/gateway.md): authenticates callers with spendtrail keys,
+forwards to one upstream provider, and journals every attempt as a UsageEvent. It builds
+events with ``events.usage`` and ``events.linking``, which the in-process hook shares.
+
+- ``config.py``: the upstream profile, its key from the environment, the header policy.
+- ``keys.py``: gateway keys, shown once, stored as a hash.
+- ``identity.py``: who a call belongs to, checked against the registry.
+- ``budget.py``: where budget enforcement plugs into the request path.
+- ``state.py``: keys, registry and prices loaded into memory, reloaded on change.
+- ``proxy.py``: one call forwarded and recorded as exactly one event.
+- ``errors.py``: errors in the OpenAI shape.
+- ``metrics.py``: counters in the Prometheus text format.
+- ``app.py``: the aiohttp application; loaded on first use (aiohttp is heavy).
+"""
 
 from typing import TYPE_CHECKING, Any
 

@@ -1,3 +1,10 @@
+"""The journal (docs/gateway.md#the-journal): append-only JSONL spool files between capture and
+the ledger. Capture only appends; the ledger reads sealed files.
+
+- ``spool.py``: the writer: files sealed by size, age or close, never read while growing.
+- ``reader.py``: event files read line by line, keeping each record's file and line.
+"""
+
 from spendtrail.journal.reader import JournalLine, read_lines
 from spendtrail.journal.spool import Spool
 

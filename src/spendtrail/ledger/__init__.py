@@ -1,0 +1,13 @@
+"""The SQL ledger (docs/architecture.md): storage. Schema and migrations, ingest, costs and
+repricing, the audit log. Persistence of lower layers' values belongs here; the pure packages
+(``pricing``, ``registry``, ``bills``) never import it.
+
+- ``schema.py``: the tables; ``migrations/`` creates them (checked to match).
+- ``db.py``: opening the ledger per backend, forward-only migrations.
+- ``ingest.py``: journal lines to validated, priced rows, idempotent on event id.
+- ``follow.py``: keep ingesting the journal, waiting out database outages.
+- ``costs.py``: one event's cost entry and its share of the daily rollups.
+- ``reprice.py``: a period recomputed as new cost revisions, never edits.
+- ``audit.py``: the append-only audit log, written in the caller's transaction.
+- ``stats.py``: what the ledger holds, counted.
+"""

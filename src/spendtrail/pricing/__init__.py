@@ -1,5 +1,13 @@
-"""Pricing: effective-dated, sourced price entries, the catalog that finds the one in effect
-for an event, and the exact cost function. Schema and rules: docs/prices.md."""
+"""Pricing (docs/prices.md): effective-dated, sourced price entries, the catalog that finds the
+one in effect for an event, and the exact cost function.
+
+- ``model.py``: a price entry: one provider, the models a match selects, one window.
+- ``engine.py``: usage meters and a price entry to an exact cost; pure.
+- ``catalog.py``: the catalog: lookup in memory, entries stored in ``price_entries``.
+- ``check.py``: prices nobody checked lately, models seen without a price.
+- ``sheet.py``: the account's YAML price sheet, every problem with its line.
+- ``genai_import.py``: list prices from the genai-prices package.
+"""
 
 from spendtrail.pricing.catalog import AddResult, Catalog, add_entries, load_entries
 from spendtrail.pricing.check import StalePrice, UnpricedModel, stale_prices, unpriced_models

@@ -1,5 +1,11 @@
-"""Reconciliation: provider bills stored in the ledger and matched against its events, with an
-immutable, reviewed record of each run (docs/reconcile.md)."""
+"""Reconciliation (docs/reconcile.md): provider bills stored in the ledger and matched against
+its events, with an immutable, reviewed record of each run. Bills are parsed by ``bills``.
+
+- ``store.py``: a bill file's lines and bad rows in the ledger, imported once.
+- ``match.py``: bill lines against events, set-based in SQL, classified differences.
+- ``record.py``: one run judged against a tolerance, written once with its reviewer.
+- ``render.py``: a record as rows, JSON and the Markdown summary.
+"""
 
 from spendtrail.reconcile.match import DIFFERENCE_KINDS, UNATTRIBUTED, Difference, OwnerTotals
 from spendtrail.reconcile.record import (

@@ -1,4 +1,13 @@
-"""The owner registry: load it from YAML, validate allocation contexts, keep its versions."""
+"""The owner registry (docs/registry.md): load it from YAML, validate allocation contexts, keep
+its versions.
+
+- ``model.py``: the registry, immutable; a change is a new version.
+- ``allocation.py``: one allocation context checked: allocated, shared or quarantined.
+- ``loader.py``: the registry YAML, every problem with its line.
+- ``errors.py``: the registry error and its problems.
+- ``changes.py``: what changed between two registries, entry by entry.
+- ``store.py``: registry versions in the ledger, effective-dated.
+"""
 
 from spendtrail.registry.allocation import REASON_CODES, Allocation, quarantine
 from spendtrail.registry.changes import SectionChanges, registry_changes

@@ -1,8 +1,14 @@
-"""A named test double of an OpenAI-compatible provider that bills like CometAPI.
+"""A named test double of an OpenAI-compatible provider that bills like CometAPI
+(docs/simulator.md).
 
 Deterministic usage, configurable latency and faults, and a provider-side usage log in
 CometAPI's export format, so the gateway, the demo, the benchmarks and reconciliation can be
-exercised without a real provider. See docs/simulator.md.
+exercised without a real provider.
+
+- ``config.py``: what it charges, which keys it accepts, how it misbehaves.
+- ``usage.py``: token counts as a pure function of the request.
+- ``usage_log.py``: the usage log in CometAPI's format, and how a call is billed.
+- ``app.py``: the aiohttp application; ``server.py``: running it (loaded on first use).
 """
 
 from typing import TYPE_CHECKING, Any
