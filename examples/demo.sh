@@ -1,12 +1,25 @@
 #!/usr/bin/env bash
 # The spendtrail demo on the embedded default (SQLite), in a fresh folder: demo-out/.
+# The story: capture through the gateway -> the month's books -> a reconciliation that finds a
+# (deliberate) price-sheet error -> fix, reprice, reconcile again -> statements -> review notes
+# -> a smoke test of the request path -> the handoff. Every deliberate failure says so.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export SPENDTRAIL_HOME="$PWD/demo-out" SPENDTRAIL_ACTOR="demo-operator" COLUMNS="${COLUMNS:-160}"
 unset SPENDTRAIL_DATABASE_URL SPENDTRAIL_SPOOL_DIR
 rm -rf demo-out
+MONTH="$(date -u +%Y-%m)"
+results=()
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+result() { results+=("$1"); }
+deliberate() { printf '\033[33mDELIBERATE: %s\033[0m\n' "$*"; }
+# Runs a command that must fail for the story (exit non-zero), and says so.
+expect_failure() {
+  local why="$1"; shift
+  if "$@"; then echo "demo: '$*' was expected to fail ($why)" >&2; exit 1; fi
+  deliberate "the failure above is expected: $why"
+}
 
 step "1. a fresh ledger"
 spendtrail init
@@ -18,24 +31,45 @@ spendtrail registry show
 step "3. prices with their sources: list prices from genai-prices, the account's own sheet"
 spendtrail prices import genai-prices --provider openai --provider anthropic \
   --reason "demo: reference list prices" > demo-out/genai-prices-import.txt
-head -c 600 demo-out/genai-prices-import.txt | head -3
+head -1 demo-out/genai-prices-import.txt | cut -c1-200
 echo "  ... every price not imported exactly is listed, with why: demo-out/genai-prices-import.txt"
 spendtrail prices import sheet examples/prices.yaml --reason "demo: CometAPI account prices"
-spendtrail prices list --provider cometapi
+deliberate "the sheet's gpt-4o price is the one from before 2026-12-01: CometAPI's" \
+  "December price change is missing. Reconciliation (step 8) will find it."
 
-step "4. ingest a sample event file from October (one line is deliberately broken)"
-spendtrail ingest examples/events.jsonl || echo "(ingest exit $?: the broken line is listed above and kept in 'spendtrail ledger rejects')"
+step "4. ingest a sample event file from October"
+expect_failure "line 11 of examples/events.jsonl is broken on purpose; it is kept in
+  'spendtrail ledger rejects' and the other 20 lines are in the ledger" \
+  spendtrail ingest examples/events.jsonl
 echo "replaying the same file changes nothing:"
 spendtrail ingest examples/events.jsonl 2>/dev/null | head -1 || true
+result "ingest: 20 events from the October file, 1 broken line kept as a reject (deliberate)"
 
 step "5. live traffic: the provider simulator, the gateway, and the real openai SDK"
 free_port() { python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+wait_ready() {
+  python - "$1" "$2" <<'PY'
+import sys, time, urllib.error, urllib.request
+for _ in range(300):
+    try:
+        urllib.request.urlopen(sys.argv[1], timeout=1)
+        break
+    except urllib.error.HTTPError:  # any HTTP answer means it is up
+        break
+    except OSError:
+        time.sleep(0.1)
+else:
+    sys.exit(f"{sys.argv[1]} did not answer; see {sys.argv[2]}")
+PY
+}
 SIM_PORT=$(free_port); GW_PORT=$(free_port)
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT
+echo "The simulator fails 8% of calls at random (faults on), so the SDK's retries show up."
 spendtrail simulate-provider --port "$SIM_PORT" --error-rate 0.08 --seed 7 \
   --usage-log demo-out/provider-usage.csv > demo-out/simulator.log 2>&1 &
-pids+=($!)
+sim_pid=$!
+pids+=("$sim_pid")
 for app in support-assistant search-summaries contract-review; do
   echo "$app=$(spendtrail keys create --application "$app" --environment production \
     --reason 'demo' 2>/dev/null)" >> demo-out/keys.txt
@@ -51,67 +85,94 @@ SPENDTRAIL_UPSTREAM_KEY="sk-demo-simulated-provider" spendtrail gateway --profil
   > demo-out/gateway.log 2>&1 &
 gateway_pid=$!
 pids+=("$gateway_pid")
-python - "$GW_PORT" <<'PY'
-import sys, time, urllib.request
-for _ in range(300):
-    try:
-        urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/healthz", timeout=1)
-        break
-    except OSError:
-        time.sleep(0.1)
-else:
-    sys.exit("the gateway did not start; see demo-out/gateway.log")
-PY
+wait_ready "http://127.0.0.1:$GW_PORT/healthz" demo-out/gateway.log
 python examples/traffic.py "http://127.0.0.1:$GW_PORT/v1" demo-out/keys.txt
+deliberate "the refusals above are the budget cap and the registry's policy at work"
 kill -TERM "$gateway_pid"; wait "$gateway_pid" || true  # a clean stop ingests the last events
+kill -TERM "$sim_pid"; wait "$sim_pid" || true  # the provider's usage log is complete
 echo "provider-side usage log (CometAPI export format): $(($(wc -l < demo-out/provider-usage.csv) - 1)) rows in demo-out/provider-usage.csv"
+result "capture: every call through the gateway is an event; refusals by budget and policy (deliberate)"
 
 step "6. cost by owner and model, October 2026 (the sample file)"
 spendtrail costs --period 2026-10 --by business_unit,application,model
 
 step "7. cost by owner and model, this month (gateway traffic)"
-spendtrail costs --period "$(date -u +%Y-%m)" --by application,environment,model,allocation_status
+spendtrail costs --period "$MONTH" --by application,environment,model,allocation_status
 
-step "8. close the books: the provider's usage log (CometAPI export) against the ledger"
-MONTH="$(date -u +%Y-%m)"
-spendtrail bills import demo-out/provider-usage.csv --format cometapi-csv || true
+step "8. reconcile: the provider's usage log (CometAPI export) against the ledger"
+spendtrail bills import demo-out/provider-usage.csv --format cometapi-csv
 BILL_ID=$(spendtrail bills list --format json | python -c 'import json,sys; print(json.load(sys.stdin)[-1]["id"])')
-spendtrail reconcile --period "$MONTH" --bill "$BILL_ID" --tolerance 5% --reviewer demo-operator \
-  --format md > demo-out/reconciliation.md || true
-cat demo-out/reconciliation.md
+reconcile() {
+  spendtrail reconcile --period "$MONTH" --bill "$BILL_ID" --reviewer demo-operator \
+    --format md > "demo-out/reconciliation-$1.md"
+}
+summary() { grep -E '^\*\*Result|^\| (logged|billed|variance|variance %) \||^[a-z_]+: [0-9]+, ' "$1"; }
+expect_failure "the price sheet misses gpt-4o's December price (step 3)" reconcile 1
+summary demo-out/reconciliation-1.md
+grep '^| price_mismatch' demo-out/reconciliation-1.md | cut -d'|' -f8,10,11 | sort | uniq -c | head -5
+result "reconciliation 1: fail, price_mismatch on gpt-4o lines (deliberate)"
+
+step "8b. fix the price the way docs/prices.md says, reprice the month, reconcile again"
+spendtrail prices import sheet examples/price-change-2026-12.yaml \
+  --reason "demo: CometAPI's gpt-4o price since 2026-12-01, found by reconciliation 1"
+spendtrail reprice --period "$MONTH" --reason "demo: gpt-4o price change of 2026-12-01"
+reconcile 2
+summary demo-out/reconciliation-2.md
+echo "records: demo-out/reconciliation-1.md (fail), demo-out/reconciliation-2.md (pass)"
+result "reconciliation 2: pass after the price fix and repricing"
+
+step "9. allocation coverage, the exception queue, the FOCUS export"
 spendtrail allocation coverage --period "$MONTH" || true
 spendtrail exceptions list
-spendtrail export focus --period "$MONTH" --output demo-out/focus-$MONTH.csv || true
+spendtrail export focus --period "$MONTH" --output "demo-out/focus-$MONTH.csv"
 
-step "8b. chargeback statements (Markdown and HTML)"
+step "10. chargeback statements (Markdown and HTML)"
 spendtrail allocation rules-load examples/shared-cost-rules.yaml --reason "demo: reviewed rules"
-spendtrail report chargeback --period "$MONTH" --rules examples/shared-cost-rules.yaml \
-  --format html --output demo-out/chargeback-$MONTH.html
+for format in md html; do
+  spendtrail report chargeback --period "$MONTH" --rules examples/shared-cost-rules.yaml \
+    --format "$format" --output "demo-out/chargeback-$MONTH.$format"
+done
 spendtrail report chargeback --period 2026-10 --rules examples/shared-cost-rules.yaml \
   --format html --output demo-out/chargeback-2026-10.html
-spendtrail report chargeback --period "$MONTH" --rules examples/shared-cost-rules.yaml \
-  --format md --output demo-out/chargeback-$MONTH.md
-sed -n '1,60p' demo-out/chargeback-$MONTH.md
-echo "statements: demo-out/chargeback-$MONTH.{md,html}, demo-out/chargeback-2026-10.html"
+sed -n '/^## Spend by owner/,/^## Shared allocations/p' "demo-out/chargeback-$MONTH.md"
+result "statements: demo-out/chargeback-$MONTH.{md,html}, demo-out/chargeback-2026-10.html"
 
-step "8c. budget state and the budget review (the seeds' budget ledger rows)"
+step "11. budgets: state and the budget review"
 spendtrail budgets show search-monthly
-spendtrail budgets review --period "$MONTH" --format md
+spendtrail budgets review --period "$MONTH" --format md | cut -c1-200
+result "budgets: search-monthly exceeded and refusing (deliberate: a 0.01 USD cap), support-tokens ok"
 
-step "9. what needs attention: stale prices, unpriced models"
+step "12. what needs attention: stale prices, unpriced models"
 spendtrail prices check || true
 
-step "10. evidence: sources, a smoke test of the request path, the two-row review sample"
+step "13. review notes: the two-row sample review note, checked against the chargeback review checklist"
 spendtrail sources seed
-SPENDTRAIL_UPSTREAM_KEY="sk-demo-simulated-provider" spendtrail smoke \
-  --upstream "http://127.0.0.1:$SIM_PORT/v1" --application support-assistant || true
-spendtrail review sample --period "$(date -u +%Y-%m)"
-spendtrail review export --format md --period "$(date -u +%Y-%m)" --output demo-out/reviews.md
+deliberate "row 2 of the sample has no team owner and shared usage without a decision:" \
+  "the checklist must fail it"
+spendtrail review sample --period "$MONTH"
+spendtrail review export --format md --period "$MONTH" --output demo-out/reviews.md
 echo "review notes (Markdown): demo-out/reviews.md"
+result "review notes: row 1 pass, row 2 fail (deliberate)"
+
+step "14. a smoke test of the request path (happy path and error path)"
+echo "The smoke test makes one attempt and never retries, so it runs against the simulator"
+echo "with its faults off (docs/evidence.md)."
+SMOKE_PORT=$(free_port)
+spendtrail simulate-provider --port "$SMOKE_PORT" --error-rate 0 > demo-out/smoke-simulator.log 2>&1 &
+pids+=($!)
+wait_ready "http://127.0.0.1:$SMOKE_PORT/v1/models" demo-out/smoke-simulator.log
+SPENDTRAIL_UPSTREAM_KEY="sk-demo-simulated-provider" spendtrail smoke \
+  --upstream "http://127.0.0.1:$SMOKE_PORT/v1" --application support-assistant
+result "smoke test: happy path pass, error path pass"
+
+step "15. follow-ups and the handoff record"
 spendtrail followups list
-
-step "11. the handoff record"
 spendtrail handoff new > /dev/null && spendtrail handoff show
+result "handoff: decision 'review' while the failing sample row's follow-up is open"
 
-step "12. the ledger"
+step "16. the ledger"
 spendtrail ledger stats
+
+step "the demo's results"
+printf '  - %s\n' "${results[@]}"
+echo "Everything is in demo-out/ (SPENDTRAIL_HOME=demo-out); try 'SPENDTRAIL_HOME=demo-out spendtrail --help'."

@@ -37,7 +37,6 @@ def main(base_url: str, keys_file: Path) -> None:
         chat("support-assistant", "user_facing", f"Draft a reply to ticket {i} " * 20)
         chat("search-summaries", "batch", f"Summarize result page {i} " * 60, model="gpt-4o")
     for i in range(4):
-        # gpt-4.1-mini has no price in the example sheet: it stays unpriced, never 0.
         chat("contract-review", "batch", f"Review clause {i} " * 200, model="gpt-4.1-mini")
 
     stream = openai.OpenAI(base_url=base_url, api_key=keys["support-assistant"]).chat

@@ -275,17 +275,31 @@ def test_audit_log_records_each_kind_of_change_and_filters(ledger_with_usage):
     assert [e.action for e in newest] == ["review.check", "follow_up.open"]
 
 
-def test_handoff_is_linted_and_keeps_its_findings(ledger_with_usage):
+def test_handoff_follow_ups_are_open_questions_not_claims(ledger_with_usage):
     with ledger_with_usage.begin() as conn:
         note = replace(drafted(conn), claims=(Claim("price", "Input is $0.15 per 1M tokens."),))
         save_review(conn, note, actor="ana")
         assert check_review(conn, note.review_id, actor="ana").check.codes == (
             "claim_without_source",)
         handoff = new_handoff(conn, actor="ana")
-    # The follow-up question quotes the unsupported price; the handoff's linter catches it.
-    assert "unsupported_price" in {f["code"] for f in handoff.findings}
+    text = render_handoff(handoff)
+    # The follow-up quotes the unsupported price as the question it is; the handoff's linter
+    # does not report its own follow-ups as claims.
+    assert "$0.15 per 1M tokens" in text.split("## Open follow-ups")[1]
+    assert handoff.findings == () and "## Lint findings" not in text
     assert handoff.document["decision"] == "stop"  # and no smoke test has run
     assert handoff.document["next_check_owner"] == "finance partner"
+    with ledger_with_usage.connect() as conn:
+        assert get_handoff(conn, handoff.id).findings == ()
+
+
+def test_handoff_claims_outside_follow_ups_are_linted(ledger_with_usage):
+    with ledger_with_usage.begin() as conn:
+        source = Source("price-page", "https://example.com/pricing", date(2026, 11, 1),
+                        purpose="input is $0.15 per 1M tokens")
+        save_source(conn, source, area="pricing", checked_by="finops", actor="ana")
+        handoff = new_handoff(conn, actor="ana")
+    assert "unsupported_price" in {f["code"] for f in handoff.findings}
     with ledger_with_usage.connect() as conn:
         stored = get_handoff(conn, handoff.id)
     assert stored.findings == handoff.findings
