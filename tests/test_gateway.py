@@ -91,8 +91,9 @@ class Gateway:
         return openai.OpenAI(base_url=self.base + "/v1", api_key=key,
                              max_retries=options.pop("max_retries", 0), **options)
 
-    def async_client(self, key: str) -> openai.AsyncOpenAI:
-        return openai.AsyncOpenAI(base_url=self.base + "/v1", api_key=key, max_retries=0)
+    def async_client(self, key: str, max_retries: int = 0) -> openai.AsyncOpenAI:
+        return openai.AsyncOpenAI(base_url=self.base + "/v1", api_key=key,
+                                  max_retries=max_retries)
 
     def events(self, count: int | None = None, timeout: float = 5.0) -> list[UsageEvent]:
         """The journaled events; waits until there are `count` of them."""
@@ -474,6 +475,28 @@ def test_sdk_retries_are_attempts_of_one_request(gw, keys, upstream):
 
     client.chat.completions.create(**CHAT)  # same body, a new request: a new id
     assert gw.events(4)[-1].request_id not in {e.request_id for e in attempts}
+
+
+def test_concurrent_identical_calls_retried_after_a_500_stay_two_requests(gw, keys, upstream):
+    upstream.script("gpt-4o-mini", ["500", "500"])  # both first attempts fail
+
+    async def both() -> list:
+        client = gw.async_client(keys["prod"], max_retries=2)
+        try:
+            return await asyncio.gather(*(client.chat.completions.create(**CHAT)
+                                          for _ in range(2)))
+        finally:
+            await client.close()
+
+    assert all(r.choices[0].message.content == "Hello world!" for r in asyncio.run(both()))
+    requests: dict[str, list[UsageEvent]] = {}
+    for event in gw.events(4):
+        requests.setdefault(event.request_id, []).append(event)
+    assert len(requests) == 2
+    for attempts in requests.values():
+        attempts.sort(key=lambda e: e.attempt)
+        assert [(e.attempt, e.outcome) for e in attempts] == [
+            (1, "upstream_error"), (2, "success")]
 
 
 def test_idempotency_key_links_attempts(gw, keys):

@@ -110,11 +110,40 @@ def test_linker_without_idempotency_key():
     call = {"key_id": "gk_1", "idempotency_key": None, "method": "POST", "path": "/v1/x",
             "body": b"{}"}
     first = linker.link(**call, retry_count=0, event_id="e1")
+    linker.settle("e1", 500)
     retry = linker.link(**call, retry_count=1, event_id="e2")
     assert first == ("e1", 1) and retry == ("e1", 2)
     assert linker.link(**{**call, "key_id": "gk_2"}, retry_count=0, event_id="e3") == ("e3", 1)
-    orphan_id, attempt = RetryLinker().link(**call, retry_count=2, event_id="e4")
-    assert orphan_id.startswith("fp-") and attempt == 3
+    # A retry whose first attempt was seen elsewhere is a request of its own.
+    assert RetryLinker().link(**call, retry_count=2, event_id="e4") == ("e4", 3)
+
+
+def test_linker_never_merges_identical_concurrent_calls():
+    linker = RetryLinker()
+    call = {"key_id": "gk_1", "idempotency_key": None, "method": "POST", "path": "/v1/x",
+            "body": b"{}"}
+    assert linker.link(**call, retry_count=0, event_id="a1") == ("a1", 1)
+    assert linker.link(**call, retry_count=0, event_id="b1") == ("b1", 1)
+    linker.settle("a1", 500)
+    linker.settle("b1", None)  # no response at all: the SDK retries that too
+    first, second = (linker.link(**call, retry_count=1, event_id=e) for e in ("a2", "b2"))
+    assert {first, second} == {("a1", 2), ("b1", 2)}
+    # A request that succeeded takes no more attempts; a refused one neither.
+    linker.settle("a1", 200)
+    linker.settle("b1", 400)
+    assert linker.link(**call, retry_count=2, event_id="c3") == ("c3", 3)
+
+
+def test_linker_prefers_a_failed_request_to_one_in_flight():
+    linker = RetryLinker()
+    call = {"key_id": "gk_1", "idempotency_key": None, "method": "POST", "path": "/v1/x",
+            "body": b"{}"}
+    linker.link(**call, retry_count=0, event_id="slow")  # still in flight
+    linker.link(**call, retry_count=0, event_id="failed")
+    linker.settle("failed", 503)
+    assert linker.link(**call, retry_count=1, event_id="r") == ("failed", 2)
+    # A client that timed out retries while its first attempt is still in flight.
+    assert linker.link(**call, retry_count=1, event_id="r2") == ("slow", 2)
 
 
 def test_linker_with_idempotency_key_counts_attempts_without_the_sdk_header():
@@ -132,9 +161,10 @@ def test_linker_forgets_old_and_excess_entries():
     linker = RetryLinker(max_entries=2, ttl_seconds=0)
     call = {"key_id": "gk_1", "idempotency_key": None, "method": "POST", "path": "/v1/x"}
     linker.link(**call, body=b"1", retry_count=0, event_id="e1")
-    assert linker.link(**call, body=b"1", retry_count=1, event_id="e2")[0].startswith("fp-")
-    for body in (b"2", b"3", b"4"):
-        linker.link(**call, body=body, retry_count=0, event_id="e")
+    linker.settle("e1", 500)
+    assert linker.link(**call, body=b"1", retry_count=1, event_id="e2") == ("e2", 2)  # expired
+    for number, body in enumerate((b"2", b"3", b"4")):
+        linker.link(**call, body=body, retry_count=0, event_id=f"n{number}")
     assert len(linker._slots) == 2
 
 

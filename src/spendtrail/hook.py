@@ -262,6 +262,7 @@ class _Recorder:
             if attempt.recorded:
                 return
             attempt.recorded = True
+            self.linker.settle(attempt.request_id, status)
         event = UsageEvent(
             event_id=attempt.event_id,
             request_id=attempt.request_id,

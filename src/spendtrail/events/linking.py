@@ -2,12 +2,18 @@
 
 - With an ``Idempotency-Key`` header the request id is derived from it (scoped to the
   gateway key): every attempt carrying it, on any replica, gets the same id.
-- Otherwise the openai SDK's ``x-stainless-retry-count`` says which attempt this is. A
-  first attempt (count 0 or no header) starts a new request whose id is its own event id;
-  a retry (count > 0) joins the latest request this replica saw with the same fingerprint
-  (gateway key, method, path and body bytes, which the SDK resends unchanged). A retry whose
-  first attempt this replica never saw (after a restart, or on another replica) gets an id
-  derived from the fingerprint, so its own retries still group together.
+- Otherwise the openai SDK says only which attempt this is (``x-stainless-retry-count``); it
+  resends the same body, and nothing in the request tells two identical calls apart. So a
+  first attempt (count 0 or no header) opens a new request whose id is its own event id, and
+  a retry with count n joins the oldest request with the same fingerprint (gateway key,
+  method, path and body bytes) that has exactly n attempts and whose last attempt did not
+  end in a way the SDK never retries (a success or a 4xx other than 408, 409 and 429).
+  Requests that have already failed are preferred to ones still in flight (a client timeout).
+  Two concurrent identical calls that both fail and retry therefore stay two requests of two
+  attempts each; which retry joins which does not matter, as their owner, key and body are
+  the same. A retry that matches no open request (its first attempt was seen by another
+  replica, or before a restart) opens a request of its own with its attempt number: two
+  different calls are never merged.
 
 The attempt number is the retry count + 1; without that header, attempts seen here with the
 same idempotency key are counted.
@@ -18,16 +24,34 @@ from __future__ import annotations
 import hashlib
 import time
 from collections import OrderedDict
+from dataclasses import dataclass
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 RETRY_HEADER = "x-stainless-retry-count"
+
+
+def retryable(status: int | None) -> bool:
+    """Whether the openai SDK retries an attempt that ended so (None: no response at all)."""
+    return status is None or status in (408, 409, 429) or status >= 500
+
+
+@dataclass(slots=True)
+class _Request:
+    request_id: str
+    attempts: int  # attempts linked so far
+    in_flight: int  # attempts linked and not settled
+    touched: float
+    keyed: bool  # named by an idempotency key: open until its key expires, whatever happens
 
 
 class RetryLinker:
     def __init__(self, *, max_entries: int = 100_000, ttl_seconds: float = 900.0) -> None:
         self.max_entries = max_entries
         self.ttl = ttl_seconds
-        self._slots: OrderedDict[str, tuple[str, int, float]] = OrderedDict()
+        # slot (idempotency slot or fingerprint) -> its open requests, oldest first
+        self._slots: OrderedDict[str, list[_Request]] = OrderedDict()
+        self._open: dict[str, tuple[str, _Request]] = {}  # request id -> (slot, request)
+        self._size = 0
 
     def link(
         self,
@@ -40,11 +64,13 @@ class RetryLinker:
         body: bytes,
         event_id: str,
     ) -> tuple[str, int]:
-        """(request id, attempt number) of one attempt."""
+        """(request id, attempt number) of one attempt; `settle` it once it has ended."""
         now = time.monotonic()
         if idempotency_key:
             slot = hashlib.sha256(f"{key_id}\n{idempotency_key}".encode()).hexdigest()[:32]
-            request_id = "ik-" + slot
+            requests = self._requests(slot, now)
+            request = requests[0] if requests else self._add(slot, "ik-" + slot, 0, now, True)
+            request.attempts = retry_count + 1 if retry_count is not None else request.attempts + 1
         else:
             digest = hashlib.blake2b(digest_size=16)
             for part in (key_id.encode(), method.encode(), path.encode()):
@@ -52,29 +78,57 @@ class RetryLinker:
                 digest.update(b"\0")
             digest.update(body)
             slot = digest.hexdigest()
-            request_id = event_id if not retry_count else self._known(slot, now, "fp-" + slot)
-        seen = self._seen(slot, now) if idempotency_key else 0
-        self._slots[slot] = (request_id, seen + 1, now)
+            request = self._retry_of(slot, retry_count, now) if retry_count else None
+            if request is None:  # a first attempt, or a retry whose request is not open here
+                request = self._add(slot, event_id, retry_count or 0, now, False)
+            request.attempts += 1
+        request.in_flight += 1
+        request.touched = now
         self._slots.move_to_end(slot)
-        if len(self._slots) > self.max_entries:
-            self._slots.popitem(last=False)
-        attempt = retry_count + 1 if retry_count is not None else seen + 1
-        return request_id, attempt
+        return request.request_id, request.attempts
 
-    def _entry(self, slot: str, now: float) -> tuple[str, int, float] | None:
-        entry = self._slots.get(slot)
-        if entry is not None and now - entry[2] > self.ttl:
+    def settle(self, request_id: str, status: int | None) -> None:
+        """An attempt of `request_id` ended with `status` (None: no response). A request the
+        client will not retry closes; one it may retry stays open for its next attempt."""
+        found = self._open.get(request_id)
+        if found is None:
+            return
+        slot, request = found
+        request.in_flight = max(0, request.in_flight - 1)
+        if not (request.keyed or retryable(status)):
+            self._close(slot, request)
+
+    def _retry_of(self, slot: str, retry_count: int, now: float) -> _Request | None:
+        waiting = [r for r in self._requests(slot, now) if r.attempts == retry_count]
+        settled = [r for r in waiting if r.in_flight == 0]
+        return (settled or waiting or [None])[0]
+
+    def _requests(self, slot: str, now: float) -> list[_Request]:
+        requests = self._slots.get(slot, [])
+        for request in [r for r in requests if now - r.touched > self.ttl]:
+            self._close(slot, request)
+        return self._slots.get(slot, [])
+
+    def _add(
+        self, slot: str, request_id: str, attempts: int, now: float, keyed: bool
+    ) -> _Request:
+        request = _Request(request_id, attempts, 0, now, keyed)
+        self._slots.setdefault(slot, []).append(request)
+        self._open[request_id] = (slot, request)
+        self._size += 1
+        while self._size > self.max_entries:
+            oldest = next(iter(self._slots))
+            self._close(oldest, self._slots[oldest][0])
+        return request
+
+    def _close(self, slot: str, request: _Request) -> None:
+        requests = self._slots[slot]
+        requests.remove(request)
+        if not requests:
             del self._slots[slot]
-            return None
-        return entry
-
-    def _known(self, slot: str, now: float, fallback: str) -> str:
-        entry = self._entry(slot, now)
-        return entry[0] if entry is not None else fallback
-
-    def _seen(self, slot: str, now: float) -> int:
-        entry = self._entry(slot, now)
-        return entry[1] if entry is not None else 0
+        if self._open.get(request.request_id, (None, None))[1] is request:
+            del self._open[request.request_id]
+        self._size -= 1
 
 
 def retry_count(value: str | None) -> int | None:

@@ -383,6 +383,7 @@ class Proxy:
         if call.recorded:
             return call.cost
         call.recorded = True
+        self.linker.settle(call.request_id, status)
         usage = facts.usage or Usage()
         event = UsageEvent(
             event_id=call.event_id,
