@@ -26,11 +26,11 @@ from spendtrail.budgets.enforce import BudgetState
 from spendtrail.budgets.model import COUNTED_STATUSES, Budget, BudgetPeriod
 from spendtrail.budgets.spend import ledger_spend
 from spendtrail.budgets.store import list_budgets
-from spendtrail.evidence.dbtime import as_utc
 from spendtrail.evidence.followups import open_follow_up
 from spendtrail.evidence.smoke import SmokeRun, latest_smoke_run
 from spendtrail.evidence.store import load_sources
 from spendtrail.ledger.costs import is_current
+from spendtrail.ledger.db import as_utc
 from spendtrail.ledger.schema import cost_entries, events, price_entries, rollups_daily
 from spendtrail.money import format_amount, from_pico
 from spendtrail.periods import Period

@@ -20,13 +20,13 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from spendtrail.evidence.dbtime import as_utc
 from spendtrail.evidence.followups import open_follow_up
 from spendtrail.evidence.store import load_sources, next_daily_id, refuse_secrets
 from spendtrail.gateway import GatewayConfig, create_key, revoke_key
 from spendtrail.gateway.identity import H_JOB_ID, H_WORKLOAD
 from spendtrail.ledger.audit import record_change
 from spendtrail.ledger.costs import is_current
+from spendtrail.ledger.db import as_utc
 from spendtrail.ledger.ingest import Ingester
 from spendtrail.ledger.schema import cost_entries, events, smoke_runs
 from spendtrail.redact import redact

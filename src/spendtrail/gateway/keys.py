@@ -17,6 +17,7 @@ import sqlalchemy as sa
 
 from spendtrail.errors import SpendtrailError
 from spendtrail.ledger.audit import record_change
+from spendtrail.ledger.db import as_utc
 from spendtrail.ledger.schema import gateway_keys
 from spendtrail.registry import RegistryHistory
 
@@ -155,13 +156,6 @@ def _check_owner(conn: sa.Connection, application: str, environment: str | None)
         )
 
 
-def _utc(value: datetime | None) -> datetime | None:
-    # SQLite hands timestamps back without an offset; they were written in UTC.
-    if value is None:
-        return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
 def _from_row(row: sa.RowMapping) -> GatewayKey:
     return GatewayKey(
         id=row["id"],
@@ -169,9 +163,9 @@ def _from_row(row: sa.RowMapping) -> GatewayKey:
         environment=row["environment"],
         key_hash=row["key_hash"],
         key_prefix=row["key_prefix"],
-        created_at=_utc(row["created_at"]),
+        created_at=as_utc(row["created_at"]),
         created_by=row["created_by"],
-        revoked_at=_utc(row["revoked_at"]),
+        revoked_at=as_utc(row["revoked_at"]),
         rotated_from=row["rotated_from"],
     )
 

@@ -30,6 +30,7 @@ import sqlalchemy as sa
 from spendtrail.errors import SpendtrailError
 from spendtrail.events.model import Usage
 from spendtrail.ledger.costs import is_current
+from spendtrail.ledger.db import as_utc
 from spendtrail.ledger.schema import cost_entries, events
 from spendtrail.money import from_pico
 from spendtrail.periods import Period
@@ -216,7 +217,7 @@ def _add_event(
     usage = _usage.decode(row.usage)
     breakdown: dict[str, int] = json.loads(row.breakdown)
     leaves, tier = _leaves(usage, entry)
-    at = _utc(row.started_at)
+    at = as_utc(row.started_at)
     list_entry, list_leaves = _list_prices(catalog, entry, row.provider, row.model, usage, at)
     owner = tuple(getattr(row, name) or "" for name in OWNER_FIELDS)
     for meter, cost in breakdown.items():
@@ -314,11 +315,6 @@ def _list_prices(
         if candidate.kind == "list" and candidate.in_effect(at):
             return candidate, _leaves(usage, candidate)[0]
     return None, {}
-
-
-def _utc(value: datetime) -> datetime:
-    # SQLite hands timestamps back without an offset; they were written in UTC.
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 # -- one FOCUS row -----------------------------------------------------------------------
