@@ -22,9 +22,9 @@ from spendtrail.errors import SpendtrailError
 from spendtrail.ledger.audit import record_change
 from spendtrail.ledger.costs import is_current
 from spendtrail.ledger.db import as_utc
+from spendtrail.ledger.registry_versions import load_history
 from spendtrail.ledger.schema import cost_entries, events, exception_resolutions, reallocations
 from spendtrail.periods import Period
-from spendtrail.registry import RegistryHistory
 
 UNTAGGED = "(untagged)"
 
@@ -129,7 +129,7 @@ def assign(
         raise ExceptionQueueError("name either an exception group or event ids, not both")
     if not reason.strip():
         raise ExceptionQueueError("an assignment needs a reason, for the audit trail")
-    latest = RegistryHistory.load(conn).latest()
+    latest = load_history(conn).latest()
     if latest is None:
         raise ExceptionQueueError("no registry loaded; load one with spendtrail registry load")
     version, registry = latest

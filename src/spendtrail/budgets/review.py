@@ -31,10 +31,10 @@ from spendtrail.evidence.smoke import SmokeRun, latest_smoke_run
 from spendtrail.evidence.store import load_sources
 from spendtrail.ledger.costs import is_current
 from spendtrail.ledger.db import as_utc
+from spendtrail.ledger.registry_versions import load_history
 from spendtrail.ledger.schema import cost_entries, events, price_entries, rollups_daily
 from spendtrail.money import format_amount, from_pico
 from spendtrail.periods import Period
-from spendtrail.registry import RegistryHistory
 
 DEFAULT_REVIEWER_ROLE = "budget-operator"
 DECISIONS = ("proceed", "review", "stop")
@@ -138,7 +138,7 @@ def review_budgets(
     """Review every budget for `period` (run it in a transaction: follow-ups for rows whose
     decision is not proceed are opened, once per budget and period, and audited)."""
     review_date = review_date or datetime.now(UTC).date()
-    latest = RegistryHistory.load(conn).latest()
+    latest = load_history(conn).latest()
     registry_version, registry = (None, None) if latest is None else latest
     register_urls = {s.source.url for s in load_sources(conn)}
     smoke = latest_smoke_run(conn)

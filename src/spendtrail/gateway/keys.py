@@ -18,8 +18,8 @@ import sqlalchemy as sa
 from spendtrail.errors import SpendtrailError
 from spendtrail.ledger.audit import record_change
 from spendtrail.ledger.db import as_utc
+from spendtrail.ledger.registry_versions import load_history
 from spendtrail.ledger.schema import gateway_keys
-from spendtrail.registry import RegistryHistory
 
 KEY_PREFIX = "sk-st-"
 _DISPLAY_CHARS = len(KEY_PREFIX) + 6
@@ -137,7 +137,7 @@ def rotate_key(
 
 
 def _check_owner(conn: sa.Connection, application: str, environment: str | None) -> None:
-    latest = RegistryHistory.load(conn).latest()
+    latest = load_history(conn).latest()
     if latest is None:
         raise GatewayKeyError("no registry loaded; load one with `spendtrail registry load FILE` "
                         "before issuing gateway keys")

@@ -31,6 +31,7 @@ from spendtrail.ledger.ingest import (
     insert_sql,
     sum_rollups,
 )
+from spendtrail.ledger.prices import load_catalog
 from spendtrail.ledger.schema import cost_entries, events
 from spendtrail.money import from_pico
 from spendtrail.periods import Period
@@ -133,7 +134,7 @@ def reprice(
     result = RepriceResult(period, dry_run)
     writer = SqliteWriter() if engine.dialect.name == "sqlite" else PostgresWriter()
     with engine.connect() as conn:
-        catalog = Catalog.load(conn)
+        catalog = load_catalog(conn)
     placeholder = "?" if engine.dialect.name == "sqlite" else "%s"
     after = ""
     while True:

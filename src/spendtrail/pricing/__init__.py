@@ -1,8 +1,9 @@
 """Pricing: effective-dated, sourced price entries, the catalog that finds the one in effect
-for an event, and the exact cost function. Schema and rules: docs/prices.md."""
+for an event, and the exact cost function; pure (stored by ``spendtrail.ledger.prices``).
+Schema and rules: docs/prices.md."""
 
-from spendtrail.pricing.catalog import AddResult, Catalog, add_entries, load_entries
-from spendtrail.pricing.check import StalePrice, UnpricedModel, stale_prices, unpriced_models
+from spendtrail.pricing.catalog import Catalog
+from spendtrail.pricing.check import StalePrice, stale_prices
 from spendtrail.pricing.engine import INCOMPLETE, PRICED, CostBreakdown, price_usage
 from spendtrail.pricing.model import (
     KINDS,
@@ -22,7 +23,6 @@ __all__ = [
     "PRICED",
     "TOKEN_METERS",
     "UNIT_METERS",
-    "AddResult",
     "Catalog",
     "CostBreakdown",
     "PriceEntry",
@@ -30,11 +30,7 @@ __all__ = [
     "SheetError",
     "StalePrice",
     "Tier",
-    "UnpricedModel",
-    "add_entries",
-    "load_entries",
     "load_sheet",
     "price_usage",
     "stale_prices",
-    "unpriced_models",
 ]

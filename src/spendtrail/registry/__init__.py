@@ -1,8 +1,10 @@
-"""The owner registry: load it from YAML, validate allocation contexts, keep its versions."""
+"""The owner registry: load it from YAML, validate allocation contexts, say which version was
+in effect when; pure (stored by ``spendtrail.ledger.registry_versions``)."""
 
 from spendtrail.registry.allocation import REASON_CODES, Allocation, quarantine
 from spendtrail.registry.changes import SectionChanges, registry_changes
 from spendtrail.registry.errors import Problem, RegistryError
+from spendtrail.registry.history import RegistryHistory, RegistryVersion
 from spendtrail.registry.loader import load_registry, parse_registry
 from spendtrail.registry.model import (
     Application,
@@ -12,12 +14,6 @@ from spendtrail.registry.model import (
     Environment,
     Registry,
     WorkloadClass,
-)
-from spendtrail.registry.store import (
-    RegistryHistory,
-    RegistryVersion,
-    document_json,
-    save_version,
 )
 
 __all__ = [
@@ -35,10 +31,8 @@ __all__ = [
     "RegistryVersion",
     "SectionChanges",
     "WorkloadClass",
-    "document_json",
     "load_registry",
     "parse_registry",
     "quarantine",
     "registry_changes",
-    "save_version",
 ]

@@ -31,10 +31,11 @@ from spendtrail.errors import SpendtrailError
 from spendtrail.events.model import Usage
 from spendtrail.ledger.costs import is_current
 from spendtrail.ledger.db import as_utc
+from spendtrail.ledger.prices import load_catalog
 from spendtrail.ledger.schema import cost_entries, events
 from spendtrail.money import from_pico
 from spendtrail.periods import Period
-from spendtrail.pricing import TOKEN_METERS, Catalog, PriceEntry, load_entries
+from spendtrail.pricing import TOKEN_METERS, Catalog, PriceEntry
 from spendtrail.reports.focus_columns import ALLOWED, COLUMN_NAMES, COLUMNS, USAGE_REQUIRED
 
 FocusFormat = Literal["csv", "parquet"]
@@ -137,7 +138,7 @@ def focus_rows(
     conn: sa.Connection, period: Period, options: FocusOptions = FocusOptions()
 ) -> tuple[list[dict[str, Any]], FocusSummary]:
     """The export's rows (column name -> Python value) and its summary."""
-    catalog = Catalog(load_entries(conn))
+    catalog = load_catalog(conn)
     entries = {entry.id: entry for entry in catalog.entries}
     summary = FocusSummary(period)
     sums: dict[_RowKey, _Sum] = {}
