@@ -39,15 +39,15 @@ def load_catalog(conn: sa.Connection) -> Catalog:
     return Catalog(load_entries(conn))
 
 
+# Columns that hold an entry's field as it is; prices, tiers and times need converting.
+_PLAIN = ("id", "provider", "model_match", "match_kind", "kind", "currency", "source_url",
+          "source_id", "checked_by", "origin")
+
+
 def _from_row(row: sa.RowMapping) -> PriceEntry:
     tiers = json.loads(row["tiers"]) if row["tiers"] else []
     return PriceEntry(
-        id=row["id"],
-        provider=row["provider"],
-        model_match=row["model_match"],
-        match_kind=row["match_kind"],
-        kind=row["kind"],
-        currency=row["currency"],
+        **{k: row[k] for k in _PLAIN},
         prices={m: Decimal(v) for m, v in json.loads(row["prices"]).items()},
         tiers=tuple(
             Tier(t["above_input_tokens"], {m: Decimal(v) for m, v in t["prices"].items()})
@@ -55,19 +55,14 @@ def _from_row(row: sa.RowMapping) -> PriceEntry:
         ),
         effective_from=as_utc(row["effective_from"]),
         effective_to=as_utc(row["effective_to"]),
-        source_url=row["source_url"],
-        source_id=row["source_id"],
         checked_at=row["checked_at"],
-        checked_by=row["checked_by"],
-        origin=row["origin"],
     )
 
 
 def _to_row(entry: PriceEntry, created_at: datetime) -> dict:
     record = entry.record()
     return {
-        **{k: record[k] for k in ("id", "provider", "model_match", "match_kind", "kind",
-                                  "currency", "source_url", "source_id", "checked_by", "origin")},
+        **{k: record[k] for k in _PLAIN},
         "prices": json.dumps(record["prices"]),
         "tiers": json.dumps(record["tiers"]) if entry.tiers else None,
         "effective_from": entry.effective_from,

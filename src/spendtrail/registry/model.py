@@ -200,23 +200,14 @@ def allocate(registry: Registry, context: AllocationContext) -> Allocation:
         reasons.append("owner_conflict")
 
     resolved_environment = context.environment or (owner.default_environment if owner else None)
-    reasons.extend(
-        _check_choice(
-            resolved_environment,
-            registry.environments,
-            owner.environments if owner else None,
-            ("missing_environment", "unknown_environment", "environment_not_allowed"),
-        )
-    )
     resolved_workload = context.workload_class or (owner.default_workload_class if owner else None)
-    reasons.extend(
-        _check_choice(
-            resolved_workload,
-            registry.workload_classes,
-            owner.workload_classes if owner else None,
-            ("missing_workload_class", "unknown_workload_class", "workload_not_allowed"),
-        )
-    )
+    for value, known, allowed, codes in (
+        (resolved_environment, registry.environments, owner.environments if owner else None,
+         ("missing_environment", "unknown_environment", "environment_not_allowed")),
+        (resolved_workload, registry.workload_classes, owner.workload_classes if owner else None,
+         ("missing_workload_class", "unknown_workload_class", "workload_not_allowed")),
+    ):
+        reasons.extend(_check_choice(value, known, allowed, codes))
 
     if reasons or owner is None:  # no owner always comes with a reason; this narrows the type
         return quarantine(context, tuple(reasons))
