@@ -11,9 +11,11 @@ from factories import ROOT, SHEET
 
 from spendtrail.cli import common
 from spendtrail.ledger.db import make_engine, migrate
+from spendtrail.ledger.prices import add_entries
+from spendtrail.ledger.registry_versions import save_version
 from spendtrail.ledger.schema import metadata
-from spendtrail.pricing import add_entries, load_sheet
-from spendtrail.registry import load_registry, save_version
+from spendtrail.pricing import load_sheet
+from spendtrail.registry import load_registry
 
 POSTGRES_URL = os.environ.get(
     "SPENDTRAIL_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"

@@ -19,9 +19,10 @@ from spendtrail.bills import BillRowError, read_focus_csv, read_focus_parquet
 from spendtrail.cli.export_cmd import app
 from spendtrail.events import AllocationContext, Usage, new_event
 from spendtrail.ledger.ingest import Ingester
+from spendtrail.ledger.prices import add_entries
 from spendtrail.ledger.schema import cost_entries, events
 from spendtrail.periods import parse_period
-from spendtrail.pricing import add_entries, load_sheet
+from spendtrail.pricing import load_sheet
 from spendtrail.reports.costs import cost_report
 from spendtrail.reports.focus import (
     FocusExportError,

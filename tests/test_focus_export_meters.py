@@ -11,8 +11,9 @@ from factories import AT
 
 from spendtrail.events import AllocationContext, Usage, new_event
 from spendtrail.ledger.ingest import Ingester
+from spendtrail.ledger.prices import add_entries
 from spendtrail.periods import parse_period
-from spendtrail.pricing import add_entries, load_sheet
+from spendtrail.pricing import load_sheet
 from spendtrail.reports.focus import check_rows, export_focus, focus_rows, publisher_of
 
 SHEET = """

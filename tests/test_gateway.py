@@ -34,9 +34,11 @@ from spendtrail.gateway import (
 from spendtrail.gateway.budget import GuardedBudgets
 from spendtrail.ledger.db import make_engine, migrate
 from spendtrail.ledger.ingest import Ingester
+from spendtrail.ledger.prices import add_entries
+from spendtrail.ledger.registry_versions import save_version
 from spendtrail.ledger.schema import cost_entries, events
-from spendtrail.pricing import add_entries, load_sheet
-from spendtrail.registry import load_registry, save_version
+from spendtrail.pricing import load_sheet
+from spendtrail.registry import load_registry
 
 UPSTREAM_KEY = "sk-upstream-Zq9Zq9Zq9Zq9Zq9Zq9Zq9Zq9Zq9"
 SHEET = BASE_SHEET + """  - model: text-embedding-3-small

@@ -23,8 +23,9 @@ from typer.testing import CliRunner
 from spendtrail.cli.gateway_cmd import gateway, keys_app
 from spendtrail.events import decode_event
 from spendtrail.ledger.db import make_engine, migrate
+from spendtrail.ledger.registry_versions import save_version
 from spendtrail.ledger.schema import audit_log, events, gateway_keys
-from spendtrail.registry import load_registry, save_version
+from spendtrail.registry import load_registry
 
 ROOT = Path(__file__).resolve().parents[1]
 app = typer.Typer()

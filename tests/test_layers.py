@@ -42,13 +42,6 @@ LAYERS: tuple[frozenset[str], ...] = tuple(
 SAME_LAYER: dict[tuple[str, str], str] = {}
 # Known breaks, mended on the branch that moves pricing and registry persistence into
 # ledger/. Delete these entries when it merges; test_known_breaks_are_still_there says when.
-KNOWN_BREAKS: set[tuple[str, str]] = {("pricing", "ledger"), ("registry", "ledger")}
-KNOWN_MODULE_CYCLES: set[frozenset[str]] = {
-    # registry/allocation.py imports Application and Registry for its annotations only.
-    frozenset({"spendtrail.registry.allocation", "spendtrail.registry.model"}),
-}
-
-
 def modules(src: Path = SRC) -> dict[str, tuple[Path, bool]]:
     """Every module under src: dotted name -> (file, is a package's __init__)."""
     found = {}
@@ -158,8 +151,6 @@ def test_imports_go_down_the_layers(importer):
         pytest.fail(f"{importer} has no layer (see test_every_package_has_a_layer)")
     upward = []
     for target, by in sorted(PACKAGES[importer].items()):
-        if (importer, target) in KNOWN_BREAKS:
-            continue
         level = LAYER_OF.get(target, len(LAYERS))
         if level > LAYER_OF[importer] or (
             level == LAYER_OF[importer] and (importer, target) not in SAME_LAYER
@@ -169,27 +160,11 @@ def test_imports_go_down_the_layers(importer):
 
 
 def test_no_package_imports_another_in_a_circle():
-    graph = {
-        name: set(targets) - {t for (i, t) in KNOWN_BREAKS if i == name}
-        for name, targets in PACKAGES.items()
-    }
-    assert cycles(graph) == []
+    assert cycles({name: set(targets) for name, targets in PACKAGES.items()}) == []
 
 
 def test_no_module_imports_another_in_a_circle():
-    found = [frozenset(c) for c in cycles(GRAPH)]
-    assert [sorted(c) for c in found if c not in KNOWN_MODULE_CYCLES] == []
-
-
-def test_known_breaks_are_still_there():
-    # Once a break is mended, its entry must go, so it cannot come back unnoticed.
-    mended = [pair for pair in sorted(KNOWN_BREAKS) if pair[1] not in PACKAGES[pair[0]]]
-    mended += [
-        sorted(c)
-        for c in KNOWN_MODULE_CYCLES
-        if c not in [frozenset(found) for found in cycles(GRAPH)]
-    ]
-    assert not mended, f"mended: delete {mended} from this file's known breaks"
+    assert cycles(GRAPH) == []
 
 
 def test_the_reader_sees_every_form_of_import(tmp_path):

@@ -27,9 +27,11 @@ from spendtrail.gateway.keys import create_key
 from spendtrail.journal.spool import recover_orphans
 from spendtrail.ledger.db import make_engine, open_ledger
 from spendtrail.ledger.ingest import Ingester
+from spendtrail.ledger.prices import add_entries
+from spendtrail.ledger.registry_versions import save_version
 from spendtrail.ledger.schema import events
-from spendtrail.pricing import add_entries, load_sheet
-from spendtrail.registry import load_registry, save_version
+from spendtrail.pricing import load_sheet
+from spendtrail.registry import load_registry
 from spendtrail.simulator import SimulatorConfig, serve_in_thread
 
 UPSTREAM_KEY = "sk-simulated-upstream-secret-0123456789"

@@ -9,15 +9,9 @@ from decimal import Decimal
 import pytest
 import sqlalchemy as sa
 
+from spendtrail.ledger.prices import add_entries, load_catalog, load_entries
 from spendtrail.ledger.schema import audit_log
-from spendtrail.pricing import (
-    Catalog,
-    PriceEntry,
-    PricingError,
-    Tier,
-    add_entries,
-    load_entries,
-)
+from spendtrail.pricing import Catalog, PriceEntry, PricingError, Tier
 
 
 def at(text: str) -> datetime:
@@ -214,7 +208,7 @@ def test_a_price_change_closes_the_old_window_and_adds_the_new(ledger):
         result = add_entries(conn, [new, closed], actor="ana", reason="new contract")
     assert (result.closed, result.added) == ([old.id], [new.id])
     with ledger.connect() as conn:
-        catalog = Catalog.load(conn)
+        catalog = load_catalog(conn)
         actions = conn.execute(sa.select(audit_log.c.action).order_by(audit_log.c.id)).scalars()
         assert list(actions) == ["price.add", "price.close", "price.add"]
     assert price_of(catalog, "gpt-4o", "2026-06-30T23:59:59") == Decimal("2")

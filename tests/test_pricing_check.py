@@ -6,15 +6,10 @@ from datetime import UTC, date, datetime
 
 import sqlalchemy as sa
 
+from spendtrail.ledger.prices import add_entries, load_catalog, unpriced_models
 from spendtrail.ledger.schema import rollups_daily
 from spendtrail.periods import parse_period
-from spendtrail.pricing import (
-    Catalog,
-    PriceEntry,
-    add_entries,
-    stale_prices,
-    unpriced_models,
-)
+from spendtrail.pricing import Catalog, PriceEntry, stale_prices
 
 
 def entry(model: str, checked_at: date, **fields) -> PriceEntry:
@@ -48,12 +43,13 @@ def test_closed_windows_are_history_not_stale():
     assert sorted(s.entry.model_match for s in stale) == ["closes-later", "future"]
 
 
-def test_stale_prices_reads_the_ledger(ledger):
+def test_stale_prices_of_the_stored_catalog(ledger):
     with ledger.begin() as conn:
         add_entries(conn, [entry("old", date(2026, 1, 1)), entry("new", date(2026, 11, 1))],
                     actor="ana")
     with ledger.connect() as conn:
-        assert [s.entry.model_match for s in stale_prices(conn, date(2026, 11, 20))] == ["old"]
+        catalog = load_catalog(conn)
+    assert [s.entry.model_match for s in stale_prices(catalog, date(2026, 11, 20))] == ["old"]
 
 
 def rollup(day: str, provider: str, model: str, unpriced: int, **dims) -> dict:

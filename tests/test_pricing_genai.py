@@ -12,13 +12,11 @@ import sqlalchemy as sa
 from genai_prices import data as genai_data
 
 from spendtrail.events.model import Usage
+from spendtrail.ledger.genai_prices import import_genai_prices
+from spendtrail.ledger.prices import load_entries
 from spendtrail.ledger.schema import audit_log, price_entries
-from spendtrail.pricing import Catalog, PricingError, load_entries, price_usage
-from spendtrail.pricing.genai_import import (
-    ORIGIN,
-    import_genai_prices,
-    plan_genai_import,
-)
+from spendtrail.pricing import Catalog, PricingError, price_usage
+from spendtrail.pricing.genai_import import ORIGIN, plan_genai_import
 
 PROVIDERS = ("openai", "anthropic", "google")
 GENAI_NAMES = {

@@ -11,7 +11,8 @@ import pytest
 
 from spendtrail.errors import SpendtrailError
 from spendtrail.events.model import Usage
-from spendtrail.pricing import Catalog, SheetError, add_entries, load_sheet, price_usage
+from spendtrail.ledger.prices import add_entries, load_catalog
+from spendtrail.pricing import Catalog, SheetError, load_sheet, price_usage
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "prices.yaml"
 
@@ -212,7 +213,7 @@ def test_re_verifying_a_sheet_moves_checked_at_and_a_price_change_is_refused(led
         result = add_entries(conn, load_sheet(sheet(tmp_path, reverified)), actor="ana")
     assert (len(result.rechecked), result.added) == (5, [])
     with ledger.connect() as conn:
-        assert {e.checked_at for e in Catalog.load(conn).entries} == {date(2026, 12, 20)}
+        assert {e.checked_at for e in load_catalog(conn).entries} == {date(2026, 12, 20)}
     repriced = reverified.replace("input_tokens: 2.00", "input_tokens: 1.90")
     with pytest.raises(SpendtrailError, match="gpt-4o@2026-09-01 already exists with other"):
         with ledger.begin() as conn:

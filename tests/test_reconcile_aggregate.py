@@ -11,9 +11,10 @@ from factories import AT, SHEET
 
 from spendtrail.events import AllocationContext, Usage, new_event
 from spendtrail.ledger.ingest import Ingester
+from spendtrail.ledger.prices import add_entries
 from spendtrail.money import to_pico
 from spendtrail.periods import parse_period
-from spendtrail.pricing import add_entries, load_sheet
+from spendtrail.pricing import load_sheet
 from spendtrail.reconcile import UNATTRIBUTED, import_bill, reconcile
 
 DAY = int(datetime(2026, 10, 5, tzinfo=UTC).timestamp())

@@ -12,14 +12,10 @@ import pytest
 import sqlalchemy as sa
 
 from spendtrail.events.model import AllocationContext
+from spendtrail.ledger.registry_versions import load_history, save_version
 from spendtrail.ledger.schema import audit_log, registry_versions
-from spendtrail.registry import (
-    Registry,
-    RegistryHistory,
-    document_json,
-    parse_registry,
-    save_version,
-)
+from spendtrail.ledger.versions import canonical_json
+from spendtrail.registry import Registry, parse_registry
 
 EXAMPLE = (Path(__file__).resolve().parents[1] / "examples" / "registry.yaml").read_text()
 JUNE = datetime(2026, 6, 1, tzinfo=UTC)
@@ -66,7 +62,7 @@ def test_first_version_is_stored_and_audited(ledger):
         row = conn.execute(sa.select(registry_versions)).one()
         audits = audit_rows(conn)
     assert version == row.version == 1
-    assert row.document == document_json(registry)
+    assert row.document == canonical_json(registry.to_document())
     assert row.sha256 == hashlib.sha256(row.document.encode()).hexdigest()
     assert (row.loaded_by, row.source_path) == ("ana", "/srv/registry.yaml")
     assert json.loads(row.document)["shared_pool"]["id"] == "platform-shared"
@@ -155,7 +151,7 @@ def test_valid_from_comes_from_the_file_else_now(ledger):
         finished = datetime.now(UTC)
         save(conn, dated("2026-07-01"), valid_from=explicit)
     with ledger.connect() as conn:
-        history = RegistryHistory.load(conn)
+        history = load_history(conn)
     first, second, third = history.versions
     assert first.valid_from == JUNE
     assert started <= second.valid_from <= finished
@@ -169,7 +165,7 @@ def test_history_round_trips_the_registry(ledger):
     registry = registry_from()
     with ledger.begin() as conn:
         save(conn, registry)
-        history = RegistryHistory.load(conn)
+        history = load_history(conn)
     version, loaded = history.latest()
     assert version == 1
     assert loaded == registry
@@ -186,7 +182,7 @@ def test_at_picks_the_version_in_effect(ledger):
     with ledger.begin() as conn:
         assert save(conn, registry_from()) == 1
         assert save(conn, july) == 2
-        history = RegistryHistory.load(conn)
+        history = load_history(conn)
     july_first = datetime(2026, 7, 1, tzinfo=UTC)
     assert history.at(datetime(2026, 6, 15, tzinfo=UTC))[0] == 1
     assert history.at(JUNE)[0] == 1
@@ -211,7 +207,7 @@ def test_scheduled_and_back_dated_versions_follow_their_dates(ledger):
         # scheduled ahead, then a version dated before everything loaded so far
         assert save(conn, dated("2026-08-01", renamed("Support Assistant 2"))) == 2
         assert save(conn, dated("2026-05-01", renamed("Support Assistant (May)"))) == 3
-        history = RegistryHistory.load(conn)
+        history = load_history(conn)
     assert history.at(datetime(2026, 4, 1, tzinfo=UTC))[0] == 3
     assert history.at(datetime(2026, 5, 15, tzinfo=UTC))[0] == 3
     assert history.at(datetime(2026, 6, 15, tzinfo=UTC))[0] == 1
@@ -226,7 +222,7 @@ def test_a_correction_with_the_same_date_replaces_the_version(ledger):
         save(conn, dated("2026-06-01"))
         save(conn, dated("2026-07-01", renamed("Support Assistant 2")))
         save(conn, dated("2026-06-01", renamed("Support Assistant (fixed)")))
-        history = RegistryHistory.load(conn)
+        history = load_history(conn)
     assert history.at(JUNE)[0] == 3
     assert history.at(datetime(2026, 6, 30, tzinfo=UTC))[0] == 3
     assert history.at(datetime(2026, 1, 1, tzinfo=UTC))[0] == 3  # before all: still the fix
@@ -235,7 +231,7 @@ def test_a_correction_with_the_same_date_replaces_the_version(ledger):
 
 def test_empty_history(ledger):
     with ledger.connect() as conn:
-        history = RegistryHistory.load(conn)
+        history = load_history(conn)
     assert history.versions == ()
     assert history.at(JUNE) is None
     assert history.latest() is None

@@ -15,10 +15,11 @@ from typer.testing import CliRunner
 
 from spendtrail.cli.reprice_cmd import reprice as reprice_command
 from spendtrail.ledger.ingest import Ingester
+from spendtrail.ledger.prices import add_entries
 from spendtrail.ledger.reprice import reprice
 from spendtrail.ledger.schema import audit_log, cost_entries, events, rollups_daily
 from spendtrail.periods import parse_period
-from spendtrail.pricing import add_entries, load_sheet
+from spendtrail.pricing import load_sheet
 from spendtrail.reports.costs import cost_report
 from spendtrail.reports.focus import focus_rows
 

@@ -21,9 +21,10 @@ import sqlalchemy as sa
 from spendtrail.errors import SpendtrailError
 from spendtrail.ledger.audit import record_change
 from spendtrail.ledger.costs import is_current
+from spendtrail.ledger.db import as_utc
+from spendtrail.ledger.registry_versions import load_history
 from spendtrail.ledger.schema import cost_entries, events, exception_resolutions, reallocations
 from spendtrail.periods import Period
-from spendtrail.registry import RegistryHistory
 
 UNTAGGED = "(untagged)"
 
@@ -128,7 +129,7 @@ def assign(
         raise ExceptionQueueError("name either an exception group or event ids, not both")
     if not reason.strip():
         raise ExceptionQueueError("an assignment needs a reason, for the audit trail")
-    latest = RegistryHistory.load(conn).latest()
+    latest = load_history(conn).latest()
     if latest is None:
         raise ExceptionQueueError("no registry loaded; load one with spendtrail registry load")
     version, registry = latest
@@ -266,18 +267,13 @@ def _queued(
         for gid, at in conn.execute(
             sa.select(r.group_id, sa.func.max(r.resolved_at)).group_by(r.group_id)
         ):
-            closed[gid] = _utc(at)
+            closed[gid] = as_utc(at)
     found = []
     for row in conn.execute(query):
         item = QueuedEvent(
-            row[0], row[1], _utc(row[2]), _utc(row[3]), row[4], row[5], row[6], row[7],
+            row[0], row[1], as_utc(row[2]), as_utc(row[3]), row[4], row[5], row[6], row[7],
             row[8] if row[9] is not None else None, row[9], row[10])
         resolved_at = closed.get(group_id(item.reasons, item.application))
         if resolved_at is None or item.ingested_at > resolved_at:
             found.append(item)
     return found
-
-
-def _utc(value: datetime) -> datetime:
-    # SQLite hands timestamps back without an offset; they were written in UTC.
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)

@@ -1,27 +1,28 @@
 """Shared-cost rule versions in the ledger: which reviewed rules were loaded, by whom and why.
 
-Like registry versions, each load stores the rules as a normalized JSON document with its
-sha256; loading rules equal to the latest version stores nothing. Every new version writes
-an audit record naming the rules it added, removed and changed (with the changed fields'
-before and after values) and the reason given. Where a rule sat in its file (source, line)
-is not part of the document, so reformatting or re-commenting a file is no new version.
+Like registry versions, each load stores the rules as a versioned document
+(``spendtrail.ledger.versions``): normalized JSON with its sha256; loading rules equal to the
+latest version stores nothing. Every new version writes an audit record naming the rules it
+added, removed and changed (with the changed fields' before and after values) and the reason
+given. Where a rule sat in its file (source, line) is not part of the document, so
+reformatting or re-commenting a file is no new version.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from fractions import Fraction
 from typing import Any
 
 import sqlalchemy as sa
 
 from spendtrail.allocation.rules import Rule
-from spendtrail.ledger.audit import record_change
+from spendtrail.ledger.db import as_utc
 from spendtrail.ledger.schema import shared_cost_rule_versions
+from spendtrail.ledger.versions import AuditSides, change_sides, latest_row, save_document
 
 OBJECT_TYPE = "shared_cost_rules"
 
@@ -52,12 +53,6 @@ def rule_document(rule: Rule) -> dict[str, Any]:
         else [str(share) for share in rule.coefficients],
         "note": rule.note,
     }
-
-
-def document_json(rules: Sequence[Rule]) -> str:
-    """The canonical JSON that is stored and hashed: equal rules, equal bytes."""
-    document = {"rules": [rule_document(rule) for rule in rules]}
-    return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def rules_from_document(document: dict[str, Any], *, source: str) -> list[Rule]:
@@ -96,84 +91,47 @@ def save_rules_version(
     If they equal the latest version, nothing is written and that version's number is
     returned.
     """
-    text = document_json(rules)
-    digest = hashlib.sha256(text.encode()).hexdigest()
-    previous = _latest_row(conn)
-    if previous is not None and previous.sha256 == digest:
-        return previous.version
-    now = datetime.now(UTC)
-    result = conn.execute(
-        shared_cost_rule_versions.insert().values(
-            loaded_at=now,
-            loaded_by=actor,
-            source_path=source_path,
-            sha256=digest,
-            document=text,
-        )
-    )
-    version = result.inserted_primary_key[0]
-    old = {} if previous is None else {
-        item["id"]: item for item in json.loads(previous.document)["rules"]
-    }
-    new = {item["id"]: item for item in json.loads(text)["rules"]}
-    removed, added = _audit_sides(old, new)
-    record_change(
+    document = {"rules": [rule_document(rule) for rule in rules]}
+    return save_document(
         conn,
-        actor=actor,
-        action="shared_cost_rules.load",
+        shared_cost_rule_versions,
+        document,
         object_type=OBJECT_TYPE,
-        object_id=str(version),
-        before=None
-        if previous is None
-        else {"version": previous.version, "sha256": previous.sha256, "rules": len(old),
-              **removed},
-        after={"version": version, "sha256": digest, "source_path": source_path,
-               "rules": len(new), **added},
+        diff=lambda previous: _audit_sides(previous, document),
+        source_path=source_path,
+        actor=actor,
         reason=reason,
     )
-    return version
 
 
-def _audit_sides(
-    old: dict[str, dict[str, Any]], new: dict[str, dict[str, Any]]
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """What the audit row's ``before`` and ``after`` each show: rule ids removed and added,
-    and per changed rule the fields that changed, old values before and new ones after."""
-    removed: dict[str, Any] = {}
-    added: dict[str, Any] = {}
-    gone = [rule_id for rule_id in old if rule_id not in new]
-    fresh = [rule_id for rule_id in new if rule_id not in old]
-    if gone:
-        removed["removed"] = gone
-    if fresh:
-        added["added"] = fresh
-    for rule_id, item in new.items():
-        before = old.get(rule_id)
-        if before is None or before == item:
-            continue
-        fields = sorted(key for key in item.keys() | before.keys()
-                        if item.get(key) != before.get(key))
-        removed.setdefault("changed", {})[rule_id] = {key: before.get(key) for key in fields}
-        added.setdefault("changed", {})[rule_id] = {key: item.get(key) for key in fields}
-    return removed, added
-
-
-def _latest_row(conn: sa.Connection) -> sa.Row | None:
-    table = shared_cost_rule_versions
-    return conn.execute(sa.select(table).order_by(table.c.version.desc()).limit(1)).first()
+def _audit_sides(previous: dict[str, Any] | None, document: dict[str, Any]) -> AuditSides:
+    """The rule ids removed and added, per changed rule the fields that changed, and how many
+    rules each version holds."""
+    old = {} if previous is None else {item["id"]: item for item in previous["rules"]}
+    new = {item["id"]: item for item in document["rules"]}
+    changed = {
+        rule_id: {key: (before.get(key), item.get(key))
+                  for key in sorted(item.keys() | before.keys())
+                  if item.get(key) != before.get(key)}
+        for rule_id, item in new.items()
+        if (before := old.get(rule_id)) is not None and before != item
+    }
+    removed, added = change_sides(
+        [rule_id for rule_id in new if rule_id not in old],
+        [rule_id for rule_id in old if rule_id not in new],
+        changed,
+    )
+    return {"rules": len(old), **removed}, {"rules": len(new), **added}
 
 
 def latest_version(conn: sa.Connection) -> RulesVersion | None:
     """The latest stored rules version, or None if rules were never loaded."""
-    row = _latest_row(conn)
+    row = latest_row(conn, shared_cost_rule_versions)
     if row is None:
         return None
-    loaded_at = row.loaded_at
-    if loaded_at.tzinfo is None:  # SQLite returns naive UTC
-        loaded_at = loaded_at.replace(tzinfo=UTC)
     return RulesVersion(
         version=row.version,
-        loaded_at=loaded_at,
+        loaded_at=as_utc(row.loaded_at),
         loaded_by=row.loaded_by,
         source_path=row.source_path,
         sha256=row.sha256,

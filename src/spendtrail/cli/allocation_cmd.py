@@ -31,9 +31,9 @@ from spendtrail.allocation.shared import SharedAllocation, apply_rules, check_ru
 from spendtrail.cli.common import actor, console, err_console, fail, ledger
 from spendtrail.cli.render import Format, render
 from spendtrail.errors import SpendtrailError
+from spendtrail.ledger.registry_versions import load_history
 from spendtrail.money import format_amount, from_pico
 from spendtrail.periods import parse_period
-from spendtrail.registry import RegistryHistory
 
 exceptions_app = typer.Typer(no_args_is_help=True)
 allocation_app = typer.Typer(no_args_is_help=True)
@@ -221,7 +221,7 @@ def _rules(path: Path | None) -> list[Rule]:
     """The rules file at ``path``, else the latest stored version, checked against the latest
     registry."""
     with ledger().connect() as conn:
-        latest = RegistryHistory.load(conn).latest()
+        latest = load_history(conn).latest()
         stored = latest_version(conn) if path is None else None
     if latest is None:
         fail("no registry loaded; load one with spendtrail registry load")

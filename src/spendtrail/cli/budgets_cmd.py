@@ -26,8 +26,8 @@ from spendtrail.cli.budget_review_cmd import review
 from spendtrail.cli.common import actor, console, fail, ledger
 from spendtrail.cli.render import Format, render
 from spendtrail.errors import SpendtrailError
+from spendtrail.ledger.registry_versions import load_history
 from spendtrail.ledger.schema import budget_alerts
-from spendtrail.registry import RegistryHistory
 
 app = typer.Typer(
     help="Budgets: limits on an owner's spend per month, week, day or custom period.",
@@ -120,7 +120,7 @@ def set_budget(
                 budget = Budget(id=budget_id, **changes)  # type: ignore[arg-type]
             else:
                 budget = dataclasses.replace(before, **changes)  # type: ignore[arg-type]
-            found = RegistryHistory.load(conn).latest()
+            found = load_history(conn).latest()
             if found is None:
                 fail("no registry loaded; load one with `spendtrail registry load FILE` first")
             check_scope(budget, found[1])

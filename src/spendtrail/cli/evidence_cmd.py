@@ -48,7 +48,7 @@ from spendtrail.evidence.store import (
     store_checked,
 )
 from spendtrail.gateway import upstream_key
-from spendtrail.registry import RegistryHistory
+from spendtrail.ledger.registry_versions import load_history
 from spendtrail.smoke import SmokeOptions, run_smoke
 
 sources_app = typer.Typer(help="The source register: what the books rely on.",
@@ -229,7 +229,7 @@ def review_sample(
     """Write the seeds' two-row sample: one row that passes, one that fails with its reason."""
     with _errors(), ledger().begin() as conn:
         if owner is None:
-            latest = RegistryHistory.load(conn).latest()
+            latest = load_history(conn).latest()
             if latest is None or not latest[1].applications:
                 fail("no registry application to own the passing row; pass --owner")
             owner = sorted(latest[1].applications)[0]

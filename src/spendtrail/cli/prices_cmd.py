@@ -13,17 +13,15 @@ import typer
 from spendtrail.cli.common import actor, console, fail, ledger
 from spendtrail.cli.render import Format, render
 from spendtrail.errors import SpendtrailError
+from spendtrail.ledger.prices import add_entries, load_catalog, unpriced_models
 from spendtrail.periods import parse_period
 from spendtrail.pricing import (
     KINDS,
     MATCH_KINDS,
     TOKEN_METERS,
-    Catalog,
     PriceEntry,
-    add_entries,
     load_sheet,
     stale_prices,
-    unpriced_models,
 )
 from spendtrail.pricing.check import DEFAULT_CADENCE_DAYS
 from spendtrail.pricing.model import check_regex_case, instant_str, parse_day, parse_instant
@@ -51,10 +49,12 @@ def import_genai(
     reason: Reason = "",
 ) -> None:
     """Import list (reference) prices from the installed genai-prices package."""
-    from spendtrail.pricing import genai_import  # holds the whole genai-prices data set
+    # Both load the whole genai-prices data set.
+    from spendtrail.ledger.genai_prices import import_genai_prices
+    from spendtrail.pricing import genai_import
 
     with _user_errors(), ledger().begin() as conn:
-        report = genai_import.import_genai_prices(
+        report = import_genai_prices(
             conn, provider, actor=actor(), reason=reason or f"import {genai_import.ORIGIN}"
         )
     console.print(
@@ -152,7 +152,7 @@ def list_(
     with _user_errors():
         moment = None if at is None else parse_instant(at, "--at")
         with ledger().connect() as conn:
-            entries = Catalog.load(conn).select(provider=provider, model=model, at=moment)
+            entries = load_catalog(conn).select(provider=provider, model=model, at=moment)
     if fmt is Format.json:
         render([e.record() for e in entries], fmt)
         return
@@ -199,7 +199,7 @@ def check(
         day = datetime.now(UTC).date() if as_of is None else parse_day(as_of, "--as-of")
         chosen = None if period is None else parse_period(period)
         with ledger().connect() as conn:
-            catalog = Catalog.load(conn)
+            catalog = load_catalog(conn)
             stale = stale_prices(catalog, day, cadence_days)
             unpriced = unpriced_models(conn, chosen)
     if stale:

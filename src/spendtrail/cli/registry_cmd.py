@@ -14,6 +14,7 @@ from rich.table import Table
 
 from spendtrail.cli.common import actor, console, fail, ledger
 from spendtrail.errors import SpendtrailError
+from spendtrail.ledger.registry_versions import load_history, save_version
 from spendtrail.registry import (
     Application,
     Registry,
@@ -22,7 +23,6 @@ from spendtrail.registry import (
     SectionChanges,
     load_registry,
     registry_changes,
-    save_version,
 )
 
 app = typer.Typer(
@@ -57,11 +57,11 @@ def load(
     registry = _read(file)
     try:
         with ledger().begin() as conn:
-            previous = RegistryHistory.load(conn).latest()
+            previous = load_history(conn).latest()
             version = save_version(
                 conn, registry, source_path=str(file.resolve()), actor=actor(), reason=reason
             )
-            current = RegistryHistory.load(conn).version_at(datetime.now(UTC))
+            current = load_history(conn).version_at(datetime.now(UTC))
     except SpendtrailError as exc:
         fail(escape(str(exc)))
     if previous is not None and previous[0] == version:
@@ -96,7 +96,7 @@ def show(
     """Show a registry version (default: the one in effect now) and the version history."""
     try:
         with ledger().connect() as conn:
-            history = RegistryHistory.load(conn)
+            history = load_history(conn)
     except SpendtrailError as exc:
         fail(escape(str(exc)))
     current = history.version_at(datetime.now(UTC))

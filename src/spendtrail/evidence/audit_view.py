@@ -8,7 +8,7 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
-from spendtrail.evidence.dbtime import as_utc
+from spendtrail.ledger.db import as_utc
 from spendtrail.ledger.schema import audit_log
 from spendtrail.redact import redact
 

@@ -30,15 +30,15 @@ from spendtrail.budgets.model import COUNTED_STATUSES, Budget, BudgetPeriod
 from spendtrail.budgets.spend import ledger_spend
 from spendtrail.budgets.store import list_budgets
 from spendtrail.evidence.checklist import FINANCE_PARTNER, OWNER, PLATFORM_LEAD
-from spendtrail.evidence.dbtime import as_utc
 from spendtrail.evidence.followups import open_follow_up
 from spendtrail.evidence.smoke_log import SmokeRun, latest_smoke_run
 from spendtrail.evidence.store import load_sources
 from spendtrail.ledger.costs import is_current
+from spendtrail.ledger.db import as_utc
+from spendtrail.ledger.registry_versions import load_history
 from spendtrail.ledger.schema import cost_entries, events, price_entries, rollups_daily
 from spendtrail.money import format_amount, from_pico
 from spendtrail.periods import Period
-from spendtrail.registry import RegistryHistory
 
 DEFAULT_REVIEWER_ROLE = "budget-operator"
 DECISIONS = ("proceed", "review", "stop")
@@ -181,7 +181,7 @@ def review_budgets(
     """Review every budget for `period` (run it in a transaction: follow-ups for rows whose
     decision is not proceed are opened, once per budget and period, and audited)."""
     review_date = review_date or datetime.now(UTC).date()
-    latest = RegistryHistory.load(conn).latest()
+    latest = load_history(conn).latest()
     registry_version, registry = (None, None) if latest is None else latest
     register_urls = {s.source.url for s in load_sources(conn)}
     smoke = latest_smoke_run(conn)

@@ -15,9 +15,10 @@ from spendtrail.evidence.errors import EvidenceError
 from spendtrail.evidence.notes import ReviewNote, SourceRef, usage_month, utc_timestamp
 from spendtrail.evidence.store import load_sources, next_review_id
 from spendtrail.ledger.costs import is_current
+from spendtrail.ledger.registry_versions import load_history
 from spendtrail.ledger.schema import cost_entries, events, price_entries, rollups_daily
 from spendtrail.periods import Period
-from spendtrail.registry import Application, Registry, RegistryHistory
+from spendtrail.registry import Application, Registry
 
 USAGE_UNIT = "tokens (input + output) per request"
 
@@ -38,7 +39,7 @@ def draft_note(
     if month is None:
         raise EvidenceError(f"period {period!r}: expected YYYY-MM")
     moment = (now or datetime.now(UTC)).replace(microsecond=0)
-    found = RegistryHistory.load(conn).at(datetime.combine(month.end, time(), UTC)
+    found = load_history(conn).at(datetime.combine(month.end, time(), UTC)
                                           - timedelta(seconds=1))
     if found is None:
         raise EvidenceError("no registry loaded; `spendtrail registry load FILE` first")

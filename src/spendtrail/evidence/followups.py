@@ -8,10 +8,10 @@ from datetime import UTC, datetime
 
 import sqlalchemy as sa
 
-from spendtrail.evidence.dbtime import as_utc
 from spendtrail.evidence.errors import EvidenceError
 from spendtrail.evidence.notes import FOLLOW_UP_ROLES
 from spendtrail.ledger.audit import record_change
+from spendtrail.ledger.db import as_utc
 from spendtrail.ledger.schema import follow_ups
 from spendtrail.redact import redact
 

@@ -11,7 +11,6 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from spendtrail.evidence.dbtime import as_utc
 from spendtrail.evidence.errors import EvidenceError
 from spendtrail.evidence.followups import list_follow_ups
 from spendtrail.evidence.linter import lint
@@ -25,6 +24,7 @@ from spendtrail.evidence.store import (
     refuse_secrets,
 )
 from spendtrail.ledger.audit import record_change
+from spendtrail.ledger.db import as_utc
 from spendtrail.ledger.schema import handoffs
 
 # What one smoke request and a review packet cannot show (the seeds' "what not to assert").

@@ -15,11 +15,11 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from spendtrail.evidence.dbtime import as_utc
 from spendtrail.evidence.followups import open_follow_up
 from spendtrail.evidence.store import refuse_secrets
 from spendtrail.ledger.audit import record_change
 from spendtrail.ledger.costs import is_current
+from spendtrail.ledger.db import as_utc
 from spendtrail.ledger.schema import cost_entries, events, smoke_runs
 
 

@@ -14,13 +14,13 @@ from datetime import UTC, date, datetime
 import sqlalchemy as sa
 
 from spendtrail.evidence.checklist import REASON_CODES, CheckResult, Reason, check_note, mark
-from spendtrail.evidence.dbtime import as_utc
 from spendtrail.evidence.errors import EvidenceError
 from spendtrail.evidence.followups import open_follow_up
 from spendtrail.evidence.linter import cited_ids
 from spendtrail.evidence.notes import ReviewNote, parse_timestamp
 from spendtrail.evidence.sources import Source
 from spendtrail.ledger.audit import record_change
+from spendtrail.ledger.db import as_utc
 from spendtrail.ledger.schema import evidence_sources, price_entries, review_notes
 from spendtrail.redact import find_secrets
 

@@ -17,8 +17,9 @@ import sqlalchemy as sa
 
 from spendtrail.errors import SpendtrailError
 from spendtrail.ledger.audit import record_change
+from spendtrail.ledger.db import as_utc
+from spendtrail.ledger.registry_versions import load_history
 from spendtrail.ledger.schema import gateway_keys
-from spendtrail.registry import RegistryHistory
 
 KEY_PREFIX = "sk-st-"
 _DISPLAY_CHARS = len(KEY_PREFIX) + 6
@@ -136,7 +137,7 @@ def rotate_key(
 
 
 def _check_owner(conn: sa.Connection, application: str, environment: str | None) -> None:
-    latest = RegistryHistory.load(conn).latest()
+    latest = load_history(conn).latest()
     if latest is None:
         raise GatewayKeyError("no registry loaded; load one with `spendtrail registry load FILE` "
                         "before issuing gateway keys")
@@ -155,13 +156,6 @@ def _check_owner(conn: sa.Connection, application: str, environment: str | None)
         )
 
 
-def _utc(value: datetime | None) -> datetime | None:
-    # SQLite hands timestamps back without an offset; they were written in UTC.
-    if value is None:
-        return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
 def _from_row(row: sa.RowMapping) -> GatewayKey:
     return GatewayKey(
         id=row["id"],
@@ -169,9 +163,9 @@ def _from_row(row: sa.RowMapping) -> GatewayKey:
         environment=row["environment"],
         key_hash=row["key_hash"],
         key_prefix=row["key_prefix"],
-        created_at=_utc(row["created_at"]),
+        created_at=as_utc(row["created_at"]),
         created_by=row["created_by"],
-        revoked_at=_utc(row["revoked_at"]),
+        revoked_at=as_utc(row["revoked_at"]),
         rotated_from=row["rotated_from"],
     )
 

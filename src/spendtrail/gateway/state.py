@@ -12,6 +12,8 @@ from datetime import datetime
 import sqlalchemy as sa
 
 from spendtrail.gateway.keys import KeyIndex, load_keys
+from spendtrail.ledger.prices import load_catalog
+from spendtrail.ledger.registry_versions import load_history
 from spendtrail.ledger.schema import audit_log, gateway_keys, price_entries, registry_versions
 from spendtrail.pricing import Catalog
 from spendtrail.registry import Registry, RegistryHistory
@@ -44,8 +46,8 @@ def load_snapshot(engine: sa.Engine) -> Snapshot:
         marker = tuple(conn.execute(_MARKER).one())
         return Snapshot(
             keys=KeyIndex(load_keys(conn)),
-            registry=RegistryHistory.load(conn),
-            catalog=Catalog.load(conn),
+            registry=load_history(conn),
+            catalog=load_catalog(conn),
             marker=marker,
             checked_at=time.monotonic(),
         )

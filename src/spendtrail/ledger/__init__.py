@@ -9,5 +9,9 @@ repricing, the audit log. Persistence of lower layers' values belongs here; the 
 - ``costs.py``: one event's cost entry and its share of the daily rollups.
 - ``reprice.py``: a period recomputed as new cost revisions, never edits.
 - ``audit.py``: the append-only audit log, written in the caller's transaction.
+- ``prices.py``: price entries stored, read into a catalog; models seen without a price.
+- ``genai_prices.py``: list prices from the genai-prices package, stored.
+- ``versions.py``: one store for whole reviewed documents kept as numbered versions.
+- ``registry_versions.py``: the owner registry's versions, over that store.
 - ``stats.py``: what the ledger holds, counted.
 """

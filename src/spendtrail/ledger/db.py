@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -77,3 +78,11 @@ def open_ledger(url: str) -> sa.Engine:
 def redact_url(url: str) -> str:
     """The URL without its password, for messages and logs."""
     return sa.engine.make_url(url).render_as_string(hide_password=True)
+
+
+def as_utc(value: datetime | None) -> datetime | None:
+    """A timestamp read back from the ledger, as an aware UTC datetime on every backend."""
+    # SQLite hands timestamps back without an offset; they were written in UTC.
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)

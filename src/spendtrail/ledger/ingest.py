@@ -25,10 +25,11 @@ from spendtrail.events.model import EventError, UsageEvent, decode_event
 from spendtrail.journal.reader import Chunk, JournalLine, event_files, file_chunks, read_lines
 from spendtrail.journal.spool import mark_ingested, recover_orphans, sealed_files
 from spendtrail.ledger.costs import UNPRICED_STATUSES, cost_of, rollup_measures
+from spendtrail.ledger.prices import load_catalog
+from spendtrail.ledger.registry_versions import load_history
 from spendtrail.ledger.schema import ROLLUP_DIMENSIONS, ROLLUP_MEASURES, cost_entries, events
-from spendtrail.pricing import Catalog
 from spendtrail.redact import redact
-from spendtrail.registry import Allocation, RegistryHistory, quarantine
+from spendtrail.registry import Allocation, quarantine
 
 EVENT_COLUMNS = tuple(c.name for c in events.columns)
 COST_COLUMNS = tuple(c.name for c in cost_entries.columns if c.name != "id")
@@ -82,8 +83,8 @@ class Ingester:
         self.batch_size = batch_size
         self.workers = workers
         with engine.connect() as conn:
-            self.registry = RegistryHistory.load(conn)
-            self.catalog = Catalog.load(conn)
+            self.registry = load_history(conn)
+            self.catalog = load_catalog(conn)
         self._writer = SqliteWriter() if engine.dialect.name == "sqlite" else PostgresWriter()
 
     # -- entry points -------------------------------------------------------------------

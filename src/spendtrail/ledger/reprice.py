@@ -21,6 +21,7 @@ from spendtrail.errors import SpendtrailError
 from spendtrail.events.model import Usage
 from spendtrail.ledger.audit import record_change
 from spendtrail.ledger.costs import Cost, cost_of, rollup_measures
+from spendtrail.ledger.db import as_utc
 from spendtrail.ledger.ingest import (
     COST_COLUMNS,
     PRICES_USED_INSERT,
@@ -30,6 +31,7 @@ from spendtrail.ledger.ingest import (
     insert_sql,
     sum_rollups,
 )
+from spendtrail.ledger.prices import load_catalog
 from spendtrail.ledger.schema import cost_entries, events
 from spendtrail.money import from_pico
 from spendtrail.periods import Period
@@ -132,7 +134,7 @@ def reprice(
     result = RepriceResult(period, dry_run)
     writer = SqliteWriter() if engine.dialect.name == "sqlite" else PostgresWriter()
     with engine.connect() as conn:
-        catalog = Catalog.load(conn)
+        catalog = load_catalog(conn)
     placeholder = "?" if engine.dialect.name == "sqlite" else "%s"
     after = ""
     while True:
@@ -204,8 +206,7 @@ def _reprice_batch(
     deltas: list[_Delta] = []
     used: set[tuple] = set()  # (day, provider, model, price entry) for prices_used_daily
     for row in rows:
-        # SQLite hands back naive UTC; the catalog insists on an offset.
-        at = row.started_at if row.started_at.tzinfo else row.started_at.replace(tzinfo=UTC)
+        at = as_utc(row.started_at)  # the catalog insists on an offset
         model = row.model_served or row.model_requested
         usage = _usage.decode(row.usage)
         new = cost_of(usage, catalog.lookup(row.provider, model, at) if model else None)

@@ -1,16 +1,17 @@
 """Pricing (docs/prices.md): effective-dated, sourced price entries, the catalog that finds the
-one in effect for an event, and the exact cost function.
+one in effect for an event, and the exact cost function. Pure: the ledger stores the entries
+(``spendtrail.ledger.prices``).
 
 - ``model.py``: a price entry: one provider, the models a match selects, one window.
 - ``engine.py``: usage meters and a price entry to an exact cost; pure.
-- ``catalog.py``: the catalog: lookup in memory, entries stored in ``price_entries``.
-- ``check.py``: prices nobody checked lately, models seen without a price.
+- ``catalog.py``: the catalog: the entry in effect for a provider, model and time.
+- ``check.py``: prices nobody checked lately.
 - ``sheet.py``: the account's YAML price sheet, every problem with its line.
 - ``genai_import.py``: list prices from the genai-prices package.
 """
 
-from spendtrail.pricing.catalog import AddResult, Catalog, add_entries, load_entries
-from spendtrail.pricing.check import StalePrice, UnpricedModel, stale_prices, unpriced_models
+from spendtrail.pricing.catalog import Catalog
+from spendtrail.pricing.check import StalePrice, stale_prices
 from spendtrail.pricing.engine import INCOMPLETE, PRICED, CostBreakdown, price_usage
 from spendtrail.pricing.model import (
     KINDS,
@@ -30,7 +31,6 @@ __all__ = [
     "PRICED",
     "TOKEN_METERS",
     "UNIT_METERS",
-    "AddResult",
     "Catalog",
     "CostBreakdown",
     "PriceEntry",
@@ -38,11 +38,7 @@ __all__ = [
     "SheetError",
     "StalePrice",
     "Tier",
-    "UnpricedModel",
-    "add_entries",
-    "load_entries",
     "load_sheet",
     "price_usage",
     "stale_prices",
-    "unpriced_models",
 ]

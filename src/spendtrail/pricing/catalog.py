@@ -1,4 +1,4 @@
-"""The price catalog: entries stored in ``price_entries``, looked up in memory.
+"""The price catalog: entries looked up in memory, and the rule for adding one to those stored.
 
 Lookup prices an event at its own timestamp. Among the entries of the event's provider whose
 match selects the model and whose window [effective_from, effective_to) contains the instant:
@@ -7,24 +7,17 @@ then, so the choice is always the same, the longer pattern and the smaller id wi
 
 Entries are never edited in place. Adding an entry whose id already exists is a no-op when it
 is identical, and is allowed when the only change closes an open window (sets effective_to),
-which is how a price change is recorded: close the old entry, add the new one. Every change
-writes an audit row in the caller's transaction.
+which is how a price change is recorded: close the old entry, add the new one. Storing them is
+``spendtrail.ledger.prices``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from decimal import Decimal
+from collections.abc import Iterable
+from datetime import datetime
 
-import sqlalchemy as sa
-
-from spendtrail.ledger.audit import record_change
-from spendtrail.ledger.schema import price_entries
-from spendtrail.pricing.model import PriceEntry, PricingError, Tier, instant_str
+from spendtrail.pricing.model import PriceEntry, PricingError, instant_str
 
 
 class Catalog:
@@ -40,10 +33,6 @@ class Catalog:
             else:
                 self._patterns.setdefault(entry.provider, []).append(entry)
         self._candidates: dict[tuple[str, str], tuple[PriceEntry, ...]] = {}
-
-    @classmethod
-    def load(cls, conn: sa.Connection) -> Catalog:
-        return cls(load_entries(conn))
 
     def candidates(self, provider: str, model: str) -> tuple[PriceEntry, ...]:
         """Every entry whose match selects the model, best first, whatever its window."""
@@ -89,82 +78,7 @@ def _precedence(entry: PriceEntry) -> tuple:
     )
 
 
-# -- storage ----------------------------------------------------------------------------
-
-
-def load_entries(
-    conn: sa.Connection,
-    *,
-    providers: Iterable[str] | None = None,
-    ids: Iterable[str] | None = None,
-) -> list[PriceEntry]:
-    query = sa.select(price_entries)
-    if ids is not None:
-        query = query.where(price_entries.c.id.in_(list(ids)))
-    if providers is not None:
-        query = query.where(price_entries.c.provider.in_(list(providers)))
-    return [_from_row(row) for row in conn.execute(query.order_by(price_entries.c.id)).mappings()]
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    # SQLite hands timestamps back without an offset; they were written in UTC.
-    if value is None:
-        return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def _from_row(row: sa.RowMapping) -> PriceEntry:
-    tiers = json.loads(row["tiers"]) if row["tiers"] else []
-    return PriceEntry(
-        id=row["id"],
-        provider=row["provider"],
-        model_match=row["model_match"],
-        match_kind=row["match_kind"],
-        kind=row["kind"],
-        currency=row["currency"],
-        prices={m: Decimal(v) for m, v in json.loads(row["prices"]).items()},
-        tiers=tuple(
-            Tier(t["above_input_tokens"], {m: Decimal(v) for m, v in t["prices"].items()})
-            for t in tiers
-        ),
-        effective_from=_utc(row["effective_from"]),
-        effective_to=_utc(row["effective_to"]),
-        source_url=row["source_url"],
-        source_id=row["source_id"],
-        checked_at=row["checked_at"],
-        checked_by=row["checked_by"],
-        origin=row["origin"],
-    )
-
-
-def _to_row(entry: PriceEntry, created_at: datetime) -> dict:
-    record = entry.record()
-    return {
-        **{k: record[k] for k in ("id", "provider", "model_match", "match_kind", "kind",
-                                  "currency", "source_url", "source_id", "checked_by", "origin")},
-        "prices": json.dumps(record["prices"]),
-        "tiers": json.dumps(record["tiers"]) if entry.tiers else None,
-        "effective_from": entry.effective_from,
-        "effective_to": entry.effective_to,
-        "checked_at": entry.checked_at,
-        "created_at": created_at,
-    }
-
-
-@dataclass(frozen=True, slots=True)
-class Rejected:
-    entry: PriceEntry
-    reason: str
-
-
-@dataclass
-class AddResult:
-    added: list[str] = field(default_factory=list)
-    unchanged: list[str] = field(default_factory=list)  # already stored, same prices
-    closed: list[str] = field(default_factory=list)  # open windows given an effective_to
-    rechecked: list[str] = field(default_factory=list)  # same prices, newer checked_at
-    rejected: list[Rejected] = field(default_factory=list)
-
+# -- adding to the stored entries -------------------------------------------------------
 
 # What a stored entry may still gain: an end to an open window, a newer check. The origin
 # stays that of the first add. Anything else is a different price and needs a new entry.
@@ -172,76 +86,21 @@ _PROVENANCE = ("checked_at", "checked_by")
 _MUTABLE = ("effective_to", "origin", *_PROVENANCE)
 
 
-def add_entries(
-    conn: sa.Connection,
-    entries: Sequence[PriceEntry],
-    *,
-    actor: str,
-    reason: str = "",
-    skip_conflicts: bool = False,
-) -> AddResult:
-    """Store entries with an audit row each, in the caller's transaction.
-
-    An entry whose id is stored already is unchanged, closes the stored window
-    (``price.close``) or records a newer check (``price.recheck``). A conflict (same id with
-    other prices or window, or a window overlapping an entry with the same provider, match
-    and kind) raises PricingError, unless `skip_conflicts`, when the entry is left out and
-    listed in ``rejected`` with the reason.
-    """
-    result = AddResult()
-    stored = {e.id: e for e in load_entries(conn, providers={e.provider for e in entries})}
-    # An explicit id may already name an entry of another provider.
-    stored |= {e.id: e for e in load_entries(conn, ids={e.id for e in entries} - stored.keys())}
-    groups: dict[tuple, list[PriceEntry]] = {}
-    for entry in stored.values():
-        groups.setdefault(_match_key(entry), []).append(entry)
-    now = datetime.now(UTC)
-    # Updating stored entries first lets one batch close an old price and add its successor.
-    for entry in sorted(entries, key=lambda e: e.id not in stored):
-        try:
-            merged = _merge(entry, stored, groups)
-        except PricingError as exc:
-            if not skip_conflicts:
-                raise
-            result.rejected.append(Rejected(entry, str(exc)))
-            continue
-        before = stored.get(entry.id)
-        if merged is before:
-            result.unchanged.append(entry.id)
-            continue
-        if before is None:
-            conn.execute(price_entries.insert().values(**_to_row(merged, now)))
-            action, listed = "price.add", result.added
-        else:
-            conn.execute(price_entries.update().where(price_entries.c.id == entry.id).values(
-                effective_to=merged.effective_to, checked_at=merged.checked_at,
-                checked_by=merged.checked_by))
-            closing = merged.effective_to != before.effective_to
-            action = "price.close" if closing else "price.recheck"
-            listed = result.closed if closing else result.rechecked
-            groups[_match_key(before)].remove(before)
-        record_change(conn, actor=actor, action=action, object_type="price", object_id=entry.id,
-                      before=None if before is None else before.record(),
-                      after=merged.record(), reason=reason)
-        listed.append(entry.id)
-        stored[entry.id] = merged
-        groups.setdefault(_match_key(merged), []).append(merged)
-    return result
-
-
-def _match_key(entry: PriceEntry) -> tuple[str, str, str, str]:
+def match_key(entry: PriceEntry) -> tuple[str, str, str, str]:
+    """Entries with the same key must not overlap in time: a lookup would be ambiguous."""
     return (entry.provider, entry.match_kind, entry.model_match, entry.kind)
 
 
-def _merge(
-    entry: PriceEntry, stored: dict[str, PriceEntry], groups: dict[tuple, list[PriceEntry]]
+def merge_entry(
+    entry: PriceEntry, existing: PriceEntry | None, same_key: Iterable[PriceEntry]
 ) -> PriceEntry:
-    """The entry to store: the stored one itself when nothing changes, else the new state.
+    """The entry to store when adding `entry`: `existing` (the stored entry with its id, if
+    any) itself when nothing changes, else the new state. `same_key` are the stored entries
+    with its match_key.
 
     Raises PricingError on a conflict."""
-    existing = stored.get(entry.id)
     if existing is None:
-        for other in groups.get(_match_key(entry), ()):
+        for other in same_key:
             if entry.overlaps(other):
                 raise PricingError(
                     f"price entry {entry.id} ({_window(entry)}) overlaps {other.id} "

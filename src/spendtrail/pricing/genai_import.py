@@ -17,6 +17,7 @@ Each model of each requested provider becomes one entry per dated price and per 
 Provenance: source_url is the provider's pricing page in the data, checked_at the model's
 ``prices_checked`` date when the data has one, else the date the installed data was written
 (the newest it can have been checked), checked_by and origin ``genai-prices <version>``.
+The plan touches no ledger; ``spendtrail.ledger.genai_prices`` stores it.
 """
 
 from __future__ import annotations
@@ -29,11 +30,9 @@ from decimal import Decimal
 from pathlib import Path
 
 import genai_prices
-import sqlalchemy as sa
 from genai_prices import data as genai_data
 from genai_prices import types as gp
 
-from spendtrail.pricing.catalog import add_entries
 from spendtrail.pricing.model import (
     EPOCH,
     PriceEntry,
@@ -79,15 +78,6 @@ class GenaiPlan:
     skipped: list[Skipped] = field(default_factory=list)
 
 
-@dataclass
-class GenaiImportReport:
-    added: list[str]
-    unchanged: list[str]
-    closed: list[str]
-    rechecked: list[str]
-    skipped: list[Skipped]
-
-
 def available_providers() -> list[str]:
     return [p.id for p in genai_data.providers]
 
@@ -119,20 +109,6 @@ def plan_genai_import(provider_ids: Sequence[str]) -> GenaiPlan:
         for model in provider.models:
             _plan_model(plan, provider, model, claimed, fallback_day)
     return plan
-
-
-def import_genai_prices(
-    conn: sa.Connection, provider_ids: Sequence[str], *, actor: str, reason: str = ""
-) -> GenaiImportReport:
-    """Import list prices; idempotent: identical entries already stored are counted, not added."""
-    plan = plan_genai_import(provider_ids)
-    result = add_entries(conn, plan.entries, actor=actor, reason=reason, skip_conflicts=True)
-    skipped = plan.skipped + [
-        Skipped(r.entry.provider, r.entry.model_match, f"not imported: {r.reason}")
-        for r in result.rejected
-    ]
-    return GenaiImportReport(result.added, result.unchanged, result.closed, result.rechecked,
-                             skipped)
 
 
 def _plan_model(

@@ -22,6 +22,7 @@ import sqlalchemy as sa
 
 from spendtrail.errors import SpendtrailError
 from spendtrail.ledger.audit import record_change
+from spendtrail.ledger.db import as_utc
 from spendtrail.ledger.schema import reconciliation_differences, reconciliations
 from spendtrail.money import format_amount, from_pico
 from spendtrail.periods import Period
@@ -178,8 +179,7 @@ def load_reconciliation(conn: sa.Connection, record_id: int) -> Reconciliation |
              .where(d.reconciliation_id == record_id).order_by(d.id))
     differences = [Difference(**m) for m in conn.execute(query).mappings()]
     summary = json.loads(row.summary)
-    created = row.created_at
-    created = (created if created.tzinfo else created.replace(tzinfo=UTC)).astimezone(UTC)
+    created = as_utc(row.created_at)
     return Reconciliation(
         id=row.id, created_at=created, created_by=row.created_by, reviewer=row.reviewer,
         period=Period(row.period_start, row.period_end, row.period_label),

@@ -1,17 +1,19 @@
-"""The owner registry (docs/registry.md): load it from YAML, validate allocation contexts, keep
-its versions.
+"""The owner registry (docs/registry.md): load it from YAML, validate allocation contexts, say
+which version was in effect when. Pure: the ledger stores the versions
+(``spendtrail.ledger.registry_versions``).
 
 - ``model.py``: the registry, immutable; a change is a new version.
 - ``allocation.py``: one allocation context checked: allocated, shared or quarantined.
 - ``loader.py``: the registry YAML, every problem with its line.
 - ``errors.py``: the registry error and its problems.
 - ``changes.py``: what changed between two registries, entry by entry.
-- ``store.py``: registry versions in the ledger, effective-dated.
+- ``history.py``: the versions in effect over time, and which one held when.
 """
 
 from spendtrail.registry.allocation import REASON_CODES, Allocation, quarantine
 from spendtrail.registry.changes import SectionChanges, registry_changes
 from spendtrail.registry.errors import Problem, RegistryError
+from spendtrail.registry.history import RegistryHistory, RegistryVersion
 from spendtrail.registry.loader import load_registry, parse_registry
 from spendtrail.registry.model import (
     Application,
@@ -21,12 +23,6 @@ from spendtrail.registry.model import (
     Environment,
     Registry,
     WorkloadClass,
-)
-from spendtrail.registry.store import (
-    RegistryHistory,
-    RegistryVersion,
-    document_json,
-    save_version,
 )
 
 __all__ = [
@@ -44,10 +40,8 @@ __all__ = [
     "RegistryVersion",
     "SectionChanges",
     "WorkloadClass",
-    "document_json",
     "load_registry",
     "parse_registry",
     "quarantine",
     "registry_changes",
-    "save_version",
 ]

@@ -23,6 +23,7 @@ from spendtrail.allocation.coverage import Coverage, OwnerLine, coverage, percen
 from spendtrail.allocation.rules import Rule
 from spendtrail.allocation.shared import OriginCharge, SharedAllocation, apply_rules, ratio_text
 from spendtrail.budgets import BudgetState, ledger_spend, list_budgets
+from spendtrail.ledger.registry_versions import load_history
 from spendtrail.ledger.schema import (
     price_entries,
     prices_used_daily,
@@ -31,7 +32,7 @@ from spendtrail.ledger.schema import (
 from spendtrail.money import from_pico
 from spendtrail.periods import Period
 from spendtrail.reconcile import Reconciliation, load_reconciliation
-from spendtrail.registry import Registry, RegistryHistory
+from spendtrail.registry import Registry
 from spendtrail.reports.costs import cost_report
 
 # Seed 000: a statement is evidence to discuss, not a decision anyone has taken.
@@ -166,7 +167,7 @@ def build_statement(
 ) -> Statement:
     """The statement for ``period``; ``owner`` keeps one application's statement, while the
     pool, quarantine, coverage and tie-out sections still cover the whole ledger."""
-    found = RegistryHistory.load(conn).at(datetime.combine(period.end, time(), UTC))
+    found = load_history(conn).at(datetime.combine(period.end, time(), UTC))
     registry = found[1] if found else None
     shared = apply_rules(conn, rules or [], period)
     pools = {r.pool for r in rules or ()} | {u.pool for u in shared.uncovered}

@@ -30,10 +30,12 @@ import sqlalchemy as sa
 from spendtrail.errors import SpendtrailError
 from spendtrail.events.model import Usage
 from spendtrail.ledger.costs import is_current
+from spendtrail.ledger.db import as_utc
+from spendtrail.ledger.prices import load_catalog
 from spendtrail.ledger.schema import cost_entries, events
 from spendtrail.money import from_pico
 from spendtrail.periods import Period
-from spendtrail.pricing import TOKEN_METERS, Catalog, PriceEntry, load_entries
+from spendtrail.pricing import TOKEN_METERS, Catalog, PriceEntry
 from spendtrail.reports.focus_columns import ALLOWED, COLUMN_NAMES, COLUMNS, USAGE_REQUIRED
 
 FocusFormat = Literal["csv", "parquet"]
@@ -136,7 +138,7 @@ def focus_rows(
     conn: sa.Connection, period: Period, options: FocusOptions = FocusOptions()
 ) -> tuple[list[dict[str, Any]], FocusSummary]:
     """The export's rows (column name -> Python value) and its summary."""
-    catalog = Catalog(load_entries(conn))
+    catalog = load_catalog(conn)
     entries = {entry.id: entry for entry in catalog.entries}
     summary = FocusSummary(period)
     sums: dict[_RowKey, _Sum] = {}
@@ -216,7 +218,7 @@ def _add_event(
     usage = _usage.decode(row.usage)
     breakdown: dict[str, int] = json.loads(row.breakdown)
     leaves, tier = _leaves(usage, entry)
-    at = _utc(row.started_at)
+    at = as_utc(row.started_at)
     list_entry, list_leaves = _list_prices(catalog, entry, row.provider, row.model, usage, at)
     owner = tuple(getattr(row, name) or "" for name in OWNER_FIELDS)
     for meter, cost in breakdown.items():
@@ -314,11 +316,6 @@ def _list_prices(
         if candidate.kind == "list" and candidate.in_effect(at):
             return candidate, _leaves(usage, candidate)[0]
     return None, {}
-
-
-def _utc(value: datetime) -> datetime:
-    # SQLite hands timestamps back without an offset; they were written in UTC.
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 # -- one FOCUS row -----------------------------------------------------------------------
