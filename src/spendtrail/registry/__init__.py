@@ -2,7 +2,7 @@
 
 from spendtrail.registry.allocation import REASON_CODES, Allocation, quarantine
 from spendtrail.registry.changes import SectionChanges, registry_changes
-from spendtrail.registry.errors import Problem, RegistryError
+from spendtrail.registry.errors import RegistryError
 from spendtrail.registry.loader import load_registry, parse_registry
 from spendtrail.registry.model import (
     Application,
@@ -28,7 +28,6 @@ __all__ = [
     "BusinessUnit",
     "CostCenter",
     "Environment",
-    "Problem",
     "Registry",
     "RegistryError",
     "RegistryHistory",
