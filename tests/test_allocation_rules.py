@@ -99,8 +99,9 @@ rules:
         "rules.yaml:9: rule 'b': missing required key 'pool'",
         "rules.yaml:11: rule 'b': effective_from: expected a date such as 2026-10-01, got the "
         "string 'yesterday'",
-        "rules.yaml:12: rule 'b': reviewed_by: expected a non-empty string, got a number",
-        "rules.yaml:14: rule 'b': unknown key 'colour'; allowed: id, pool, method, "
+        "rules.yaml:12: rule 'b': reviewed_by: expected a string, got a number (5) (quote it "
+        "to make it a string)",
+        "rules.yaml:14: rule 'b': unknown key 'colour'; allowed keys: id, pool, method, "
         "recipients, coefficients, effective_from, effective_to, reviewed_by, reviewed_at, note",
     ]
     assert problems("rules: [\n") [0].startswith("rules.yaml:2: malformed YAML")

@@ -35,7 +35,7 @@ def sheet(tmp_path: Path, text: str) -> Path:
 def problems(path: Path) -> list[str]:
     with pytest.raises(SheetError) as info:
         load_sheet(path)
-    return list(info.value.problems)
+    return [str(problem) for problem in info.value.problems]
 
 
 def test_the_example_sheet_loads():
@@ -108,9 +108,9 @@ def test_missing_provenance_is_an_error_naming_the_line(tmp_path):
         ("    prices:\n      imagez: 0.04",
          "9: prices.imagez: unknown meter 'imagez'"),
         ("    prices: {images: 0.04}\n    curency: USD",
-         "9: price entry: unknown field 'curency'; did you mean 'currency'?"),
+         "9: price entry: unknown key 'curency'; did you mean 'currency'? allowed keys: id,"),
         ("    prices: {images: 0.04}\n    checkd_at: 2026-01-01",
-         "9: price entry: unknown field 'checkd_at'; did you mean 'checked_at'?"),
+         "9: price entry: unknown key 'checkd_at'; did you mean 'checked_at'? allowed keys:"),
         ("    prices: {images: -1}", "8: prices.images: a price cannot be negative"),
         ("    prices: {images: 0.04}\n    effective_to: 2025-12-01",
          "2: effective_to: 2025-12-01 is not after effective_from 2026-01-01"),
@@ -177,10 +177,10 @@ def test_overlapping_entries_in_one_sheet(tmp_path):
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("", ":1: the price sheet is empty"),
-        ("prices: [\n", ":2: not valid YAML"),
-        ("- a\n- b\n", ":1: expected a mapping with 'prices:'"),
-        ("defaults: {provider: x}\n", ":1: prices: missing"),
+        ("", ":1: the file is empty; expected a mapping with the keys defaults, prices"),
+        ("prices: [\n", ":2: malformed YAML: while parsing a flow node"),
+        ("- a\n- b\n", ":1: the price sheet: expected a mapping, got a list"),
+        ("defaults: {provider: x}\n", ":1: the price sheet: missing required key 'prices'"),
         ("prices: {a: 1}\n", ":1: prices: expected a list"),
     ],
 )

@@ -9,7 +9,6 @@ at most one rule applies to any day of a pool's cost.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
@@ -17,12 +16,10 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Literal
 
-from yaml.nodes import MappingNode, Node
+from yaml.nodes import Node
 
-from spendtrail.allocation.yamlnodes import STR, NodeReader, line
-from spendtrail.errors import SpendtrailError
-from spendtrail.money import MoneyError, parse_decimal
-from spendtrail.registry.errors import Problem
+from spendtrail.errors import Problem, SpendtrailError
+from spendtrail.yamlfile import Reader, line, named
 
 Method = Literal["central", "proportional", "even", "fixed", "hold"]
 METHODS: tuple[Method, ...] = ("central", "proportional", "even", "fixed", "hold")
@@ -32,14 +29,11 @@ _KEYS = (
     "reviewed_by", "reviewed_at", "note",
 )
 _REQUIRED = ("id", "pool", "method", "effective_from", "reviewed_by", "reviewed_at")
+DOCUMENT = "the shared-cost rules"
 
 
 class RulesError(SpendtrailError):
     """A rules file that cannot be used; ``problems`` lists every problem with its line."""
-
-    def __init__(self, message: str, problems: Sequence[Problem] = ()) -> None:
-        super().__init__(message)
-        self.problems = tuple(problems)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,41 +64,27 @@ class Rule:
 
 def load_rules(path: str | Path) -> list[Rule]:
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise RulesError(f"{path}: cannot read the rules file: {exc}") from None
+    text = Reader(str(path), DOCUMENT, RulesError).read_file(path)
     return parse_rules(text, source=str(path))
 
 
 def parse_rules(text: str, *, source: str = "<rules>") -> list[Rule]:
-    reader = NodeReader(source)
-    root = reader.compose(text)
+    reader = Reader(source, DOCUMENT, RulesError)
+    top = reader.document_keys(reader.compose(text), ("rules",), ("rules",))
+    items = reader.sequence(top["rules"], "rules") if top and "rules" in top else None
     rules: list[Rule] = []
-    if root is None and not reader.problems:
-        reader.problem(None, "the file is empty; expected a mapping with the key 'rules'")
-    elif root is not None:
-        top = reader.mapping(root, "the rules file", ("rules",), ("rules",))
-        items = reader.sequence(top["rules"], "rules") if top and "rules" in top else None
-        for index, node in enumerate(items or ()):
-            rule = _rule(reader, node, f"rules[{index}]")
-            if rule is not None:
-                rules.append(rule)
-        _check_unique(reader, rules)
+    for index, node in enumerate(items or ()):
+        rule = _rule(reader, node, f"rules[{index}]")
+        if rule is not None:
+            rules.append(rule)
+    _check_unique(reader, rules)
     if reader.problems:
-        problems = sorted(reader.problems, key=lambda p: p.line)
-        lines = [str(p) for p in problems]
-        if len(lines) > 1:
-            lines.insert(0, f"{source}: {len(lines)} problems in the shared-cost rules")
-        raise RulesError("\n".join(lines), problems)
+        raise reader.failure()
     return rules
 
 
-def _rule(reader: NodeReader, node: Node, what: str) -> Rule | None:
-    if isinstance(node, MappingNode):  # name the rule by its id when it has a usable one
-        for key_node, value_node in node.value:
-            if key_node.value == "id" and value_node.tag == STR and value_node.value.strip():
-                what = f"rule '{value_node.value}'"
+def _rule(reader: Reader, node: Node, what: str) -> Rule | None:
+    what = named(node, what, "rule")
     before = len(reader.problems)
     fields = reader.mapping(node, what, _KEYS, _REQUIRED)
     if fields is None:
@@ -155,7 +135,7 @@ def _rule(reader: NodeReader, node: Node, what: str) -> Rule | None:
     )
 
 
-def _recipients(reader: NodeReader, node: Node, what: str) -> tuple[str, ...] | None:
+def _recipients(reader: Reader, node: Node, what: str) -> tuple[str, ...] | None:
     items = reader.sequence(node, what)
     if items is None:
         return None
@@ -173,7 +153,7 @@ def _recipients(reader: NodeReader, node: Node, what: str) -> tuple[str, ...] | 
 
 
 def _coefficients(
-    reader: NodeReader, node: Node, what: str
+    reader: Reader, node: Node, what: str
 ) -> list[tuple[str, Fraction]] | None:
     values = reader.mapping(node, what, None)
     if values is None:
@@ -181,11 +161,8 @@ def _coefficients(
     pairs: list[tuple[str, Fraction]] = []
     total = Decimal(0)
     for name, value_node in values.items():
-        try:
-            percent = parse_decimal(value_node.value, field=f"{what}: {name}")
-        except (MoneyError, TypeError):
-            reader.problem(value_node, f"{what}: {name}: expected a percentage such as 40 or "
-                           "'33.5'")
+        percent = reader.decimal(value_node, f"{what}: {name}", "a percentage such as 40 or '33.5'")
+        if percent is None:
             continue
         if percent <= 0:
             reader.problem(value_node, f"{what}: {name}: {percent}% must be more than 0")
@@ -198,8 +175,7 @@ def _coefficients(
     return pairs
 
 
-
-def _check_unique(reader: NodeReader, rules: list[Rule]) -> None:
+def _check_unique(reader: Reader, rules: list[Rule]) -> None:
     first_line: dict[str, int] = {}
     for rule in rules:
         if rule.id in first_line:

@@ -20,10 +20,10 @@ import sqlalchemy as sa
 
 from spendtrail.allocation.rules import Rule, RulesError
 from spendtrail.allocation.split import SplitError, ratios, split
+from spendtrail.errors import Problem
 from spendtrail.ledger.schema import reallocations, rollups_daily
 from spendtrail.periods import Period
 from spendtrail.registry import Registry
-from spendtrail.registry.errors import Problem
 
 ChargeStatus = Literal["split", "central", "held", "unsplit"]
 RATIO_PLACES = 12

@@ -1,13 +1,12 @@
 """Any CSV bill, read through a reviewed YAML column mapping (schema: docs/bills.md).
 
-The mapping is checked whole before any row is read; its problems name the mapping file's
-line and are raised together as one ``MappingError``. Rows are then streamed like every
-other CSV format.
+The mapping is checked whole before any row is read (``spendtrail.yamlfile`` reads its shapes,
+this module holds its rules); its problems name the mapping file's line and are raised
+together as one ``MappingError``. Rows are then streamed like every other CSV format.
 """
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
@@ -16,8 +15,7 @@ from pathlib import Path
 from typing import Any, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import yaml
-from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from yaml.nodes import MappingNode, Node
 
 from spendtrail.bills import values
 from spendtrail.bills.csvrows import csv_records
@@ -31,6 +29,7 @@ from spendtrail.bills.model import (
 )
 from spendtrail.bills.values import RowProblem
 from spendtrail.events import EventError, Usage
+from spendtrail.yamlfile import Reader, key_node
 
 FORMAT = "mapped-csv"
 METER_FIELDS = (
@@ -53,18 +52,10 @@ PERIODS = {
     "1s": timedelta(seconds=1), "1m": timedelta(minutes=1), "1h": timedelta(hours=1),
     "1d": timedelta(days=1),
 }
-_NULL = "tag:yaml.org,2002:null"
 
 
 class MappingError(BillFileError):
-    """A column mapping that cannot be used; ``problems`` has one FILE:LINE line per problem."""
-
-    def __init__(self, problems: list[str], source: str) -> None:
-        lines = list(problems)
-        if len(lines) > 1:
-            lines.insert(0, f"{source}: {len(lines)} problems in the column mapping")
-        super().__init__("\n".join(lines))
-        self.problems = tuple(problems)
+    """A column mapping that cannot be used; ``problems`` has every problem with its line."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,92 +78,74 @@ class ColumnMapping:
 
 
 def load_mapping(path: Path) -> ColumnMapping:
-    source = str(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-        problem = f"{source}: cannot read the column mapping: {reason}"
-        raise MappingError([problem], source) from None
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f":{mark.line + 1}" if mark is not None else ""
-        raise MappingError([f"{source}{line}: not valid YAML: {exc}"], source) from None
-    return _MappingReader(source).read(root)
+    reader = Reader(str(path), "the column mapping", MappingError)
+    return _MappingReader(reader).read(reader.compose(reader.read_file(path)))
 
 
 class _MappingReader:
-    def __init__(self, source: str) -> None:
-        self.source = source
-        self.problems: list[tuple[int, str]] = []
-
-    def problem(self, node: Node, message: str) -> None:
-        line = node.start_mark.line + 1
-        self.problems.append((line, f"{self.source}:{line}: {message}"))
+    def __init__(self, reader: Reader) -> None:
+        self.reader = reader
 
     def read(self, root: Node | None) -> ColumnMapping:
-        if not isinstance(root, MappingNode):
-            raise MappingError(
-                [f"{self.source}:1: expected a mapping with 'provider:' and 'columns:'"],
-                self.source,
-            )
-        top = self.fields(root, TOP_FIELDS, "mapping")
+        reader = self.reader
+        top = reader.document_keys(root, TOP_FIELDS, ("provider", "columns"))
+        if top is None:
+            raise reader.failure()
+        assert isinstance(root, MappingNode)  # document_keys read it as one
         settings: dict[str, Any] = {}
-        for name in ("provider", "columns"):
-            if name not in top:
-                self.problem(root, f"{name}: missing")
         columns: dict[str, str] = {}
         if "columns" in top:
-            key, columns_node = top["columns"]
-            for name, (_, node) in self.fields(columns_node, COLUMN_FIELDS, "columns").items():
-                header = self.scalar(node, f"columns.{name}")
+            for name, node in (reader.mapping(top["columns"], "columns", COLUMN_FIELDS)
+                               or {}).items():
+                header = reader.text(node, f"columns.{name}")
                 if header is not None:
                     columns[name] = header
-            self.check_columns(columns, key)
-        for name, (_, node) in top.items():
+            self.check_columns(columns, key_node(root, "columns"))
+        for name, node in top.items():
             if name != "columns":
                 self.setting(name, node, settings, columns)
         if "amount" in columns and "currency" not in columns and "currency" not in settings:
-            self.problem(root, "currency: missing; give 'currency:' or map columns.currency")
+            reader.problem(root, "currency: missing; give 'currency:' or map columns.currency")
         if "charge_kinds" in top and "charge_kind" not in columns:
-            self.problem(top["charge_kinds"][0], "charge_kinds: map columns.charge_kind to use it")
-        if self.problems:
-            raise MappingError([text for _, text in sorted(self.problems)], self.source)
-        return ColumnMapping(source=self.source, columns=columns, **settings)
+            reader.problem(key_node(root, "charge_kinds"),
+                           "charge_kinds: map columns.charge_kind to use it")
+        if reader.problems:
+            raise reader.failure()
+        return ColumnMapping(source=reader.source, columns=columns, **settings)
 
     def check_columns(self, columns: dict[str, str], node: Node) -> None:
         if not ("timestamp" in columns or {"period_start", "period_end"} <= columns.keys()):
-            self.problem(node, "columns: map 'timestamp', or both 'period_start' and 'period_end'")
+            self.reader.problem(
+                node, "columns: map 'timestamp', or both 'period_start' and 'period_end'")
         if "timestamp" in columns and ({"period_start", "period_end"} & columns.keys()):
-            self.problem(node, "columns: map either 'timestamp' or 'period_start'/'period_end'")
+            self.reader.problem(
+                node, "columns: map either 'timestamp' or 'period_start'/'period_end'")
         if "amount" not in columns and not any(name in columns for name in METER_FIELDS):
-            self.problem(node, "columns: map 'amount' or at least one usage meter")
+            self.reader.problem(node, "columns: map 'amount' or at least one usage meter")
 
     def setting(
         self, name: str, node: Node, settings: dict[str, Any], columns: dict[str, str]
     ) -> None:
         if name == "charge_kinds":
             kinds = {}
-            for key, (_, value) in self.fields(node, None, name).items():
-                kind = self.scalar(value, f"charge_kinds.{key}")
+            for key, value in (self.reader.mapping(node, name, None) or {}).items():
+                kind = self.reader.text(value, f"charge_kinds.{key}")
                 if kind is not None and kind not in CHARGE_KINDS:
-                    self.problem(value, f"charge_kinds.{key}: expected one of "
-                                 f"{', '.join(CHARGE_KINDS)}, got {kind!r}")
+                    self.reader.problem(value, f"charge_kinds.{key}: expected one of "
+                                        f"{', '.join(CHARGE_KINDS)}, got {kind!r}")
                 kinds[key] = kind
             settings[name] = kinds
             return
         if name == "required":
             settings[name] = self.required(node, columns)
             return
-        value = self.scalar(node, name)
+        value = self.reader.text(node, name)
         if value is None:
             return
         try:
             settings[name], key = self.convert(name, value, columns)
         except RowProblem as exc:
-            self.problem(node, str(exc))
+            self.reader.problem(node, str(exc))
             return
         if key:  # the setting was given under a different dataclass name
             settings[key] = settings.pop(name)
@@ -212,43 +185,14 @@ class _MappingReader:
         return value, None  # provider, timestamp_format
 
     def required(self, node: Node, columns: dict[str, str]) -> tuple[str, ...]:
-        if not isinstance(node, SequenceNode):
-            self.problem(node, "required: expected a list of field names")
-            return ()
         names = []
-        for item in node.value:
-            name = self.scalar(item, "required")
+        for item in self.reader.sequence(node, "required", of="field names") or ():
+            name = self.reader.text(item, "required")
             if name is not None and name not in columns:
-                self.problem(item, f"required: {name!r} is not a mapped column")
+                self.reader.problem(item, f"required: {name!r} is not a mapped column")
             elif name is not None:
                 names.append(name)
         return tuple(names)
-
-    def fields(
-        self, node: Node, allowed: tuple[str, ...] | None, where: str
-    ) -> dict[str, tuple[Node, Node]]:
-        """The entries of a YAML mapping by name, as (key node, value node) for line numbers."""
-        if not isinstance(node, MappingNode):
-            self.problem(node, f"{where}: expected a mapping")
-            return {}
-        result: dict[str, tuple[Node, Node]] = {}
-        for key, value in node.value:
-            name = str(key.value) if isinstance(key, ScalarNode) else ""
-            if allowed is not None and name not in allowed:
-                close = difflib.get_close_matches(name, allowed, n=1)
-                hint = f"; did you mean {close[0]!r}?" if close else ""
-                self.problem(key, f"{where}: unknown field {name!r}{hint}")
-            elif name in result:
-                self.problem(key, f"{where}: {name!r} is given twice")
-            else:
-                result[name] = (key, value)
-        return result
-
-    def scalar(self, node: Node, where: str) -> str | None:
-        if not isinstance(node, ScalarNode) or node.tag == _NULL or not node.value.strip():
-            self.problem(node, f"{where}: expected a text value")
-            return None
-        return node.value.strip()
 
 
 def read_mapped_csv(path: Path, mapping: ColumnMapping) -> Iterator[BillLine | BillRowError]:

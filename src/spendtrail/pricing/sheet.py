@@ -1,19 +1,17 @@
 """The YAML price sheet: the account's own verified prices (schema: docs/prices.md).
 
-The file is composed into YAML nodes rather than loaded into plain data, so numbers are read
-from their text (never through float) and every problem names its line. All problems are
-collected and raised together as one ``SheetError``; a sheet is applied whole or not at all.
+``spendtrail.yamlfile`` reads the file's shapes, numbers from their text (never through
+float) and every problem with its line; this module holds the sheet's own rules. All problems
+are raised together as one ``SheetError``; a sheet is applied whole or not at all.
 """
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 from pathlib import Path
 from typing import Any
 
-import yaml
-from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from yaml.nodes import Node
 
 from spendtrail.errors import SpendtrailError
 from spendtrail.pricing.model import (
@@ -25,8 +23,8 @@ from spendtrail.pricing.model import (
     parse_day,
     parse_instant,
 )
+from spendtrail.yamlfile import Reader, is_null, line
 
-_NULL = "tag:yaml.org,2002:null"
 # Fields an entry may set, and which of them `defaults` may set for every entry.
 ENTRY_FIELDS = (
     "id", "provider", "model", "match", "kind", "currency", "prices", "tiers",
@@ -38,125 +36,69 @@ DEFAULTABLE = (
 )
 PROVENANCE = ("source_url", "checked_at", "checked_by")
 REQUIRED = ("provider", "model", "prices", "effective_from", *PROVENANCE)
+TIER_FIELDS = ("above_input_tokens", "prices")
 DEFAULT_KIND = "contracted"  # a sheet holds the account's own prices
 
 
 class SheetError(SpendtrailError):
-    """A price sheet that cannot be used; ``problems`` has one FILE:LINE line per problem."""
-
-    def __init__(self, problems: list[str], source: str) -> None:
-        lines = list(problems)
-        if len(lines) > 1:
-            lines.insert(0, f"{source}: {len(lines)} problems in the price sheet")
-        super().__init__("\n".join(lines))
-        self.problems = tuple(problems)
-
-
-class _Problem(Exception):
-    def __init__(self, node: Node, message: str) -> None:
-        super().__init__(message)
-        self.line = node.start_mark.line + 1
+    """A price sheet that cannot be used; ``problems`` has every problem with its line."""
 
 
 def load_sheet(path: Path) -> list[PriceEntry]:
     """Read and check a price sheet; raises SheetError listing every problem."""
-    source = str(path)
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        message = f"{source}: cannot read the price sheet: {exc.strerror}"
-        raise SheetError([message], source) from None
-    try:
-        root = yaml.compose(data.decode("utf-8"), Loader=yaml.SafeLoader)
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f":{mark.line + 1}" if mark is not None else ""
-        raise SheetError([f"{source}{line}: not valid YAML: {exc}"], source) from None
-    origin = f"sheet {path.name} sha256:{hashlib.sha256(data).hexdigest()[:12]}"
-    return _Reader(source, origin).read(root)
+    reader = Reader(str(path), "the price sheet", SheetError)
+    text = reader.read_file(path)
+    origin = f"sheet {path.name} sha256:{hashlib.sha256(text.encode()).hexdigest()[:12]}"
+    return _Sheet(reader, origin).read(reader.compose(text))
 
 
-class _Reader:
-    def __init__(self, source: str, origin: str) -> None:
-        self.source = source
+class _Sheet:
+    def __init__(self, reader: Reader, origin: str) -> None:
+        self.reader = reader
         self.origin = origin
-        self.problems: list[str] = []
-
-    def problem(self, line: int, message: str) -> None:
-        self.problems.append(f"{self.source}:{line}: {message}")
 
     def read(self, root: Node | None) -> list[PriceEntry]:
-        if root is None:
-            raise SheetError([f"{self.source}:1: the price sheet is empty"], self.source)
-        if not isinstance(root, MappingNode):
-            raise SheetError([f"{self.source}:1: expected a mapping with 'prices:'"], self.source)
-        top = self.mapping(root, ("defaults", "prices"), "sheet")
-        defaults: dict[str, tuple[Node, Node]] = {}
+        reader = self.reader
+        top = reader.document_keys(root, ("defaults", "prices"), ("prices",)) or {}
+        defaults: dict[str, Node] = {}
         if "defaults" in top:
-            defaults = self.mapping(top["defaults"][1], DEFAULTABLE, "defaults")
-        items: list[Node] = []
-        if "prices" not in top:
-            self.problem(1, "prices: missing; list the price entries under 'prices:'")
-        elif not isinstance(top["prices"][1], SequenceNode):
-            self.problem(top["prices"][1].start_mark.line + 1, "prices: expected a list")
-        else:
-            items = top["prices"][1].value
-        entries: list[tuple[int, PriceEntry]] = []
-        for item in items:
+            defaults = reader.mapping(top["defaults"], "defaults", DEFAULTABLE) or {}
+        items = reader.sequence(top["prices"], "prices") if "prices" in top else None
+        entries: list[tuple[Node, PriceEntry]] = []
+        for item in items or ():
             entry = self.entry(item, defaults)
             if entry is not None:
-                entries.append((item.start_mark.line + 1, entry))
+                entries.append((item, entry))
         self.check_overlaps(entries)
-        if self.problems:
-            raise SheetError(self.problems, self.source)
+        if reader.problems:
+            raise reader.failure()
         return [entry for _, entry in entries]
 
-    def mapping(
-        self, node: Node, allowed: tuple[str, ...], where: str
-    ) -> dict[str, tuple[Node, Node]]:
-        if not isinstance(node, MappingNode):
-            self.problem(node.start_mark.line + 1, f"{where}: expected a mapping")
-            return {}
-        fields: dict[str, tuple[Node, Node]] = {}
-        for key, value in node.value:
-            name = key.value if isinstance(key, ScalarNode) else str(key)
-            if name not in allowed:
-                close = difflib.get_close_matches(name, allowed, n=1)
-                hint = f"; did you mean {close[0]!r}?" if close else ""
-                self.problem(key.start_mark.line + 1, f"{where}: unknown field {name!r}{hint}")
-            elif name in fields:
-                self.problem(key.start_mark.line + 1, f"{where}: {name} is given twice")
-            else:
-                fields[name] = (key, value)
-        return fields
-
-    def entry(self, node: Node, defaults: dict[str, tuple[Node, Node]]) -> PriceEntry | None:
-        line = node.start_mark.line + 1
-        count = len(self.problems)
-        if not isinstance(node, MappingNode):
-            self.problem(line, "price entry: expected a mapping of fields")
+    def entry(self, node: Node, defaults: dict[str, Node]) -> PriceEntry | None:
+        reader = self.reader
+        count = len(reader.problems)
+        own = reader.mapping(node, "price entry", ENTRY_FIELDS)
+        if own is None:
             return None
-        fields = {**defaults, **self.mapping(node, ENTRY_FIELDS, "price entry")}
+        fields = {**defaults, **own}
         for name in REQUIRED:
             if name not in fields:
                 why = " (every price carries its provenance)" if name in PROVENANCE else ""
-                self.problem(line, f"{name}: missing{why}")
-        if len(self.problems) > count:
+                reader.problem(node, f"{name}: missing{why}")
+        if len(reader.problems) > count:
             return None
         values: dict[str, Any] = {}
-        for name, (_, value) in fields.items():
+        for name, value in fields.items():
             try:
                 values[name] = self.value(name, value)
-            except _Problem as exc:
-                self.problem(exc.line, str(exc))
             except SpendtrailError as exc:
-                self.problem(value.start_mark.line + 1, str(exc))
-        if values.get("match") == "regex" and "model" in values:
+                reader.problem(value, str(exc))
+        if values.get("match") == "regex" and values.get("model") is not None:
             try:
                 check_regex_case(values["model"])
             except SpendtrailError as exc:
-                self.problem(fields["model"][1].start_mark.line + 1, str(exc))
-        if len(self.problems) > count:
+                reader.problem(fields["model"], str(exc))
+        if len(reader.problems) > count:
             return None
         try:
             return PriceEntry(
@@ -177,65 +119,73 @@ class _Reader:
                 origin=self.origin,
             )
         except SpendtrailError as exc:
-            self.problem(line, str(exc))
+            reader.problem(node, str(exc))
             return None
 
     def value(self, name: str, node: Node) -> Any:
+        """One field's value (None after a recorded problem; a pricing rule may raise). Dates
+        are read as `prices add` reads them (``pricing.model``), so the sheet and it agree."""
         if name == "prices":
             return self.prices(node, name)
         if name == "tiers":
             return self.tiers(node)
-        if name == "effective_to" and node.tag == _NULL:
+        if name == "effective_to" and is_null(node):
             return None
-        text = self.text(node, name)
+        text = self.reader.text(node, name)
+        if text is None:
+            return None
         if name in ("effective_from", "effective_to"):
             return parse_instant(text, name)
         if name == "checked_at":
             return parse_day(text, name)
         if name == "match" and text not in MATCH_KINDS:
-            raise _Problem(node, f"match: expected one of {', '.join(MATCH_KINDS)}, got {text!r}")
+            self.reader.problem(node, f"match: expected one of {', '.join(MATCH_KINDS)}, got "
+                                f"{text!r}")
+            return None
         return text
 
-    def text(self, node: Node, name: str) -> str:
-        if not isinstance(node, ScalarNode) or node.tag == _NULL or not node.value.strip():
-            raise _Problem(node, f"{name}: expected a value")
-        return node.value.strip()
-
-    def prices(self, node: Node, where: str) -> dict[str, Any]:
-        if not isinstance(node, MappingNode) or not node.value:
-            raise _Problem(node, "expected a mapping of meter: price")
+    def prices(self, node: Node, where: str) -> dict[str, Any] | None:
+        meters = self.reader.mapping(node, where, None)
+        if meters is None:
+            return None
+        if not meters:
+            self.reader.problem(node, f"{where}: expected a mapping of meter: price")
         prices = {}
-        for key, value in node.value:
-            meter = key.value
-            if not isinstance(value, ScalarNode) or value.tag == _NULL:
-                raise _Problem(value, f"{where}.{meter}: expected a number")
+        for meter, value in meters.items():
+            amount = self.reader.decimal(value, f"{where}.{meter}")
+            if amount is None:
+                continue
             try:
-                prices[meter] = check_price(meter, value.value, f"{where}.{meter}")
+                prices[meter] = check_price(meter, amount, f"{where}.{meter}")
             except SpendtrailError as exc:
-                raise _Problem(key if "unknown meter" in str(exc) else value, str(exc)) from None
-        return prices
+                self.reader.problem(value, str(exc))
+        return prices if len(prices) == len(meters) else None
 
-    def tiers(self, node: Node) -> tuple[Tier, ...]:
-        if not isinstance(node, SequenceNode):
-            raise _Problem(node, "expected a list of {above_input_tokens, prices}")
+    def tiers(self, node: Node) -> tuple[Tier, ...] | None:
+        items = self.reader.sequence(node, "tiers", of="{above_input_tokens, prices}")
+        if items is None:
+            return None
         tiers = []
-        for i, item in enumerate(node.value):
+        for i, item in enumerate(items):
             where = f"tiers[{i}]"
-            fields = self.mapping(item, ("above_input_tokens", "prices"), where)
-            if set(fields) != {"above_input_tokens", "prices"}:
-                raise _Problem(item, f"{where}: needs above_input_tokens and prices")
-            threshold_node = fields["above_input_tokens"][1]
-            text = self.text(threshold_node, f"{where}.above_input_tokens").replace("_", "")
-            if not text.isdigit():
-                raise _Problem(threshold_node,
-                               f"{where}.above_input_tokens: expected a whole number of tokens")
-            tiers.append(Tier(int(text), self.prices(fields["prices"][1], f"{where}.prices")))
-        return tuple(tiers)
+            fields = self.reader.mapping(item, where, TIER_FIELDS, TIER_FIELDS)
+            if fields is None or len(fields) < len(TIER_FIELDS):
+                continue
+            threshold = self.reader.text(fields["above_input_tokens"],
+                                         f"{where}.above_input_tokens")
+            prices = self.prices(fields["prices"], f"{where}.prices")
+            if threshold is not None and not threshold.replace("_", "").isdigit():
+                self.reader.problem(fields["above_input_tokens"], f"{where}.above_input_tokens: "
+                                    "expected a whole number of tokens")
+            elif threshold is not None and prices is not None:
+                tiers.append(Tier(int(threshold.replace("_", "")), prices))
+        return tuple(tiers) if len(tiers) == len(items) else None
 
-    def check_overlaps(self, entries: list[tuple[int, PriceEntry]]) -> None:
-        for i, (line, entry) in enumerate(entries):
-            for other_line, other in entries[:i]:
+    def check_overlaps(self, entries: list[tuple[Node, PriceEntry]]) -> None:
+        for i, (node, entry) in enumerate(entries):
+            for other_node, other in entries[:i]:
                 if entry.id == other.id or entry.overlaps(other):
-                    self.problem(line, f"overlaps the entry at line {other_line} (same "
-                                       "provider, model, match and kind, overlapping window)")
+                    self.reader.problem(node, f"overlaps the entry at line {line(other_node)} "
+                                        "(same provider, model, match and kind, overlapping "
+                                        "window)")
                     break

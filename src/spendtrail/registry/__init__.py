@@ -12,7 +12,7 @@ which version was in effect when. Pure: the ledger stores the versions
 
 from spendtrail.registry.allocation import REASON_CODES, Allocation, quarantine
 from spendtrail.registry.changes import SectionChanges, registry_changes
-from spendtrail.registry.errors import Problem, RegistryError
+from spendtrail.registry.errors import RegistryError
 from spendtrail.registry.history import RegistryHistory, RegistryVersion
 from spendtrail.registry.loader import load_registry, parse_registry
 from spendtrail.registry.model import (
@@ -33,7 +33,6 @@ __all__ = [
     "BusinessUnit",
     "CostCenter",
     "Environment",
-    "Problem",
     "Registry",
     "RegistryError",
     "RegistryHistory",

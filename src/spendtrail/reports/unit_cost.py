@@ -15,11 +15,11 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from spendtrail.allocation.yamlnodes import NodeReader
 from spendtrail.errors import SpendtrailError
 from spendtrail.money import from_pico, parse_decimal
 from spendtrail.periods import Period
 from spendtrail.reports.costs import cost_report
+from spendtrail.yamlfile import Reader
 
 LEDGER_DENOMINATORS = ("tokens", "requests")
 CADENCES = ("daily", "weekly", "monthly", "quarterly")
@@ -66,14 +66,10 @@ def load_metrics(path: str | Path) -> list[UnitMetric]:
     """Metric definitions: ``metrics: [{name, numerator, denominator, denominator_source,
     refresh}]``; every problem is reported with its line."""
     path = Path(path)
-    reader = NodeReader(str(path))
-    try:
-        root = reader.compose(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UnitCostError(f"{path}: cannot read the metrics file: {exc}") from None
+    reader = Reader(str(path), "the metrics file", UnitCostError)
     keys = ("name", "numerator", "denominator", "denominator_source", "refresh")
     metrics = []
-    top = reader.mapping(root, "the metrics file", ("metrics",), ("metrics",)) if root else None
+    top = reader.document_keys(reader.compose(reader.read_file(path)), ("metrics",), ("metrics",))
     items = reader.sequence(top["metrics"], "metrics") if top and "metrics" in top else None
     for index, node in enumerate(items or ()):
         what = f"metrics[{index}]"
@@ -90,10 +86,8 @@ def load_metrics(path: str | Path) -> list[UnitMetric]:
                            f"{', '.join(CADENCES)}")
         else:
             metrics.append(UnitMetric(**values))
-    if root is None and not reader.problems:
-        reader.problem(None, "the file is empty; expected a mapping with the key 'metrics'")
     if reader.problems:
-        raise UnitCostError("\n".join(str(p) for p in reader.problems))
+        raise reader.failure()
     return metrics
 
 
