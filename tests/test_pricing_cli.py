@@ -57,7 +57,7 @@ def test_import_genai_prices_unknown_provider(run):
 def test_import_sheet_and_list(run):
     result = run("import", "sheet", EXAMPLE, "--reason", "cometapi prices")
     assert result.exit_code == 0, result.output
-    assert "added 5, unchanged 0" in result.stdout
+    assert "added 6, unchanged 0" in result.stdout
     listed = run("list", "--provider", "cometapi", "--model", "claude-sonnet-4-20250514",
                  "--format", "json")
     (record,) = json.loads(listed.stdout)
