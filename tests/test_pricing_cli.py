@@ -68,7 +68,7 @@ def test_import_sheet_and_list(run):
     assert record["prices"]["output_tokens"] == "12"
     csv = run("list", "--format", "csv", "--at", "2026-11-15").stdout.splitlines()
     assert csv[0].split(",")[:5] == ["provider", "model", "kind", "from", "to"]
-    assert len(csv) == 6
+    assert len(csv) == 7
     assert run("list", "--format", "csv", "--at", "2026-08-31").stdout == ""
 
 
@@ -120,7 +120,7 @@ def test_check_flags_stale_prices_and_unpriced_models(run, ledger):
     assert run("import", "sheet", EXAMPLE).exit_code == 0
     fresh = run("check", "--as-of", "2026-12-01")
     assert fresh.exit_code == 0, fresh.output
-    assert "5 price entries: none older than 30 days on 2026-12-01" in fresh.stdout
+    assert "6 price entries: none older than 30 days on 2026-12-01" in fresh.stdout
     stale = run("check", "--as-of", "2027-01-15", "--cadence-days", "30")
     assert stale.exit_code == 1
     assert "5 prices not checked in the 30 days before 2027-01-15" in stale.stdout
