@@ -123,7 +123,7 @@ def test_check_flags_stale_prices_and_unpriced_models(run, ledger):
     assert "6 price entries: none older than 30 days on 2026-12-01" in fresh.stdout
     stale = run("check", "--as-of", "2027-01-15", "--cadence-days", "30")
     assert stale.exit_code == 1
-    assert "5 prices not checked in the 30 days before 2027-01-15" in stale.stdout
+    assert "6 prices not checked in the 30 days before 2027-01-15" in stale.stdout
     assert "gpt-4o-mini" in stale.stdout
     with ledger.begin() as conn:
         conn.execute(rollups_daily.insert().values(
