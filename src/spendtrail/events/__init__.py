@@ -1,5 +1,6 @@
 from spendtrail.events.ids import new_event_id
 from spendtrail.events.model import (
+    INTERRUPTED,
     METERS,
     OUTCOMES,
     AllocationContext,
@@ -13,6 +14,7 @@ from spendtrail.events.model import (
 )
 
 __all__ = [
+    "INTERRUPTED",
     "METERS",
     "OUTCOMES",
     "AllocationContext",
