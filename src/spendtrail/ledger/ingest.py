@@ -141,7 +141,8 @@ class Ingester:
         return report
 
     def _resolve(self, spool: Path | None, report: IngestReport) -> None:
-        interrupted, report.pending = resolve_intents(self.engine, spool, self.ingest_events)
+        interrupted, report.pending = resolve_intents(
+            self.engine, spool, lambda items: report.add(self.ingest_events(items)))
         report.interrupted += interrupted
 
     def ingest_lines(
