@@ -206,3 +206,17 @@ def _child_sees_our_tree(monkeypatch):
     """The writer process imports the spendtrail under test."""
     src = str(Path(__file__).resolve().parent.parent / "src")
     monkeypatch.setenv("PYTHONPATH", src)
+
+
+def test_a_completion_after_its_interrupted_event_is_rejected_not_lost(seeded, tmp_path):
+    """Impossible by the orphan rule on one host; a spool shared by hosts could do it."""
+    intent = _intent()
+    _write_and_die(tmp_path, [("intent", intent)])
+    assert Ingester(seeded).ingest_spool(tmp_path).interrupted == 1
+    late = tmp_path / "events-20261005T120001000000Z-999999999-1.jsonl"
+    late.write_bytes(encode_event(_completion(intent)) + b"\n")
+    report = Ingester(seeded).ingest_spool(tmp_path)
+    assert (report.inserted, report.duplicates, len(report.rejected)) == (0, 1, 1)
+    assert report.rejected[0].line == 1 and report.rejected[0].source.endswith(late.name)
+    assert "already holds as interrupted" in report.rejected[0].error
+    assert _events(seeded)[intent.event_id].outcome == "interrupted"

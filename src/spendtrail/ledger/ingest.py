@@ -23,12 +23,12 @@ import msgspec
 import psycopg
 import sqlalchemy as sa
 
-from spendtrail.events.model import EventError, UsageEvent, decode_event
+from spendtrail.events.model import INTERRUPTED, EventError, UsageEvent, decode_event
 from spendtrail.journal.intents import decode_intent, is_intent
 from spendtrail.journal.reader import Chunk, JournalLine, event_files, file_chunks, read_lines
 from spendtrail.journal.spool import mark_ingested, recover_orphans, sealed_files
 from spendtrail.ledger.costs import UNPRICED_STATUSES, cost_of, rollup_measures
-from spendtrail.ledger.intents import hold_intents, resolve_intents
+from spendtrail.ledger.intents import hold_intents, late_completions, resolve_intents
 from spendtrail.ledger.schema import ROLLUP_DIMENSIONS, ROLLUP_MEASURES, cost_entries, events
 from spendtrail.pricing import Catalog
 from spendtrail.redact import redact
@@ -36,6 +36,7 @@ from spendtrail.registry import Allocation, RegistryHistory, quarantine
 
 EVENT_COLUMNS = tuple(c.name for c in events.columns)
 COST_COLUMNS = tuple(c.name for c in cost_entries.columns if c.name != "id")
+_OUTCOME = EVENT_COLUMNS.index("outcome")
 
 _json = msgspec.json.Encoder(decimal_format="string")
 CHUNK_BYTES = 8 * 1024 * 1024  # per worker task: large enough to amortize, small for progress
@@ -152,7 +153,7 @@ class Ingester:
         # Intents read and not yet completed by a later line (the latest line of an id wins).
         intents: dict[str, tuple[JournalLine, UsageEvent]] = {}
         for batch in _batched(lines, self.batch_size):
-            prepared, rejected, intent_lines = [], [], 0
+            prepared, sources, rejected, intent_lines = [], [], [], 0
             now = self._writer.timestamp(datetime.now(UTC))
             for item in batch:
                 try:
@@ -164,12 +165,17 @@ class Ingester:
                     event = decode_event(item.data)
                     intents.pop(event.event_id, None)
                     prepared.append(self._prepare(event, now))
+                    sources.append(item)
                 except EventError as exc:
                     message = str(exc) if item.complete else f"truncated line ({exc})"
                     rejected.append((item, message))
             report.read += len(batch) - intent_lines
             report.intents += intent_lines
-            self._write(prepared, report)
+            inserted = self._write(prepared, report)
+            if len(inserted) < len(prepared):
+                rejected += late_completions(self.engine, {
+                    row.event_id: item for row, item in zip(prepared, sources, strict=True)
+                    if row.event_id not in inserted and row.event_row[_OUTCOME] != INTERRUPTED})
             if rejected:
                 self._reject(rejected, report)
             if on_progress is not None:
@@ -230,7 +236,7 @@ class Ingester:
 
     # -- writing ----------------------------------------------------------------------
 
-    def _write(self, prepared: list[_Prepared], report: IngestReport) -> None:
+    def _write(self, prepared: list[_Prepared], report: IngestReport) -> set[str]:
         unique: dict[str, _Prepared] = {}
         for row in prepared:
             unique.setdefault(row.event_id, row)
@@ -243,6 +249,7 @@ class Ingester:
                 setattr(report, row.allocation_status,
                         getattr(report, row.allocation_status) + 1)
                 report.unpriced += row.cost_status in UNPRICED_STATUSES
+        return inserted
 
     def _reject(self, rejected: list[tuple[JournalLine, str]], report: IngestReport) -> None:
         now = datetime.now(UTC)

@@ -15,8 +15,10 @@ A held intent is resolved at the end of each ingest round:
 - else it stays pending: a running gateway's calls in flight never look interrupted.
 
 A completion can therefore never follow its ``interrupted`` event: a stopped writer writes
-nothing more, and all it wrote was ingested first. Ingest stays idempotent: an intent read
-again is held again and dropped again, because its event is in the ledger.
+nothing more, and all it wrote was ingested first. Should one still come (a spool shared by
+hosts, whose process ids mean nothing here; files moved by hand), it is not dropped silently
+but rejected with its file and line (``late_completions``). Ingest stays idempotent: an
+intent read again is held again and dropped again, because its event is in the ledger.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from spendtrail.events.model import UsageEvent, decode_event, encode_event
+from spendtrail.events.model import INTERRUPTED, UsageEvent, decode_event, encode_event
 from spendtrail.journal.reader import JournalLine
 from spendtrail.journal.spool import writer_alive, writer_files, writer_pid
 from spendtrail.ledger.schema import events, pending_intents
@@ -85,3 +87,21 @@ def resolve_intents(
                 conn.execute(sa.delete(pending_intents)
                              .where(p.event_id.in_(ids[start:start + 900])))
     return len(orphans), len(held) - len(orphans)
+
+
+def late_completions(
+    engine: sa.Engine, duplicates: dict[str, JournalLine]
+) -> list[tuple[JournalLine, str]]:
+    """Of completions not inserted because their id is in the ledger, those whose id is an
+    ``interrupted`` event, each with the message of its reject."""
+    e = events.c
+    ids = list(duplicates)
+    late = []
+    with engine.connect() as conn:
+        for start in range(0, len(ids), 900):
+            late += conn.execute(sa.select(e.event_id).where(
+                e.event_id.in_(ids[start:start + 900]), e.outcome == INTERRUPTED)).scalars()
+    return [(duplicates[event_id],
+             f"event {event_id} completes a call the ledger already holds as interrupted; "
+             "not ingested (was its writer on another host sharing this spool?)")
+            for event_id in late]
