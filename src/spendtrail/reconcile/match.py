@@ -453,6 +453,9 @@ def _match_interrupted_by_time(
             event_id=event_id, bill_line=billed.bill_line, model=billed.model,
             key_name=billed.key_name, owner=owner, logged_pico=billed.billed_pico,
             billed_pico=billed.billed_pico, billed_tokens=billed.billed_tokens)
+    rest = result.owners.get(UNATTRIBUTED)
+    if rest is not None and not (rest.events or rest.logged_pico or rest.billed_pico):
+        del result.owners[UNATTRIBUTED]  # all it held were interrupted calls
     return matched
 
 
