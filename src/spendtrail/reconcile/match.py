@@ -23,6 +23,7 @@ events by their UTC day. Amounts are integer pico-units of the bill's currency.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -430,16 +431,17 @@ def _match_interrupted_by_time(
                e.provider_request_id.is_(None))
         .order_by(e.started_at, e.event_id)
     ).all()
-    free = sorted(unmatched, key=lambda u: u.at)
+    free: dict[str | None, list[_Unmatched]] = defaultdict(list)  # per model, by time
+    for group in sorted(unmatched, key=lambda u: u.at):
+        free[group.model].append(group)
     matched: set[str] = set()
     for event_id, started_at, model, owner in stopped:
         started_at = _utc(started_at)
-        group = next((u for u in free if u.model == model
-                      and started_at - CLOCK_SKEW <= u.at <= started_at + INTERRUPTED_WINDOW),
-                     None)
-        if group is None:
+        candidates = free.get(model, [])
+        at = bisect_left(candidates, started_at - CLOCK_SKEW, key=lambda u: u.at)
+        if at == len(candidates) or candidates[at].at > started_at + INTERRUPTED_WINDOW:
             continue
-        free.remove(group)
+        group = candidates.pop(at)
         matched.add(event_id)
         billed = result.differences[group.index]
         result.owner(UNATTRIBUTED).billed_pico -= group.net
