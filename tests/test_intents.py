@@ -49,26 +49,38 @@ os.kill(os.getpid(), signal.SIGKILL)
 
 def _intent(rid: str | None = None, app: str = "search-summaries") -> UsageEvent:
     return new_event(
-        started_at=AT, provider="cometapi", endpoint="/v1/chat/completions",
-        model_requested="gpt-4o-mini", outcome="interrupted", provider_request_id=rid,
-        context=AllocationContext(application=app, environment="production",
-                                  workload_class="batch"),
-        gateway_key_id="gk_test", source="gateway")
+        started_at=AT,
+        provider="cometapi",
+        endpoint="/v1/chat/completions",
+        model_requested="gpt-4o-mini",
+        outcome="interrupted",
+        provider_request_id=rid,
+        context=AllocationContext(
+            application=app, environment="production", workload_class="batch"
+        ),
+        gateway_key_id="gk_test",
+        source="gateway",
+    )
 
 
 def _completion(intent: UsageEvent) -> UsageEvent:
     return msgspec.structs.replace(
-        intent, outcome="success", http_status=200, ended_at=AT, provider_request_id="r-1",
-        usage=Usage(input_tokens=1000, output_tokens=500, requests=1))
+        intent,
+        outcome="success",
+        http_status=200,
+        ended_at=AT,
+        provider_request_id="r-1",
+        usage=Usage(input_tokens=1000, output_tokens=500, requests=1),
+    )
 
 
 def _write_and_die(spool: Path, steps: list[tuple[str, UsageEvent | None]]) -> int:
     """Run a writer process through `steps`, let it kill itself; returns its (dead) pid."""
     script = b"".join(
         b"rotate\n" if kind == "rotate" else kind.encode() + b" " + encode_event(e) + b"\n"
-        for kind, e in steps)
-    process = subprocess.Popen([sys.executable, "-c", WRITER, str(spool)],
-                               stdin=subprocess.PIPE)
+        for kind, e in steps
+    )
+    process = subprocess.Popen([sys.executable, "-c", WRITER, str(spool)], stdin=subprocess.PIPE)
     process.communicate(script, timeout=60)
     assert process.returncode == -9
     return process.pid
@@ -95,27 +107,40 @@ def test_a_completed_intent_leaves_nothing_behind(seeded, tmp_path):
     intent = _intent()
     _write_and_die(tmp_path, [("intent", intent), ("event", _completion(intent))])
     report = Ingester(seeded).ingest_spool(tmp_path)
-    assert (report.read, report.intents, report.inserted, report.interrupted,
-            report.pending) == (1, 1, 1, 0, 0)
+    assert (report.read, report.intents, report.inserted, report.interrupted, report.pending) == (
+        1,
+        1,
+        1,
+        0,
+        0,
+    )
     assert _events(seeded)[intent.event_id].outcome == "success"
     assert _pending(seeded) == []
 
 
 def test_a_dead_writers_intent_becomes_an_interrupted_event_once(seeded, tmp_path):
     done, cut = _intent(), _intent(app="contract-review")
-    _write_and_die(tmp_path, [("intent", done), ("event", _completion(done)),
-                              ("intent", cut)])
+    _write_and_die(tmp_path, [("intent", done), ("event", _completion(done)), ("intent", cut)])
     report = Ingester(seeded).ingest_spool(tmp_path)  # seals the dead writer's open file
     assert (report.inserted, report.interrupted, report.pending) == (2, 1, 0)
     row = _events(seeded)[cut.event_id]
-    assert (row.outcome, row.application, row.environment, row.model_requested,
-            row.allocation_status, row.http_status) == (
-        "interrupted", "contract-review", "production", "gpt-4o-mini", "allocated", None)
+    assert (
+        row.outcome,
+        row.application,
+        row.environment,
+        row.model_requested,
+        row.allocation_status,
+        row.http_status,
+    ) == ("interrupted", "contract-review", "production", "gpt-4o-mini", "allocated", None)
     with seeded.connect() as conn:
-        cost = conn.execute(sa.select(cost_entries).where(
-            cost_entries.c.event_id == cut.event_id)).one()
-        unpriced = conn.execute(sa.select(sa.func.sum(rollups_daily.c.unpriced_events)).where(
-            rollups_daily.c.application == "contract-review")).scalar()
+        cost = conn.execute(
+            sa.select(cost_entries).where(cost_entries.c.event_id == cut.event_id)
+        ).one()
+        unpriced = conn.execute(
+            sa.select(sa.func.sum(rollups_daily.c.unpriced_events)).where(
+                rollups_daily.c.application == "contract-review"
+            )
+        ).scalar()
     assert (cost.status, cost.amount_pico, cost.flags) == ("unpriced", None, "usage_unknown")
     assert unpriced == 1  # unknown usage is unpriced, never 0
 
@@ -129,8 +154,7 @@ def test_a_dead_writers_intent_becomes_an_interrupted_event_once(seeded, tmp_pat
 
 def test_a_completion_in_a_later_file_wins(seeded, tmp_path):
     intent = _intent()
-    _write_and_die(tmp_path, [("intent", intent), ("rotate", None),
-                              ("event", _completion(intent))])
+    _write_and_die(tmp_path, [("intent", intent), ("rotate", None), ("event", _completion(intent))])
     first, second = sorted(tmp_path.glob("events-*"))
     assert (first, second.name.endswith(".open")) == (sealed_files(tmp_path)[0], True)
     ingester = Ingester(seeded)
@@ -174,8 +198,9 @@ def test_named_files_are_taken_as_all_a_stopped_writer_wrote(seeded, tmp_path):
     spool = tmp_path / "copy"
     intent = _intent()
     _write_and_die(spool, [("intent", intent)])
-    report = Ingester(seeded).ingest_paths([p.rename(p.with_name(p.name.removesuffix(".open")))
-                                            for p in spool.iterdir()])
+    report = Ingester(seeded).ingest_paths(
+        [p.rename(p.with_name(p.name.removesuffix(".open"))) for p in spool.iterdir()]
+    )
     assert (report.intents, report.interrupted, report.inserted) == (1, 1, 1)
     assert _events(seeded)[intent.event_id].outcome == "interrupted"
 
@@ -184,7 +209,8 @@ def test_a_torn_intent_is_rejected_not_interrupted(seeded, tmp_path):
     """A writer killed while appending an intent had not sent the call yet."""
     intent = _intent()
     (tmp_path / "events-20261005T120000000000Z-999999999-1.jsonl").write_bytes(
-        encode_intent(intent)[:-20])
+        encode_intent(intent)[:-20]
+    )
     report = Ingester(seeded).ingest_spool(tmp_path)
     assert (report.interrupted, len(report.rejected)) == (0, 1)
     assert "truncated line" in report.rejected[0].error
@@ -196,8 +222,11 @@ def test_repricing_keeps_an_interrupted_event_unpriced(seeded, tmp_path):
     assert Ingester(seeded).ingest_spool(tmp_path).interrupted == 1
     result = reprice(seeded, parse_period("2026-10"), actor="test")
     with seeded.connect() as conn:
-        statuses = list(conn.execute(sa.select(cost_entries.c.status).where(
-            cost_entries.c.event_id == intent.event_id)).scalars())
+        statuses = list(
+            conn.execute(
+                sa.select(cost_entries.c.status).where(cost_entries.c.event_id == intent.event_id)
+            ).scalars()
+        )
     assert statuses == ["unpriced"], result
 
 

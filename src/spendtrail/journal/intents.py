@@ -26,8 +26,7 @@ def decode_intent(data: bytes) -> UsageEvent:
     """Parse one intent line (without its newline); raises EventError naming the problem."""
     if not data.endswith(b"}"):
         raise EventError("malformed intent record: it does not end with '}'")
-    event = decode_event(data[len(INTENT_PREFIX):-1])
+    event = decode_event(data[len(INTENT_PREFIX) : -1])
     if event.outcome != INTERRUPTED:
         raise EventError(f"intent record: outcome must be {INTERRUPTED!r}, got {event.outcome!r}")
     return event
-

@@ -35,15 +35,18 @@ from spendtrail.journal.spool import writer_alive, writer_files, writer_pid
 from spendtrail.ledger.schema import events, pending_intents
 
 
-def hold_intents(
-    engine: sa.Engine, intents: Iterable[tuple[JournalLine, UsageEvent]]
-) -> None:
+def hold_intents(engine: sa.Engine, intents: Iterable[tuple[JournalLine, UsageEvent]]) -> None:
     """Keep intents a file left without completion; a later line of an id replaces it."""
     now = datetime.now(UTC)
     rows = [
-        {"event_id": intent.event_id, "writer_pid": writer_pid(Path(item.source).name),
-         "source": item.source[:2000], "line": item.line,
-         "intent": encode_event(intent).decode(), "held_at": now}
+        {
+            "event_id": intent.event_id,
+            "writer_pid": writer_pid(Path(item.source).name),
+            "source": item.source[:2000],
+            "line": item.line,
+            "intent": encode_event(intent).decode(),
+            "held_at": now,
+        }
         for item, intent in intents
     ]
     insert = sa.text(
@@ -76,7 +79,8 @@ def resolve_intents(
     for _, pid, intent in held:
         if pid not in stopped:
             stopped[pid] = pid is None or not (
-                writer_alive(pid) or (spool is not None and writer_files(spool, pid)))
+                writer_alive(pid) or (spool is not None and writer_files(spool, pid))
+            )
         if stopped[pid]:
             orphans.append(decode_event(intent))
     if orphans:
@@ -84,8 +88,9 @@ def resolve_intents(
         ids = [event.event_id for event in orphans]
         with engine.begin() as conn:
             for start in range(0, len(ids), 900):
-                conn.execute(sa.delete(pending_intents)
-                             .where(p.event_id.in_(ids[start:start + 900])))
+                conn.execute(
+                    sa.delete(pending_intents).where(p.event_id.in_(ids[start : start + 900]))
+                )
     return len(orphans), len(held) - len(orphans)
 
 
@@ -99,9 +104,16 @@ def late_completions(
     late = []
     with engine.connect() as conn:
         for start in range(0, len(ids), 900):
-            late += conn.execute(sa.select(e.event_id).where(
-                e.event_id.in_(ids[start:start + 900]), e.outcome == INTERRUPTED)).scalars()
-    return [(duplicates[event_id],
-             f"event {event_id} completes a call the ledger already holds as interrupted; "
-             "not ingested (was its writer on another host sharing this spool?)")
-            for event_id in late]
+            late += conn.execute(
+                sa.select(e.event_id).where(
+                    e.event_id.in_(ids[start : start + 900]), e.outcome == INTERRUPTED
+                )
+            ).scalars()
+    return [
+        (
+            duplicates[event_id],
+            f"event {event_id} completes a call the ledger already holds as interrupted; "
+            "not ingested (was its writer on another host sharing this spool?)",
+        )
+        for event_id in late
+    ]
