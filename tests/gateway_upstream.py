@@ -15,6 +15,10 @@ CometAPI, remembers what it received, and produces faults on demand: ``script(mo
 - ``slow``: a stream of many chunks, one every 50 ms
 - ``hold``: a stream that sends its first chunk, then waits until ``release`` is set
 - ``no_done``: a stream that ends after its usage chunk without ``[DONE]``
+
+``answer_delay`` (seconds before answering any call) and ``chunk_delay`` (between stream
+chunks) keep calls in flight. ``received`` is its log: every call it took, so every call it
+would bill, with the ``X-Oneapi-Request-Id`` it gave it.
 """
 
 from __future__ import annotations
@@ -53,6 +57,8 @@ class Received:
     path: str
     headers: dict[str, str]
     body: bytes
+    request_id: str = ""
+    at: float = 0.0  # time.time() when it arrived
 
     def json(self) -> dict:
         return json.loads(self.body)
@@ -66,6 +72,8 @@ class UpstreamDouble:
         self.oversized_bytes = 256 * 1024
         self.release = threading.Event()
         self.file_bytes = 512 * 1024
+        self.answer_delay = 0.0
+        self.chunk_delay = 0.0
         self._faults: dict[str, list[str]] = {}
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
@@ -127,9 +135,12 @@ class UpstreamDouble:
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
-        self.received.append(Received(request.method, request.path, dict(request.headers), body))
         request_id = f"2026112200000{next(self._ids):07d}"
+        self.received.append(Received(request.method, request.path, dict(request.headers), body,
+                                      request_id, time.time()))
         headers = {"X-Oneapi-Request-Id": request_id}
+        if self.answer_delay:
+            await asyncio.sleep(self.answer_delay)
         if request.headers.get("Authorization") != f"Bearer {self.api_key}":
             return _error(401, "invalid_api_key", "Incorrect API key provided", headers)
         payload = json.loads(body) if body else {}
@@ -211,8 +222,8 @@ class UpstreamDouble:
                 request.transport.abort()
                 return response
             await response.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
-            if fault == "slow":
-                await asyncio.sleep(0.05)
+            if fault == "slow" or self.chunk_delay:
+                await asyncio.sleep(self.chunk_delay or 0.05)
             if fault == "hold" and number == 0:
                 await asyncio.to_thread(self.release.wait, 10)
         if include_usage:

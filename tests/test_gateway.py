@@ -32,6 +32,7 @@ from spendtrail.gateway import (
     revoke_key,
 )
 from spendtrail.gateway.budget import GuardedBudgets
+from spendtrail.journal.intents import is_intent
 from spendtrail.ledger.db import make_engine, migrate
 from spendtrail.ledger.ingest import Ingester
 from spendtrail.ledger.prices import add_entries
@@ -102,7 +103,8 @@ class Gateway:
         deadline = time.monotonic() + timeout
         while True:
             found = [decode_event(line) for path in sorted(self.spool.glob("*.jsonl*"))
-                     for line in path.read_bytes().splitlines() if line.strip()]
+                     for line in path.read_bytes().splitlines()
+                     if line.strip() and not is_intent(line)]
             if count is None or len(found) >= count or time.monotonic() > deadline:
                 return found
             time.sleep(0.02)

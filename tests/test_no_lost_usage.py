@@ -1,8 +1,10 @@
 """No lost usage: a gateway killed with SIGKILL under load, and a database stopped under load.
 
-Every response a client received must end with exactly one event in the ledger, none twice.
-The gateway runs as a real `spendtrail gateway` process in front of the provider simulator,
-and the clients are the real openai SDK.
+Every response a client received must end with exactly one event in the ledger, none twice,
+and every call the provider took (so billed) must have one, delivered or not: the calls in
+flight at the kill are `interrupted` events with their owner. The gateway runs as a real
+`spendtrail gateway` process in front of the provider simulator or the upstream double, and
+the clients are the real openai SDK.
 """
 
 from __future__ import annotations
@@ -15,12 +17,15 @@ import sys
 import threading
 import time
 import urllib.request
+from collections import Counter
+from datetime import UTC, datetime
 from pathlib import Path
 
 import openai
 import pytest
 import sqlalchemy as sa
 from factories import ROOT, SHEET
+from gateway_upstream import UpstreamDouble
 from private_postgres import PrivatePostgres
 
 from spendtrail.gateway.keys import create_key
@@ -30,7 +35,9 @@ from spendtrail.ledger.ingest import Ingester
 from spendtrail.ledger.prices import add_entries
 from spendtrail.ledger.registry_versions import save_version
 from spendtrail.ledger.schema import events
+from spendtrail.periods import parse_period
 from spendtrail.pricing import load_sheet
+from spendtrail.reconcile import import_bill, reconcile
 from spendtrail.registry import load_registry
 from spendtrail.simulator import SimulatorConfig, serve_in_thread
 
@@ -190,6 +197,116 @@ def test_sigkill_under_load_loses_and_doubles_nothing(ledger_url, tmp_path):
     _catch_up(ledger_url, gateway.spool)
     assert before_kill >= 150 and len(load.received) >= before_kill + 150
     _assert_each_received_once(ledger_url, load.received)
+
+
+class InFlight:
+    """Client threads that keep slow calls in flight, streamed and not, until stopped."""
+
+    def __init__(self, base_url: str, key: str, threads: int = 8):
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._run, args=(base_url, key, n))
+                         for n in range(threads)]
+
+    def _run(self, base_url: str, key: str, n: int) -> None:
+        client = openai.OpenAI(base_url=base_url, api_key=key, max_retries=0, timeout=10)
+        i = 0
+        while not self._stop.is_set():
+            i += 1
+            request = {"model": "gpt-4o-mini", "stream": (i + n) % 2 == 0,
+                       "messages": [{"role": "user", "content": f"q {n} {i}"}],
+                       "extra_headers": {"X-Spendtrail-Workload": "batch"}}
+            try:
+                answer = client.chat.completions.create(**request)
+                if request["stream"]:
+                    for _ in answer:
+                        pass
+            except (openai.APIConnectionError, openai.APIStatusError):
+                time.sleep(0.01)
+
+    def __enter__(self) -> InFlight:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(30)
+
+
+def _settled(upstream: UpstreamDouble) -> list:
+    """The upstream's log once no more calls arrive (those sent before the kill)."""
+    while True:
+        count = len(upstream.received)
+        time.sleep(0.3)
+        if len(upstream.received) == count:
+            return list(upstream.received)
+
+
+def _bill_from(upstream_log: list, path: Path) -> Path:
+    """The provider's own log as a CometAPI log export: one consume row per call it took."""
+    lines = ["created_at,type,token_name,model_name,prompt_tokens,completion_tokens,quota,"
+             "is_stream,request_id,group"]
+    for call in upstream_log:
+        lines.append(f"{int(call.at)},2,cc-100-search,gpt-4o-mini,12,5,3,"
+                     f"{str(call.json().get('stream') is True).lower()},{call.request_id},"
+                     "default")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_sigkill_with_calls_in_flight_leaves_an_event_for_every_billed_call(
+    ledger_url, tmp_path
+):
+    key = _seed(ledger_url, tmp_path)
+    upstream = UpstreamDouble(UPSTREAM_KEY)
+    upstream.answer_delay = 0.2  # every call is in flight a while before its headers ...
+    upstream.chunk_delay = 0.03  # ... and a stream a while after them
+    gateway = Gateway(ledger_url, upstream.start(), tmp_path)
+    try:
+        gateway.start()
+        with InFlight(gateway.base_url, key):
+            deadline = time.monotonic() + 60
+            while len(upstream.received) < 60:
+                assert time.monotonic() < deadline, "the load made no progress"
+                time.sleep(0.02)
+            gateway.kill()  # eight clients, so about eight calls in flight
+        billed = _settled(upstream)
+    finally:
+        if gateway.process.poll() is None:
+            gateway.kill()
+        upstream.stop()
+    _catch_up(ledger_url, gateway.spool)  # what the restarted gateway's ingester does
+
+    engine = make_engine(ledger_url)
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(events)).all()
+    stopped = [r for r in rows if r.outcome == "interrupted"]
+    assert stopped, "no call was in flight at the kill"
+    assert {(r.application, r.workload_class, r.model_requested, r.allocation_status)
+            for r in stopped} == {("search-summaries", "batch", "gpt-4o-mini", "allocated")}
+    # Every call the provider took has an event: by its request id when the gateway saw the
+    # answer's headers, else it is among the interrupted events that never learnt one.
+    by_rid = Counter(r.provider_request_id for r in rows if r.provider_request_id)
+    assert all(count == 1 for count in by_rid.values()), "a call recorded twice"
+    without_event = [call for call in billed if call.request_id not in by_rid]
+    blind = [r for r in stopped if r.provider_request_id is None]
+    assert len(without_event) <= len(blind)
+    assert set(by_rid) <= {call.request_id for call in billed}
+
+    # The provider's bill of those calls reconciles with no billed call left without an
+    # event: each interrupted one is matched to its line and priced from it, with its owner.
+    bill = import_bill(engine, _bill_from(billed, tmp_path / "bill.csv"), "cometapi-csv",
+                       actor="test").bill
+    month = parse_period(datetime.fromtimestamp(billed[0].at, UTC).strftime("%Y-%m"))
+    record = reconcile(engine, period=month, bill_id=bill.id, reviewer="test", actor="test")
+    engine.dispose()
+    kinds = Counter(d.kind for d in record.differences)
+    assert kinds["billed_not_in_ledger"] == 0, record.differences
+    matched = [d for d in record.differences if d.kind == "interrupted"]
+    assert len(matched) == len(billed) - (len(rows) - len(stopped))
+    assert {d.owner for d in matched} <= {"search-summaries"}
+    assert all(d.logged_pico == d.billed_pico for d in matched)
 
 
 def test_database_outage_under_load_catches_up_when_it_returns(tmp_path):

@@ -139,6 +139,9 @@ def _print_report(report: IngestReport) -> None:
         f"allocated {report.allocated}, shared {report.shared}, quarantined "
         f"{report.quarantined}, unpriced {report.unpriced}"
     )
+    if report.interrupted or report.pending:
+        console.print(f"interrupted {report.interrupted} (calls in flight when their gateway "
+                      f"stopped), intents still in flight {report.pending}")
     for item in report.rejected[:50]:
         err_console.print(f"{item.source}:{item.line}: {item.error}", highlight=False)
     if len(report.rejected) > 50:

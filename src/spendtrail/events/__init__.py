@@ -10,6 +10,7 @@ hook) share to build it. Imports only ``errors``.
 
 from spendtrail.events.ids import new_event_id
 from spendtrail.events.model import (
+    INTERRUPTED,
     METERS,
     OUTCOMES,
     AllocationContext,
@@ -23,6 +24,7 @@ from spendtrail.events.model import (
 )
 
 __all__ = [
+    "INTERRUPTED",
     "METERS",
     "OUTCOMES",
     "AllocationContext",

@@ -19,7 +19,12 @@ import msgspec
 from spendtrail.errors import SpendtrailError
 from spendtrail.events.ids import new_event_id
 
-Outcome = Literal["success", "client_error", "upstream_error", "timeout", "cancelled"]
+# `interrupted`: the capture path recorded the attempt's intent and stopped (a crash) before
+# its outcome was known; the provider may have billed it, its usage is unknown.
+Outcome = Literal[
+    "success", "client_error", "upstream_error", "timeout", "cancelled", "interrupted"
+]
+INTERRUPTED = "interrupted"
 OUTCOMES: tuple[str, ...] = Outcome.__args__  # type: ignore[attr-defined]
 
 Count = Annotated[int, msgspec.Meta(ge=0)]
@@ -111,6 +116,11 @@ class UsageEvent(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_
     def model(self) -> str | None:
         """The model that was billed: the one served, else the one requested."""
         return self.model_served or self.model_requested
+
+    @property
+    def usage_known(self) -> bool:
+        """False for an interrupted attempt: its empty usage means unknown, not zero."""
+        return self.outcome != INTERRUPTED
 
     @property
     def billable(self) -> bool:

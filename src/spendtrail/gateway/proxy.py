@@ -161,6 +161,7 @@ class Proxy:
                 body = _encode.encode(payload)
                 strip_usage = True
 
+        self._intend(call)
         sent = time.monotonic()
         try:
             upstream = await self.session.request(
@@ -181,6 +182,8 @@ class Proxy:
                                 f"connection to the provider failed ({type(exc).__name__})")
         self.metrics.observe_latency(time.monotonic() - sent)
         call.provider_request_id = provider_request_id(upstream.headers)
+        if streaming and call.provider_request_id:  # a stream may be in flight for long
+            self._intend(call)
         try:
             content_type = upstream.headers.get("Content-Type", "")
             if streaming and upstream.status == 200 and content_type.startswith(
@@ -377,6 +380,21 @@ class Proxy:
         outcome = "timeout" if status == 504 else "upstream_error"
         cost = self._record(call, status, outcome, ResponseFacts())
         return error_response(status, message, code, headers={**ours, "X-Spendtrail-Cost": cost})
+
+    def _intend(self, call: Call) -> None:
+        """Journal the attempt before it goes upstream, so a crash mid-flight still leaves
+        an event: its completion is the event `_record` writes (docs/gateway.md)."""
+        try:
+            self.spool.append_intent(UsageEvent(
+                event_id=call.event_id, request_id=call.request_id, attempt=call.attempt,
+                started_at=call.started_at, provider=self.config.provider,
+                endpoint=call.endpoint, model_requested=call.model_requested,
+                outcome="interrupted", context=call.identity.context,
+                provider_request_id=call.provider_request_id, gateway_key_id=call.key.id,
+                source="gateway"))
+        except (OSError, ValueError):
+            self.metrics.journal_errors += 1
+            log.exception("could not journal the intent of event %s", call.event_id)
 
     def _record(self, call: Call, status: int, outcome: Outcome, facts: ResponseFacts) -> str:
         """Append the attempt's event to the journal, once; returns the cost header value."""

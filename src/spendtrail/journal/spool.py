@@ -9,6 +9,8 @@ idempotent replay. A writer killed outright leaves its ``.open`` file behind:
 
 Each append is flushed to the operating system before it returns, which survives the death of
 the writing process (SIGKILL included); ``fsync=True`` also survives power loss, at a cost.
+An attempt's intent (``append_intent``) goes to the same file, by the same rules, before the
+attempt goes upstream; see ``journal/intents.py``.
 """
 
 from __future__ import annotations
@@ -21,9 +23,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from spendtrail.events.model import UsageEvent, encode_event
+from spendtrail.journal.intents import encode_intent
 
 OPEN_SUFFIX = ".jsonl.open"
-_WRITER_PID = re.compile(r"-(\d+)-\d+\.jsonl\.open$")
+_WRITER_PID = re.compile(r"-(\d+)-\d+\.jsonl(?:\.open)?$")
 
 
 class Spool:
@@ -47,7 +50,14 @@ class Spool:
         directory.mkdir(parents=True, exist_ok=True)
 
     def append(self, event: UsageEvent) -> None:
-        line = encode_event(event) + b"\n"
+        self._append(encode_event(event) + b"\n")
+
+    def append_intent(self, event: UsageEvent) -> None:
+        """Journal an attempt before it goes upstream: `event` is what it becomes if it
+        never completes (outcome ``interrupted``)."""
+        self._append(encode_intent(event) + b"\n")
+
+    def _append(self, line: bytes) -> None:
         with self._lock:
             if self._handle is None:
                 self._open()
@@ -97,8 +107,8 @@ def recover_orphans(directory: Path) -> list[Path]:
     never received the end of that response."""
     recovered = []
     for path in sorted(directory.glob(f"*{OPEN_SUFFIX}")) if directory.is_dir() else ():
-        match = _WRITER_PID.search(path.name)
-        if match is None or _alive(int(match[1])):
+        pid = writer_pid(path.name)
+        if pid is None or writer_alive(pid):
             continue
         sealed = path.with_name(path.name.removesuffix(".open"))
         path.rename(sealed)
@@ -106,7 +116,15 @@ def recover_orphans(directory: Path) -> list[Path]:
     return recovered
 
 
-def _alive(pid: int) -> bool:
+def writer_pid(name: str) -> int | None:
+    """The writer's process id in a spool file's name (``events-<time>-<pid>-<n>.jsonl``,
+    sealed or open); None for a file named otherwise."""
+    match = _WRITER_PID.search(name)
+    return int(match[1]) if match else None
+
+
+def writer_alive(pid: int) -> bool:
+    """Whether a process with this id runs on this host (a spool is local to one host)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -136,6 +154,14 @@ def backlog(directory: Path) -> tuple[int, int, float]:
         size += stat.st_size
         oldest = stat.st_ctime if oldest is None else min(oldest, stat.st_ctime)
     return files, size, 0.0 if oldest is None else max(0.0, time.time() - oldest)
+
+
+def writer_files(directory: Path, pid: int) -> list[Path]:
+    """The files of writer `pid` still in the spool (open, or sealed and not yet ingested)."""
+    if not directory.is_dir():
+        return []
+    return [p for p in directory.iterdir()
+            if p.name.endswith((".jsonl", OPEN_SUFFIX)) and writer_pid(p.name) == pid]
 
 
 def sealed_files(directory: Path) -> list[Path]:

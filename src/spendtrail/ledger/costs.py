@@ -33,8 +33,11 @@ class Cost:
         return self.status in UNPRICED_STATUSES
 
 
-def cost_of(usage: Usage, entry: PriceEntry | None) -> Cost:
-    """Nothing metered -> no_usage; no price entry -> unpriced (never 0); else priced."""
+def cost_of(usage: Usage, entry: PriceEntry | None, *, usage_known: bool = True) -> Cost:
+    """Usage unknown (an interrupted attempt) -> unpriced; nothing metered -> no_usage; no
+    price entry -> unpriced (never 0); else priced."""
+    if not usage_known:
+        return Cost(COST_UNPRICED, None, None, None, {}, ("usage_unknown",))
     if not any(msgspec.structs.astuple(usage)):
         return Cost(COST_NO_USAGE, entry.id if entry else None, None, 0, {}, ())
     if entry is None:

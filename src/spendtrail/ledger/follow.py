@@ -43,13 +43,16 @@ def follow(
     re-read for every round that has files, so changes to them apply without a restart."""
     stop = stop or threading.Event()
     engine: sa.Engine | None = None
+    pending = True  # intents held in the ledger may wait for a writer that has stopped since
     while True:
         last = stop.is_set()
         recover_orphans(spool)  # before looking, so a dead writer's file counts
-        if sealed_files(spool):
+        if sealed_files(spool) or pending:
             try:
                 engine = engine or open_ledger(url)
-                on_report(Ingester(engine).ingest_spool(spool))
+                report = Ingester(engine).ingest_spool(spool)
+                pending = report.pending > 0
+                on_report(report)
             except OUTAGE_ERRORS as error:
                 on_outage(error)
                 if engine is not None:

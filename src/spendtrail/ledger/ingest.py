@@ -5,6 +5,8 @@ catalog at its own timestamp, and written with its first cost entry and its shar
 daily rollups in one transaction per batch. Events already in the ledger are skipped, so a
 spool replayed after a crash or an outage never counts twice. A line that is not a valid
 event is recorded in ``ingest_rejects`` with its file and line; the other lines go on.
+Intent records whose completion is not in the same file are held until it arrives or their
+writer has stopped, when they become ``interrupted`` events (``ledger/intents.py``).
 """
 
 from __future__ import annotations
@@ -21,10 +23,12 @@ import msgspec
 import psycopg
 import sqlalchemy as sa
 
-from spendtrail.events.model import EventError, UsageEvent, decode_event
+from spendtrail.events.model import INTERRUPTED, EventError, UsageEvent, decode_event
+from spendtrail.journal.intents import decode_intent, is_intent
 from spendtrail.journal.reader import Chunk, JournalLine, event_files, file_chunks, read_lines
 from spendtrail.journal.spool import mark_ingested, recover_orphans, sealed_files
 from spendtrail.ledger.costs import UNPRICED_STATUSES, cost_of, rollup_measures
+from spendtrail.ledger.intents import hold_intents, late_completions, resolve_intents
 from spendtrail.ledger.prices import load_catalog
 from spendtrail.ledger.registry_versions import load_history
 from spendtrail.ledger.schema import ROLLUP_DIMENSIONS, ROLLUP_MEASURES, cost_entries, events
@@ -33,6 +37,7 @@ from spendtrail.registry import Allocation, quarantine
 
 EVENT_COLUMNS = tuple(c.name for c in events.columns)
 COST_COLUMNS = tuple(c.name for c in cost_entries.columns if c.name != "id")
+_OUTCOME = EVENT_COLUMNS.index("outcome")
 
 _json = msgspec.json.Encoder(decimal_format="string")
 CHUNK_BYTES = 8 * 1024 * 1024  # per worker task: large enough to amortize, small for progress
@@ -54,6 +59,9 @@ class IngestReport:
     shared: int = 0
     quarantined: int = 0
     unpriced: int = 0
+    intents: int = 0  # intent records read
+    interrupted: int = 0  # intents that became `interrupted` events
+    pending: int = 0  # intents still waiting for their completion (a running writer)
     rejected: list[Rejected] = field(default_factory=list)
 
     def add(self, other: IngestReport) -> None:
@@ -101,6 +109,9 @@ class Ingester:
                 report.add(self._ingest_parallel(path, chunks, on_progress))
             else:
                 report.add(self.ingest_lines(read_lines(path), on_progress))
+        # The files named are taken as all their writers wrote: only a running writer's
+        # intents stay pending.
+        self._resolve(None, report)
         return report
 
     def _ingest_parallel(
@@ -128,27 +139,50 @@ class Ingester:
         for path in sealed_files(spool):
             report.add(self.ingest_lines(read_lines(path)))
             mark_ingested(path)
+        self._resolve(spool, report)
         return report
+
+    def _resolve(self, spool: Path | None, report: IngestReport) -> None:
+        interrupted, report.pending = resolve_intents(
+            self.engine, spool, lambda items: report.add(self.ingest_events(items)))
+        report.interrupted += interrupted
 
     def ingest_lines(
         self, lines: Iterable[JournalLine], on_progress: Callable[[int], None] | None = None
     ) -> IngestReport:
         report = IngestReport()
+        # Intents read and not yet completed by a later line (the latest line of an id wins).
+        intents: dict[str, tuple[JournalLine, UsageEvent]] = {}
         for batch in _batched(lines, self.batch_size):
-            prepared, rejected = [], []
+            prepared, sources, rejected, intent_lines = [], [], [], 0
             now = self._writer.timestamp(datetime.now(UTC))
             for item in batch:
                 try:
-                    prepared.append(self._prepare(decode_event(item.data), now))
+                    if is_intent(item.data):
+                        intent_lines += 1
+                        intent = decode_intent(item.data)
+                        intents[intent.event_id] = (item, intent)
+                        continue
+                    event = decode_event(item.data)
+                    intents.pop(event.event_id, None)
+                    prepared.append(self._prepare(event, now))
+                    sources.append(item)
                 except EventError as exc:
                     message = str(exc) if item.complete else f"truncated line ({exc})"
                     rejected.append((item, message))
-            report.read += len(batch)
-            self._write(prepared, report)
+            report.read += len(batch) - intent_lines
+            report.intents += intent_lines
+            inserted = self._write(prepared, report)
+            if len(inserted) < len(prepared):
+                rejected += late_completions(self.engine, {
+                    row.event_id: item for row, item in zip(prepared, sources, strict=True)
+                    if row.event_id not in inserted and row.event_row[_OUTCOME] != INTERRUPTED})
             if rejected:
                 self._reject(rejected, report)
             if on_progress is not None:
                 on_progress(sum(len(item.data) + 1 for item in batch))
+        if intents:
+            hold_intents(self.engine, intents.values())
         return report
 
     def ingest_events(self, items: Iterable[UsageEvent]) -> IngestReport:
@@ -172,7 +206,7 @@ class Ingester:
 
         model = event.model
         entry = self.catalog.lookup(event.provider, model, at) if model else None
-        cost = cost_of(event.usage, entry)
+        cost = cost_of(event.usage, entry, usage_known=event.usage_known)
 
         w = self._writer
         day = at.date()
@@ -203,7 +237,7 @@ class Ingester:
 
     # -- writing ----------------------------------------------------------------------
 
-    def _write(self, prepared: list[_Prepared], report: IngestReport) -> None:
+    def _write(self, prepared: list[_Prepared], report: IngestReport) -> set[str]:
         unique: dict[str, _Prepared] = {}
         for row in prepared:
             unique.setdefault(row.event_id, row)
@@ -216,6 +250,7 @@ class Ingester:
                 setattr(report, row.allocation_status,
                         getattr(report, row.allocation_status) + 1)
                 report.unpriced += row.cost_status in UNPRICED_STATUSES
+        return inserted
 
     def _reject(self, rejected: list[tuple[JournalLine, str]], report: IngestReport) -> None:
         now = datetime.now(UTC)

@@ -18,7 +18,7 @@ import msgspec
 import sqlalchemy as sa
 
 from spendtrail.errors import SpendtrailError
-from spendtrail.events.model import Usage
+from spendtrail.events.model import INTERRUPTED, Usage
 from spendtrail.ledger.audit import record_change
 from spendtrail.ledger.costs import Cost, cost_of, rollup_measures
 from spendtrail.ledger.db import as_utc
@@ -209,7 +209,8 @@ def _reprice_batch(
         at = as_utc(row.started_at)  # the catalog insists on an offset
         model = row.model_served or row.model_requested
         usage = _usage.decode(row.usage)
-        new = cost_of(usage, catalog.lookup(row.provider, model, at) if model else None)
+        new = cost_of(usage, catalog.lookup(row.provider, model, at) if model else None,
+                      usage_known=row.outcome != INTERRUPTED)
         old = Cost(row.status, row.price_entry_id, row.currency, row.amount_pico,
                    _breakdown.decode(row.breakdown), tuple(filter(None, row.flags.split(","))))
         if new == old:

@@ -536,3 +536,17 @@ prices_used_daily = sa.Table(
     sa.PrimaryKeyConstraint("day", "provider", "model", "price_entry_id",
                             name="pk_prices_used_daily"),
 )
+
+# Intents of attempts whose completion ingest has not seen yet (docs/gateway.md, "Intent
+# records"): held here until the completion arrives, or the writer is known to have stopped
+# and the intent becomes an `interrupted` event. `intent` is the event JSON.
+pending_intents = sa.Table(
+    "pending_intents",
+    metadata,
+    sa.Column("event_id", sa.String(64), primary_key=True),
+    sa.Column("writer_pid", sa.Integer),  # from the spool file's name; NULL if it has none
+    sa.Column("source", sa.String(2000), nullable=False),
+    sa.Column("line", sa.Integer, nullable=False),
+    sa.Column("intent", sa.Text, nullable=False),
+    sa.Column("held_at", Timestamp, nullable=False),
+)

@@ -11,29 +11,36 @@ per owner and the differences.
 - **aggregate** method (OpenAI/Anthropic/FOCUS buckets): bill and ledger are summed per
   (day, model) and the sums compared; a bill without models is compared per day.
 
+An ``interrupted`` event (the gateway stopped before the provider answered: owner and model
+known, usage unknown) is matched to its bill line by request id when the gateway learnt it,
+else, in the request method, to a bill line no event carries, of the same model, billed
+within ``INTERRUPTED_WINDOW`` of its start. Matched, it is priced from the bill (its logged
+amount is the billed one) and listed as kind ``interrupted``; unmatched, it stays unpriced.
+
 Both sides are restricted to the period: bill lines by the UTC day their period starts,
 events by their UTC day. Amounts are integer pico-units of the bill's currency.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import msgspec
 import sqlalchemy as sa
 
-from spendtrail.events import Usage
+from spendtrail.events import INTERRUPTED, Usage
 from spendtrail.ledger.costs import is_current
 from spendtrail.ledger.schema import bill_lines, cost_entries, events
 from spendtrail.periods import Period
 
 DIFFERENCE_KINDS = (
     "in_ledger_not_billed", "billed_not_in_ledger", "token_mismatch", "price_mismatch",
-    "refund", "error_billed",
+    "refund", "error_billed", "interrupted",
 )
 UNATTRIBUTED = "(unattributed)"
 QUARANTINED = "(quarantined)"
@@ -43,6 +50,10 @@ UNPRICED = ("unpriced", "incomplete")
 # One CometAPI quota unit (1/500,000 USD): the log rounds each call to whole units and bills
 # at least one, so a per-request amount within one unit of the ledger's price is the same.
 REQUEST_RESOLUTION_PICO = 2_000_000
+# How long after an interrupted call started its bill line may be stamped (the gateway's
+# default --read-timeout), and how much earlier (clocks differ).
+INTERRUPTED_WINDOW = timedelta(minutes=10)
+CLOCK_SKEW = timedelta(minutes=1)
 
 _usage = msgspec.json.Decoder(Usage)
 _STREAM = {"yield_per": 10_000}  # server-side cursor on PostgreSQL: rows stream, not load
@@ -82,7 +93,9 @@ class Matching:
     refunded_pico: int = 0  # billed: refunds (negative)
     error_pico: int = 0  # billed: error rows
     events: int = 0
-    unpriced_events: int = 0
+    unpriced_events: int = 0  # interrupted events count once matching leaves them unpriced
+    interrupted_events: int = 0
+    interrupted_matched: int = 0
     foreign_currency_events: int = 0  # priced in a currency other than the bill's
     foreign_currency_lines: int = 0
     bill_lines: int = 0  # spend lines (not top-ups) in the period
@@ -128,6 +141,7 @@ def match_bill(
         _match_requests(conn, import_id, in_bill, provider, period, result, on_progress)
     else:
         _match_aggregates(conn, in_bill, provider, period, tolerance, result)
+    result.unpriced_events += result.interrupted_events - result.interrupted_matched
     return result
 
 
@@ -190,18 +204,22 @@ def _in_period(provider: str, period: Period):
 def _ledger_totals(conn: sa.Connection, provider: str, period: Period, result: Matching) -> None:
     e, c = events.c, cost_entries.c
     owner = _owner_column()
+    interrupted = (e.outcome == INTERRUPTED).label("interrupted")
     query = (
-        sa.select(owner, c.currency, c.status, sa.func.count(), sa.func.sum(c.amount_pico),
-                  sa.func.min(e.day), sa.func.max(e.day))
+        sa.select(owner, c.currency, c.status, interrupted, sa.func.count(),
+                  sa.func.sum(c.amount_pico), sa.func.min(e.day), sa.func.max(e.day))
         .select_from(events.join(cost_entries, _current_cost()))
         .where(_in_period(provider, period))
-        .group_by(owner, c.currency, c.status)
+        .group_by(owner, c.currency, c.status, interrupted)
     )
-    for name, currency, status, count, total, first, last in conn.execute(query):
+    for name, currency, status, stopped, count, total, first, last in conn.execute(query):
         amount = _int(total) or 0
         result.ledger_days = _span(result.ledger_days, first, last)
         result.events += count
-        result.unpriced_events += count if status in UNPRICED else 0
+        if stopped:  # unpriced unless matching prices it from the bill
+            result.interrupted_events += count
+        elif status in UNPRICED:
+            result.unpriced_events += count
         totals = result.owner(name)
         totals.events += count
         if currency is not None and currency != result.currency and amount:
@@ -245,6 +263,7 @@ def _match_requests(
             _charges_sum(b.input_tokens).label("input_tokens"),
             _charges_sum(b.output_tokens).label("output_tokens"),
             sa.func.min(b.line).label("line"), sa.func.min(b.day).label("day"),
+            sa.func.min(b.period_start).label("at"),
             sa.func.max(b.model).label("model"), sa.func.max(b.key_name).label("key_name"),
         )
         .where(spend, b.provider_request_id.is_not(None))
@@ -256,7 +275,8 @@ def _match_requests(
     # may intersect the whole period's day index once per bill line. The event's day is
     # checked in Python instead.
     joined = (
-        sa.select(*g, e.event_id, e.day, _owner_column(), e.usage, c.amount_pico, c.status)
+        sa.select(*g, e.event_id, e.day, _owner_column(), e.usage, c.amount_pico, c.status,
+                  e.outcome)
         .select_from(
             groups.outerjoin(events, sa.and_(e.provider_request_id == g.rid,
                                              e.provider == provider))
@@ -264,13 +284,15 @@ def _match_requests(
         )
     )
     seen = 0
+    unmatched: list[_Unmatched] = []
     for row in conn.execute(joined, execution_options=_STREAM):
-        _compare_request(row, period, result)
+        _compare_request(row, period, result, unmatched)
         seen += 1
         if on_progress is not None and seen % 10_000 == 0:
             on_progress(10_000)
     if on_progress is not None:
         on_progress(seen % 10_000)
+    by_time = _match_interrupted_by_time(conn, provider, period, result, unmatched)
 
     # Refund and error rows are listed one by one, as the bill shows them.
     listed = sa.select(
@@ -312,6 +334,8 @@ def _match_requests(
     for event_id, day, rid, served, requested, owner, usage, amount in (
         conn.execute(unbilled, execution_options=_STREAM)
     ):
+        if event_id in by_time:
+            continue
         result.differences.append(Difference(
             "in_ledger_not_billed",
             "no bill line for this request" if rid else "the event has no provider request id",
@@ -320,17 +344,31 @@ def _match_requests(
             logged_tokens=_tokens(_usage.decode(usage))))
 
 
-def _compare_request(row: sa.Row, period: Period, result: Matching) -> None:
+@dataclass(slots=True)
+class _Unmatched:
+    """A charged bill group no event carries: a candidate for an interrupted event."""
+
+    index: int  # of its billed_not_in_ledger difference
+    at: datetime
+    model: str | None
+    net: int
+
+
+def _compare_request(
+    row: sa.Row, period: Period, result: Matching, unmatched: list[_Unmatched]
+) -> None:
     """One request id's bill group against its event (if any). Runs per bill line at scale,
     so a Difference is only built when there is one."""
-    (rid, charged, charges, net, input_tokens, output_tokens, line, day, model, key,
-     event_id, event_day, owner, usage, amount, status) = row
+    (rid, charged, charges, net, input_tokens, output_tokens, line, day, at, model, key,
+     event_id, event_day, owner, usage, amount, status, outcome) = row
     net = _int(net) or 0
     if event_id is None or event_day not in period:
         result.owner(UNATTRIBUTED).billed_pico += net
         if charges:
             where = "no ledger event carries this request id" if event_id is None else (
                 f"its ledger event is on {event_day}, outside the period")
+            if event_id is None:
+                unmatched.append(_Unmatched(len(result.differences), _utc(at), model, net))
             result.differences.append(Difference(
                 "billed_not_in_ledger", where,
                 day=day, provider_request_id=rid, bill_line=line, model=model,
@@ -339,6 +377,14 @@ def _compare_request(row: sa.Row, period: Period, result: Matching) -> None:
         return
     result.matched += 1
     result.owner(owner).billed_pico += net
+    if outcome == INTERRUPTED and charges:
+        _price_interrupted(result, owner, _int(charged))
+        result.differences.append(Difference(
+            "interrupted", "the gateway stopped before the answer; priced from the bill",
+            day=day, provider_request_id=rid, event_id=event_id, bill_line=line, model=model,
+            key_name=key, owner=owner, logged_pico=_int(charged), billed_pico=_int(charged),
+            billed_tokens=_pair(input_tokens, output_tokens)))
+        return
     meters = _usage.decode(usage)
     if not charges:
         if (amount or 0) <= REQUEST_RESOLUTION_PICO:
@@ -359,6 +405,65 @@ def _compare_request(row: sa.Row, period: Period, result: Matching) -> None:
         bill_line=line, model=model, key_name=key, owner=owner, logged_pico=amount,
         billed_pico=_int(charged), logged_tokens=_tokens(meters),
         billed_tokens=_pair(input_tokens, output_tokens) if charges else None))
+
+
+def _price_interrupted(result: Matching, owner: str, charged: int) -> None:
+    """An interrupted event's logged amount is what the bill charged for it."""
+    result.interrupted_matched += 1
+    result.owner(owner).logged_pico += charged
+    result.logged_pico += charged
+
+
+def _match_interrupted_by_time(
+    conn: sa.Connection, provider: str, period: Period, result: Matching,
+    unmatched: list[_Unmatched],
+) -> set[str]:
+    """Interrupted events the gateway never learnt a request id for, each matched to the
+    earliest bill group of its model that no event carries, stamped within the window of its
+    start; returns the ids of the events matched. Calls of one model by several owners in
+    the same minutes can swap owners: the difference says it was matched by time."""
+    e = events.c
+    if not unmatched or result.interrupted_events == result.interrupted_matched:
+        return set()
+    stopped = conn.execute(
+        sa.select(e.event_id, e.started_at, e.model_requested, _owner_column())
+        .where(_in_period(provider, period), e.outcome == INTERRUPTED,
+               e.provider_request_id.is_(None))
+        .order_by(e.started_at, e.event_id)
+    ).all()
+    free: dict[str | None, list[_Unmatched]] = defaultdict(list)  # per model, by time
+    for group in sorted(unmatched, key=lambda u: u.at):
+        free[group.model].append(group)
+    matched: set[str] = set()
+    for event_id, started_at, model, owner in stopped:
+        started_at = _utc(started_at)
+        candidates = free.get(model, [])
+        at = bisect_left(candidates, started_at - CLOCK_SKEW, key=lambda u: u.at)
+        if at == len(candidates) or candidates[at].at > started_at + INTERRUPTED_WINDOW:
+            continue
+        group = candidates.pop(at)
+        matched.add(event_id)
+        billed = result.differences[group.index]
+        result.owner(UNATTRIBUTED).billed_pico -= group.net
+        result.owner(owner).billed_pico += group.net
+        result.matched += 1
+        _price_interrupted(result, owner, billed.billed_pico or 0)
+        result.differences[group.index] = Difference(
+            "interrupted", "the gateway stopped before the answer and never learnt the "
+            "request id; matched by model and time, priced from the bill",
+            day=billed.day, provider_request_id=billed.provider_request_id,
+            event_id=event_id, bill_line=billed.bill_line, model=billed.model,
+            key_name=billed.key_name, owner=owner, logged_pico=billed.billed_pico,
+            billed_pico=billed.billed_pico, billed_tokens=billed.billed_tokens)
+    rest = result.owners.get(UNATTRIBUTED)
+    if rest is not None and not (rest.events or rest.logged_pico or rest.billed_pico):
+        del result.owners[UNATTRIBUTED]  # all it held were interrupted calls
+    return matched
+
+
+def _utc(value: datetime) -> datetime:
+    """SQLite hands timestamps back naive (UTC)."""
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def _tokens(usage: Usage) -> str:

@@ -1,0 +1,119 @@
+"""The orphan rule: when an attempt's intent, whose completion never came, becomes an
+``interrupted`` event (docs/gateway.md, "Intent records").
+
+Ingest drops an intent as soon as its completion (the event with the same id) follows it in
+the same file. An intent left over at the end of a file is held in ``pending_intents``,
+because its completion may still come: in a later file of the same writer (the spool
+rotates under calls in flight), or not yet written at all (the call is still in flight).
+A held intent is resolved at the end of each ingest round:
+
+- an event with its id is in the ledger -> it completed; the intent is dropped;
+- else, once its writer has stopped (no process with the id in the file's name runs on
+  this host) and none of that writer's files is left in the spool (every line it wrote has
+  been ingested) -> it is ingested as an ``interrupted`` event: owner and model as the
+  intent says, usage unknown, so unpriced;
+- else it stays pending: a running gateway's calls in flight never look interrupted.
+
+A completion can therefore never follow its ``interrupted`` event: a stopped writer writes
+nothing more, and all it wrote was ingested first. Should one still come (a spool shared by
+hosts, whose process ids mean nothing here; files moved by hand), it is not dropped silently
+but rejected with its file and line (``late_completions``). Ingest stays idempotent: an
+intent read again is held again and dropped again, because its event is in the ledger.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from spendtrail.events.model import INTERRUPTED, UsageEvent, decode_event, encode_event
+from spendtrail.journal.reader import JournalLine
+from spendtrail.journal.spool import writer_alive, writer_files, writer_pid
+from spendtrail.ledger.schema import events, pending_intents
+
+
+def hold_intents(engine: sa.Engine, intents: Iterable[tuple[JournalLine, UsageEvent]]) -> None:
+    """Keep intents a file left without completion; a later line of an id replaces it."""
+    now = datetime.now(UTC)
+    rows = [
+        {
+            "event_id": intent.event_id,
+            "writer_pid": writer_pid(Path(item.source).name),
+            "source": item.source[:2000],
+            "line": item.line,
+            "intent": encode_event(intent).decode(),
+            "held_at": now,
+        }
+        for item, intent in intents
+    ]
+    insert = sa.text(
+        "INSERT INTO pending_intents (event_id, writer_pid, source, line, intent, held_at) "
+        "VALUES (:event_id, :writer_pid, :source, :line, :intent, :held_at) "
+        "ON CONFLICT (event_id) DO UPDATE SET writer_pid = excluded.writer_pid, "
+        "source = excluded.source, line = excluded.line, intent = excluded.intent, "
+        "held_at = excluded.held_at"
+    )
+    with engine.begin() as conn:
+        conn.execute(insert, rows)
+
+
+def resolve_intents(
+    engine: sa.Engine,
+    spool: Path | None,
+    ingest: Callable[[list[UsageEvent]], object],
+) -> tuple[int, int]:
+    """Apply the orphan rule to every held intent; returns (made interrupted, still pending).
+    `spool` is the folder whose files count as not yet ingested (None: no such folder)."""
+    p = pending_intents.c
+    completed = sa.exists().where(events.c.event_id == p.event_id)
+    with engine.begin() as conn:
+        conn.execute(sa.delete(pending_intents).where(completed))
+        held = conn.execute(sa.select(p.event_id, p.writer_pid, p.intent)).all()
+    if not held:
+        return 0, 0
+    stopped: dict[int | None, bool] = {}
+    orphans: list[UsageEvent] = []
+    for _, pid, intent in held:
+        if pid not in stopped:
+            stopped[pid] = pid is None or not (
+                writer_alive(pid) or (spool is not None and writer_files(spool, pid))
+            )
+        if stopped[pid]:
+            orphans.append(decode_event(intent))
+    if orphans:
+        ingest(orphans)  # idempotent: a crash before the delete below only repeats this
+        ids = [event.event_id for event in orphans]
+        with engine.begin() as conn:
+            for start in range(0, len(ids), 900):
+                conn.execute(
+                    sa.delete(pending_intents).where(p.event_id.in_(ids[start : start + 900]))
+                )
+    return len(orphans), len(held) - len(orphans)
+
+
+def late_completions(
+    engine: sa.Engine, duplicates: dict[str, JournalLine]
+) -> list[tuple[JournalLine, str]]:
+    """Of completions not inserted because their id is in the ledger, those whose id is an
+    ``interrupted`` event, each with the message of its reject."""
+    e = events.c
+    ids = list(duplicates)
+    late = []
+    with engine.connect() as conn:
+        for start in range(0, len(ids), 900):
+            late += conn.execute(
+                sa.select(e.event_id).where(
+                    e.event_id.in_(ids[start : start + 900]), e.outcome == INTERRUPTED
+                )
+            ).scalars()
+    return [
+        (
+            duplicates[event_id],
+            f"event {event_id} completes a call the ledger already holds as interrupted; "
+            "not ingested (was its writer on another host sharing this spool?)",
+        )
+        for event_id in late
+    ]
