@@ -32,8 +32,8 @@ from spendtrail.ledger.schema import bill_lines, cost_entries, events
 from spendtrail.periods import Period
 
 DIFFERENCE_KINDS = (
-    "in_ledger_not_billed", "billed_not_in_ledger", "token_mismatch", "price_mismatch",
-    "refund", "error_billed",
+    "in_ledger_not_billed", "billed_not_in_ledger", "duplicate_charge", "token_mismatch",
+    "price_mismatch", "refund", "error_billed", "rejected_row",
 )
 UNATTRIBUTED = "(unattributed)"
 QUARANTINED = "(quarantined)"
@@ -325,12 +325,14 @@ def _compare_request(row: sa.Row, period: Period, result: Matching) -> None:
     so a Difference is only built when there is one."""
     (rid, charged, charges, net, input_tokens, output_tokens, line, day, model, key,
      event_id, event_day, owner, usage, amount, status) = row
-    net = _int(net) or 0
+    net, charges = _int(net) or 0, _int(charges) or 0
     if event_id is None or event_day not in period:
         result.owner(UNATTRIBUTED).billed_pico += net
         if charges:
             where = "no ledger event carries this request id" if event_id is None else (
                 f"its ledger event is on {event_day}, outside the period")
+            if charges > 1:
+                where += f" (and it is charged {charges} times)"
             result.differences.append(Difference(
                 "billed_not_in_ledger", where,
                 day=day, provider_request_id=rid, bill_line=line, model=model,
@@ -344,6 +346,8 @@ def _compare_request(row: sa.Row, period: Period, result: Matching) -> None:
         if (amount or 0) <= REQUEST_RESOLUTION_PICO:
             return
         kind, detail = "in_ledger_not_billed", "the bill has only refund or error rows for it"
+    elif charges > 1:
+        kind, detail = "duplicate_charge", f"the request id is charged {charges} times"
     elif (input_tokens or 0) != meters.input_tokens or (output_tokens or 0) != (
         meters.output_tokens
     ):

@@ -4,8 +4,8 @@ with its reviewer and its differences. Records are never updated; a new run is a
 Variance is logged minus billed, in the bill's currency; variance % is relative to billed.
 Result: **inconclusive** when the comparison cannot be trusted (no bill lines in the period,
 a usage-only bill with no amounts, nothing matched, ledger events on days the bill does not
-cover, unpriced events, amounts in another currency), else **pass** when |variance| <=
-tolerance x |billed|, else **fail**.
+cover, unpriced events, amounts in another currency, rows the import rejected), else **pass**
+when |variance| <= tolerance x |billed|, else **fail**.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from spendtrail.reconcile.match import (
     OwnerTotals,
     match_bill,
 )
-from spendtrail.reconcile.store import get_import
+from spendtrail.reconcile.store import get_import, import_errors
 
 RESULTS = ("pass", "fail", "inconclusive")
 _PERCENT = Decimal("0.0001")
@@ -121,9 +121,21 @@ def reconcile(
                 f"bill {bill_id} names several providers; say which with --provider")
         found = match_bill(conn, bill.id, provider, period, tolerance=tolerance,
                            on_progress=on_progress)
+        # Rows the import could not read may belong to any period: each is listed, and the
+        # comparison is inconclusive, since the billed total may be missing them.
+        errors = list(import_errors(conn, bill))
+        found.differences.extend(
+            Difference("rejected_row", f"not imported: {error}", bill_line=error.line)
+            for error in errors)
         variance = found.logged_pico - found.billed_pico
         within = abs(variance) <= tolerance * abs(found.billed_pico)
         reasons = _inconclusive(found, period)
+        if errors:
+            stopped = next((e.line for e in errors if e.fatal), None)
+            reasons.append(
+                f"{len(errors)} rows of the bill were rejected at import, so the billed total "
+                f"may be incomplete (listed as rejected_row; spendtrail bills errors {bill.id})"
+                + ("" if stopped is None else f"; reading stopped at line {stopped}"))
         if reasons:
             result = "inconclusive"
         elif within:
