@@ -25,8 +25,9 @@ SHOWN_ERRORS = 50
 def import_command(
     file: Annotated[Path, typer.Argument(help="The export file.")],
     bill_format: Annotated[
-        str, typer.Option("--format", help=f"One of: {', '.join(FORMATS)}.")
-    ],
+        str | None,
+        typer.Option("--format", help=f"One of: {', '.join(FORMATS)} (default: detected)."),
+    ] = None,
     mapping: Annotated[
         Path | None, typer.Option(help="YAML column mapping (mapped-csv only).")
     ] = None,
@@ -37,7 +38,9 @@ def import_command(
 ) -> None:
     """Import a bill: good rows are stored, every bad row is reported with its line.
 
-    The same file (same SHA-256) is imported once; importing it again is refused."""
+    The format is detected from the header row or JSON shape when --format is omitted.
+    The same file (same SHA-256) is imported once, unless its bill is voided. Exit 0 all rows
+    imported, 1 some rows rejected, 2 nothing imported (an error)."""
     try:
         with Progress(SpinnerColumn(), TextColumn("importing {task.completed:,.0f} rows"),
                       TimeElapsedColumn(), console=err_console, transient=True,
@@ -50,7 +53,8 @@ def import_command(
         fail(str(exc))
     bill = result.bill
     console.print(f"bill {bill.id}: {bill.line_count} lines imported, {bill.error_count} rows "
-                  f"rejected ({escape(_span(bill))}, provider {escape(bill.provider or '?')})",
+                  f"rejected ({bill.format}, {escape(_span(bill))}, "
+                  f"provider {escape(bill.provider or '?')})",
                   highlight=False)
     for error in result.errors[:SHOWN_ERRORS]:
         err_console.print(escape(str(error)), highlight=False)

@@ -13,6 +13,7 @@ from spendtrail.reconcile.record import (
 from spendtrail.reconcile.store import (
     BillImport,
     DuplicateBillError,
+    EmptyBillError,
     ImportResult,
     get_import,
     import_bill,
@@ -27,6 +28,7 @@ __all__ = [
     "BillImport",
     "Difference",
     "DuplicateBillError",
+    "EmptyBillError",
     "ImportResult",
     "OwnerTotals",
     "ReconcileError",

@@ -22,7 +22,7 @@ from typing import Any
 import msgspec
 import sqlalchemy as sa
 
-from spendtrail.bills import BillFileError, BillLine, BillRowError, read_bill
+from spendtrail.bills import BillFileError, BillLine, BillRowError, choose_format, read_bill
 from spendtrail.errors import SpendtrailError
 from spendtrail.ledger.audit import record_change
 from spendtrail.ledger.schema import BILL_METERS, bill_import_errors, bill_imports, bill_lines
@@ -36,6 +36,10 @@ _json = msgspec.json.Encoder(decimal_format="number", enc_hook=str)
 
 class DuplicateBillError(SpendtrailError):
     """The file was imported before (same SHA-256)."""
+
+
+class EmptyBillError(SpendtrailError):
+    """No line of the file could be read (often the wrong format): nothing was imported."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +77,7 @@ def file_sha256(path: Path) -> str:
 def import_bill(
     engine: sa.Engine,
     path: Path,
-    format: str,
+    format: str | None,
     *,
     actor: str,
     mapping: Path | None = None,
@@ -81,10 +85,13 @@ def import_bill(
     batch_size: int = 10_000,
     on_progress: Callable[[int], None] | None = None,
 ) -> ImportResult:
-    """Import one bill file; `provider` names the ledger provider it bills (default: the
-    lines' own provider when they name one). `on_progress` receives rows read."""
-    items = read_bill(path, format, mapping)  # checks format and mapping before any write
+    """Import one bill file in `format` (None: detected from the file); `provider` names the
+    ledger provider it bills (default: the lines' own provider when they name one).
+    `on_progress` receives rows read. A file that yields no line stores nothing and raises
+    EmptyBillError."""
     sha256 = file_sha256(path)
+    format = choose_format(path, format, mapping)
+    items = read_bill(path, format, mapping)  # checks format and mapping before any write
     now = datetime.now(UTC)
     errors: list[BillRowError] = []
     with engine.begin() as conn:
@@ -129,6 +136,11 @@ def import_bill(
             error_count += len(bad)
             if on_progress is not None:
                 on_progress(len(batch))
+        if not lines:  # raised inside the transaction: the import row and errors go too
+            first = f"; the first: {errors[0]}" if errors else ""
+            raise EmptyBillError(
+                f"{path}: no line could be read as {format}, so nothing was imported "
+                f"({error_count} rows rejected{first})")
         if provider is None and len(providers) == 1:
             provider = providers.pop()
         counts = {"provider": provider, "line_count": lines, "error_count": error_count,
