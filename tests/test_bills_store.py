@@ -22,12 +22,17 @@ from spendtrail.ledger.schema import (
     bill_lines,
 )
 from spendtrail.money import to_pico
+from spendtrail.periods import parse_period
 from spendtrail.reconcile import (
+    BillStateError,
     DuplicateBillError,
     EmptyBillError,
+    ReconcileError,
     import_bill,
     import_errors,
     list_imports,
+    reconcile,
+    void_bill,
 )
 from spendtrail.reconcile.store import MAX_PICO
 
@@ -213,3 +218,56 @@ def test_bills_import_exit_codes(cli_ledger, tmp_path):
         assert (result.exit_code, message in result.output) == (code, True), (
             args, result.output)
     assert _counts(cli_ledger)[0] == 2
+
+
+def test_a_voided_bill_frees_its_file_and_cannot_be_reconciled(ledger, tmp_path):
+    path = tmp_path / "october.csv"
+    path.write_bytes((DATA / "focus.csv").read_bytes())
+    wrong = import_bill(ledger, path, "focus-csv", actor="ana", provider="wrong").bill
+    with ledger.begin() as conn:
+        voided = void_bill(conn, wrong.id, reason="imported for the wrong provider",
+                           actor="ben")
+    assert (voided.voided_by, voided.void_reason) == ("ben", "imported for the wrong provider")
+    assert voided.describe_void().endswith("by ben: imported for the wrong provider")
+    again = import_bill(ledger, path, "focus-csv", actor="ana", provider="openai").bill
+    assert again.id != wrong.id and again.voided_at is None
+    with pytest.raises(DuplicateBillError, match=f"already imported as bill {again.id}"):
+        import_bill(ledger, path, "focus-csv", actor="ana")  # the live bill still holds it
+    with pytest.raises(ReconcileError, match=f"bill {wrong.id} is voided .* cannot be rec"):
+        reconcile(ledger, period=parse_period("2025-06"), bill_id=wrong.id, reviewer="Ben",
+                  actor="ana")
+    with ledger.begin() as conn:
+        with pytest.raises(BillStateError, match=f"bill {wrong.id} is already voided"):
+            void_bill(conn, wrong.id, reason="twice", actor="ben")
+        with pytest.raises(BillStateError, match="reason: say why"):
+            void_bill(conn, again.id, reason=" ", actor="ben")
+        with pytest.raises(BillStateError, match="no bill 99"):
+            void_bill(conn, 99, reason="x", actor="ben")
+        [audit] = conn.execute(
+            sa.select(audit_log.c.actor, audit_log.c.object_id, audit_log.c.reason,
+                      audit_log.c.before).where(audit_log.c.action == "bills.void")).all()
+        lines = conn.execute(sa.select(sa.func.count()).select_from(bill_lines)
+                             .where(bill_lines.c.import_id == wrong.id)).scalar()
+    assert audit[:3] == ("ben", str(wrong.id), "imported for the wrong provider")
+    assert json.loads(audit[3])["sha256"] == wrong.sha256
+    assert lines == 3  # kept as evidence
+
+
+def test_bills_void_command(cli_ledger):
+    runner = CliRunner()
+    runner.invoke(bills_cmd.app, ["import", str(DATA / "focus.csv"), "--format", "focus-csv"])
+    voided = runner.invoke(bills_cmd.app, ["void", "1", "--reason", "wrong provider"])
+    assert voided.exit_code == 0, voided.output
+    assert "bill 1 (" in voided.stdout and "by ana: wrong provider" in voided.stdout
+    assert runner.invoke(bills_cmd.app, ["void", "1"]).exit_code == 2  # --reason is required
+    again = runner.invoke(bills_cmd.app, ["void", "1", "--reason", "x"])
+    assert again.exit_code == 2 and "already voided" in again.stderr
+    reimported = runner.invoke(bills_cmd.app, ["import", str(DATA / "focus.csv"),
+                                               "--provider", "openai"])
+    assert "bill 2: 3 lines imported" in reimported.stdout
+    listed = json.loads(runner.invoke(bills_cmd.app, ["list", "--format", "json"]).stdout)
+    assert [row["status"].split(" ")[0] for row in listed] == ["voided", "imported"]
+    assert listed[0]["status"].endswith("by ana: wrong provider")
+    with cli_ledger.connect() as conn:
+        assert conn.execute(sa.select(audit_log.c.actor)
+                            .where(audit_log.c.action == "bills.void")).scalar() == "ana"

@@ -12,6 +12,7 @@ from spendtrail.reconcile.record import (
 )
 from spendtrail.reconcile.store import (
     BillImport,
+    BillStateError,
     DuplicateBillError,
     EmptyBillError,
     ImportResult,
@@ -19,6 +20,7 @@ from spendtrail.reconcile.store import (
     import_bill,
     import_errors,
     list_imports,
+    void_bill,
 )
 
 __all__ = [
@@ -26,6 +28,7 @@ __all__ = [
     "RESULTS",
     "UNATTRIBUTED",
     "BillImport",
+    "BillStateError",
     "Difference",
     "DuplicateBillError",
     "EmptyBillError",
@@ -40,4 +43,5 @@ __all__ = [
     "load_reconciliation",
     "parse_tolerance",
     "reconcile",
+    "void_bill",
 ]

@@ -41,7 +41,8 @@ _DIFFERENCE_FIELDS = tuple(f.name for f in fields(Difference))
 
 
 class ReconcileError(SpendtrailError):
-    """A reconciliation that cannot be run (unknown bill, bad tolerance, no reviewer)."""
+    """A reconciliation that cannot be run (unknown or voided bill, bad tolerance, no
+    reviewer)."""
 
 
 @dataclass(frozen=True)
@@ -115,6 +116,9 @@ def reconcile(
         bill = get_import(conn, bill_id)
         if bill is None:
             raise ReconcileError(f"no bill {bill_id}; see `spendtrail bills list`")
+        if bill.voided_at is not None:
+            raise ReconcileError(f"bill {bill_id} is {bill.describe_void()}; it cannot be "
+                                 "reconciled (import the right file and use its bill)")
         provider = provider or bill.provider
         if provider is None:
             raise ReconcileError(

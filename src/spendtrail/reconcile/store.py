@@ -1,9 +1,10 @@
 """Provider bills in the ledger: a file's lines streamed in batches into ``bill_lines``, its
 bad rows into ``bill_import_errors``, one ``bill_imports`` row and one audit record.
 
-An import is one transaction, so a failure leaves nothing behind. The same bytes are imported
-once: a file whose SHA-256 is already in ``bill_imports`` is refused, naming the earlier
-import. Memory stays constant in the file size: lines go to the database a batch at a time
+An import is one transaction, so a failure leaves nothing behind, and a file that yields no
+line is not stored at all. The same bytes are imported once: a file whose SHA-256 is in
+``bill_imports`` is refused, naming the earlier import, unless that bill was voided. Memory
+stays constant in the file size: lines go to the database a batch at a time
 (COPY on PostgreSQL, executemany on SQLite, as the event ingester does), and only the first
 ``KEEP_ERRORS`` row errors are kept in memory for display (all are stored).
 """
@@ -38,6 +39,10 @@ class DuplicateBillError(SpendtrailError):
     """The file was imported before (same SHA-256)."""
 
 
+class BillStateError(SpendtrailError):
+    """A bill that does not exist, or is voided, for what was asked of it."""
+
+
 class EmptyBillError(SpendtrailError):
     """No line of the file could be read (often the wrong format): nothing was imported."""
 
@@ -55,6 +60,15 @@ class BillImport:
     error_count: int
     first_day: date | None
     last_day: date | None
+    voided_at: datetime | None = None
+    voided_by: str | None = None
+    void_reason: str | None = None
+
+    def describe_void(self) -> str:
+        """'' for a live bill, else when, by whom and why it was voided."""
+        if self.voided_at is None:
+            return ""
+        return f"voided {self.voided_at:%Y-%m-%d %H:%M} by {self.voided_by}: {self.void_reason}"
 
 
 @dataclass
@@ -96,7 +110,8 @@ def import_bill(
     errors: list[BillRowError] = []
     with engine.begin() as conn:
         earlier = conn.execute(
-            sa.select(bill_imports.c.id).where(bill_imports.c.sha256 == sha256)
+            sa.select(bill_imports.c.id)
+            .where(bill_imports.c.sha256 == sha256, bill_imports.c.voided_at.is_(None))
         ).scalar()
         if earlier is not None:
             raise DuplicateBillError(
@@ -156,6 +171,29 @@ def import_bill(
         bill = get_import(conn, import_id)
     assert bill is not None
     return ImportResult(bill, errors)
+
+
+def void_bill(conn: sa.Connection, import_id: int, *, reason: str, actor: str) -> BillImport:
+    """Mark a bill void in the caller's transaction, with an audit record: its lines and
+    errors stay as evidence, it can no longer be reconciled, and its file's sha256 is free to
+    be imported again (e.g. after an import in the wrong format or of the wrong file)."""
+    if not reason.strip():
+        raise BillStateError("reason: say why the bill is voided; it is kept in the audit log")
+    bill = get_import(conn, import_id)
+    if bill is None:
+        raise BillStateError(f"no bill {import_id}; see `spendtrail bills list`")
+    if bill.voided_at is not None:
+        raise BillStateError(f"bill {import_id} is already {bill.describe_void()}")
+    now = datetime.now(UTC)
+    conn.execute(bill_imports.update().where(bill_imports.c.id == import_id).values(
+        voided_at=now, voided_by=actor, void_reason=reason.strip()))
+    record_change(conn, actor=actor, action="bills.void", object_type="bill_import",
+                  object_id=str(import_id),
+                  before={"file_name": bill.file_name, "sha256": bill.sha256, "voided": False},
+                  after={"voided": True, "voided_at": now}, reason=reason.strip())
+    voided = get_import(conn, import_id)
+    assert voided is not None
+    return voided
 
 
 def get_import(conn: sa.Connection, import_id: int) -> BillImport | None:
