@@ -93,8 +93,9 @@ def parse_tolerance(text: str) -> Decimal:
 def variance_percent(variance_pico: int, billed_pico: int) -> Decimal | None:
     if billed_pico == 0:
         return Decimal(0) if variance_pico == 0 else None
-    return (Decimal(variance_pico) * 100 / abs(Decimal(billed_pico))).quantize(
+    percent = (Decimal(variance_pico) * 100 / abs(Decimal(billed_pico))).quantize(
         _PERCENT, ROUND_HALF_EVEN)
+    return abs(percent) if percent == 0 else percent  # a tiny negative is 0.0000, not -0.0000
 
 
 def reconcile(

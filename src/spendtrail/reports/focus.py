@@ -31,7 +31,7 @@ from spendtrail.errors import SpendtrailError
 from spendtrail.events.model import Usage
 from spendtrail.ledger.costs import is_current
 from spendtrail.ledger.schema import cost_entries, events
-from spendtrail.money import from_pico
+from spendtrail.money import from_pico, plain_decimal
 from spendtrail.periods import Period
 from spendtrail.pricing import TOKEN_METERS, Catalog, PriceEntry, load_entries
 from spendtrail.reports.focus_columns import ALLOWED, COLUMN_NAMES, COLUMNS, USAGE_REQUIRED
@@ -475,7 +475,7 @@ def _cell(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, Decimal):
-        return format(value, "f")
+        return plain_decimal(value)
     if isinstance(value, datetime):
         return value.strftime("%Y-%m-%dT%H:%M:%SZ")
     if isinstance(value, dict):
