@@ -79,6 +79,11 @@ def test_costs_reports_allocation_and_budgets(tens):
     assert (budget["limit"], budget["spent"], budget["unit"]) == ("10", "10", "USD")
     [listed] = list(csv.DictReader(_run("budgets", "list", "--format", "csv").splitlines()))
     assert (listed["limit"], listed["unit"]) == ("10", "USD")
+    CliRunner().invoke(app, ["budgets", "set", "tiny", "--application", "contract-review",
+                             "--period", "month", "--limit", "0.000001 USD"])
+    review = json.loads(_run("budgets", "review", "--period", "2026-10", "--format", "json"))
+    assert {r["budget_id"]: (r["spent"], r["limit"]) for r in review["rows"]} == {
+        "ten": ("10 USD", "10 USD"), "tiny": ("0.00000015 USD", "0.000001 USD")}
 
 
 def test_reconcile(tens):

@@ -32,7 +32,7 @@ from spendtrail.evidence.smoke import SmokeRun, latest_smoke_run
 from spendtrail.evidence.store import load_sources
 from spendtrail.ledger.costs import is_current
 from spendtrail.ledger.schema import cost_entries, events, price_entries, rollups_daily
-from spendtrail.money import format_amount, from_pico
+from spendtrail.money import from_pico, plain_decimal
 from spendtrail.periods import Period
 from spendtrail.registry import RegistryHistory
 
@@ -106,7 +106,7 @@ class HeldOut:
     unpriced_events: int = 0
 
     def record(self) -> dict[str, object]:
-        amount = ", ".join(f"{format_amount(from_pico(v))} {c}" for c, v in self.amounts.items())
+        amount = ", ".join(f"{plain_decimal(from_pico(v))} {c}" for c, v in self.amounts.items())
         return {
             "group_id": self.group_id, "captured_application": self.captured_application,
             "reasons": self.reasons, "events": self.events, "amount": amount or "-",
@@ -264,8 +264,8 @@ def _review_one(
         request_result=request_result, usage_evidence_present=count > 0,
         pricing_reference_checked=pricing_checked, allocation_rule=rule, unit_metric_name=unit,
         decision=decision, follow_up_owner=follow_up_owner, budget_id=budget.id,
-        budget_period=bperiod.label, spent=budget.format_units(state.spent),
-        limit=budget.format_units(budget.limit_units), state=state.level, events=int(count),
+        budget_period=bperiod.label, spent=_units(budget, state.spent),
+        limit=_units(budget, budget.limit_units), state=state.level, events=int(count),
         unpriced_events=unpriced, reasons=tuple(reason for _, _, reason in findings),
     )
 
@@ -287,3 +287,10 @@ __all__ = [
     "budget_period",
     "review_budgets",
 ]
+
+
+def _units(budget: Budget, units: int) -> str:
+    """Money in plain digits (the review is also JSON and CSV: never 1.50E-7), then its unit."""
+    if budget.currency:
+        return f"{plain_decimal(from_pico(units))} {budget.currency}"
+    return budget.format_units(units)
