@@ -302,3 +302,15 @@ def test_the_same_request_id_charged_twice_is_a_duplicate_charge(seeded, tmp_pat
     assert duplicate.billed_pico == 2 * to_pico(COST)
     assert duplicate.logged_pico == to_pico(COST)
     assert record.counts["duplicate_charge"] == 1 and record.counts["token_mismatch"] == 0
+
+
+def test_a_truncated_bill_names_the_line_where_reading_stopped(seeded):
+    path = Path(__file__).parent / "data" / "bills" / "openai_costs_truncated.json"
+    bill = import_bill(seeded, path, "openai-costs", actor="ana").bill.id
+    record = reconcile(seeded, period=parse_period("2025-06"), bill_id=bill, reviewer="Ben",
+                       actor="ana")
+    assert record.result == "inconclusive"
+    assert record.reasons[-1].endswith(
+        f"(listed as rejected_row; spendtrail bills errors {bill}); reading stopped at line 6")
+    assert [(d.kind, d.bill_line) for d in record.differences if d.kind == "rejected_row"] == [
+        ("rejected_row", 6)]

@@ -20,6 +20,7 @@ from itertools import islice
 
 import sqlalchemy as sa
 
+from spendtrail.bills import BillRowError
 from spendtrail.errors import SpendtrailError
 from spendtrail.ledger.audit import record_change
 from spendtrail.ledger.schema import reconciliation_differences, reconciliations
@@ -134,13 +135,7 @@ def reconcile(
             for error in errors)
         variance = found.logged_pico - found.billed_pico
         within = abs(variance) <= tolerance * abs(found.billed_pico)
-        reasons = _inconclusive(found, period)
-        if errors:
-            stopped = next((e.line for e in errors if e.fatal), None)
-            reasons.append(
-                f"{len(errors)} rows of the bill were rejected at import, so the billed total "
-                f"may be incomplete (listed as rejected_row; spendtrail bills errors {bill.id})"
-                + ("" if stopped is None else f"; reading stopped at line {stopped}"))
+        reasons = _inconclusive(found, period, errors, bill.id)
         if reasons:
             result = "inconclusive"
         elif within:
@@ -211,7 +206,9 @@ def load_reconciliation(conn: sa.Connection, record_id: int) -> Reconciliation |
     )
 
 
-def _inconclusive(found: Matching, period: Period) -> list[str]:
+def _inconclusive(
+    found: Matching, period: Period, rejected: list[BillRowError], bill_id: int
+) -> list[str]:
     reasons = []
     if not found.bill_lines:
         reasons.append(f"the bill has no lines in {period.label}")
@@ -232,6 +229,12 @@ def _inconclusive(found: Matching, period: Period) -> list[str]:
         reasons.append(f"amounts in a currency other than {found.currency}: "
                        f"{found.foreign_currency_events} events, "
                        f"{found.foreign_currency_lines} bill lines")
+    if rejected:
+        stopped = next((e.line for e in rejected if e.fatal), None)
+        reasons.append(
+            f"{len(rejected)} rows of the bill were rejected at import, so the billed total "
+            f"may be incomplete (listed as rejected_row; spendtrail bills errors {bill_id})"
+            + ("" if stopped is None else f"; reading stopped at line {stopped}"))
     return reasons
 
 
