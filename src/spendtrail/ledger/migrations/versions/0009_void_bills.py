@@ -22,5 +22,11 @@ def upgrade() -> None:
         batch.add_column(sa.Column("voided_at", sa.DateTime(timezone=True), nullable=True))
         batch.add_column(sa.Column("voided_by", sa.String(length=200), nullable=True))
         batch.add_column(sa.Column("void_reason", sa.Text(), nullable=True))
-    op.create_index("uq_bill_imports_sha256_live", "bill_imports", ["sha256"], unique=True,
-                    sqlite_where=LIVE, postgresql_where=LIVE)
+    op.create_index(
+        "uq_bill_imports_sha256_live",
+        "bill_imports",
+        ["sha256"],
+        unique=True,
+        sqlite_where=LIVE,
+        postgresql_where=LIVE,
+    )
