@@ -101,3 +101,16 @@ def test_streaming_memory_does_not_grow_with_the_file(tmp_path):
     # Ten times the rows: the peak stays about the same (a list of lines would be ~10x).
     assert large_peak < small_peak * 1.5 + 64 * 1024, (small_peak, large_peak)
     assert large_peak < 2 * 1024 * 1024
+
+
+def test_detect_format_reads_headers_as_the_readers_do(tmp_path):
+    """Header spellings the CometAPI reader accepts are detected too; Parquet by its magic."""
+    spaced = tmp_path / "export.txt"
+    spaced.write_text("\ufeffTime,Type,Token,Model,Prompt Tokens,Completion Tokens,Quota,"
+                      "Request-ID\n")
+    assert detect_format(spaced) == "cometapi-csv"
+    parquet = tmp_path / "focus.bin"
+    parquet.write_bytes(b"PAR1" + b"\0" * 16)
+    assert detect_format(parquet) == "focus-parquet"
+    assert detect_format(DATA / "cometapi_log_missing_columns.csv") is None
+    assert detect_format(tmp_path / "absent.csv") is None

@@ -62,19 +62,20 @@ def test_set_list_show_delete_with_audit(cli_ledger):
     listed = invoke("list", "--format", "json")
     assert listed.exit_code == 0, listed.output
     [row] = json.loads(listed.output)
-    assert (row["scope"], row["period"], row["limit"], row["soft"], row["hard"]) == (
-        "application=search-summaries", "month", "0.002 USD", "50%,80%", "yes")
+    assert (row["scope"], row["period"], row["limit"], row["unit"], row["soft"],
+            row["hard"]) == ("application=search-summaries", "month", "0.002", "USD",
+                             "50%,80%", "yes")
 
     # 0.0009 USD spent on 2026-10-05 (factories.AT): 45% of the limit.
     Ingester(cli_ledger).ingest_events([event(), event()])
     shown = invoke("show", "search-monthly", "--at", "2026-10-20", "--format", "json")
     assert shown.exit_code == 0, shown.output
     [state] = json.loads(shown.output)
-    assert (state["spent"], state["used"], state["state"]) == ("0.0009 USD", "45%", "ok")
+    assert (state["spent"], state["used"], state["state"]) == ("0.0009", "45%", "ok")
     assert state["period"] == "month 2026-10 (2026-10-01..2026-10-31)"
     november = json.loads(invoke("show", "search-monthly", "--at", "2026-11-02",
                                  "--format", "json").output)[0]
-    assert (november["spent"], november["state"]) == ("0.00 USD", "ok")
+    assert (november["spent"], november["state"]) == ("0", "ok")
 
     missing_reason = invoke("delete", "search-monthly", "--reason", " ")
     assert missing_reason.exit_code == 2
@@ -97,7 +98,7 @@ def test_custom_token_budget_and_bad_input(cli_ledger):
     Ingester(cli_ledger).ingest_events([event(), event(env="staging")])
     [state] = json.loads(invoke("show", "cc-sprint", "--at", "2026-10-05", "--format",
                                 "json").output)
-    assert (state["spent"], state["used"]) == ("1,500 tokens", "50%")
+    assert (state["spent"], state["unit"], state["used"]) == ("1500", "tokens", "50%")
     last_day = json.loads(invoke("show", "cc-sprint", "--at", "2026-10-14T23:59", "--format",
                                "json").output)[0]
     assert last_day["state"] == "ok"

@@ -1,10 +1,15 @@
 """The Alembic migrations and the SQLAlchemy tables describe the same schema."""
 
+import uuid
+
+import pytest
+import sqlalchemy as sa
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
-from spendtrail.ledger.db import migrate
-from spendtrail.ledger.schema import metadata
+from spendtrail.ledger.db import _alembic_config, make_engine, migrate
+from spendtrail.ledger.schema import bill_imports, metadata
 
 
 def test_migrations_match_the_tables(ledger):
@@ -16,3 +21,51 @@ def test_migrations_match_the_tables(ledger):
 def test_migrate_is_idempotent(ledger):
     migrate(ledger)
     migrate(ledger)
+
+
+def test_void_bills_migration_keeps_the_bills_of_an_older_ledger(tmp_path, request):
+    """0010_void_bills recreates bill_imports on SQLite (batch mode): the rows survive, and
+    the sha256 stays unique among live bills only."""
+    for backend in ("sqlite", "postgresql"):
+        if backend == "sqlite":
+            url, drop = f"sqlite:///{tmp_path / 'old.db'}", None
+        else:
+            url, drop = _fresh_postgres_database(request.getfixturevalue("postgres_url"))
+        engine = make_engine(url)
+        try:
+            with engine.begin() as conn:
+                command.upgrade(_alembic_config(conn), "0008")
+                conn.execute(sa.text(
+                    "INSERT INTO bill_imports (format, file_name, sha256, provider, imported_at,"
+                    " imported_by, line_count, error_count) VALUES ('cometapi-csv', 'old.csv',"
+                    " 'abc', 'cometapi', '2026-10-01 00:00:00', 'ana', 5, 0)"))
+            migrate(engine)
+            with engine.begin() as conn:
+                row = conn.execute(sa.select(bill_imports)).mappings().one()
+                assert (row["id"], row["file_name"], row["sha256"], row["voided_at"]) == (
+                    1, "old.csv", "abc", None)
+                with pytest.raises(sa.exc.IntegrityError), conn.begin_nested():
+                    conn.execute(bill_imports.insert().values(
+                        {**row, "id": 2, "file_name": "again.csv"}))
+                conn.execute(bill_imports.update().values(voided_at=row["imported_at"]))
+                conn.execute(bill_imports.insert().values({**row, "id": 2}))
+        finally:
+            engine.dispose()
+            if drop is not None:
+                drop()
+
+
+def _fresh_postgres_database(session_url: str):
+    """An empty database beside the session's, and a function that drops it."""
+    admin = make_engine(session_url).execution_options(isolation_level="AUTOCOMMIT")
+    name = f"spendtrail_mig_{uuid.uuid4().hex[:10]}"
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    url = sa.engine.make_url(admin.url).set(database=name).render_as_string(hide_password=False)
+
+    def drop() -> None:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+    return url, drop

@@ -2,7 +2,15 @@ from decimal import Decimal
 
 import pytest
 
-from spendtrail.money import Money, MoneyError, format_amount, from_pico, parse_decimal, to_pico
+from spendtrail.money import (
+    Money,
+    MoneyError,
+    format_amount,
+    from_pico,
+    parse_decimal,
+    plain_decimal,
+    to_pico,
+)
 
 
 def test_pico_round_trip_is_exact():
@@ -38,3 +46,16 @@ def test_format_amount_never_shows_a_small_cost_as_zero():
     assert format_amount(Decimal("12.5")) == "12.50"
     assert format_amount(Decimal("0.000725")) == "0.000725"
     assert format_amount(Decimal("0.00000015")) == "1.50E-7"
+
+
+@pytest.mark.parametrize(("value", "text"), [
+    (from_pico(10 * 10**12), "10"),  # from_pico normalizes to Decimal('1E+1')
+    (from_pico(150_000), "0.00000015"),  # Decimal('1.5E-7')
+    (Decimal("-2.50"), "-2.5"),
+    (Decimal("1E+3"), "1000"),
+    (Decimal("-0.000"), "0"),
+    (Decimal("123456789.000000000001"), "123456789.000000000001"),
+])
+def test_plain_decimal_has_no_exponent_and_reads_back_exactly(value, text):
+    assert plain_decimal(value) == text
+    assert Decimal(text) == value

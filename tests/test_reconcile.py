@@ -208,7 +208,8 @@ def test_markdown_is_the_dated_summary(seeded, planted):
     assert "**Result: FAIL**" in text
     assert "| search-summaries | 11 | 0.0045 USD |" in text
     assert f"| {UNATTRIBUTED} | 0 | 0.00 USD | 0.00045 USD | -0.00045 USD |" in text
-    assert "in_ledger_not_billed: 1, billed_not_in_ledger: 1, token_mismatch: 1" in text
+    assert ("in_ledger_not_billed: 1, billed_not_in_ledger: 1, duplicate_charge: 0, "
+            "token_mismatch: 1") in text
     assert "Reviewed by: Ben Okafor on" in text
     document = to_json(record)
     assert (document["billed"], document["variance_percent"]) == ("0.00606", "3.9604")
@@ -266,3 +267,50 @@ def test_a_request_billed_across_the_period_boundary(seeded, tmp_path):
                       actor="ana")
     assert later.differences == []  # billed, if in October: not listed as unbilled
     assert later.variance_pico == to_pico(COST)  # but its cost shows in the variance
+
+
+def test_a_bill_with_rejected_rows_is_inconclusive_and_lists_them(seeded, tmp_path):
+    """A truncated last line would otherwise pass unnoticed: the good rows match exactly."""
+    _ingest(seeded, [_event("r", input_tokens=1000, output_tokens=500)])
+    path = tmp_path / "truncated.csv"
+    path.write_text("\n".join([HEADER, _row("r"), _row("lost")[:25]]) + "\n")
+    bill = import_bill(seeded, path, "cometapi-csv", actor="ana").bill.id
+    record = reconcile(seeded, period=OCTOBER, bill_id=bill, reviewer="Ben", actor="ana")
+    assert record.within_tolerance
+    assert record.result == "inconclusive"
+    [rejected] = record.differences
+    assert (rejected.kind, rejected.bill_line) == ("rejected_row", 3)
+    assert rejected.detail.startswith(f"not imported: {path}:3: ")
+    assert "cells" in rejected.detail  # the reader's reason: the row has too few cells
+    assert record.reasons == [
+        f"1 rows of the bill were rejected at import, so the billed total may be incomplete "
+        f"(listed as rejected_row; spendtrail bills errors {bill})"]
+    assert record.counts["rejected_row"] == 1
+    text = to_markdown(record)
+    assert "**Result: INCONCLUSIVE** (1 rows of the bill were rejected" in text
+    assert "| rejected_row |" in text and f"{path}:3:" in text
+    assert to_json(record)["differences"][0]["detail"] == rejected.detail
+
+
+def test_the_same_request_id_charged_twice_is_a_duplicate_charge(seeded, tmp_path):
+    _ingest(seeded, [_event("twice", input_tokens=1000, output_tokens=500)])
+    bill = _bill(seeded, tmp_path, [_row("twice"), _row("twice")])
+    record = reconcile(seeded, period=OCTOBER, bill_id=bill, reviewer="Ben", actor="ana")
+    [duplicate] = record.differences
+    assert (duplicate.kind, duplicate.provider_request_id) == ("duplicate_charge", "twice")
+    assert duplicate.detail == "the request id is charged 2 times"
+    assert duplicate.billed_pico == 2 * to_pico(COST)
+    assert duplicate.logged_pico == to_pico(COST)
+    assert record.counts["duplicate_charge"] == 1 and record.counts["token_mismatch"] == 0
+
+
+def test_a_truncated_bill_names_the_line_where_reading_stopped(seeded):
+    path = Path(__file__).parent / "data" / "bills" / "openai_costs_truncated.json"
+    bill = import_bill(seeded, path, "openai-costs", actor="ana").bill.id
+    record = reconcile(seeded, period=parse_period("2025-06"), bill_id=bill, reviewer="Ben",
+                       actor="ana")
+    assert record.result == "inconclusive"
+    assert record.reasons[-1].endswith(
+        f"(listed as rejected_row; spendtrail bills errors {bill}); reading stopped at line 6")
+    assert [(d.kind, d.bill_line) for d in record.differences if d.kind == "rejected_row"] == [
+        ("rejected_row", 6)]

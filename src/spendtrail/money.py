@@ -84,6 +84,16 @@ class Money:
         return f"{format_amount(self.amount)} {self.currency}"
 
 
+def plain_decimal(value: Decimal) -> str:
+    """Machine output (JSON, CSV): the exact value in plain digits, never an exponent (10 USD
+    is ``10``, not ``1E+1``; ``0.00000015``, not ``1.5E-7``), without trailing fractional
+    zeros, and zero never negative. No rounding: the text reads back as the same Decimal."""
+    if value == 0:
+        return "0"
+    text = format(value, "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
 def format_amount(amount: Decimal, places: int = 6) -> str:
     """Human display: at least 2 and up to `places` decimals, never hiding a non-zero value."""
     text = f"{amount:.{places}f}"

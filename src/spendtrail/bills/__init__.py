@@ -18,7 +18,7 @@ from spendtrail.bills.anthropic_cost import read_anthropic_cost
 from spendtrail.bills.anthropic_usage import read_anthropic_usage
 from spendtrail.bills.cometapi_log import QUOTA_PER_USD, read_cometapi_csv, read_cometapi_json
 from spendtrail.bills.focus import read_focus_csv, read_focus_parquet
-from spendtrail.bills.formats import FORMATS, BillFormat, detect_format, read_bill
+from spendtrail.bills.formats import FORMATS, BillFormat, choose_format, detect_format, read_bill
 from spendtrail.bills.mapped_csv import ColumnMapping, MappingError, load_mapping, read_mapped_csv
 from spendtrail.bills.model import (
     CHARGE_KINDS,
@@ -43,6 +43,7 @@ __all__ = [
     "ColumnMapping",
     "Granularity",
     "MappingError",
+    "choose_format",
     "detect_format",
     "load_mapping",
     "read_anthropic_cost",

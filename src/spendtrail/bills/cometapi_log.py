@@ -56,7 +56,7 @@ def read_cometapi_csv(path: Path) -> Iterator[BillLine | BillRowError]:
         if isinstance(record, BillRowError):
             yield record
             continue
-        fields = {_field(name): cell for name, cell in record.cells.items()}
+        fields = {column_name(name): cell for name, cell in record.cells.items()}
         yield _convert(fields, record.cells, source, record.line, "", "cometapi-csv")
 
 
@@ -87,13 +87,14 @@ def read_cometapi_json(path: Path) -> Iterator[BillLine | BillRowError]:
 
 
 @functools.lru_cache(maxsize=512)  # called per cell; a file has only a few header names
-def _field(header: str) -> str:
+def column_name(header: str) -> str:
+    """A header as the field it names: case, spaces and hyphens ignored, aliases resolved."""
     name = header.strip().lower().replace(" ", "_").replace("-", "_")
     return _ALIASES.get(name, name)
 
 
 def _check_header(header: list[str]) -> str | None:
-    present = {_field(name) for name in header}
+    present = {column_name(name) for name in header}
     missing = [name for name in REQUIRED_COLUMNS if name not in present]
     if missing:
         return f"missing required column(s): {', '.join(missing)}"

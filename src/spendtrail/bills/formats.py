@@ -9,7 +9,7 @@ from pathlib import Path
 
 from spendtrail.bills.anthropic_cost import read_anthropic_cost
 from spendtrail.bills.anthropic_usage import read_anthropic_usage
-from spendtrail.bills.cometapi_log import read_cometapi_csv, read_cometapi_json
+from spendtrail.bills.cometapi_log import column_name, read_cometapi_csv, read_cometapi_json
 from spendtrail.bills.focus import read_focus_csv, read_focus_parquet
 from spendtrail.bills.mapped_csv import ColumnMapping, load_mapping, read_mapped_csv
 from spendtrail.bills.model import BillFileError, BillLine, BillRowError
@@ -69,23 +69,40 @@ def read_bill(
     return bill_format.read(path, loaded)
 
 
+def choose_format(path: Path, format: str | None, mapping: object = None) -> str:
+    """The format named; when none is, mapped-csv with a mapping, else the one detected.
+    Raises BillFileError, listing the formats, when it cannot be detected."""
+    if format is not None:
+        return format
+    if mapping is not None:
+        return "mapped-csv"
+    found = detect_format(path)
+    if found is None:
+        raise BillFileError(
+            f"{path}: cannot tell the bill format from its header row or JSON shape; "
+            f"name it with --format, one of: {', '.join(FORMATS)}")
+    return found
+
+
 def detect_format(path: Path) -> str | None:
-    """A guess from the file name and its first bytes; None when nothing is recognized."""
-    if path.suffix.lower() == ".parquet":
-        return "focus-parquet"
+    """A guess from the file name and its first bytes (the CSV header row, the JSON objects'
+    fields); None when nothing is recognized, mapped CSVs included."""
     try:
-        with path.open(encoding="utf-8-sig", errors="replace") as handle:
-            head = handle.read(_SNIFF_BYTES)
+        with path.open("rb") as handle:
+            raw = handle.read(_SNIFF_BYTES)
     except OSError:
         return None
+    if path.suffix.lower() == ".parquet" or raw.startswith(b"PAR1"):
+        return "focus-parquet"
+    head = raw.decode("utf-8-sig", errors="replace")
     if head.lstrip().startswith(("{", "[")):
         return next(
             (name for markers, name in _JSON_MARKERS if all(m in head for m in markers)), None
         )
     first = head.splitlines()[0] if head else ""
-    header = {name.strip().lower() for name in next(csv.reader([first]), [])}
-    if {"billedcost", "chargecategory", "chargeperiodstart"} <= header:
+    cells = next(csv.reader([first]), [])
+    if {"billedcost", "chargecategory", "chargeperiodstart"} <= {c.strip().lower() for c in cells}:
         return "focus-csv"
-    if {"quota", "created_at", "request_id"} <= header:
+    if {"quota", "created_at", "request_id"} <= {column_name(c) for c in cells}:
         return "cometapi-csv"
     return None

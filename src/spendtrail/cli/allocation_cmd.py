@@ -32,7 +32,7 @@ from spendtrail.cli.common import actor, console, err_console, fail, ledger
 from spendtrail.cli.render import Format, render
 from spendtrail.errors import SpendtrailError
 from spendtrail.ledger.registry_versions import load_history
-from spendtrail.money import format_amount, from_pico
+from spendtrail.money import format_amount, from_pico, plain_decimal
 from spendtrail.periods import parse_period
 
 exceptions_app = typer.Typer(no_args_is_help=True)
@@ -45,13 +45,13 @@ FormatOption = Annotated[Format, typer.Option("--format")]
 def _money(pico: int, currency: str, fmt: Format) -> str:
     # Tables show a readable amount; machine formats keep every pico-unit.
     amount = from_pico(pico)
-    return f"{format_amount(amount)} {currency}" if fmt is Format.table else str(amount)
+    return f"{format_amount(amount)} {currency}" if fmt is Format.table else plain_decimal(amount)
 
 
 def _amounts(amounts: dict[str, int], fmt: Format) -> str:
     """Several currencies in one cell, so each amount names its currency in every format."""
     return "; ".join(
-        _money(p, cur, fmt) if fmt is Format.table else f"{from_pico(p)} {cur}"
+        _money(p, cur, fmt) if fmt is Format.table else f"{plain_decimal(from_pico(p))} {cur}"
         for cur, p in amounts.items()
     ) or "-"
 
@@ -310,7 +310,8 @@ def _shared_document(result: SharedAllocation) -> dict:
                 "origin": charge.id, "rule": charge.rule.id, "pool": charge.rule.pool,
                 "method": charge.rule.method, "status": charge.status,
                 "currency": charge.currency, "start": charge.start.isoformat(),
-                "end": charge.end.isoformat(), "amount": str(from_pico(charge.amount_pico)),
+                "end": charge.end.isoformat(),
+                "amount": plain_decimal(from_pico(charge.amount_pico)),
                 "amount_pico": charge.amount_pico, "detail": charge.detail,
                 "reviewed_by": charge.rule.reviewed_by,
                 "reviewed_at": charge.rule.reviewed_at.isoformat(),
@@ -319,8 +320,8 @@ def _shared_document(result: SharedAllocation) -> dict:
             for charge in result.charges
         ],
         "uncovered": [
-            {"pool": u.pool, "currency": u.currency, "amount": str(from_pico(u.amount_pico)),
-             "amount_pico": u.amount_pico}
+            {"pool": u.pool, "currency": u.currency,
+             "amount": plain_decimal(from_pico(u.amount_pico)), "amount_pico": u.amount_pico}
             for u in result.uncovered
         ],
     }

@@ -1,4 +1,4 @@
-"""`spendtrail bills`: import provider bill exports into the ledger and list them."""
+"""`spendtrail bills`: import provider bill exports into the ledger, list and void them."""
 
 from __future__ import annotations
 
@@ -13,7 +13,14 @@ from spendtrail.bills import FORMATS
 from spendtrail.cli.common import actor, console, err_console, fail, ledger
 from spendtrail.cli.render import Format, render
 from spendtrail.errors import SpendtrailError
-from spendtrail.reconcile import BillImport, get_import, import_bill, import_errors, list_imports
+from spendtrail.reconcile import (
+    BillImport,
+    get_import,
+    import_bill,
+    import_errors,
+    list_imports,
+    void_bill,
+)
 
 app = typer.Typer(
     help="Provider bills and usage exports, stored for reconciliation.", no_args_is_help=True
@@ -25,8 +32,9 @@ SHOWN_ERRORS = 50
 def import_command(
     file: Annotated[Path, typer.Argument(help="The export file.")],
     bill_format: Annotated[
-        str, typer.Option("--format", help=f"One of: {', '.join(FORMATS)}.")
-    ],
+        str | None,
+        typer.Option("--format", help=f"One of: {', '.join(FORMATS)} (default: detected)."),
+    ] = None,
     mapping: Annotated[
         Path | None, typer.Option(help="YAML column mapping (mapped-csv only).")
     ] = None,
@@ -37,7 +45,9 @@ def import_command(
 ) -> None:
     """Import a bill: good rows are stored, every bad row is reported with its line.
 
-    The same file (same SHA-256) is imported once; importing it again is refused."""
+    The format is detected from the header row or JSON shape when --format is omitted.
+    The same file (same SHA-256) is imported once, unless its bill is voided. Exit 0 all rows
+    imported, 1 some rows rejected, 2 nothing imported (an error)."""
     try:
         with Progress(SpinnerColumn(), TextColumn("importing {task.completed:,.0f} rows"),
                       TimeElapsedColumn(), console=err_console, transient=True,
@@ -50,7 +60,8 @@ def import_command(
         fail(str(exc))
     bill = result.bill
     console.print(f"bill {bill.id}: {bill.line_count} lines imported, {bill.error_count} rows "
-                  f"rejected ({escape(_span(bill))}, provider {escape(bill.provider or '?')})",
+                  f"rejected ({bill.format}, {escape(_span(bill))}, "
+                  f"provider {escape(bill.provider or '?')})",
                   highlight=False)
     for error in result.errors[:SHOWN_ERRORS]:
         err_console.print(escape(str(error)), highlight=False)
@@ -77,7 +88,7 @@ def list_command(
         {"id": b.id, "format": b.format, "provider": b.provider, "file": b.file_name,
          "days": _span(b), "lines": b.line_count, "errors": b.error_count,
          "imported": f"{b.imported_at:%Y-%m-%d %H:%M}", "by": b.imported_by,
-         "sha256": b.sha256[:12]}
+         "sha256": b.sha256[:12], "status": b.describe_void() or "imported"}
         for b in bills
     ]
     render(rows, output_format, title="Bills")
@@ -98,6 +109,22 @@ def errors_command(
         rows = [{"line": e.line, "item": e.item, "reason": e.reason,
                  "fatal": "yes" if e.fatal else ""} for e in import_errors(conn, bill)]
     render(rows, output_format, title=f"Bill {bill_id}: {bill.file_name}")
+
+
+@app.command("void")
+def void_command(
+    bill_id: Annotated[int, typer.Argument(metavar="ID")],
+    reason: Annotated[str, typer.Option(help="Why it is voided; kept in the audit log.")],
+) -> None:
+    """Void a bill imported by mistake (wrong format, wrong file): it stays listed as voided,
+    can no longer be reconciled, and its file can be imported again."""
+    try:
+        with ledger().begin() as conn:
+            bill = void_bill(conn, bill_id, reason=reason, actor=actor())
+    except SpendtrailError as exc:
+        fail(str(exc))
+    console.print(f"bill {bill.id} ({escape(bill.file_name)}) {escape(bill.describe_void())}",
+                  highlight=False)
 
 
 def _span(bill: BillImport) -> str:

@@ -28,6 +28,7 @@ from spendtrail.cli.render import Format, render
 from spendtrail.errors import SpendtrailError
 from spendtrail.ledger.registry_versions import load_history
 from spendtrail.ledger.schema import budget_alerts
+from spendtrail.money import from_pico, plain_decimal
 
 app = typer.Typer(
     help="Budgets: limits on an owner's spend per month, week, day or custom period.",
@@ -143,7 +144,8 @@ def list_command(
     if not budgets and output_format is Format.table:
         console.print("no budgets; create one with `spendtrail budgets set`")
         return
-    render([_row(b) for b in budgets], output_format, title="Budgets")
+    machine = output_format is not Format.table
+    render([_row(b, machine) for b in budgets], output_format, title="Budgets")
 
 
 @app.command()
@@ -169,11 +171,12 @@ def show(
     guard = BudgetGuard(engine, SqlCounters(engine), read_only=True)
     guard.reload(when)
     state = next((s for s in guard.states(when) if s.budget.id == budget_id), None)
-    row = _row(budget)
+    machine = output_format is not Format.table
+    row = _row(budget, machine)
     if state is None:
         row.update(spent=None, used=None, state="inactive")  # outside its custom period
     else:
-        row.update(_state_row(state))
+        row.update(_state_row(state, machine))
         row["alerts"] = _alerts(engine, state)
     if output_format is not Format.table:
         render([row], output_format)
@@ -226,7 +229,15 @@ def _summary(budget: Budget) -> str:
             f"{soft}, {hard}")
 
 
-def _row(budget: Budget) -> dict[str, object]:
+def _units(budget: Budget, units: int, machine: bool) -> str:
+    """Readable with its unit in a table; a plain number (the unit in its own column) in
+    JSON and CSV."""
+    if not machine:
+        return budget.format_units(units)
+    return plain_decimal(from_pico(units)) if budget.currency else str(units)
+
+
+def _row(budget: Budget, machine: bool = False) -> dict[str, object]:
     period = budget.period
     if budget.period == "custom":
         assert budget.custom_start is not None and budget.custom_end is not None
@@ -236,7 +247,8 @@ def _row(budget: Budget) -> dict[str, object]:
         "scope": f"{budget.scope}={budget.scope_value}",
         "environment": budget.environment or "any",
         "period": period,
-        "limit": budget.format_units(budget.limit_units),
+        "limit": _units(budget, budget.limit_units, machine),
+        **({"unit": budget.currency or "tokens"} if machine else {}),
         "soft": ",".join(f"{t}%" for t in budget.thresholds),
         "hard": "yes" if budget.hard_limit else "no",
         "owner": budget.owner,
@@ -244,11 +256,11 @@ def _row(budget: Budget) -> dict[str, object]:
     }
 
 
-def _state_row(state: BudgetState) -> dict[str, object]:
+def _state_row(state: BudgetState, machine: bool) -> dict[str, object]:
     return {
         "period": f"{state.budget.period} {state.period.label} "
         f"({state.period.start}..{state.period.end - timedelta(days=1)})",
-        "spent": state.budget.format_units(state.spent),
+        "spent": _units(state.budget, state.spent, machine),
         "used": f"{state.percent}%",
         "state": state.level,
     }

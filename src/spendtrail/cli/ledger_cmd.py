@@ -12,7 +12,7 @@ from spendtrail.cli.render import Format, render
 from spendtrail.ledger.db import redact_url
 from spendtrail.ledger.schema import ingest_rejects
 from spendtrail.ledger.stats import ledger_stats
-from spendtrail.money import format_amount
+from spendtrail.money import format_amount, plain_decimal
 from spendtrail.periods import parse_period
 from spendtrail.reports.costs import GROUPABLE, CostRow, cost_report
 
@@ -76,7 +76,7 @@ def _row(key: dict[str, str], row: CostRow, fmt: Format) -> dict:
         out["cost"] = _money(row)
     else:
         # Machine formats keep full precision and one column per currency.
-        out.update({f"cost_{cur}": str(amount) for cur, amount in row.cost().items()})
+        out.update({f"cost_{cur}": plain_decimal(amount) for cur, amount in row.cost().items()})
     return out
 
 

@@ -69,10 +69,11 @@ def reconcile(
     elif output_format is RecordFormat.json:
         sys.stdout.write(json.dumps(to_json(record), indent=2) + "\n")
     elif output_format is RecordFormat.csv:
-        rows = difference_rows(record)
+        rows = difference_rows(record, plain=True)
         writer = csv.writer(sys.stdout, lineterminator="\n")
-        writer.writerow(["reconciliation", *DIFFERENCE_FIELDS])
-        writer.writerows([record.id, *("" if v is None else v for v in row.values())]
+        writer.writerow(["reconciliation", "currency", *DIFFERENCE_FIELDS])
+        writer.writerows([record.id, record.currency, *("" if v is None else v
+                                                        for v in row.values())]
                          for row in rows)
     else:
         render(summary_rows(record), Format.table, title=f"Reconciliation {record.id}")

@@ -6,11 +6,13 @@ import csv
 import json
 import sys
 from collections.abc import Sequence
+from decimal import Decimal
 from enum import StrEnum
 
 from rich.table import Table
 
 from spendtrail.cli.common import console
+from spendtrail.money import plain_decimal
 
 
 class Format(StrEnum):
@@ -21,12 +23,13 @@ class Format(StrEnum):
 
 def render(rows: Sequence[dict], fmt: Format, *, title: str | None = None) -> None:
     if fmt is Format.json:
-        console.print_json(json.dumps(rows, default=str))
+        console.print_json(json.dumps(rows, default=machine_text))
     elif fmt is Format.csv:
         writer = csv.writer(sys.stdout, lineterminator="\n")
         if rows:
             writer.writerow(rows[0].keys())
-        writer.writerows([("" if v is None else v) for v in row.values()] for row in rows)
+        writer.writerows([("" if v is None else machine_text(v)) for v in row.values()]
+                         for row in rows)
     else:
         table = Table(title=title, title_justify="left")
         for name in rows[0].keys() if rows else ():
@@ -34,3 +37,11 @@ def render(rows: Sequence[dict], fmt: Format, *, title: str | None = None) -> No
         for row in rows:
             table.add_row(*("" if v is None else str(v) for v in row.values()))
         console.print(table)
+
+
+def machine_text(value: object) -> object:
+    """A value as JSON and CSV carry it: decimals in plain digits (never ``1E+1``), other
+    non-JSON values as their text."""
+    if isinstance(value, Decimal):
+        return plain_decimal(value)
+    return value if isinstance(value, str | int | float) else str(value)

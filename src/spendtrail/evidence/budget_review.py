@@ -37,7 +37,7 @@ from spendtrail.ledger.costs import is_current
 from spendtrail.ledger.db import as_utc
 from spendtrail.ledger.registry_versions import load_history
 from spendtrail.ledger.schema import cost_entries, events, price_entries, rollups_daily
-from spendtrail.money import format_amount, from_pico
+from spendtrail.money import from_pico, plain_decimal
 from spendtrail.periods import Period
 
 DEFAULT_REVIEWER_ROLE = "budget-operator"
@@ -149,7 +149,7 @@ class HeldOut:
     unpriced_events: int = 0
 
     def record(self) -> dict[str, object]:
-        amount = ", ".join(f"{format_amount(from_pico(v))} {c}" for c, v in self.amounts.items())
+        amount = ", ".join(f"{plain_decimal(from_pico(v))} {c}" for c, v in self.amounts.items())
         return {
             "group_id": self.group_id, "captured_application": self.captured_application,
             "reasons": self.reasons, "events": self.events, "amount": amount or "-",
@@ -293,8 +293,8 @@ def _review_one(
         pricing_reference_checked=pricing_checked, allocation_rule=allocation_rule,
         unit_metric_name=unit,
         decision=decision, follow_up_owner=follow_up_owner, budget_id=budget.id,
-        budget_period=bperiod.label, spent=budget.format_units(state.spent),
-        limit=budget.format_units(budget.limit_units), state=state.level, events=int(count),
+        budget_period=bperiod.label, spent=_units(budget, state.spent),
+        limit=_units(budget, budget.limit_units), state=state.level, events=int(count),
         unpriced_events=unpriced, reasons=tuple(rule.reason(seen) for rule in findings),
     )
 
@@ -318,3 +318,10 @@ __all__ = [
     "budget_period",
     "review_budgets",
 ]
+
+
+def _units(budget: Budget, units: int) -> str:
+    """Money in plain digits (the review is also JSON and CSV: never 1.50E-7), then its unit."""
+    if budget.currency:
+        return f"{plain_decimal(from_pico(units))} {budget.currency}"
+    return budget.format_units(units)

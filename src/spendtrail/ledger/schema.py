@@ -341,9 +341,10 @@ handoffs = sa.Table(
 )
 
 # Provider bills (spendtrail.reconcile.store, docs/reconcile.md). One row per imported file;
-# the same bytes (sha256) are imported once. Lines keep the normalized BillLine: money in
-# integer pico-units beside its currency, meters as columns (NULL for cost-only reports), the
-# original row as JSON. `day` is period_start's UTC day, the key periods are selected on.
+# the same bytes (sha256) are imported once, unless that bill is voided. Lines keep the
+# normalized BillLine: money in integer pico-units beside its currency, meters as columns
+# (NULL for cost-only reports), the original row as JSON. `day` is period_start's UTC day,
+# the key periods are selected on.
 BillId = sa.BigInteger().with_variant(sa.Integer, "sqlite")
 
 bill_imports = sa.Table(
@@ -360,7 +361,13 @@ bill_imports = sa.Table(
     sa.Column("error_count", sa.Integer, nullable=False),
     sa.Column("first_day", sa.Date),
     sa.Column("last_day", sa.Date),
-    sa.UniqueConstraint("sha256", name="uq_bill_imports_sha256"),
+    # A voided bill stays, as evidence, but no longer holds its file's sha256.
+    sa.Column("voided_at", Timestamp),
+    sa.Column("voided_by", sa.String(200)),
+    sa.Column("void_reason", sa.Text),
+    sa.Index("uq_bill_imports_sha256_live", "sha256", unique=True,
+             sqlite_where=sa.text("voided_at IS NULL"),
+             postgresql_where=sa.text("voided_at IS NULL")),
 )
 
 bill_import_errors = sa.Table(

@@ -18,12 +18,15 @@ from spendtrail.reconcile.record import (
 )
 from spendtrail.reconcile.store import (
     BillImport,
+    BillStateError,
     DuplicateBillError,
+    EmptyBillError,
     ImportResult,
     get_import,
     import_bill,
     import_errors,
     list_imports,
+    void_bill,
 )
 
 __all__ = [
@@ -31,8 +34,10 @@ __all__ = [
     "RESULTS",
     "UNATTRIBUTED",
     "BillImport",
+    "BillStateError",
     "Difference",
     "DuplicateBillError",
+    "EmptyBillError",
     "ImportResult",
     "OwnerTotals",
     "ReconcileError",
@@ -44,4 +49,5 @@ __all__ = [
     "load_reconciliation",
     "parse_tolerance",
     "reconcile",
+    "void_bill",
 ]

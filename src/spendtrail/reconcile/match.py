@@ -39,8 +39,8 @@ from spendtrail.ledger.schema import bill_lines, cost_entries, events
 from spendtrail.periods import Period
 
 DIFFERENCE_KINDS = (
-    "in_ledger_not_billed", "billed_not_in_ledger", "token_mismatch", "price_mismatch",
-    "refund", "error_billed", "interrupted",
+    "in_ledger_not_billed", "billed_not_in_ledger", "duplicate_charge", "token_mismatch",
+    "price_mismatch", "refund", "error_billed", "interrupted", "rejected_row",
 )
 UNATTRIBUTED = "(unattributed)"
 QUARANTINED = "(quarantined)"
@@ -361,7 +361,7 @@ def _compare_request(
     so a Difference is only built when there is one."""
     (rid, charged, charges, net, input_tokens, output_tokens, line, day, at, model, key,
      event_id, event_day, owner, usage, amount, status, outcome) = row
-    net = _int(net) or 0
+    net, charges = _int(net) or 0, _int(charges) or 0
     if event_id is None or event_day not in period:
         result.owner(UNATTRIBUTED).billed_pico += net
         if charges:
@@ -369,6 +369,8 @@ def _compare_request(
                 f"its ledger event is on {event_day}, outside the period")
             if event_id is None:
                 unmatched.append(_Unmatched(len(result.differences), _utc(at), model, net))
+            if charges > 1:
+                where += f" (and it is charged {charges} times)"
             result.differences.append(Difference(
                 "billed_not_in_ledger", where,
                 day=day, provider_request_id=rid, bill_line=line, model=model,
@@ -390,6 +392,8 @@ def _compare_request(
         if (amount or 0) <= REQUEST_RESOLUTION_PICO:
             return
         kind, detail = "in_ledger_not_billed", "the bill has only refund or error rows for it"
+    elif charges > 1:
+        kind, detail = "duplicate_charge", f"the request id is charged {charges} times"
     elif (input_tokens or 0) != meters.input_tokens or (output_tokens or 0) != (
         meters.output_tokens
     ):

@@ -4,8 +4,8 @@ with its reviewer and its differences. Records are never updated; a new run is a
 Variance is logged minus billed, in the bill's currency; variance % is relative to billed.
 Result: **inconclusive** when the comparison cannot be trusted (no bill lines in the period,
 a usage-only bill with no amounts, nothing matched, ledger events on days the bill does not
-cover, unpriced events, amounts in another currency), else **pass** when |variance| <=
-tolerance x |billed|, else **fail**.
+cover, unpriced events, amounts in another currency, rows the import rejected), else **pass**
+when |variance| <= tolerance x |billed|, else **fail**.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from itertools import islice
 
 import sqlalchemy as sa
 
+from spendtrail.bills import BillRowError
 from spendtrail.errors import SpendtrailError
 from spendtrail.ledger.audit import record_change
 from spendtrail.ledger.db import as_utc
@@ -34,7 +35,7 @@ from spendtrail.reconcile.match import (
     OwnerTotals,
     match_bill,
 )
-from spendtrail.reconcile.store import get_import
+from spendtrail.reconcile.store import get_import, import_errors
 
 RESULTS = ("pass", "fail", "inconclusive")
 _PERCENT = Decimal("0.0001")
@@ -42,7 +43,8 @@ _DIFFERENCE_FIELDS = tuple(f.name for f in fields(Difference))
 
 
 class ReconcileError(SpendtrailError):
-    """A reconciliation that cannot be run (unknown bill, bad tolerance, no reviewer)."""
+    """A reconciliation that cannot be run (unknown or voided bill, bad tolerance, no
+    reviewer)."""
 
 
 @dataclass(frozen=True)
@@ -93,8 +95,9 @@ def parse_tolerance(text: str) -> Decimal:
 def variance_percent(variance_pico: int, billed_pico: int) -> Decimal | None:
     if billed_pico == 0:
         return Decimal(0) if variance_pico == 0 else None
-    return (Decimal(variance_pico) * 100 / abs(Decimal(billed_pico))).quantize(
+    percent = (Decimal(variance_pico) * 100 / abs(Decimal(billed_pico))).quantize(
         _PERCENT, ROUND_HALF_EVEN)
+    return abs(percent) if percent == 0 else percent  # a tiny negative is 0.0000, not -0.0000
 
 
 def reconcile(
@@ -116,15 +119,24 @@ def reconcile(
         bill = get_import(conn, bill_id)
         if bill is None:
             raise ReconcileError(f"no bill {bill_id}; see `spendtrail bills list`")
+        if bill.voided_at is not None:
+            raise ReconcileError(f"bill {bill_id} is {bill.describe_void()}; it cannot be "
+                                 "reconciled (import the right file and use its bill)")
         provider = provider or bill.provider
         if provider is None:
             raise ReconcileError(
                 f"bill {bill_id} names several providers; say which with --provider")
         found = match_bill(conn, bill.id, provider, period, tolerance=tolerance,
                            on_progress=on_progress)
+        # Rows the import could not read may belong to any period: each is listed, and the
+        # comparison is inconclusive, since the billed total may be missing them.
+        errors = list(import_errors(conn, bill))
+        found.differences.extend(
+            Difference("rejected_row", f"not imported: {error}", bill_line=error.line)
+            for error in errors)
         variance = found.logged_pico - found.billed_pico
         within = abs(variance) <= tolerance * abs(found.billed_pico)
-        reasons = _inconclusive(found, period)
+        reasons = _inconclusive(found, period, errors, bill.id)
         if reasons:
             result = "inconclusive"
         elif within:
@@ -194,7 +206,9 @@ def load_reconciliation(conn: sa.Connection, record_id: int) -> Reconciliation |
     )
 
 
-def _inconclusive(found: Matching, period: Period) -> list[str]:
+def _inconclusive(
+    found: Matching, period: Period, rejected: list[BillRowError], bill_id: int
+) -> list[str]:
     reasons = []
     if not found.bill_lines:
         reasons.append(f"the bill has no lines in {period.label}")
@@ -215,6 +229,12 @@ def _inconclusive(found: Matching, period: Period) -> list[str]:
         reasons.append(f"amounts in a currency other than {found.currency}: "
                        f"{found.foreign_currency_events} events, "
                        f"{found.foreign_currency_lines} bill lines")
+    if rejected:
+        stopped = next((e.line for e in rejected if e.fatal), None)
+        reasons.append(
+            f"{len(rejected)} rows of the bill were rejected at import, so the billed total "
+            f"may be incomplete (listed as rejected_row; spendtrail bills errors {bill_id})"
+            + ("" if stopped is None else f"; reading stopped at line {stopped}"))
     return reasons
 
 

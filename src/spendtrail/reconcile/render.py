@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
-from spendtrail.money import from_pico
+from spendtrail.money import from_pico, plain_decimal
 from spendtrail.reconcile.match import DIFFERENCE_KINDS
 from spendtrail.reconcile.record import Reconciliation
 
@@ -57,20 +57,26 @@ def owner_rows(record: Reconciliation) -> list[dict[str, Any]]:
     ]
 
 
-def difference_rows(record: Reconciliation) -> list[dict[str, Any]]:
+def difference_rows(record: Reconciliation, *, plain: bool = False) -> list[dict[str, Any]]:
+    """Amounts with their currency for reading; `plain`: bare decimal strings (CSV)."""
+    money = (lambda pico: "" if pico is None else _amount(pico)) if plain else record.money
     return [
         dict(zip(DIFFERENCE_FIELDS, (
             d.kind, d.day, d.provider_request_id, d.event_id, d.bill_line, d.model, d.key_name,
-            d.owner, record.money(d.logged_pico), record.money(d.billed_pico), d.logged_tokens,
+            d.owner, money(d.logged_pico), money(d.billed_pico), d.logged_tokens,
             d.billed_tokens, d.detail), strict=True))
         for d in record.differences
     ]
 
 
+def _amount(pico: int) -> str:
+    return plain_decimal(from_pico(pico))
+
+
 def to_json(record: Reconciliation) -> dict[str, Any]:
-    """Amounts as exact decimal strings in the record's currency."""
+    """Amounts as exact, plain decimal strings in the record's currency."""
     def amount(pico: int | None) -> str | None:
-        return None if pico is None else str(from_pico(pico))
+        return None if pico is None else _amount(pico)
 
     percent = record.variance_percent
     return {
@@ -86,7 +92,7 @@ def to_json(record: Reconciliation) -> dict[str, Any]:
         "billed_error_rows": amount(record.error_pico),
         "variance": amount(record.variance_pico),
         "variance_percent": None if percent is None else str(percent),
-        "tolerance_percent": str(record.tolerance * 100),
+        "tolerance_percent": plain_decimal(record.tolerance * 100),
         "within_tolerance": record.within_tolerance, "result": record.result,
         "reasons": record.reasons, "counts": record.counts,
         "owners": [

@@ -1,9 +1,10 @@
 """Provider bills in the ledger: a file's lines streamed in batches into ``bill_lines``, its
 bad rows into ``bill_import_errors``, one ``bill_imports`` row and one audit record.
 
-An import is one transaction, so a failure leaves nothing behind. The same bytes are imported
-once: a file whose SHA-256 is already in ``bill_imports`` is refused, naming the earlier
-import. Memory stays constant in the file size: lines go to the database a batch at a time
+An import is one transaction, so a failure leaves nothing behind, and a file that yields no
+line is not stored at all. The same bytes are imported once: a file whose SHA-256 is in
+``bill_imports`` is refused, naming the earlier import, unless that bill was voided. Memory
+stays constant in the file size: lines go to the database a batch at a time
 (COPY on PostgreSQL, executemany on SQLite, as the event ingester does), and only the first
 ``KEEP_ERRORS`` row errors are kept in memory for display (all are stored).
 """
@@ -22,7 +23,7 @@ from typing import Any
 import msgspec
 import sqlalchemy as sa
 
-from spendtrail.bills import BillFileError, BillLine, BillRowError, read_bill
+from spendtrail.bills import BillFileError, BillLine, BillRowError, choose_format, read_bill
 from spendtrail.errors import SpendtrailError
 from spendtrail.ledger.audit import record_change
 from spendtrail.ledger.schema import BILL_METERS, bill_import_errors, bill_imports, bill_lines
@@ -38,6 +39,14 @@ class DuplicateBillError(SpendtrailError):
     """The file was imported before (same SHA-256)."""
 
 
+class BillStateError(SpendtrailError):
+    """A bill that does not exist, or is voided, for what was asked of it."""
+
+
+class EmptyBillError(SpendtrailError):
+    """No line of the file could be read (often the wrong format): nothing was imported."""
+
+
 @dataclass(frozen=True, slots=True)
 class BillImport:
     id: int
@@ -51,6 +60,15 @@ class BillImport:
     error_count: int
     first_day: date | None
     last_day: date | None
+    voided_at: datetime | None = None
+    voided_by: str | None = None
+    void_reason: str | None = None
+
+    def describe_void(self) -> str:
+        """'' for a live bill, else when, by whom and why it was voided."""
+        if self.voided_at is None:
+            return ""
+        return f"voided {self.voided_at:%Y-%m-%d %H:%M} by {self.voided_by}: {self.void_reason}"
 
 
 @dataclass
@@ -73,7 +91,7 @@ def file_sha256(path: Path) -> str:
 def import_bill(
     engine: sa.Engine,
     path: Path,
-    format: str,
+    format: str | None,
     *,
     actor: str,
     mapping: Path | None = None,
@@ -81,15 +99,19 @@ def import_bill(
     batch_size: int = 10_000,
     on_progress: Callable[[int], None] | None = None,
 ) -> ImportResult:
-    """Import one bill file; `provider` names the ledger provider it bills (default: the
-    lines' own provider when they name one). `on_progress` receives rows read."""
-    items = read_bill(path, format, mapping)  # checks format and mapping before any write
+    """Import one bill file in `format` (None: detected from the file); `provider` names the
+    ledger provider it bills (default: the lines' own provider when they name one).
+    `on_progress` receives rows read. A file that yields no line stores nothing and raises
+    EmptyBillError."""
     sha256 = file_sha256(path)
+    format = choose_format(path, format, mapping)
+    items = read_bill(path, format, mapping)  # checks format and mapping before any write
     now = datetime.now(UTC)
     errors: list[BillRowError] = []
     with engine.begin() as conn:
         earlier = conn.execute(
-            sa.select(bill_imports.c.id).where(bill_imports.c.sha256 == sha256)
+            sa.select(bill_imports.c.id)
+            .where(bill_imports.c.sha256 == sha256, bill_imports.c.voided_at.is_(None))
         ).scalar()
         if earlier is not None:
             raise DuplicateBillError(
@@ -129,6 +151,11 @@ def import_bill(
             error_count += len(bad)
             if on_progress is not None:
                 on_progress(len(batch))
+        if not lines:  # raised inside the transaction: the import row and errors go too
+            first = f"; the first: {errors[0]}" if errors else ""
+            raise EmptyBillError(
+                f"{path}: no line could be read as {format}, so nothing was imported "
+                f"({error_count} rows rejected{first})")
         if provider is None and len(providers) == 1:
             provider = providers.pop()
         counts = {"provider": provider, "line_count": lines, "error_count": error_count,
@@ -144,6 +171,29 @@ def import_bill(
         bill = get_import(conn, import_id)
     assert bill is not None
     return ImportResult(bill, errors)
+
+
+def void_bill(conn: sa.Connection, import_id: int, *, reason: str, actor: str) -> BillImport:
+    """Mark a bill void in the caller's transaction, with an audit record: its lines and
+    errors stay as evidence, it can no longer be reconciled, and its file's sha256 is free to
+    be imported again (e.g. after an import in the wrong format or of the wrong file)."""
+    if not reason.strip():
+        raise BillStateError("reason: say why the bill is voided; it is kept in the audit log")
+    bill = get_import(conn, import_id)
+    if bill is None:
+        raise BillStateError(f"no bill {import_id}; see `spendtrail bills list`")
+    if bill.voided_at is not None:
+        raise BillStateError(f"bill {import_id} is already {bill.describe_void()}")
+    now = datetime.now(UTC)
+    conn.execute(bill_imports.update().where(bill_imports.c.id == import_id).values(
+        voided_at=now, voided_by=actor, void_reason=reason.strip()))
+    record_change(conn, actor=actor, action="bills.void", object_type="bill_import",
+                  object_id=str(import_id),
+                  before={"file_name": bill.file_name, "sha256": bill.sha256, "voided": False},
+                  after={"voided": True, "voided_at": now}, reason=reason.strip())
+    voided = get_import(conn, import_id)
+    assert voided is not None
+    return voided
 
 
 def get_import(conn: sa.Connection, import_id: int) -> BillImport | None:

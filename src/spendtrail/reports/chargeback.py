@@ -29,7 +29,7 @@ from spendtrail.ledger.schema import (
     prices_used_daily,
     reconciliations,
 )
-from spendtrail.money import from_pico
+from spendtrail.money import from_pico, plain_decimal
 from spendtrail.periods import Period
 from spendtrail.reconcile import Reconciliation, load_reconciliation
 from spendtrail.registry import Registry
@@ -309,7 +309,7 @@ class Section:
 
 def amount(pico: int) -> str:
     """Exact decimal string of pico-units, never in exponent form (1000, not 1E+3)."""
-    return f"{from_pico(pico):f}"
+    return plain_decimal(from_pico(pico))
 
 
 def header(statement: Statement) -> dict[str, str]:

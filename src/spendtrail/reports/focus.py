@@ -33,7 +33,7 @@ from spendtrail.ledger.costs import is_current
 from spendtrail.ledger.db import as_utc
 from spendtrail.ledger.prices import load_catalog
 from spendtrail.ledger.schema import cost_entries, events
-from spendtrail.money import from_pico
+from spendtrail.money import from_pico, plain_decimal
 from spendtrail.periods import Period
 from spendtrail.pricing import TOKEN_METERS, Catalog, PriceEntry
 from spendtrail.reports.focus_columns import ALLOWED, COLUMN_NAMES, COLUMNS, USAGE_REQUIRED
@@ -472,7 +472,7 @@ def _cell(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, Decimal):
-        return format(value, "f")
+        return plain_decimal(value)
     if isinstance(value, datetime):
         return value.strftime("%Y-%m-%dT%H:%M:%SZ")
     if isinstance(value, dict):

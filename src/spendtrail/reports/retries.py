@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from spendtrail.allocation.exceptions import UNTAGGED
 from spendtrail.ledger.costs import is_current
 from spendtrail.ledger.schema import cost_entries, events
-from spendtrail.money import from_pico
+from spendtrail.money import from_pico, plain_decimal
 from spendtrail.periods import Period
 
 
@@ -34,9 +34,9 @@ class RetryInflation:
                 "logical_requests": self.requests, "billable_calls": self.billable,
                 "attempts_per_request": f"{self.attempts / self.requests:.2f}"
                 if self.requests else "n/a",
-                "cost": f"{from_pico(self.cost_pico):f}",
-                "failed_cost": f"{from_pico(self.failed_cost_pico):f}",
-                "retried_cost": f"{from_pico(self.retried_cost_pico):f}"}
+                "cost": plain_decimal(from_pico(self.cost_pico)),
+                "failed_cost": plain_decimal(from_pico(self.failed_cost_pico)),
+                "retried_cost": plain_decimal(from_pico(self.retried_cost_pico))}
 
 
 def retry_inflation(conn: sa.Connection, period: Period) -> list[RetryInflation]:

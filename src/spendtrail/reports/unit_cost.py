@@ -16,7 +16,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from spendtrail.errors import SpendtrailError
-from spendtrail.money import from_pico, parse_decimal
+from spendtrail.money import from_pico, parse_decimal, plain_decimal
 from spendtrail.periods import Period
 from spendtrail.reports.costs import cost_report
 from spendtrail.yamlfile import Reader
@@ -57,9 +57,10 @@ class UnitCost:
 
     def row(self) -> dict[str, str]:
         return {"metric": self.metric, "owner": self.owner, "currency": self.currency,
-                "cost": f"{self.cost:f}",
-                "denominator": "" if self.denominator is None else f"{self.denominator:f}",
-                "cost_per_unit": "n/a" if self.cost_per_unit is None else f"{self.cost_per_unit:f}"}
+                "cost": plain_decimal(self.cost),
+                "denominator": "" if self.denominator is None else plain_decimal(self.denominator),
+                "cost_per_unit": "n/a" if self.cost_per_unit is None
+                else plain_decimal(self.cost_per_unit)}
 
 
 def load_metrics(path: str | Path) -> list[UnitMetric]:
