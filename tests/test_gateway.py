@@ -427,27 +427,37 @@ def test_an_unknown_environment_cannot_choose_a_milder_policy(gw, keys):
 def test_budgets_refuse_at_the_hard_limit_and_report_their_state(
         start_gateway, keys, upstream, shared_ledger):
     """A real token budget on the budget owner of the key's application: 17 tokens a call,
-    a 40-token limit with a soft threshold at 50%."""
+    each reserving its estimate (body bytes / 4 + max_tokens) before it is sent."""
     engine = shared_ledger[1]
     with engine.begin() as conn:
         save_budget(conn, Budget(id="ben-tokens", scope="budget_owner", scope_value="ben.okafor",
-                                 period="month", limit_units=40, thresholds=(50,)),
+                                 period="month", limit_units=60, thresholds=(50,)),
                     actor="test", reason="gateway test")
     try:
         gw = start_gateway(budget=GuardedBudgets(BudgetGuard.load(engine)))
-        client = gw.client(keys["prod"])
-        states = [client.chat.completions.with_raw_response.create(**CHAT)
-                  .headers["X-Spendtrail-Budget"] for _ in range(3)]
-        # Spend before each call: 0, 17 (42%), 34 (85%: past the soft threshold).
-        assert states == ["ben-tokens=0%;ok", "ben-tokens=42%;ok", "ben-tokens=85%;soft"]
+        client = openai.OpenAI(base_url=gw.base + "/v1", api_key=keys["prod"])  # 2 retries
+        assert client.max_retries == 2
+        states = [client.chat.completions.with_raw_response.create(**CHAT, max_tokens=5)
+                  .headers["X-Spendtrail-Budget"] for _ in range(2)]
+        # Spend before each call: 0, then 17 (28%).
+        assert states == ["ben-tokens=0%;ok", "ben-tokens=28%;ok"]
+        estimate = -(-len(upstream.received[-1].body) // 4) + 5
+        assert 34 + estimate > 60, "the test needs a third call that cannot fit"
         calls = len(upstream.received)
-        with pytest.raises(openai.RateLimitError) as refused:  # 51 >= 40: refused, not sent
-            client.chat.completions.create(**CHAT)
-        assert len(upstream.received) == calls
+        with pytest.raises(openai.RateLimitError) as refused:  # 34 + estimate > 60: refused
+            client.chat.completions.create(**CHAT, max_tokens=5)
+        assert len(upstream.received) == calls  # not sent
+        # The SDK asked once: x-should-retry: false overrides its retry of a 429.
+        assert 'spendtrail_gateway_rejected_total{code="budget_exceeded"} 1' in (
+            http(gw.base + "/metrics")[1].decode())
         error = refused.value.body
         assert (refused.value.code, error["budget"], error["spent"]) == (
-            "budget_exceeded", "ben-tokens", "51 tokens")
-        assert "ben-tokens" in error["message"] and error["period"] in error["message"]
+            "budget_exceeded", "ben-tokens", "34 tokens")
+        assert f"estimated cost, {estimate} tokens, would cross the hard limit" in (
+            error["message"])
+        headers = refused.value.response.headers
+        assert headers["x-should-retry"] == "false"
+        assert 0 < int(headers["Retry-After"]) <= 31 * 86400
         other = gw.client(keys["any_env"]).chat.completions.with_raw_response.create(
             **CHAT, extra_headers={"X-Spendtrail-Environment": "production",
                                    "X-Spendtrail-Workload": "batch"})

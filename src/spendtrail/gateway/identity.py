@@ -85,6 +85,9 @@ class Identity:
     status: str  # allocated | shared | quarantined
     reasons: tuple[str, ...] = ()
     allocation: Allocation | None = None  # the registry's verdict; None without a registry
+    # Whose budgets the call counts against: the allocation, or for a quarantined call the
+    # owner the key proves (docs/budgets.md, "Budgets follow the key").
+    budgeted: Allocation | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,11 +138,29 @@ def resolve(
         return Identity(context, "quarantined", ("no_registry",))
     allocation = registry.validate(context)
     if allocation.status != "quarantined":
-        return Identity(context, allocation.status, allocation=allocation)
+        return Identity(context, allocation.status, allocation=allocation, budgeted=allocation)
     owner = _owner(registry, key.application)
     if _policy_mode(policy, registry, owner, allocation.environment) == "quarantine":
-        return Identity(context, "quarantined", allocation.reasons, allocation)
+        budgeted = None if owner is None else _key_owner(registry, owner, context)
+        return Identity(context, "quarantined", allocation.reasons, allocation, budgeted)
     return _refusal(allocation.reasons, context, owner)
+
+
+def _key_owner(registry: Registry, owner: Application, context: AllocationContext) -> Allocation:
+    """The owner a gateway key proves, whatever else the context claims: its application
+    and that application's business unit, cost center and budget owner. The environment
+    only if it is one the application may use (else None: every environment's budgets)."""
+    environment = context.environment or owner.default_environment
+    return Allocation(
+        status="shared" if owner is registry.shared_pool else "allocated",
+        reasons=(),
+        business_unit=owner.business_unit,
+        application=owner.id,
+        environment=environment if environment in owner.environments else None,
+        workload_class=None,
+        cost_center=owner.cost_center,
+        budget_owner=owner.budget_owner,
+    )
 
 
 def _tags(header: str | None) -> dict[str, str] | Refusal:
