@@ -467,6 +467,58 @@ def test_budgets_refuse_at_the_hard_limit_and_report_their_state(
             delete_budget(conn, "ben-tokens", actor="test", reason="gateway test done")
 
 
+def test_budget_refusals_are_not_retried_by_the_sdk(start_gateway, keys, upstream,
+                                                     shared_ledger):
+    """The openai SDK retries a 429 twice by default; `x-should-retry: false` stops it."""
+    engine = shared_ledger[1]
+    with engine.begin() as conn:
+        save_budget(conn, Budget(id="sa-tiny", scope="application",
+                                 scope_value="support-assistant", period="day", limit_units=17),
+                    actor="test", reason="gateway test")
+    try:
+        gw = start_gateway(budget=GuardedBudgets(BudgetGuard.load(engine)))
+        client = openai.OpenAI(base_url=gw.base + "/v1", api_key=keys["prod"])
+        with pytest.raises(openai.RateLimitError) as refused:
+            for _ in range(3):  # until the budget refuses
+                client.chat.completions.create(**CHAT)
+        assert refused.value.response.headers["x-should-retry"] == "false"
+        metrics = http(gw.base + "/metrics")[1].decode()
+        assert 'spendtrail_gateway_rejected_total{code="budget_exceeded"} 1' in metrics
+    finally:
+        with engine.begin() as conn:
+            delete_budget(conn, "sa-tiny", actor="test", reason="gateway test done")
+
+
+def test_budgets_follow_the_key_whatever_else_is_quarantined(start_gateway, keys, upstream,
+                                                             shared_ledger):
+    """A staging key of support-assistant with an unknown workload is quarantined, but the
+    key proves the application: the call counts against its budget and is refused by it."""
+    engine = shared_ledger[1]
+    with engine.begin() as conn:
+        save_budget(conn, Budget(id="sa-staging", scope="cost_center", scope_value="CC-110",
+                                 period="month", limit_units=60),
+                    actor="test", reason="gateway test")
+    try:
+        gw = start_gateway(budget=GuardedBudgets(BudgetGuard.load(engine)))
+        client = gw.client(keys["staging"])
+        unknown = {"X-Spendtrail-Workload": "moon", "X-Spendtrail-Cost-Center": "CC-200"}
+        raw = client.chat.completions.with_raw_response.create(
+            **CHAT, max_tokens=5, extra_headers=unknown)
+        assert raw.headers["X-Spendtrail-Allocation"] == "quarantined"
+        assert raw.headers["X-Spendtrail-Budget"] == "sa-staging=0%;ok"
+        raw = client.chat.completions.with_raw_response.create(**CHAT, max_tokens=5)
+        assert raw.headers["X-Spendtrail-Allocation"] == "allocated"
+        assert raw.headers["X-Spendtrail-Budget"] == "sa-staging=28%;ok"  # 17 of 60 settled
+        calls = len(upstream.received)
+        with pytest.raises(openai.RateLimitError) as refused:  # 34 + the estimate > 60
+            client.chat.completions.create(**CHAT, max_tokens=5, extra_headers=unknown)
+        assert refused.value.body["budget"] == "sa-staging"
+        assert len(upstream.received) == calls
+    finally:
+        with engine.begin() as conn:
+            delete_budget(conn, "sa-staging", actor="test", reason="gateway test done")
+
+
 # -- retries and request linking --------------------------------------------------------------
 
 

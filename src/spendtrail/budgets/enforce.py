@@ -144,8 +144,8 @@ class Admission:
         budget = state.budget
         ends = state.period.ends_at.isoformat()
         if state.spent >= budget.limit_units:
-            reason = f"the hard limit is reached, so calls are refused until the period ends at " \
-                f"{ends}"
+            reason = ("the hard limit is reached, so calls are refused until the period ends "
+                      f"at {ends}")
         else:
             reason = (f"this call's estimated cost, {budget.format_units(state.estimate)}, "
                       "would cross the hard limit, so it is refused (a smaller call may fit "
