@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import socket
 import time
 import urllib.error
@@ -399,6 +400,15 @@ def test_quarantine_policy_serves_and_flags(gw, keys):
     [event] = gw.events()
     assert (event.context.workload_class, event.context.cost_center) == ("fun", "CC-200")
     assert event.context.application == "support-assistant"
+
+
+def test_a_policy_naming_an_unknown_environment_is_warned_about_at_start(
+        start_gateway, keys, caplog):
+    with caplog.at_level(logging.WARNING, logger="spendtrail.gateway"):
+        start_gateway(policy=Policy({"prod": "reject", "staging": "quarantine"}))
+    [warning] = [r.getMessage() for r in caplog.records if "header policy" in r.getMessage()]
+    assert warning.startswith("the header policy names prod, not an environment of the latest "
+                              "registry (development, production, staging)")
 
 
 def test_what_the_key_fixes_is_refused_under_any_policy(start_gateway, keys):

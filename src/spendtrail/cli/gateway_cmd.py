@@ -215,7 +215,8 @@ def gateway(
         f"spendtrail gateway on http://{host}:{port}/v1 -> {escape(config.upstream_url)} "
         f"(provider {config.provider}, key from the environment)\n"
         f"  ledger {escape(redact_url(s.ledger_url))}, spool {escape(str(s.spool))}\n"
-        f"  header policy: {rules or 'none'}, otherwise {chosen.default}",
+        f"  header policy: {rules + ', ' if rules else ''}environments the registry marks "
+        f"strict: reject, otherwise {chosen.default}",
         highlight=False,
     )
     # SIGTERM (service managers, `kill`) stops as cleanly as Ctrl-C: the last spool file is

@@ -25,9 +25,10 @@ MAX_ID_LENGTH = 200  # the ledger's owner columns are VARCHAR(200)
 _STR = "tag:yaml.org,2002:str"
 _TIMESTAMP = "tag:yaml.org,2002:timestamp"
 _NULL = "tag:yaml.org,2002:null"
+_BOOL = "tag:yaml.org,2002:bool"
 _TAG_KINDS = {
     _NULL: "nothing",
-    "tag:yaml.org,2002:bool": "true/false",
+    _BOOL: "true/false",
     "tag:yaml.org,2002:int": "a number",
     "tag:yaml.org,2002:float": "a number",
     _TIMESTAMP: "a date",
@@ -38,7 +39,7 @@ _QUOTABLE = set(_TAG_KINDS) - {_NULL}
 
 @dataclass(frozen=True)
 class _Field:
-    kind: Literal["id", "text", "ids"]
+    kind: Literal["id", "text", "ids", "flag"]
     required: bool = True
     refers_to: str | None = None  # the section whose ids the value must name
 
@@ -66,7 +67,8 @@ FIELDS: dict[str, dict[str, _Field]] = {
         "business_unit": _Field("id", refers_to="business_units"),
     },
     "budget_owners": {"id": _ID, "name": _TEXT, "role": _TEXT, "email": _OPTIONAL_TEXT},
-    "environments": {"id": _ID, "description": _OPTIONAL_TEXT},
+    "environments": {"id": _ID, "description": _OPTIONAL_TEXT,
+                     "strict": _Field("flag", required=False)},
     "workload_classes": {"id": _ID, "description": _OPTIONAL_TEXT},
     "applications": _APPLICATION_FIELDS,
     "shared_pool": _APPLICATION_FIELDS,
@@ -248,6 +250,12 @@ class _Parser:
                 if items is not None:
                     entry.items[name] = items
                     entry.values[name] = tuple(value for value, _ in items)
+            elif spec.kind == "flag":
+                if isinstance(value_node, ScalarNode) and value_node.tag == _BOOL:
+                    entry.values[name] = SafeConstructor().construct_object(value_node)
+                else:
+                    self.problem(value_node, f"{what}: expected true or false, got "
+                                 f"{_kind(value_node)}")
             else:
                 value = self.string(value_node, what, identifier=spec.kind == "id")
                 if value is not None:
