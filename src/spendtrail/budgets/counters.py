@@ -224,11 +224,16 @@ class SqlCounters:
 
     def reserve(self, reservation_id: str, holds: Sequence[Hold]) -> list[Held]:
         found: dict[CounterKey, Held] = {}
-        # Sorted keys: concurrent transactions lock counter rows in one order, so never deadlock.
         try:
             with self.engine.begin() as conn:
+                # Sorted keys: concurrent transactions lock counter rows in one order, so
+                # never deadlock.
                 for hold in sorted(holds, key=lambda h: h.key):
-                    found[hold.key] = self._hold(conn, reservation_id, hold)
+                    found[hold.key] = self._hold(conn, hold)
+                conn.execute(self._insert(budget_reservations), [
+                    {"counter_id": h.key[0], "period_start": h.key[1],
+                     "reservation_id": reservation_id, "amount": h.amount,
+                     "expires_at": h.until} for h in holds])
             return [found[h.key] for h in holds]
         except _Refused:  # the transaction rolled back: nothing is held
             pass
@@ -236,7 +241,7 @@ class SqlCounters:
             seen = self._read(conn, [h.key for h in holds])
         return [Held(False, spent, reserved) for spent, reserved in seen]
 
-    def _hold(self, conn: sa.Connection, reservation_id: str, hold: Hold) -> Held:
+    def _hold(self, conn: sa.Connection, hold: Hold) -> Held:
         if not hold.fits(0, 0):  # too large even for an empty counter
             raise _Refused
         c = budget_counters.c
@@ -254,9 +259,6 @@ class SqlCounters:
         row = conn.execute(upsert).one_or_none()
         if row is None:
             raise _Refused
-        conn.execute(self._insert(budget_reservations).values(
-            counter_id=hold.key[0], period_start=hold.key[1], reservation_id=reservation_id,
-            amount=hold.amount, expires_at=hold.until))
         return Held(True, row.spent, row.reserved)
 
     def release(self, reservation_id: str, keys: Sequence[CounterKey]) -> None:
@@ -478,7 +480,7 @@ class RedisCounters:
     """Counters in Redis: one Lua script per counter for a reservation and for a settle
     (atomic; pipelined, so a settle is one round trip), MGET for a read. A budget period's
     keys share a hash tag, so they live in one slot of a Redis Cluster. A reservation over
-    several budgets takes them one script each, and releases those it took when a later one
+    several budgets runs one script each (pipelined) and releases those it took when another
     is refused: meanwhile another call may be refused for room that is freed a moment later
     (too strict, never too lenient)."""
 
@@ -500,21 +502,22 @@ class RedisCounters:
                 f"{base}:holds")
 
     def reserve(self, reservation_id: str, holds: Sequence[Hold]) -> list[Held]:
-        results: list[Held] = []
+        pipe = self.client.pipeline(transaction=False)  # one round trip for all budgets
         for hold in holds:
-            granted, spent, reserved = self._reserve(
+            self._reserve(
                 keys=self._keys(hold.key),
                 args=[reservation_id, hold.amount, "" if hold.room is None else hold.room,
                       int(hold.until.timestamp()), int(hold.expires_at.timestamp())],
+                client=pipe,
             )
-            results.append(Held(bool(granted), int(spent), int(reserved)))
-            if not granted:
-                taken = [h.key for h in holds[: len(results) - 1]]
-                self.release(reservation_id, taken)
-                return [Held(False, r.spent, r.reserved) for r in results] + [
-                    Held(False, spent, reserved)
-                    for spent, reserved in self.read([h.key for h in holds[len(results):]])]
-        return results
+        results = [Held(bool(g), int(spent), int(reserved)) for g, spent, reserved in
+                   pipe.execute()]
+        if all(r.granted for r in results):
+            return results
+        self.release(reservation_id, [h.key for h, r in zip(holds, results, strict=True)
+                                      if r.granted])
+        return [Held(False, r.spent, r.reserved - (h.amount if r.granted else 0))
+                for h, r in zip(holds, results, strict=True)]
 
     def release(self, reservation_id: str, keys: Sequence[CounterKey]) -> None:
         if not keys:
