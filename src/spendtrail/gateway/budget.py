@@ -139,7 +139,7 @@ class GuardedBudgets:
         model = outgoing.payload.get("model") if outgoing.payload else None
         admit = partial(self.guard.admit, allocation, at, reservation_id=call_id,
                         estimate=self.estimate(outgoing, model if isinstance(model, str) else None))
-        admission = await asyncio.to_thread(admit) if self._shared else admit()
+        admission = await self._off_loop(admit, call_id) if self._shared else admit()
         if admission.allowed:
             if admission.states:
                 self._open.add(call_id)
@@ -147,6 +147,18 @@ class GuardedBudgets:
         return BudgetDecision(
             admission.header(), admission.error()["error"],
             {"x-should-retry": "false", "Retry-After": str(admission.retry_after(at))})
+
+    async def _off_loop(self, admit: partial, call_id: str) -> Any:
+        """Admit on a worker thread. A request cancelled meanwhile (its client went away)
+        leaves the thread running: whatever it reserves is released when it is done."""
+        work = asyncio.ensure_future(asyncio.to_thread(admit))
+        try:
+            return await asyncio.shield(work)
+        except asyncio.CancelledError:
+            loop = asyncio.get_running_loop()
+            work.add_done_callback(
+                lambda _: loop.run_in_executor(None, self.guard.release, call_id))
+            raise
 
     def record(self, allocation: Allocation | None, event: UsageEvent,
                cost: CostBreakdown | None) -> None:
