@@ -13,20 +13,23 @@ import sqlalchemy as sa
 from factories import AT, ROOT, event
 
 from spendtrail.budgets import (
+    NO_ESTIMATE,
     Budget,
     BudgetError,
     BudgetGuard,
+    Estimate,
     MemoryCounters,
     RedisCounters,
     SqlCounters,
     ledger_spend,
     save_budget,
 )
+from spendtrail.budgets.enforce import HOLD_FOR
 from spendtrail.budgets.model import parse_limit, parse_thresholds
 from spendtrail.events import AllocationContext
 from spendtrail.ledger.ingest import Ingester
 from spendtrail.ledger.schema import budget_alerts
-from spendtrail.registry import load_registry
+from spendtrail.registry import Allocation, load_registry
 
 REGISTRY = load_registry(ROOT / "examples" / "registry.yaml")
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -426,3 +429,96 @@ def test_changing_what_a_budget_counts_starts_new_counters(seeded, counters_fact
     assert [s.spent for s in guard.states(NOW)] == [0]  # never pico-USD read as tokens
     guard.settle(SEARCH, event_id="e2", cost_pico=COST, currency="USD", tokens=TOKENS, at=NOW)
     assert [s.spent for s in guard.states(NOW)] == [TOKENS]
+
+
+# -- reservations -------------------------------------------------------------------------
+
+
+def test_a_reservation_holds_room_until_it_settles_or_is_released(seeded, counters_factory):
+    """Each admission holds its estimate; one that would cross the hard limit is refused
+    however little is spent yet; the settle replaces the estimate by the real cost."""
+    define(seeded, budget(limit_units=10 * COST),
+           budget("tokens", scope="cost_center", scope_value="CC-100", currency=None,
+                  limit_units=100 * TOKENS, hard_limit=False))
+    guard = BudgetGuard.load(seeded, counters_factory(seeded), at=NOW)
+    estimate = Estimate(4 * COST, "USD", 2 * TOKENS)
+    first = guard.admit(SEARCH, NOW, reservation_id="r1", estimate=estimate)
+    second = guard.admit(SEARCH, NOW, reservation_id="r2", estimate=estimate)
+    assert first.allowed and second.allowed
+    assert [(s.spent, s.reserved) for s in second.states] == [(0, 8 * COST), (0, 4 * TOKENS)]
+    third = guard.admit(SEARCH, NOW, reservation_id="r3", estimate=estimate)  # 8 + 4 > 10
+    assert not third.allowed
+    assert third.refused_by.budget.id == "search-monthly"
+    assert "estimated cost, 0.0018 USD, would cross the hard limit" in (
+        third.error()["error"]["message"])
+    # Refused: held nothing, not even on the budget that had room.
+    assert [s.reserved for s in guard.states(NOW)] == [8 * COST, 4 * TOKENS]
+    guard.settle(SEARCH, event_id="r1", cost_pico=COST, currency="USD", tokens=TOKENS,
+                 at=NOW, reservation_id="r1")
+    assert [(s.spent, s.reserved) for s in guard.states(NOW)] == [
+        (COST, 4 * COST), (TOKENS, 2 * TOKENS)]
+    guard.release("r2")  # the call was never made
+    guard.release("r2")  # twice is once
+    assert [(s.spent, s.reserved) for s in guard.states(NOW)] == [(COST, 0), (TOKENS, 0)]
+    # 1 spent + 9 estimated lands exactly on the limit: admitted; then nothing fits.
+    assert guard.admit(SEARCH, NOW, reservation_id="r4",
+                       estimate=Estimate(9 * COST, "USD", 0)).allowed
+    assert not guard.admit(SEARCH, NOW, reservation_id="r5", estimate=NO_ESTIMATE).allowed
+
+
+def test_an_unpriced_call_holds_no_money_but_its_tokens(seeded):
+    define(seeded, budget(limit_units=COST),
+           budget("tokens", currency=None, limit_units=3 * TOKENS))
+    guard = BudgetGuard.load(seeded, at=NOW)
+    unpriced = Estimate(None, None, 2 * TOKENS)
+    assert guard.admit(SEARCH, NOW, reservation_id="r1", estimate=unpriced).allowed
+    assert [s.reserved for s in guard.states(NOW)] == [0, 2 * TOKENS]
+    refused = guard.admit(SEARCH, NOW, reservation_id="r2", estimate=unpriced)
+    assert refused.refused_by.budget.id == "tokens"
+
+
+def test_reservations_of_a_crashed_gateway_expire(seeded, shared_counters_factory):
+    define(seeded, budget(limit_units=2 * COST))
+    crashed = BudgetGuard.load(seeded, shared_counters_factory(seeded), at=NOW)
+    assert crashed.admit(SEARCH, NOW, reservation_id="lost",
+                         estimate=Estimate(2 * COST, "USD", 0)).allowed
+    other = BudgetGuard.load(seeded, shared_counters_factory(seeded), at=NOW)
+    assert not other.admit(SEARCH, NOW, reservation_id="r1",
+                           estimate=Estimate(COST, "USD", 0)).allowed
+    other.reload(NOW)  # the reservation is still young: kept
+    assert [s.reserved for s in other.states(NOW)] == [2 * COST]
+    other.counters.prune(datetime.now(UTC) + HOLD_FOR + timedelta(seconds=1), [
+        (b.counter_id, b.period_at(NOW).start) for b in [budget(limit_units=2 * COST)]])
+    assert [s.reserved for s in other.states(NOW)] == [0]
+    assert other.admit(SEARCH, NOW, reservation_id="r2", estimate=Estimate(COST, "USD", 0)).allowed
+
+
+def test_concurrent_reservations_never_share_the_last_room(seeded, counters_factory):
+    """16 threads, each its own guard (gateway) on one store, reserve 1/4 of the limit at
+    once and never settle: exactly 4 are admitted."""
+    define(seeded, budget(limit_units=4 * COST))
+    guards = [BudgetGuard.load(seeded, counters_factory(seeded), at=NOW) for _ in range(16)]
+    start = threading.Barrier(len(guards))
+    admitted = []
+
+    def work(n, guard):
+        start.wait()
+        if guard.admit(SEARCH, NOW, reservation_id=f"c{n}",
+                       estimate=Estimate(COST, "USD", 0)).allowed:
+            admitted.append(n)
+
+    threads = [threading.Thread(target=work, args=(n, g)) for n, g in enumerate(guards)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(admitted) == 4
+    assert [s.reserved for s in guards[0].states(NOW)] == [4 * COST]
+
+
+def test_a_key_proven_owner_without_an_environment_counts_against_every_environment():
+    proven = Allocation("allocated", (), "consumer", "search-summaries", None, None, "CC-100",
+                        "ana.ruiz")
+    assert budget(environment="production").matches(proven)
+    assert budget(environment="staging").matches(proven)
+    assert not budget(scope="cost_center", scope_value="CC-200").matches(proven)

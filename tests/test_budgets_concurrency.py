@@ -1,11 +1,11 @@
 """The concurrency proof: many threads, and several processes sharing PostgreSQL, SQLite or
-Redis, loop admit -> (the upstream call) -> settle against one budget.
+Redis, loop admit (reserving the call's cost) -> (the upstream call) -> settle against one
+budget.
 
-What must hold: no admission that starts after a settle has crossed the limit is allowed;
-no increment is lost (final spend = admitted calls x cost); and the overshoot past the limit
-is only the calls already in flight, at most one per worker: final <= limit + (workers - 1)
-x cost (the last call admitted saw at most limit - cost, and at most every other worker had
-a call in flight then).
+What must hold: no admission that starts after a settle has reached the limit is allowed;
+no increment is lost (final spend = admitted calls x cost); and, every estimate being the
+call's exact cost, the calls in flight never take the spend past the limit: the budget ends
+exactly at it (60 calls' worth).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from factories import ROOT
 from spendtrail.budgets import (
     Budget,
     BudgetGuard,
+    Estimate,
     MemoryCounters,
     RedisCounters,
     SqlCounters,
@@ -68,7 +69,9 @@ def hammer(guard: BudgetGuard, at: datetime, threads: int, crossed, tag: str) ->
         start.wait()
         for i in range(10**6):
             after_crossing = crossed.is_set()
-            if not guard.admit(allocation, at).allowed:
+            call = f"{tag}-{n}-{i}"
+            if not guard.admit(allocation, at, reservation_id=call,
+                               estimate=Estimate(COST, "USD", 0)).allowed:
                 return
             with lock:
                 tally.admitted += 1
@@ -78,8 +81,8 @@ def hammer(guard: BudgetGuard, at: datetime, threads: int, crossed, tag: str) ->
             time.sleep(0.002)  # the upstream call, during which others are admitted
             with lock:
                 tally.in_flight -= 1
-            states = guard.settle(allocation, event_id=f"{tag}-{n}-{i}", cost_pico=COST,
-                                  currency="USD", tokens=0, at=at)
+            states = guard.settle(allocation, event_id=call, cost_pico=COST, currency="USD",
+                                  tokens=0, at=at, reservation_id=call)
             if states[0].spent >= LIMIT:
                 crossed.set()
 
@@ -121,10 +124,10 @@ def redis_prefix():
     client.close()
 
 
-def check(final: int, admitted: int, late: int, workers: int) -> None:
+def check(final: int, admitted: int, late: int) -> None:
     assert late == 0, "a call was admitted after a settle had crossed the limit"
     assert final == admitted * COST, "an increment was lost"
-    assert LIMIT <= final <= LIMIT + (workers - 1) * COST
+    assert final == LIMIT, "the calls in flight took the spend past the limit"
 
 
 @pytest.mark.parametrize("backend", ["memory", "sql", "redis"])
@@ -141,7 +144,7 @@ def test_threads_cannot_overshoot_past_calls_in_flight(ledger, backend, request)
     guard = BudgetGuard.load(ledger, counters, at=at)
     tally = hammer(guard, at, THREADS, threading.Event(), "t")
     final = guard.admit(_search(), at).states[0].spent
-    check(final, tally.admitted, tally.late, THREADS)
+    check(final, tally.admitted, tally.late)
     assert tally.max_in_flight > 1, "the test never had calls in flight together"
 
 
@@ -183,6 +186,6 @@ def test_processes_sharing_a_store_cannot_overshoot(ledger, ledger_url, backend,
         redis_or_skip(), prefix=prefix)
     final = BudgetGuard.load(ledger, counters, at=at).admit(_search(), at).states[0].spent
     admitted = sum(a for a, _ in tallies)
-    check(final, admitted, sum(late for _, late in tallies), PROCESSES * THREADS_PER_PROCESS)
+    check(final, admitted, sum(late for _, late in tallies))
     # A process may start after the others used the budget up; two is what proves sharing.
     assert sum(a > 0 for a, _ in tallies) >= 2, "the processes did not spend together"

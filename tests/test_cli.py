@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import msgspec
 import pytest
 from factories import SHEET, event, write_jsonl
 
@@ -33,20 +34,27 @@ def test_load_ingest_and_report(run, tmp_path):
     sheet.write_text(SHEET)
     assert run("registry", "load", str(ROOT / "examples" / "registry.yaml")).returncode == 0
     assert run("prices", "import", "sheet", str(sheet)).returncode == 0
+    spoof = event()  # claims another application's cost center: an owner conflict
+    spoof.context = msgspec.structs.replace(spoof.context, cost_center="CC-200")
     path = write_jsonl(tmp_path / "events.jsonl",
-                       [event(), event(app="contract-review", model="gpt-4o"), event(app="x")],
-                       tail=b"{broken\n")
+                       [event(), event(app="contract-review", model="gpt-4o"), event(app="x"),
+                        spoof], tail=b"{broken\n")
 
     result = run("ingest", str(path))
     assert result.returncode == 1  # something was rejected: the caller must know
-    assert "inserted 3" in result.stdout and "quarantined 1" in result.stdout
-    assert f"{path}:4: malformed JSON" in result.stderr
+    assert "inserted 4" in result.stdout and "quarantined 2" in result.stdout
+    assert f"{path}:5: malformed JSON" in result.stderr
 
     data = json.loads(run("costs", "--period", "2026-10", "--by", "application",
                           "--format", "json").stdout)
     by_app = {row["application"]: row for row in data}
     assert by_app["contract-review"]["cost_USD"] == "0.0075"
-    assert by_app["x"]["events"] == 1
+    assert by_app["quarantined"]["events"] == 2 and "x" not in by_app
+    # Quarantined usage is grouped as such, never under the owner it claimed.
+    data = json.loads(run("costs", "--period", "2026-10", "--by", "cost_center",
+                          "--format", "json").stdout)
+    by_cc = {row["cost_center"]: row["events"] for row in data}
+    assert by_cc == {"CC-100": 1, "CC-200": 1, "quarantined": 2}
 
     rows = list(csv.DictReader(io.StringIO(run("costs", "--period", "2026-10-05",
                                                "--format", "csv").stdout)))
@@ -54,7 +62,7 @@ def test_load_ingest_and_report(run, tmp_path):
     assert all(r["day"] == "2026-10-05" for r in rows)
 
     table = run("costs", "--period", "2026-10").stdout
-    assert "quarantined:" in table and "over 1 events" in table
+    assert "quarantined:" in table and "over 2 events" in table
 
     stats = json.loads(run("ledger", "stats", "--format", "json").stdout)
     assert {s["measure"]: s["value"] for s in stats}["rejected_lines"] == 1

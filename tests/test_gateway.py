@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import socket
 import time
 import urllib.error
@@ -406,6 +407,15 @@ def test_quarantine_policy_serves_and_flags(gw, keys):
     assert event.context.application == "support-assistant"
 
 
+def test_a_policy_naming_an_unknown_environment_is_warned_about_at_start(
+        start_gateway, keys, caplog):
+    with caplog.at_level(logging.WARNING, logger="spendtrail.gateway"):
+        start_gateway(policy=Policy({"prod": "reject", "staging": "quarantine"}))
+    [warning] = [r.getMessage() for r in caplog.records if "header policy" in r.getMessage()]
+    assert warning.startswith("the header policy names prod, not an environment of the latest "
+                              "registry (development, production, staging)")
+
+
 def test_what_the_key_fixes_is_refused_under_any_policy(start_gateway, keys):
     gw = start_gateway(policy=Policy({}, "quarantine"))
     client = gw.client(keys["staging"])
@@ -432,27 +442,37 @@ def test_an_unknown_environment_cannot_choose_a_milder_policy(gw, keys):
 def test_budgets_refuse_at_the_hard_limit_and_report_their_state(
         start_gateway, keys, upstream, shared_ledger):
     """A real token budget on the budget owner of the key's application: 17 tokens a call,
-    a 40-token limit with a soft threshold at 50%."""
+    each reserving its estimate (body bytes / 4 + max_tokens) before it is sent."""
     engine = shared_ledger[1]
     with engine.begin() as conn:
         save_budget(conn, Budget(id="ben-tokens", scope="budget_owner", scope_value="ben.okafor",
-                                 period="month", limit_units=40, thresholds=(50,)),
+                                 period="month", limit_units=60, thresholds=(50,)),
                     actor="test", reason="gateway test")
     try:
         gw = start_gateway(budget=GuardedBudgets(BudgetGuard.load(engine)))
-        client = gw.client(keys["prod"])
-        states = [client.chat.completions.with_raw_response.create(**CHAT)
-                  .headers["X-Spendtrail-Budget"] for _ in range(3)]
-        # Spend before each call: 0, 17 (42%), 34 (85%: past the soft threshold).
-        assert states == ["ben-tokens=0%;ok", "ben-tokens=42%;ok", "ben-tokens=85%;soft"]
+        client = openai.OpenAI(base_url=gw.base + "/v1", api_key=keys["prod"])  # 2 retries
+        assert client.max_retries == 2
+        states = [client.chat.completions.with_raw_response.create(**CHAT, max_tokens=5)
+                  .headers["X-Spendtrail-Budget"] for _ in range(2)]
+        # Spend before each call: 0, then 17 (28%).
+        assert states == ["ben-tokens=0%;ok", "ben-tokens=28%;ok"]
+        estimate = -(-len(upstream.received[-1].body) // 4) + 5
+        assert 34 + estimate > 60, "the test needs a third call that cannot fit"
         calls = len(upstream.received)
-        with pytest.raises(openai.RateLimitError) as refused:  # 51 >= 40: refused, not sent
-            client.chat.completions.create(**CHAT)
-        assert len(upstream.received) == calls
+        with pytest.raises(openai.RateLimitError) as refused:  # 34 + estimate > 60: refused
+            client.chat.completions.create(**CHAT, max_tokens=5)
+        assert len(upstream.received) == calls  # not sent
+        # The SDK asked once: x-should-retry: false overrides its retry of a 429.
+        assert 'spendtrail_gateway_rejected_total{code="budget_exceeded"} 1' in (
+            http(gw.base + "/metrics")[1].decode())
         error = refused.value.body
         assert (refused.value.code, error["budget"], error["spent"]) == (
-            "budget_exceeded", "ben-tokens", "51 tokens")
-        assert "ben-tokens" in error["message"] and error["period"] in error["message"]
+            "budget_exceeded", "ben-tokens", "34 tokens")
+        assert f"estimated cost, {estimate} tokens, would cross the hard limit" in (
+            error["message"])
+        headers = refused.value.response.headers
+        assert headers["x-should-retry"] == "false"
+        assert 0 < int(headers["Retry-After"]) <= 31 * 86400
         other = gw.client(keys["any_env"]).chat.completions.with_raw_response.create(
             **CHAT, extra_headers={"X-Spendtrail-Environment": "production",
                                    "X-Spendtrail-Workload": "batch"})
@@ -460,6 +480,58 @@ def test_budgets_refuse_at_the_hard_limit_and_report_their_state(
     finally:
         with engine.begin() as conn:
             delete_budget(conn, "ben-tokens", actor="test", reason="gateway test done")
+
+
+def test_budget_refusals_are_not_retried_by_the_sdk(start_gateway, keys, upstream,
+                                                     shared_ledger):
+    """The openai SDK retries a 429 twice by default; `x-should-retry: false` stops it."""
+    engine = shared_ledger[1]
+    with engine.begin() as conn:
+        save_budget(conn, Budget(id="sa-tiny", scope="application",
+                                 scope_value="support-assistant", period="day", limit_units=17),
+                    actor="test", reason="gateway test")
+    try:
+        gw = start_gateway(budget=GuardedBudgets(BudgetGuard.load(engine)))
+        client = openai.OpenAI(base_url=gw.base + "/v1", api_key=keys["prod"])
+        with pytest.raises(openai.RateLimitError) as refused:
+            for _ in range(3):  # until the budget refuses
+                client.chat.completions.create(**CHAT)
+        assert refused.value.response.headers["x-should-retry"] == "false"
+        metrics = http(gw.base + "/metrics")[1].decode()
+        assert 'spendtrail_gateway_rejected_total{code="budget_exceeded"} 1' in metrics
+    finally:
+        with engine.begin() as conn:
+            delete_budget(conn, "sa-tiny", actor="test", reason="gateway test done")
+
+
+def test_budgets_follow_the_key_whatever_else_is_quarantined(start_gateway, keys, upstream,
+                                                             shared_ledger):
+    """A staging key of support-assistant with an unknown workload is quarantined, but the
+    key proves the application: the call counts against its budget and is refused by it."""
+    engine = shared_ledger[1]
+    with engine.begin() as conn:
+        save_budget(conn, Budget(id="sa-staging", scope="cost_center", scope_value="CC-110",
+                                 period="month", limit_units=60),
+                    actor="test", reason="gateway test")
+    try:
+        gw = start_gateway(budget=GuardedBudgets(BudgetGuard.load(engine)))
+        client = gw.client(keys["staging"])
+        unknown = {"X-Spendtrail-Workload": "moon", "X-Spendtrail-Cost-Center": "CC-200"}
+        raw = client.chat.completions.with_raw_response.create(
+            **CHAT, max_tokens=5, extra_headers=unknown)
+        assert raw.headers["X-Spendtrail-Allocation"] == "quarantined"
+        assert raw.headers["X-Spendtrail-Budget"] == "sa-staging=0%;ok"
+        raw = client.chat.completions.with_raw_response.create(**CHAT, max_tokens=5)
+        assert raw.headers["X-Spendtrail-Allocation"] == "allocated"
+        assert raw.headers["X-Spendtrail-Budget"] == "sa-staging=28%;ok"  # 17 of 60 settled
+        calls = len(upstream.received)
+        with pytest.raises(openai.RateLimitError) as refused:  # 34 + the estimate > 60
+            client.chat.completions.create(**CHAT, max_tokens=5, extra_headers=unknown)
+        assert refused.value.body["budget"] == "sa-staging"
+        assert len(upstream.received) == calls
+    finally:
+        with engine.begin() as conn:
+            delete_budget(conn, "sa-staging", actor="test", reason="gateway test done")
 
 
 # -- retries and request linking --------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from spendtrail.events.usage import SseTracker, facts_from_body, usage_from_open
 from spendtrail.gateway import GatewayConfigError, Policy, PolicyError, load_policy, upstream_key
 from spendtrail.gateway.identity import Identity, Refusal, resolve
 from spendtrail.gateway.keys import GatewayKey
-from spendtrail.registry import load_registry
+from spendtrail.registry import RegistryError, load_registry, parse_registry
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -175,8 +176,10 @@ def test_retry_count_header(value, expected):
 
 
 def test_policy_parsing_and_defaults(tmp_path):
-    assert Policy().mode_for("production") == "reject"
-    assert Policy().mode_for("staging") == "quarantine"
+    # Strictness is the registry's, whatever the environment is called; a rule overrides it.
+    assert Policy().mode_for("prod", strict=True) == "reject"
+    assert Policy().mode_for("production") == "quarantine"
+    assert Policy({"prod": "quarantine"}).mode_for("prod", strict=True) == "quarantine"
     path = tmp_path / "policy.yaml"
     path.write_text("policy:\n  default: reject\n  environments:\n    development: quarantine\n")
     policy = load_policy(path)
@@ -221,8 +224,50 @@ def test_resolve_missing_workload_follows_the_policy(registry):
     assert isinstance(refused, Refusal) and refused.status == 400
     assert refused.message == ("X-Spendtrail-Workload: is required for application "
                                "'search-summaries' (allowed: batch, eval, user_facing)")
-    quarantined = resolve(KEY, headers, registry, Policy({}, "quarantine"))
+    quarantined = resolve(KEY, headers, registry, Policy({"production": "quarantine"}))
     assert quarantined.reasons == ("missing_workload_class",)
+
+
+PROD_REGISTRY = """
+business_units: [{id: bu, name: BU}]
+cost_centers: [{id: CC-1, name: CC, business_unit: bu}]
+budget_owners: [{id: o, name: O, role: lead}]
+environments:
+  - {id: prod, strict: %s}
+  - {id: dev}
+workload_classes: [{id: batch}]
+applications:
+  - {id: app, name: App, business_unit: bu, cost_center: CC-1, budget_owner: o,
+     environments: [prod, dev], workload_classes: [batch]}
+shared_pool: {id: pool, name: Pool, business_unit: bu, cost_center: CC-1, budget_owner: o,
+              environments: [prod], workload_classes: [batch]}
+"""
+
+
+@pytest.mark.parametrize(("strict", "status"), [("true", "refused"), ("false", "quarantined")])
+def test_the_registry_says_which_environments_are_strict(strict, status):
+    """Production called `prod`: strict by the registry's flag, not by a literal name."""
+    registry = parse_registry(PROD_REGISTRY % strict)
+    key = replace(KEY, application="app")
+    found = resolve(key, {"X-Spendtrail-Environment": "prod", "X-Spendtrail-Workload": "fun"},
+                    registry, Policy())
+    assert ("refused" if isinstance(found, Refusal) else found.status) == status
+    # An unknown environment cannot pick a milder policy than the app's strictest one.
+    found = resolve(key, {"X-Spendtrail-Environment": "moon", "X-Spendtrail-Workload": "batch"},
+                    registry, Policy())
+    assert ("refused" if isinstance(found, Refusal) else found.status) == status
+    assert Policy({"production": "reject", "dev": "quarantine"}).unknown_environments(
+        registry) == ["production"]
+
+
+def test_strict_must_be_true_or_false_and_unset_keeps_old_documents():
+    with pytest.raises(RegistryError, match=r"environment 'prod': strict: expected true or "
+                       r"false, got the string 'yes please'"):
+        parse_registry(PROD_REGISTRY % "yes please")
+    document = parse_registry(PROD_REGISTRY % "false").to_document()
+    assert {"id": "prod"} in document["environments"]  # no `strict: false` in the hash
+    assert {"id": "prod", "strict": True} in parse_registry(
+        PROD_REGISTRY % "true").to_document()["environments"]
 
 
 @pytest.mark.parametrize("tags", ["novalue", "a=", "bad key=1", ",".join(f"k{i}=v"

@@ -24,10 +24,11 @@ from spendtrail.errors import Problem, SpendtrailError
 
 STR = "tag:yaml.org,2002:str"
 NULL = "tag:yaml.org,2002:null"
+BOOL = "tag:yaml.org,2002:bool"
 _TIMESTAMP = "tag:yaml.org,2002:timestamp"
 _KINDS = {
     NULL: "nothing",
-    "tag:yaml.org,2002:bool": "true/false",
+    BOOL: "true/false",
     "tag:yaml.org,2002:int": "a number",
     "tag:yaml.org,2002:float": "a number",
     _TIMESTAMP: "a date",
@@ -197,6 +198,13 @@ class Reader:
             self.problem(node, f"{what}: must not be empty")
             return None
         return node.value
+
+    def flag(self, node: Node, what: str) -> bool | None:
+        """A YAML true or false."""
+        if not (isinstance(node, ScalarNode) and node.tag == BOOL):
+            self.problem(node, f"{what}: expected true or false, got {kind(node)}")
+            return None
+        return SafeConstructor.bool_values[node.value.lower()]
 
     def text(self, node: Node, what: str) -> str | None:
         """The stripped text of any non-blank scalar, for fields with their own syntax."""

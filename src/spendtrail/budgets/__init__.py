@@ -14,11 +14,20 @@ from spendtrail.budgets.counters import (
     Charge,
     CounterKey,
     Counters,
+    Held,
+    Hold,
     MemoryCounters,
     RedisCounters,
     SqlCounters,
 )
-from spendtrail.budgets.enforce import NO_BUDGET, Admission, BudgetGuard, BudgetState
+from spendtrail.budgets.enforce import (
+    NO_BUDGET,
+    NO_ESTIMATE,
+    Admission,
+    BudgetGuard,
+    BudgetState,
+    Estimate,
+)
 from spendtrail.budgets.model import (
     PERIOD_KINDS,
     SCOPES,
@@ -39,6 +48,7 @@ from spendtrail.budgets.store import (
 
 __all__ = [
     "NO_BUDGET",
+    "NO_ESTIMATE",
     "PERIOD_KINDS",
     "SCOPES",
     "Admission",
@@ -50,6 +60,9 @@ __all__ = [
     "Charge",
     "CounterKey",
     "Counters",
+    "Estimate",
+    "Held",
+    "Hold",
     "MemoryCounters",
     "PeriodKind",
     "RedisCounters",

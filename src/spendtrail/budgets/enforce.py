@@ -7,26 +7,34 @@ counting an event twice. The "found in the ledger" check runs before the rollups
 an event ingested between the two reads is then counted twice until the next reload (too
 much, never too little), so no snapshot isolation is needed on either database.
 
-Admission reads the counters (memory: no I/O; SQL or Redis: one round trip for all budgets
-the call falls under) and refuses when the spend already recorded is at or over a hard limit
-(``>=``: a 100 USD budget with 100 USD spent refuses the next call). Settling increments the
-counters atomically, so once a settle has crossed the limit no later admission passes. Calls
-admitted before that, still in flight, finish and are counted: the overshoot is bounded by
-the cost of the calls in flight when the limit was crossed (docs/budgets.md).
+Admission reserves the call's estimated cost on every budget it falls under, in one atomic
+operation per store (memory: a lock; SQL: one transaction of conditional upserts; Redis: one
+Lua script per budget), and is refused when spent + reserved is at a hard limit or the
+estimate would take it past the limit. Settling releases the reservation and adds the real
+cost in one atomic step. So calls in flight are counted by what they may cost before they
+cost it, and the overshoot is bounded by how far real costs exceed their estimates
+(docs/budgets.md).
 """
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from spendtrail.budgets.counters import Charge, CounterKey, Counters, MemoryCounters
+from spendtrail.budgets.counters import (
+    Charge,
+    CounterKey,
+    Counters,
+    Hold,
+    MemoryCounters,
+)
 from spendtrail.budgets.model import SCOPES, Budget, BudgetPeriod
 from spendtrail.budgets.spend import ledger_spend
 from spendtrail.budgets.store import list_budgets
@@ -38,6 +46,22 @@ Level = Literal["ok", "soft", "over", "exceeded"]
 # Counters outlive their period a little: a call that started on the last day may settle
 # after midnight, and `budgets show` can still read the period just ended.
 COUNTER_GRACE = timedelta(days=2)
+# A reservation never settled (its gateway crashed) is dropped at a reload after this long.
+HOLD_FOR = timedelta(minutes=30)
+
+
+@dataclass(frozen=True, slots=True)
+class Estimate:
+    """What a call may cost at most, as far as the gateway can tell before sending it:
+    `cost_pico` in `currency` (None: unpriced, reserves nothing against money budgets) and
+    input + output `tokens`."""
+
+    cost_pico: int | None
+    currency: str | None
+    tokens: int
+
+
+NO_ESTIMATE = Estimate(None, None, 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +71,9 @@ class BudgetState:
     budget: Budget
     period: BudgetPeriod
     spent: int  # in the budget's unit: pico-units of its currency, or tokens
+    reserved: int = 0  # held by calls in flight (this one's included when admitted)
+    refused: bool = False  # this call's reservation did not fit under the hard limit
+    estimate: int = 0  # what this call reserved, or asked to
 
     @property
     def percent(self) -> int:
@@ -60,6 +87,8 @@ class BudgetState:
 
     @property
     def level(self) -> Level:
+        if self.refused:
+            return "exceeded"
         if self.spent >= self.budget.limit_units:
             return "exceeded" if self.budget.hard_limit else "over"
         return "soft" if self.threshold is not None else "ok"
@@ -70,10 +99,12 @@ class BudgetState:
 
     def describe(self) -> str:
         budget = self.budget
+        held = f", {budget.format_units(self.reserved)} reserved by calls in flight" if (
+            self.reserved) else ""
         return (
             f"budget {budget.id!r} ({budget.describe_scope()}, {budget.period} "
             f"{self.period.label}): spent {budget.format_units(self.spent)} of "
-            f"{budget.format_units(budget.limit_units)} ({self.percent}%)"
+            f"{budget.format_units(budget.limit_units)} ({self.percent}%){held}"
         )
 
 
@@ -98,16 +129,30 @@ class Admission:
             return "none"
         return ", ".join(f"{s.budget.id}={s.percent}%;{s.level}" for s in self.states)
 
+    def retry_after(self, now: datetime) -> int:
+        """Whole seconds until the refusing budget's period ends (at least 1)."""
+        state = self.refused_by
+        if state is None:
+            raise ValueError("the call was admitted; there is nothing to wait for")
+        return max(1, math.ceil((state.period.ends_at - now).total_seconds()))
+
     def error(self) -> dict[str, Any]:
         """The body of the 429 for a refused call, in the OpenAI error shape."""
         state = self.refused_by
         if state is None:
             raise ValueError("the call was admitted; there is no error to report")
         budget = state.budget
+        ends = state.period.ends_at.isoformat()
+        if state.spent >= budget.limit_units:
+            reason = ("the hard limit is reached, so calls are refused until the period ends "
+                      f"at {ends}")
+        else:
+            reason = (f"this call's estimated cost, {budget.format_units(state.estimate)}, "
+                      "would cross the hard limit, so it is refused (a smaller call may fit "
+                      f"once calls in flight settle; the period ends at {ends})")
         return {
             "error": {
-                "message": f"{state.describe()}; the hard limit is reached, so calls are "
-                f"refused until the period ends at {state.period.ends_at.isoformat()}",
+                "message": f"{state.describe()}; {reason}",
                 "type": "budget_exceeded",
                 "param": None,
                 "code": "budget_exceeded",
@@ -141,6 +186,7 @@ class BudgetGuard:
         self._budgets: tuple[Budget, ...] = ()
         self._base: dict[CounterKey, int] = {}
         self._alerted: set[tuple[str, date, int]] = set()  # budget id, period start, threshold
+        self._pending: dict[str, list[CounterKey]] = {}  # reservation id -> counters held
         self._lock = threading.Lock()
 
     @classmethod
@@ -198,21 +244,58 @@ class BudgetGuard:
             if (p := b.period_at(at)) is not None
         ]
 
-    def admit(self, allocation: Allocation, at: datetime) -> Admission:
-        """Whether a call for this owner may go ahead now. Quarantined calls fall under no
-        budget (their owner is unproven); see docs/budgets.md."""
+    def admit(
+        self, allocation: Allocation, at: datetime, *, reservation_id: str | None = None,
+        estimate: Estimate = NO_ESTIMATE,
+    ) -> Admission:
+        """Whether a call for this owner may go ahead now. With a `reservation_id` (the
+        call's event id), an admitted call holds `estimate` on every budget it falls under
+        until `settle` or `release`; without one, this only looks (refused when spent +
+        reserved is at a hard limit). Quarantined calls fall under no budget (their owner is
+        unproven); see docs/budgets.md."""
         budgets = self._matching(allocation)
         if not budgets:
             return NO_BUDGET
         found = self._states(budgets, at)
-        totals = self.counters.read([key for _, _, key in found])
         base = self._base
-        return Admission(
-            tuple(
-                BudgetState(b, p, base.get(key, 0) + total)
-                for (b, p, key), total in zip(found, totals, strict=True)
-            )
-        )
+        if reservation_id is None:
+            seen = self.counters.read([key for _, _, key in found])
+            return Admission(tuple(
+                BudgetState(b, p, base.get(key, 0) + spent, reserved, refused=b.hard_limit
+                            and base.get(key, 0) + spent + reserved >= b.limit_units)
+                for (b, p, key), (spent, reserved) in zip(found, seen, strict=True)
+            ))
+        until = datetime.now(UTC) + HOLD_FOR
+        holds = [
+            Hold(key, _amount(b, estimate.cost_pico, estimate.currency, estimate.tokens),
+                 b.limit_units - base.get(key, 0) if b.hard_limit else None,
+                 p.ends_at + COUNTER_GRACE, until)
+            for b, p, key in found
+        ]
+        held = self.counters.reserve(reservation_id, holds)
+        granted = all(h.granted for h in held)
+        if granted:
+            with self._lock:
+                self._pending[reservation_id] = [hold.key for hold in holds]
+        states = [
+            BudgetState(b, p, base.get(key, 0) + h.spent, h.reserved,
+                        refused=not granted and not hold.fits(h.spent, h.reserved),
+                        estimate=hold.amount)
+            for (b, p, key), h, hold in zip(found, held, holds, strict=True)
+        ]
+        if not granted and not any(s.refused for s in states):
+            # The room was taken and given back between the refusal and the read that
+            # reports it: name the first hard budget rather than none.
+            first = next(i for i, hold in enumerate(holds) if hold.room is not None)
+            states[first] = replace(states[first], refused=True)
+        return Admission(tuple(states))
+
+    def release(self, reservation_id: str) -> None:
+        """Drop an admitted call's reservation: it was not made, or will not be settled."""
+        with self._lock:
+            keys = self._pending.pop(reservation_id, None)
+        if keys:
+            self.counters.release(reservation_id, keys)
 
     def settle(
         self,
@@ -223,24 +306,29 @@ class BudgetGuard:
         currency: str | None,
         tokens: int,
         at: datetime,
+        reservation_id: str | None = None,
     ) -> tuple[BudgetState, ...]:
         """Count one recorded call: its cost (None when unpriced) against the budgets in its
-        currency, and its tokens (input + output) against token budgets. `event_id` is the
-        id the ledger will hold the event under; `at` is when the call started (the ledger
-        dates spend by it)."""
+        currency, and its tokens (input + output) against token budgets, releasing its
+        reservation in the same atomic step. `event_id` is the id the ledger will hold the
+        event under; `at` is when the call started (the ledger dates spend by it)."""
         charges: list[Charge] = []
         states: list[tuple[Budget, BudgetPeriod, CounterKey]] = []
         for budget, period, key in self._states(self._matching(allocation), at):
-            if budget.currency is None:
-                amount = tokens
-            else:
-                amount = (cost_pico or 0) if currency == budget.currency else 0
+            amount = _amount(budget, cost_pico, currency, tokens)
             if amount > 0:
                 charges.append(Charge(key, amount, period.ends_at + COUNTER_GRACE))
                 states.append((budget, period, key))
+        release = None
+        if reservation_id is not None:
+            with self._lock:
+                keys = self._pending.pop(reservation_id, None)
+            release = (reservation_id, keys) if keys else None
         if not charges:
+            if release is not None:
+                self.counters.release(*release)
             return ()
-        totals = self.counters.add(event_id, charges)
+        totals = self.counters.add(event_id, charges, release)
         base = self._base
         result = tuple(
             BudgetState(b, p, base.get(key, 0) + total)
@@ -254,11 +342,11 @@ class BudgetGuard:
     def states(self, at: datetime) -> list[BudgetState]:
         """Every budget whose period contains `at`, with its spend."""
         found = self._states(self._budgets, at)
-        totals = self.counters.read([key for _, _, key in found])
+        seen = self.counters.read([key for _, _, key in found])
         base = self._base
         return [
-            BudgetState(b, p, base.get(key, 0) + total)
-            for (b, p, key), total in zip(found, totals, strict=True)
+            BudgetState(b, p, base.get(key, 0) + spent, reserved)
+            for (b, p, key), (spent, reserved) in zip(found, seen, strict=True)
         ]
 
     def _alert(self, state: BudgetState) -> None:
@@ -285,6 +373,14 @@ class BudgetGuard:
         ]
         with self.engine.begin() as conn:
             conn.execute(insert(budget_alerts).values(rows).on_conflict_do_nothing())
+
+
+def _amount(budget: Budget, cost_pico: int | None, currency: str | None, tokens: int) -> int:
+    """What a call counts against a budget: tokens, or its cost in the budget's currency
+    (an unpriced call, or one in another currency, counts nothing against money)."""
+    if budget.currency is None:
+        return tokens
+    return (cost_pico or 0) if currency == budget.currency else 0
 
 
 def _alerts_recorded(

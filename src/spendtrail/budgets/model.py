@@ -119,10 +119,13 @@ class Budget:
         return f"{text}, environment={self.environment}" if self.environment else text
 
     def matches(self, allocation: Allocation) -> bool:
-        """Whether a call with this allocation counts against the budget."""
+        """Whether a call with this allocation counts against the budget. An allocation
+        without an environment (a key-proven owner whose claimed environment is not one it
+        may use) counts against the owner's budgets of every environment."""
         if allocation.status not in COUNTED_STATUSES:
             return False
-        if self.environment is not None and allocation.environment != self.environment:
+        if self.environment is not None and allocation.environment not in (
+                None, self.environment):
             return False
         return getattr(allocation, self.scope) == self.scope_value
 

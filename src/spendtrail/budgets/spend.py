@@ -32,13 +32,17 @@ def ledger_spend(conn: sa.Connection, budget: Budget, period: BudgetPeriod) -> i
 
 
 def ingested(conn: sa.Connection, event_ids: Iterable[str]) -> set[str]:
-    """Which of these events the ledger already holds (and so counts in its rollups)."""
+    """Which of these events the ledger already counts in a budget's rollups: held, and not
+    quarantined (a key-proven call quarantined for another reason is settled against its
+    application's budgets, and only its counter keeps counting it; docs/budgets.md)."""
     ids = list(event_ids)
     found: set[str] = set()
+    e = events.c
     for i in range(0, len(ids), _CHUNK):
         chunk = ids[i : i + _CHUNK]
         found.update(
-            conn.execute(sa.select(events.c.event_id).where(events.c.event_id.in_(chunk)))
+            conn.execute(sa.select(e.event_id).where(
+                e.event_id.in_(chunk), e.allocation_status.in_(COUNTED_STATUSES)))
             .scalars()
         )
     return found

@@ -31,7 +31,7 @@ from spendtrail.gateway import (
     rotate_key,
     upstream_key,
 )
-from spendtrail.gateway.budget import GuardedBudgets
+from spendtrail.gateway.budget import DEFAULT_OUTPUT_TOKENS, GuardedBudgets
 from spendtrail.gateway.identity import MODES
 from spendtrail.ledger.db import redact_url
 
@@ -182,6 +182,10 @@ def gateway(
     redis_url: Annotated[
         str, typer.Option(help="Redis for --budget-counters redis.")
     ] = "redis://127.0.0.1:6379/0",
+    reserve_output_tokens: Annotated[
+        int, typer.Option(min=1, help="Output tokens a budgeted call is assumed to write when "
+                          "it sets no max_tokens; its cost is reserved until it settles.")
+    ] = DEFAULT_OUTPUT_TOKENS,
 ) -> None:
     """Run the OpenAI-compatible gateway. The provider key comes from the environment
     (SPENDTRAIL_UPSTREAM_KEY, or the profile's variable such as COMETAPI_KEY)."""
@@ -207,7 +211,8 @@ def gateway(
         connect_timeout=connect_timeout,
         read_timeout=read_timeout,
         ingest=ingest,
-        budget=GuardedBudgets(BudgetGuard.load(ledger(), _counters(budget_counters, redis_url))),
+        budget=GuardedBudgets(BudgetGuard.load(ledger(), _counters(budget_counters, redis_url)),
+                              output_tokens=reserve_output_tokens),
     )
     ledger()  # create or migrate the ledger before serving, with the CLI's usual errors
     rules = ", ".join(f"{env}={mode}" for env, mode in sorted(chosen.modes.items()))
@@ -215,7 +220,8 @@ def gateway(
         f"spendtrail gateway on http://{host}:{port}/v1 -> {escape(config.upstream_url)} "
         f"(provider {config.provider}, key from the environment)\n"
         f"  ledger {escape(redact_url(s.ledger_url))}, spool {escape(str(s.spool))}\n"
-        f"  header policy: {rules or 'none'}, otherwise {chosen.default}",
+        f"  header policy: {rules + ', ' if rules else ''}environments the registry marks "
+        f"strict: reject, otherwise {chosen.default}",
         highlight=False,
     )
     # SIGTERM (service managers, `kill`) stops as cleanly as Ctrl-C: the last spool file is

@@ -54,7 +54,9 @@ def costs(
     ] = "application,model,day",
     fmt: Annotated[Format, typer.Option("--format")] = Format.table,
 ) -> None:
-    """Cost by owner, model and day for a period, with unpriced and quarantined counts."""
+    """Cost by owner, model and day for a period, with unpriced and quarantined counts.
+    Quarantined usage shows as 'quarantined' in the owner columns, never under the owner
+    its context claimed."""
     group_by = tuple(g.strip() for g in by.split(",") if g.strip())
     with ledger().connect() as conn:
         report = cost_report(conn, parse_period(period), group_by)

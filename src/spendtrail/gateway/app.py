@@ -55,6 +55,12 @@ async def _lifecycle(app: web.Application):
         engine.dispose()
         raise RuntimeError(f"cannot load gateway keys, registry and prices from "
                            f"{redact_url(config.ledger_url)}: {exc}") from None
+    latest = proxy.snapshot.registry.latest()
+    unknown = config.policy.unknown_environments(latest[1]) if latest else []
+    if unknown:
+        log.warning("the header policy names %s, not an environment of the latest registry "
+                    "(%s); its rule applies to no call", ", ".join(unknown),
+                    ", ".join(latest[1].environments))
     proxy.session = aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
         timeout=aiohttp.ClientTimeout(total=None, sock_connect=config.connect_timeout,

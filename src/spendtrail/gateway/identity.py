@@ -6,9 +6,11 @@ change: a header naming another value is refused with 403 whatever the policy, b
 quarantining it could only either move the cost or drop the claim. Everything the registry
 checks (environment, workload class, business unit, cost center, budget owner) follows the
 policy of the call's environment: ``reject`` refuses the call naming the header and the
-allowed values; ``quarantine`` serves it and records it for the exception queue. An
-environment the registry does not accept cannot choose a milder policy: the strictest policy
-among the application's environments applies.
+allowed values; ``quarantine`` serves it and records it for the exception queue. The policy
+names environments it sets explicitly; any other environment rejects when the registry marks
+it ``strict`` and takes the policy's default otherwise. An environment the registry does not
+accept cannot choose a milder policy: the strictest policy among the application's
+environments applies.
 """
 
 from __future__ import annotations
@@ -47,11 +49,12 @@ class PolicyError(SpendtrailError):
 
 @dataclass(frozen=True)
 class Policy:
-    """Environment -> mode. Default: reject in production, quarantine elsewhere, because
-    production spend must land on a known owner at once, while a mislabelled staging or
-    development call is better served and fixed from the exception queue."""
+    """Environment -> mode, for the environments named; the others reject when the registry
+    marks them strict (spend there must land on a known owner at once) and take `default`
+    otherwise (a mislabelled staging or development call is better served and fixed from
+    the exception queue)."""
 
-    modes: Mapping[str, Mode] = field(default_factory=lambda: {"production": "reject"})
+    modes: Mapping[str, Mode] = field(default_factory=dict)
     default: Mode = "quarantine"
 
     @classmethod
@@ -69,8 +72,14 @@ class Policy:
                  for env, mode in environments.items()}
         return cls(modes, default)
 
-    def mode_for(self, environment: str) -> Mode:
-        return self.modes.get(environment, self.default)
+    def mode_for(self, environment: str, *, strict: bool = False) -> Mode:
+        """`strict`: what the registry says of the environment."""
+        return self.modes.get(environment, "reject" if strict else self.default)
+
+    def unknown_environments(self, registry: Registry) -> list[str]:
+        """Environments the policy names that the registry does not know: most likely a
+        typo or a renamed environment, whose rule then applies to nothing."""
+        return sorted(set(self.modes) - set(registry.environments))
 
 
 def _mode(value: object, where: str) -> Mode:
@@ -85,6 +94,9 @@ class Identity:
     status: str  # allocated | shared | quarantined
     reasons: tuple[str, ...] = ()
     allocation: Allocation | None = None  # the registry's verdict; None without a registry
+    # Whose budgets the call counts against: the allocation, or for a quarantined call the
+    # owner the key proves (docs/budgets.md, "Budgets follow the key").
+    budgeted: Allocation | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,11 +147,29 @@ def resolve(
         return Identity(context, "quarantined", ("no_registry",))
     allocation = registry.validate(context)
     if allocation.status != "quarantined":
-        return Identity(context, allocation.status, allocation=allocation)
+        return Identity(context, allocation.status, allocation=allocation, budgeted=allocation)
     owner = _owner(registry, key.application)
     if _policy_mode(policy, registry, owner, allocation.environment) == "quarantine":
-        return Identity(context, "quarantined", allocation.reasons, allocation)
+        budgeted = None if owner is None else _key_owner(registry, owner, context)
+        return Identity(context, "quarantined", allocation.reasons, allocation, budgeted)
     return _refusal(allocation.reasons, context, owner)
+
+
+def _key_owner(registry: Registry, owner: Application, context: AllocationContext) -> Allocation:
+    """The owner a gateway key proves, whatever else the context claims: its application
+    and that application's business unit, cost center and budget owner. The environment
+    only if it is one the application may use (else None: every environment's budgets)."""
+    environment = context.environment or owner.default_environment
+    return Allocation(
+        status="shared" if owner is registry.shared_pool else "allocated",
+        reasons=(),
+        business_unit=owner.business_unit,
+        application=owner.id,
+        environment=environment if environment in owner.environments else None,
+        workload_class=None,
+        cost_center=owner.cost_center,
+        budget_owner=owner.budget_owner,
+    )
 
 
 def _tags(header: str | None) -> dict[str, str] | Refusal:
@@ -168,11 +198,12 @@ def _owner(registry: Registry, application: str) -> Application | None:
 def _policy_mode(
     policy: Policy, registry: Registry, owner: Application | None, environment: str | None
 ) -> Mode:
-    if (environment in registry.environments
-            and (owner is None or environment in owner.environments)):
-        return policy.mode_for(environment)
-    candidates = owner.environments if owner is not None else tuple(registry.environments)
-    modes = {policy.mode_for(env) for env in candidates} or {policy.default}
+    known = registry.environments
+    if environment in known and (owner is None or environment in owner.environments):
+        return policy.mode_for(environment, strict=known[environment].strict)
+    candidates = owner.environments if owner is not None else tuple(known)
+    modes = {policy.mode_for(env, strict=env in known and known[env].strict)
+             for env in candidates} or {policy.default}
     return "reject" if "reject" in modes else "quarantine"
 
 

@@ -31,6 +31,7 @@ from spendtrail.events.usage import (
     json_object,
     provider_request_id,
 )
+from spendtrail.gateway.budget import Outgoing
 from spendtrail.gateway.config import GatewayConfig
 from spendtrail.gateway.errors import error_body, error_response, sse_error
 from spendtrail.gateway.identity import CONTEXT_PREFIX, Identity, Refusal, resolve
@@ -55,6 +56,8 @@ _NOT_UPSTREAM = _HOP_BY_HOP | {"authorization", "accept-encoding", "cookie"}
 _NOT_DOWNSTREAM = _HOP_BY_HOP | {"content-encoding", "set-cookie", "date", "server"}
 
 _DRAIN_SECONDS = 1.0
+# The event id of a call the budgets admitted, kept on its request.
+_ADMITTED = web.RequestKey("spendtrail_admitted", str)
 _encode = msgspec.json.Encoder()
 
 
@@ -97,7 +100,11 @@ class Proxy:
         started = datetime.now(UTC)
         path = request.path
         label = path if path in KNOWN else "other"
-        response = await self._handle(request, started, path)
+        try:
+            response = await self._handle(request, started, path)
+        finally:  # an admitted call that ends without its event gives its reservation back
+            if (call_id := request.get(_ADMITTED)) is not None:
+                self.config.budget.release(call_id)
         self.metrics.requests[label, response.status] += 1
         return response
 
@@ -126,13 +133,16 @@ class Proxy:
             return self._refuse(identity)
         payload = json_object(body) if path in METERED else None
         model = _label(payload.get("model")) if payload else None
-        budget = await self.config.budget.check(identity.allocation, started)
+        event_id = new_event_id()
+        price = snapshot.catalog.lookup(self.config.provider, model, started) if model else None
+        budget = await self.config.budget.check(
+            identity.budgeted, started, event_id, Outgoing(path, payload, len(body), price))
         if not budget.allow:
             self.metrics.rejected["budget_exceeded"] += 1
             return web.json_response({"error": budget.refusal}, status=429,
-                                     headers={"X-Spendtrail-Budget": budget.state})
-
-        event_id = new_event_id()
+                                     headers={"X-Spendtrail-Budget": budget.state,
+                                              **budget.headers})
+        request[_ADMITTED] = event_id
         request_id, attempt = self.linker.link(
             key_id=key.id,
             idempotency_key=request.headers.get(IDEMPOTENCY_HEADER),
@@ -430,7 +440,7 @@ class Proxy:
             log.exception("could not journal event %s", event.event_id)
         cost, call.cost = self._price(event)
         self._count(event, cost, call.identity.status == "quarantined")
-        self.config.budget.record(call.identity.allocation, event, cost)
+        self.config.budget.record(call.identity.budgeted, event, cost)
         return call.cost
 
     def _price(self, event: UsageEvent) -> tuple[CostBreakdown | None, str]:

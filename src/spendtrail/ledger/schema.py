@@ -219,13 +219,15 @@ budgets = sa.Table(
 # Shared budget counters for gateways that share this database: one row per budget counter
 # (`Budget.counter_id`) and period, incremented atomically by an upsert, plus one settlement
 # row per event so a repeated settle counts once and a reload can tell which settled spend
-# the ledger holds.
+# the ledger holds. `reserved` is what admitted calls still in flight may cost; each of their
+# reservations is a `budget_reservations` row until it is settled, released or expires.
 budget_counters = sa.Table(
     "budget_counters",
     metadata,
     sa.Column("counter_id", sa.String(120), nullable=False),
     sa.Column("period_start", sa.Date, nullable=False),
     sa.Column("spent", sa.BigInteger, nullable=False),
+    sa.Column("reserved", sa.BigInteger, nullable=False, server_default="0"),
     sa.Column("expires_at", Timestamp, nullable=False),
     sa.PrimaryKeyConstraint("counter_id", "period_start", name="pk_budget_counters"),
 )
@@ -242,6 +244,21 @@ budget_settlements = sa.Table(
         "counter_id", "period_start", "event_id", name="pk_budget_settlements"
     ),
     sa.Index("ix_budget_settlements_expires_at", "expires_at"),  # pruning at each reload
+)
+
+budget_reservations = sa.Table(
+    "budget_reservations",
+    metadata,
+    sa.Column("counter_id", sa.String(120), nullable=False),
+    sa.Column("period_start", sa.Date, nullable=False),
+    sa.Column("reservation_id", sa.String(64), nullable=False),
+    sa.Column("amount", sa.BigInteger, nullable=False),
+    sa.Column("expires_at", Timestamp, nullable=False),  # dropped at a reload after this
+    sa.PrimaryKeyConstraint(
+        "counter_id", "period_start", "reservation_id", name="pk_budget_reservations"
+    ),
+    sa.Index("ix_budget_reservations_expires_at", "expires_at"),
+    sa.Index("ix_budget_reservations_reservation_id", "reservation_id"),
 )
 
 # One row per budget, period and soft threshold crossed; the unique key makes it exactly once

@@ -23,7 +23,7 @@ MAX_ID_LENGTH = 200  # the ledger's owner columns are VARCHAR(200)
 
 @dataclass(frozen=True)
 class _Field:
-    kind: Literal["id", "text", "ids"]
+    kind: Literal["id", "text", "ids", "flag"]
     required: bool = True
     refers_to: str | None = None  # the section whose ids the value must name
 
@@ -51,7 +51,8 @@ FIELDS: dict[str, dict[str, _Field]] = {
         "business_unit": _Field("id", refers_to="business_units"),
     },
     "budget_owners": {"id": _ID, "name": _TEXT, "role": _TEXT, "email": _OPTIONAL_TEXT},
-    "environments": {"id": _ID, "description": _OPTIONAL_TEXT},
+    "environments": {"id": _ID, "description": _OPTIONAL_TEXT,
+                     "strict": _Field("flag", required=False)},
     "workload_classes": {"id": _ID, "description": _OPTIONAL_TEXT},
     "applications": _APPLICATION_FIELDS,
     "shared_pool": _APPLICATION_FIELDS,
@@ -161,6 +162,10 @@ class _Parser:
                 if items is not None:
                     entry.items[name] = items
                     entry.values[name] = tuple(value for value, _ in items)
+            elif spec.kind == "flag":
+                flag = self.reader.flag(value_node, what)
+                if flag is not None:
+                    entry.values[name] = flag
             else:
                 value = self.string(value_node, what, identifier=spec.kind == "id")
                 if value is not None:

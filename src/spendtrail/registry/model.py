@@ -44,6 +44,9 @@ class BudgetOwner:
 class Environment:
     id: str
     description: str | None = None
+    # Strict: the gateway refuses a call here whose context the registry does not allow,
+    # instead of serving it quarantined (docs/gateway.md, the header policy).
+    strict: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,10 +160,12 @@ class Registry:
 
 
 def _entry_document(entry: Any) -> dict[str, Any]:
+    """Unset optional fields (None, or a flag left false) are left out, so a registry
+    written before a field existed keeps its document and its hash."""
     return {
         key: sorted(value) if isinstance(value, tuple) else value
         for key, value in asdict(entry).items()
-        if value is not None
+        if value is not None and value is not False
     }
 
 
