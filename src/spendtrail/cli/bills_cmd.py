@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from spendtrail.bills import FORMATS
+from spendtrail.bills.formats import FORMATS  # named in --format's help
 from spendtrail.cli.common import actor, console, err_console, fail, ledger
 from spendtrail.cli.render import Format, render
 from spendtrail.errors import SpendtrailError
-from spendtrail.reconcile import BillImport, get_import, import_bill, import_errors, list_imports
+
+if TYPE_CHECKING:
+    from spendtrail.reconcile import BillImport
 
 app = typer.Typer(
     help="Provider bills and usage exports, stored for reconciliation.", no_args_is_help=True
@@ -38,6 +39,10 @@ def import_command(
     """Import a bill: good rows are stored, every bad row is reported with its line.
 
     The same file (same SHA-256) is imported once; importing it again is refused."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from spendtrail.reconcile import import_bill
+
     try:
         with Progress(SpinnerColumn(), TextColumn("importing {task.completed:,.0f} rows"),
                       TimeElapsedColumn(), console=err_console, transient=True,
@@ -68,6 +73,8 @@ def list_command(
     ),
 ) -> None:
     """Every imported bill."""
+    from spendtrail.reconcile import list_imports
+
     with ledger().connect() as conn:
         bills = list_imports(conn)
     if not bills and output_format is Format.table:
@@ -91,6 +98,8 @@ def errors_command(
     ),
 ) -> None:
     """The rows of a bill that were not imported, with their line and reason."""
+    from spendtrail.reconcile import get_import, import_errors
+
     with ledger().connect() as conn:
         bill = get_import(conn, bill_id)
         if bill is None:

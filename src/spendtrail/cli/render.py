@@ -8,8 +8,6 @@ import sys
 from collections.abc import Sequence
 from enum import StrEnum
 
-from rich.table import Table
-
 from spendtrail.cli.common import console
 
 
@@ -28,6 +26,8 @@ def render(rows: Sequence[dict], fmt: Format, *, title: str | None = None) -> No
             writer.writerow(rows[0].keys())
         writer.writerows([("" if v is None else v) for v in row.values()] for row in rows)
     else:
+        from rich.table import Table
+
         table = Table(title=title, title_justify="left")
         for name in rows[0].keys() if rows else ():
             table.add_column(name.replace("_", " "), overflow="fold")
