@@ -94,7 +94,7 @@ spendtrail report chargeback --period "$MONTH" --rules examples/shared-cost-rule
 sed -n '1,60p' demo-out/chargeback-$MONTH.md
 echo "statements: demo-out/chargeback-$MONTH.{md,html}, demo-out/chargeback-2026-10.html"
 
-step "8c. budget state and the budget review (the seeds' budget ledger rows)"
+step "8c. budget state and the budget review (one budget ledger row per budget)"
 spendtrail budgets show search-monthly
 spendtrail budgets review --period "$MONTH" --format md
 
@@ -102,7 +102,7 @@ step "9. what needs attention: stale prices, unpriced models"
 spendtrail prices check || true
 
 step "10. evidence: sources, a smoke test of the request path, the two-row review sample"
-spendtrail sources seed
+spendtrail sources defaults
 SPENDTRAIL_UPSTREAM_KEY="sk-demo-simulated-provider" spendtrail smoke \
   --upstream "http://127.0.0.1:$SIM_PORT/v1" --application support-assistant || true
 spendtrail review sample --period "$(date -u +%Y-%m)"
