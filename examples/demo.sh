@@ -146,7 +146,7 @@ step "12. what needs attention: stale prices, unpriced models"
 spendtrail prices check || true
 
 step "13. review notes: the two-row sample review note, checked against the chargeback review checklist"
-spendtrail sources seed
+spendtrail sources defaults
 deliberate "row 2 of the sample has no team owner and shared usage without a decision:" \
   "the checklist must fail it"
 spendtrail review sample --period "$MONTH"

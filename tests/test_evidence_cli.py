@@ -37,7 +37,7 @@ def test_sources_add_list_check(cli_ledger):
                    "--accessed", "2026-01-02", "--covers", "discount,price",
                    "--review-every", "30", "--reason", "new contract")
     assert added.exit_code == 0, added.output
-    assert invoke("sources", "seed").exit_code == 0
+    assert invoke("sources", "defaults").exit_code == 0
     listed = json.loads(invoke("sources", "list", "--format", "json").stdout)
     contract = next(row for row in listed if row["id"] == "vendor-contract")
     assert contract["covers"] == ["discount", "price"] and contract["checked_by"] == "ana"
@@ -52,7 +52,7 @@ def test_sources_add_list_check(cli_ledger):
 
 
 def test_review_new_check_show_export(cli_ledger):
-    invoke("sources", "seed")
+    invoke("sources", "defaults")
     new = invoke("review", "new", "--owner", "search-summaries", "--period", "2026-10",
                  "--reviewer-role", "finance partner")
     assert new.exit_code == 0, new.output
@@ -101,7 +101,7 @@ def test_followups_and_audit_log(cli_ledger):
 
 
 def test_demo_ends_with_a_passing_and_a_failing_note_and_a_handoff(cli_ledger):
-    invoke("sources", "seed")
+    invoke("sources", "defaults")
     sample = invoke("review", "sample", "--period", "2026-10")
     assert sample.exit_code == 0, sample.output
     lines = sample.stdout.splitlines()

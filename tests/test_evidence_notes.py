@@ -1,5 +1,5 @@
 """Review notes: the checklist rule by rule, follow-up routing, the pass guard, JSON round trip,
-the Markdown and JSON exports, and the seeds' two-row sample."""
+the Markdown and JSON exports, and the two-row sample review note."""
 
 from __future__ import annotations
 
@@ -19,19 +19,19 @@ from spendtrail.evidence import (
     Source,
     SourceRef,
     check_note,
+    default_sources,
     export_json,
     index_sources,
     mark,
     render_markdown,
     sample_notes,
-    seed_sources,
     utc_timestamp,
 )
 from spendtrail.evidence.notes import NOTE_FIELDS
 
 REVIEWED = date(2026, 11, 22)
 SOURCES = (
-    *seed_sources(REVIEWED),
+    *default_sources(REVIEWED),
     Source("provider-status", "https://status.example.com/", REVIEWED),  # covers any kind
 )
 KNOWN = index_sources(SOURCES)
@@ -363,7 +363,7 @@ def test_sample_gives_one_pass_and_one_fail() -> None:
     assert passing.usage_period == failing.usage_period == "2026-10"
     assert (passing.review_result, passing.follow_up_owner) == ("pass", None)
     assert (failing.review_result, failing.follow_up_owner) == ("fail", "platform lead")
-    known = index_sources(seed_sources(at.date()))
+    known = index_sources(default_sources(at.date()))
     assert check_note(passing, known).result == "pass"
     assert check_note(failing, known).codes == ("missing_owner", "shared_without_decision")
     # Both are self-contained: their sources are listed with URLs and dates.

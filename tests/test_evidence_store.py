@@ -17,7 +17,7 @@ from spendtrail.evidence import (
     ReviewNote,
     Source,
     SourceRef,
-    seed_sources,
+    default_sources,
 )
 from spendtrail.evidence.audit_view import audit_entries
 from spendtrail.evidence.draft import draft_note
@@ -44,10 +44,10 @@ KEY = "sk-proj-" + "A1b2C3d4E5f6G7h8J9k0" * 2
 
 @pytest.fixture
 def ledger_with_usage(seeded):
-    """Registry, prices, the seeds' sources read today and October's usage ingested."""
+    """Registry, prices, the default sources read today and October's usage ingested."""
     Ingester(seeded).ingest_events([event(), event(), event(app="contract-review")])
     with seeded.begin() as conn:
-        for source in seed_sources(TODAY):
+        for source in default_sources(TODAY):
             save_source(conn, source, area="seed", checked_by="finance-partner", actor="ana")
     return seeded
 
@@ -200,7 +200,7 @@ def test_business_unit_owner_and_unknown_owner(ledger_with_usage):
 
 def test_stale_register_source_makes_the_note_need_follow_up(ledger_with_usage):
     with ledger_with_usage.begin() as conn:
-        source = seed_sources(TODAY - timedelta(days=40))[3]  # pricing: 31-day cadence
+        source = default_sources(TODAY - timedelta(days=40))[3]  # pricing: 31-day cadence
         save_source(conn, source, area="pricing", checked_by="a", actor="a")
         note = drafted(conn)
         save_review(conn, note, actor="ana")

@@ -1,12 +1,17 @@
-"""Configuration from SPENDTRAIL_* environment variables."""
+"""Configuration from SPENDTRAIL_* environment variables (read with the standard library: the
+CLI starts without loading a settings framework)."""
 
 from __future__ import annotations
 
 import getpass
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from pydantic_settings import BaseSettings, SettingsConfigDict
+
+def _env(name: str) -> str | None:
+    """SPENDTRAIL_<NAME>; an empty value counts as unset."""
+    return os.environ.get(f"SPENDTRAIL_{name}") or None
 
 
 def _default_home() -> Path:
@@ -14,13 +19,17 @@ def _default_home() -> Path:
     return Path(base) / "spendtrail"
 
 
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="SPENDTRAIL_")
+def _path(name: str) -> Path | None:
+    value = _env(name)
+    return None if value is None else Path(value)
 
-    home: Path = _default_home()
-    database_url: str | None = None
-    spool_dir: Path | None = None
-    actor: str | None = None
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path = field(default_factory=lambda: _path("HOME") or _default_home())
+    database_url: str | None = field(default_factory=lambda: _env("DATABASE_URL"))
+    spool_dir: Path | None = field(default_factory=lambda: _path("SPOOL_DIR"))
+    actor: str | None = field(default_factory=lambda: _env("ACTOR"))
 
     @property
     def ledger_url(self) -> str:

@@ -42,6 +42,7 @@ from spendtrail.budgets.store import (
     check_scope,
     delete_budget,
     get_budget,
+    list_alerts,
     list_budgets,
     save_budget,
 )
@@ -72,6 +73,7 @@ __all__ = [
     "delete_budget",
     "get_budget",
     "ledger_spend",
+    "list_alerts",
     "list_budgets",
     "save_budget",
 ]

@@ -3,14 +3,14 @@ in the same transaction."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Literal
 
 import sqlalchemy as sa
 
 from spendtrail.budgets.model import Budget, BudgetError
 from spendtrail.ledger.audit import record_change
-from spendtrail.ledger.schema import budgets
+from spendtrail.ledger.schema import budget_alerts, budgets
 from spendtrail.registry import Registry
 
 _FIELDS = tuple(Budget.__dataclass_fields__)
@@ -26,6 +26,20 @@ def get_budget(conn: sa.Connection, budget_id: str) -> Budget | None:
         sa.select(*(budgets.c[f] for f in _FIELDS)).where(budgets.c.id == budget_id)
     ).first()
     return None if row is None else Budget.from_record(dict(row._mapping))
+
+
+def list_alerts(
+    conn: sa.Connection, budget_id: str, period_start: date
+) -> list[tuple[int, datetime]]:
+    """The soft thresholds a budget crossed in the period starting `period_start`, with when,
+    lowest threshold first."""
+    a = budget_alerts.c
+    rows = conn.execute(
+        sa.select(a.threshold, a.at)
+        .where(a.budget_id == budget_id, a.period_start == period_start)
+        .order_by(a.threshold)
+    )
+    return [(threshold, at) for threshold, at in rows]
 
 
 def check_scope(budget: Budget, registry: Registry) -> None:

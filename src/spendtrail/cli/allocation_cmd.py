@@ -6,39 +6,27 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from spendtrail.allocation.coverage import (
-    DEFAULT_THRESHOLD,
-    Coverage,
-    coverage,
-    parse_threshold,
-    percent,
-)
-from spendtrail.allocation.exceptions import (
-    ExceptionGroup,
-    assign,
-    find_group,
-    open_groups,
-    resolutions,
-    resolve,
-)
-from spendtrail.allocation.rule_store import latest_version, save_rules_version
-from spendtrail.allocation.rules import Rule, load_rules
-from spendtrail.allocation.shared import SharedAllocation, apply_rules, check_rules, ratio_text
-from spendtrail.cli.common import actor, console, err_console, fail, ledger
+from spendtrail.allocation.coverage import DEFAULT_THRESHOLD
+from spendtrail.cli.common import PeriodOption, actor, console, err_console, fail, ledger
 from spendtrail.cli.render import Format, render
 from spendtrail.errors import SpendtrailError
 from spendtrail.ledger.registry_versions import load_history
 from spendtrail.money import format_amount, from_pico, plain_decimal
 from spendtrail.periods import parse_period
 
+if TYPE_CHECKING:
+    from spendtrail.allocation.coverage import Coverage
+    from spendtrail.allocation.exceptions import ExceptionGroup
+    from spendtrail.allocation.rules import Rule
+    from spendtrail.allocation.shared import SharedAllocation
+
 exceptions_app = typer.Typer(no_args_is_help=True)
 allocation_app = typer.Typer(no_args_is_help=True)
 
-PeriodOption = Annotated[str, typer.Option(help="YYYY-MM, YYYY-MM-DD or FIRST..LAST (UTC days).")]
 FormatOption = Annotated[Format, typer.Option("--format")]
 
 
@@ -89,6 +77,8 @@ def list_groups(
 ) -> None:
     """Open exception groups: quarantined usage by reason and captured owner, with age,
     count and amount."""
+    from spendtrail.allocation.exceptions import open_groups
+
     chosen = None if period is None else _run(lambda: parse_period(period))
     with ledger().connect() as conn:
         groups = open_groups(conn, chosen)
@@ -105,6 +95,8 @@ def show(
     fmt: FormatOption = Format.table,
 ) -> None:
     """One group: its reasons, totals and events (oldest first), and earlier resolutions."""
+    from spendtrail.allocation.exceptions import find_group, resolutions
+
     with ledger().connect() as conn:
         found = _run(lambda: find_group(conn, group))
         history = resolutions(conn, group)
@@ -138,6 +130,8 @@ def assign_owner(
 ) -> None:
     """Assign an owner to a group (or events): writes reallocation entries and an audit
     record; the events themselves are never edited."""
+    from spendtrail.allocation.exceptions import assign
+
     with ledger().begin() as conn:
         done = _run(lambda: assign(conn, application=to, actor=actor(), reason=reason,
                                    group=group, event_ids=event or ()))
@@ -153,6 +147,8 @@ def resolve_group(
     note: Annotated[str, typer.Option(help="Why it is resolved; kept in the audit log.")],
 ) -> None:
     """Close a group with a note; its later events open it again."""
+    from spendtrail.allocation.exceptions import resolve
+
     with ledger().begin() as conn:
         found = _run(lambda: resolve(conn, group, note=note, actor=actor()))
     console.print(f"resolved {found.id} ({len(found.events)} events)", highlight=False)
@@ -171,6 +167,8 @@ def coverage_cmd(
 ) -> None:
     """Coverage KPIs: % of cost allocated, shared, quarantined, % of events unpriced, and a
     line per owner (untagged usage is its own line). Exit 1 when the alert fires."""
+    from spendtrail.allocation.coverage import coverage, parse_threshold
+
     chosen = _run(lambda: parse_period(period))
     limit = _run(lambda: parse_threshold(threshold))
     with ledger().connect() as conn:
@@ -196,6 +194,8 @@ def coverage_cmd(
 
 
 def _kpi_rows(result: Coverage, fmt: Format) -> list[dict]:
+    from spendtrail.allocation.coverage import percent
+
     rows = [
         {
             "currency": c.currency,
@@ -220,6 +220,10 @@ def _kpi_rows(result: Coverage, fmt: Format) -> list[dict]:
 def _rules(path: Path | None) -> list[Rule]:
     """The rules file at ``path``, else the latest stored version, checked against the latest
     registry."""
+    from spendtrail.allocation.rule_store import latest_version
+    from spendtrail.allocation.rules import load_rules
+    from spendtrail.allocation.shared import check_rules
+
     with ledger().connect() as conn:
         latest = load_history(conn).latest()
         stored = latest_version(conn) if path is None else None
@@ -251,6 +255,8 @@ def rules_load(
 ) -> None:
     """Check a rules file like `allocation check` and store it as a new version of the
     shared-cost rules, with an audit record; identical rules add no version."""
+    from spendtrail.allocation.rule_store import latest_version, save_rules_version
+
     found = _rules(rules)
     with ledger().begin() as conn:
         before = latest_version(conn)
@@ -275,6 +281,8 @@ def shared(
 ) -> None:
     """Apply the rules to a period: per pool, currency and rule segment, the origin charge
     and its allocated children, which sum to it exactly and carry their ratios."""
+    from spendtrail.allocation.shared import apply_rules, ratio_text
+
     chosen = _run(lambda: parse_period(period))
     loaded = _rules(rules)
     with ledger().connect() as conn:

@@ -1,157 +1,122 @@
-"""The `spendtrail` command. Faces hold no business logic: parse, call a layer, render."""
+"""The `spendtrail` command. Faces hold no business logic: parse, call a layer, render.
+
+Start-up is kept short (docs/benchmarks.md, "CLI start-up"): every command lives in a
+`*_cmd.py` module named in COMMANDS, with its one-line help, and that module is imported only
+when the command runs (or its own --help is asked for). `spendtrail --help` lists the table
+without importing any of them; the modules import the domain layers inside their commands.
+"""
 
 from __future__ import annotations
 
-import os
+import importlib
 import sys
-from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
+from typer.core import TyperCommand, TyperGroup
 
-from spendtrail.cli import (
-    allocation_cmd,
-    bills_cmd,
-    budgets_cmd,
-    evidence_cmd,
-    export_cmd,
-    gateway_cmd,
-    ledger_cmd,
-    prices_cmd,
-    reconcile_cmd,
-    registry_cmd,
-    report_cmd,
-    reprice_cmd,
-    simulator_cmd,
-)
-from spendtrail.cli.common import console, err_console, fail, ledger, settings
 from spendtrail.errors import SpendtrailError
-from spendtrail.journal.spool import backlog
-from spendtrail.ledger.db import redact_url
-from spendtrail.ledger.follow import follow
-from spendtrail.ledger.ingest import Ingester, IngestReport
 
-app = typer.Typer(
-    help="spendtrail: explainable, chargeable AI API spend.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-)
-app.add_typer(registry_cmd.app, name="registry", help="The owner registry.")
-app.add_typer(prices_cmd.app, name="prices", help="The dated, sourced price catalog.")
-app.add_typer(ledger_cmd.app, name="ledger", help="Where the ledger is and what it holds.")
-app.add_typer(budgets_cmd.app, name="budgets", help="Budgets: limits per owner and period.")
-app.command("costs")(ledger_cmd.costs)
-app.command("simulate-provider")(simulator_cmd.simulate_provider)
-app.command("gateway")(gateway_cmd.gateway)
-app.add_typer(gateway_cmd.keys_app, name="keys", help="Gateway keys: create, list, revoke, rotate.")
-app.add_typer(evidence_cmd.sources_app, name="sources", help="The register of sources relied on.")
-app.add_typer(evidence_cmd.review_app, name="review", help="Chargeback review notes.")
-app.add_typer(evidence_cmd.followups_app, name="followups", help="Open questions, routed.")
-app.add_typer(evidence_cmd.audit_app, name="audit", help="The append-only audit trail.")
-app.add_typer(evidence_cmd.handoff_app, name="handoff", help="Cost handoff records.")
-app.command("smoke")(evidence_cmd.smoke)
-app.add_typer(bills_cmd.app, name="bills", help="The provider's bills: import and list.")
-app.command("reconcile")(reconcile_cmd.reconcile)
-app.command("reprice")(reprice_cmd.reprice)
-app.add_typer(report_cmd.app, name="report", help="Chargeback statements, unit cost, retries.")
-app.add_typer(export_cmd.app, name="export", help="Export the ledger in standard formats.")
-app.add_typer(allocation_cmd.allocation_app, name="allocation",
-              help="Coverage KPIs and shared-cost rules.")
-app.add_typer(allocation_cmd.exceptions_app, name="exceptions",
-              help="The queue of quarantined (unallocated) usage.")
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
-
-@app.command()
-def init() -> None:
-    """Create the spendtrail home, the ledger (migrated) and the spool folder."""
-    s = settings()
-    s.home.mkdir(parents=True, exist_ok=True)
-    s.spool.mkdir(parents=True, exist_ok=True)
-    ledger()
-    console.print(f"ledger: {redact_url(s.ledger_url)}")
-    console.print(f"spool:  {s.spool}")
-    console.print("next: spendtrail registry load REGISTRY.yaml; spendtrail prices import ...")
+# name: (module in spendtrail.cli, attribute: a Typer group or a command function, help line)
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "init": ("ingest_cmd", "init", "Create the spendtrail home, the ledger (migrated) and "
+             "the spool folder."),
+    "ingest": ("ingest_cmd", "ingest", "Validate, price and write events to the ledger; "
+               "idempotent on event id."),
+    "registry": ("registry_cmd", "app", "The owner registry."),
+    "prices": ("prices_cmd", "app", "The dated, sourced price catalog."),
+    "ledger": ("ledger_cmd", "app", "Where the ledger is and what it holds."),
+    "costs": ("costs_cmd", "costs", "Cost by owner, model and day for a period, with "
+              "unpriced and quarantined counts."),
+    "budgets": ("budgets_cmd", "app", "Budgets: limits per owner and period."),
+    "gateway": ("gateway_cmd", "gateway", "Run the OpenAI-compatible gateway."),
+    "keys": ("gateway_cmd", "keys_app", "Gateway keys: create, list, revoke, rotate."),
+    "simulate-provider": ("simulator_cmd", "simulate_provider", "Run an OpenAI-compatible "
+                          "provider simulator (a test double) until interrupted."),
+    "bills": ("bills_cmd", "app", "The provider's bills: import and list."),
+    "reconcile": ("reconcile_cmd", "reconcile", "Match a bill against the ledger for a period "
+                  "and record the result."),
+    "reprice": ("reprice_cmd", "reprice", "Reprice the period's events at their own time with "
+                "the current price catalog."),
+    "report": ("report_cmd", "app", "Chargeback statements, unit cost, retries."),
+    "export": ("export_cmd", "app", "Export the ledger in standard formats."),
+    "allocation": ("allocation_cmd", "allocation_app", "Coverage KPIs and shared-cost rules."),
+    "exceptions": ("allocation_cmd", "exceptions_app",
+                   "The queue of quarantined (unallocated) usage."),
+    "sources": ("evidence_cmd", "sources_app", "The register of sources relied on."),
+    "review": ("evidence_cmd", "review_app", "Chargeback review notes."),
+    "followups": ("evidence_cmd", "followups_app", "Open questions, routed."),
+    "audit": ("evidence_cmd", "audit_app", "The append-only audit trail."),
+    "handoff": ("evidence_cmd", "handoff_app", "Cost handoff records."),
+    "smoke": ("evidence_cmd", "smoke", "Smoke-test the request path through a gateway on "
+              "loopback; exits 1 on failure."),
+}
 
 
-@app.command()
-def ingest(
-    paths: Annotated[
-        list[Path] | None,
-        typer.Argument(help="JSONL event files or folders; default: the sealed spool files."),
-    ] = None,
-    batch_size: Annotated[int, typer.Option(min=1)] = 10_000,
-    workers: Annotated[
-        int, typer.Option(min=1, help="processes for large files (default: one per CPU)")
-    ] = os.cpu_count() or 1,
-    follow_spool: Annotated[
-        bool, typer.Option("--follow", help="keep ingesting the spool until interrupted")
-    ] = False,
-    interval: Annotated[float, typer.Option(min=0.05, help="seconds between rounds")] = 1.0,
+class _Unloaded(TyperCommand):
+    """A command listed by name and help line; its module is not imported yet."""
+
+    def __init__(self, name: str, module: str, attribute: str, help_line: str) -> None:
+        super().__init__(name=name, help=help_line)
+        self.module, self.attribute = module, attribute
+
+    def load(self) -> Any:
+        target = getattr(importlib.import_module(f"spendtrail.cli.{self.module}"),
+                         self.attribute)
+        if isinstance(target, typer.Typer):
+            group = typer.main.get_group(target)
+            group.name, group.help = self.name, self.help
+            return group
+        single = typer.Typer(add_completion=False)
+        single.command(self.name)(target)
+        return typer.main.get_command(single)
+
+
+class LazyGroup(TyperGroup):
+    """Lists every command of COMMANDS; imports a command's module when the command is
+    resolved (to run it, show its help or complete it), never to list it."""
+
+    def __init__(self, **attrs: Any) -> None:
+        super().__init__(**attrs)
+        for name, (module, attribute, help_line) in COMMANDS.items():
+            self.commands.setdefault(name, _Unloaded(name, module, attribute, help_line))
+
+    def resolve_command(self, ctx: Any, args: list[str]) -> tuple[Any, Any, list[str]]:
+        name, command, rest = super().resolve_command(ctx, args)
+        if isinstance(command, _Unloaded):
+            command = self.commands[command.name] = command.load()
+        return name, command, rest
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"spendtrail {version('spendtrail')}")
+        raise typer.Exit()
+
+
+app = typer.Typer(cls=LazyGroup, no_args_is_help=True, pretty_exceptions_enable=False)
+
+
+@app.callback()
+def spendtrail(
+    version: Annotated[bool, typer.Option(
+        "--version", callback=_print_version, is_eager=True,
+        help="Print the installed version and exit.")] = False,
 ) -> None:
-    """Validate, price and write events to the ledger; idempotent on event id."""
-    if follow_spool:
-        _follow(interval)
-        return
-    ingester = Ingester(ledger(), batch_size=batch_size, workers=workers)
-    if not paths:
-        report = ingester.ingest_spool(settings().spool)
-    else:
-        missing = [p for p in paths if not p.exists()]
-        if missing:
-            raise SpendtrailError(f"{missing[0]}: no such file or folder")
-        total = sum(f.stat().st_size for p in paths
-                    for f in ([p] if p.is_file() else p.rglob("*.jsonl")))
-        with Progress("[progress.description]{task.description}", BarColumn(),
-                      DownloadColumn(), TimeRemainingColumn(), console=err_console,
-                      transient=True, disable=not err_console.is_terminal) as progress:
-            task = progress.add_task("ingesting", total=total)
-            report = ingester.ingest_paths(paths, lambda n: progress.advance(task, n))
-    _print_report(report)
-    if report.rejected:
-        raise typer.Exit(1)
+    """spendtrail: explainable, chargeable AI API spend."""
 
 
-def _follow(interval: float) -> None:
-    def outage(error: Exception) -> None:
-        files, _, age = backlog(settings().spool)
-        err_console.print(f"ledger unavailable ({type(error).__name__}); {files} spool files "
-                          f"wait, oldest {age:.0f}s; retrying", highlight=False)
-
-    def report(result: IngestReport) -> None:
-        if result.read:
-            _print_report(result)
-
-    console.print(f"following {settings().spool} (Ctrl-C to stop)")
+def main(args: Sequence[str] | None = None) -> None:
     try:
-        follow(settings().ledger_url, settings().spool, interval=interval, on_report=report,
-               on_outage=outage)
-    except KeyboardInterrupt:
-        pass
-
-
-def _print_report(report: IngestReport) -> None:
-    console.print(
-        f"read {report.read}, inserted {report.inserted}, duplicates skipped "
-        f"{report.duplicates}, rejected {len(report.rejected)}"
-    )
-    console.print(
-        f"allocated {report.allocated}, shared {report.shared}, quarantined "
-        f"{report.quarantined}, unpriced {report.unpriced}"
-    )
-    if report.interrupted or report.pending:
-        console.print(f"interrupted {report.interrupted} (calls in flight when their gateway "
-                      f"stopped), intents still in flight {report.pending}")
-    for item in report.rejected[:50]:
-        err_console.print(f"{item.source}:{item.line}: {item.error}", highlight=False)
-    if len(report.rejected) > 50:
-        err_console.print(f"... and {len(report.rejected) - 50} more (spendtrail ledger rejects)")
-
-
-def main() -> None:
-    try:
-        app()
+        app(args)
     except SpendtrailError as exc:
+        from spendtrail.cli.common import fail
+
         try:
             fail(str(exc))
         except typer.Exit as done:

@@ -3,24 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from spendtrail.bills import FORMATS
+from spendtrail.bills.formats import FORMATS  # named in --format's help
 from spendtrail.cli.common import actor, console, err_console, fail, ledger
 from spendtrail.cli.render import Format, render
 from spendtrail.errors import SpendtrailError
-from spendtrail.reconcile import (
-    BillImport,
-    get_import,
-    import_bill,
-    import_errors,
-    list_imports,
-    void_bill,
-)
+
+if TYPE_CHECKING:
+    from spendtrail.reconcile import BillImport
 
 app = typer.Typer(
     help="Provider bills and usage exports, stored for reconciliation.", no_args_is_help=True
@@ -48,6 +42,10 @@ def import_command(
     The format is detected from the header row or JSON shape when --format is omitted.
     The same file (same SHA-256) is imported once, unless its bill is voided. Exit 0 all rows
     imported, 1 some rows rejected, 2 nothing imported (an error)."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from spendtrail.reconcile import import_bill
+
     try:
         with Progress(SpinnerColumn(), TextColumn("importing {task.completed:,.0f} rows"),
                       TimeElapsedColumn(), console=err_console, transient=True,
@@ -79,6 +77,8 @@ def list_command(
     ),
 ) -> None:
     """Every imported bill."""
+    from spendtrail.reconcile import list_imports
+
     with ledger().connect() as conn:
         bills = list_imports(conn)
     if not bills and output_format is Format.table:
@@ -102,6 +102,8 @@ def errors_command(
     ),
 ) -> None:
     """The rows of a bill that were not imported, with their line and reason."""
+    from spendtrail.reconcile import get_import, import_errors
+
     with ledger().connect() as conn:
         bill = get_import(conn, bill_id)
         if bill is None:
@@ -118,6 +120,8 @@ def void_command(
 ) -> None:
     """Void a bill imported by mistake (wrong format, wrong file): it stays listed as voided,
     can no longer be reconciled, and its file can be imported again."""
+    from spendtrail.reconcile import void_bill
+
     try:
         with ledger().begin() as conn:
             bill = void_bill(conn, bill_id, reason=reason, actor=actor())

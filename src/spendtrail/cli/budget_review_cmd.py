@@ -8,7 +8,7 @@ import json
 import sys
 from datetime import date
 from enum import StrEnum
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
@@ -16,8 +16,11 @@ from rich.markup import escape
 from spendtrail.cli.common import actor, console, fail, ledger
 from spendtrail.cli.render import Format, render
 from spendtrail.errors import SpendtrailError
-from spendtrail.evidence.budget_review import DEFAULT_REVIEWER_ROLE, BudgetReview, review_budgets
+from spendtrail.evidence.budget_review import DEFAULT_REVIEWER_ROLE
 from spendtrail.periods import parse_period
+
+if TYPE_CHECKING:
+    from spendtrail.evidence.budget_review import BudgetReview
 
 
 class ReviewFormat(StrEnum):
@@ -44,6 +47,8 @@ def review(
     metric, sources checked, request evidence, same-day pricing check, decision
     (proceed/review/stop) and follow-up owner. Opens a follow-up for each row that is not
     proceed. Quarantined usage is held out of team budgets and listed separately."""
+    from spendtrail.evidence.budget_review import review_budgets
+
     if len(period.strip()) != 7:
         fail(f"--period {period!r}: expected a month, YYYY-MM")
     day = None

@@ -4,31 +4,20 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import UTC, date, datetime, timedelta
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import sqlalchemy as sa
 import typer
 from rich.markup import escape
 
-from spendtrail.budgets import (
-    Budget,
-    BudgetGuard,
-    BudgetState,
-    SqlCounters,
-    check_scope,
-    delete_budget,
-    get_budget,
-    list_budgets,
-    save_budget,
-)
-from spendtrail.budgets.model import parse_limit, parse_thresholds
 from spendtrail.cli.budget_review_cmd import review
 from spendtrail.cli.common import actor, console, fail, ledger
 from spendtrail.cli.render import Format, render
 from spendtrail.errors import SpendtrailError
-from spendtrail.ledger.registry_versions import load_history
-from spendtrail.ledger.schema import budget_alerts
-from spendtrail.money import from_pico, plain_decimal
+
+if TYPE_CHECKING:
+    import sqlalchemy as sa
+
+    from spendtrail.budgets import Budget, BudgetState
 
 app = typer.Typer(
     help="Budgets: limits on an owner's spend per month, week, day or custom period.",
@@ -80,6 +69,10 @@ def set_budget(
     reason: Reason = "",
 ) -> None:
     """Create a budget, or change the given fields of an existing one."""
+    from spendtrail.budgets import Budget, check_scope, get_budget, save_budget
+    from spendtrail.budgets.model import parse_limit, parse_thresholds
+    from spendtrail.ledger.registry_versions import load_history
+
     scopes = {
         "application": application, "cost_center": cost_center,
         "business_unit": business_unit, "budget_owner": budget_owner,
@@ -139,6 +132,8 @@ def list_command(
     ),
 ) -> None:
     """Every budget and what it limits."""
+    from spendtrail.budgets import list_budgets
+
     with ledger().connect() as conn:
         budgets = list_budgets(conn)
     if not budgets and output_format is Format.table:
@@ -162,6 +157,8 @@ def show(
 
     Spend is the ledger's, plus what gateways sharing this database have settled and the
     ledger does not hold yet. Gateways counting in memory or Redis are not seen here."""
+    from spendtrail.budgets import BudgetGuard, SqlCounters, get_budget
+
     when = datetime.now(UTC) if at is None else _when(at)
     engine = ledger()
     with engine.connect() as conn:
@@ -192,6 +189,8 @@ def delete(
     reason: Annotated[str, typer.Option(help="Why it goes; kept in the audit log.")],
 ) -> None:
     """Delete a budget (its past alerts stay)."""
+    from spendtrail.budgets import delete_budget
+
     if not reason.strip():
         fail("--reason: say why the budget goes; it is kept in the audit log")
     try:
@@ -232,6 +231,8 @@ def _summary(budget: Budget) -> str:
 def _units(budget: Budget, units: int, machine: bool) -> str:
     """Readable with its unit in a table; a plain number (the unit in its own column) in
     JSON and CSV."""
+    from spendtrail.money import from_pico, plain_decimal
+
     if not machine:
         return budget.format_units(units)
     return plain_decimal(from_pico(units)) if budget.currency else str(units)
@@ -267,14 +268,11 @@ def _state_row(state: BudgetState, machine: bool) -> dict[str, object]:
 
 
 def _alerts(engine: sa.Engine, state: BudgetState) -> str:
-    a = budget_alerts.c
+    from spendtrail.budgets import list_alerts
+
     with engine.connect() as conn:
-        rows = conn.execute(
-            sa.select(a.threshold, a.at)
-            .where(a.budget_id == state.budget.id, a.period_start == state.period.start)
-            .order_by(a.threshold)
-        ).all()
-    return ", ".join(f"{t}% at {at:%Y-%m-%d %H:%M}" for t, at in rows)
+        found = list_alerts(conn, state.budget.id, state.period.start)
+    return ", ".join(f"{t}% at {at:%Y-%m-%d %H:%M}" for t, at in found)
 
 
 app.command("review")(review)

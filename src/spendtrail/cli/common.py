@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from functools import cache
-from typing import NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
-import sqlalchemy as sa
 import typer
 from rich.console import Console
 from rich.markup import escape
 
-from spendtrail.ledger.db import open_ledger
 from spendtrail.settings import Settings
+
+if TYPE_CHECKING:
+    import sqlalchemy as sa
+
+PeriodOption = Annotated[str, typer.Option(help="YYYY-MM, YYYY-MM-DD or FIRST..LAST (UTC days).")]
 
 # soft_wrap: a message line (often holding a path) is never broken at the terminal width.
 console = Console(soft_wrap=True)
@@ -25,6 +28,8 @@ def settings() -> Settings:
 
 @cache
 def ledger() -> sa.Engine:
+    from spendtrail.ledger.db import open_ledger  # SQLAlchemy: only for commands that use it
+
     return open_ledger(settings().ledger_url)
 
 

@@ -12,44 +12,22 @@ from dataclasses import asdict
 from datetime import UTC, date, datetime, time
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import sqlalchemy as sa
 import typer
 from rich.markup import escape
 
 from spendtrail.cli.common import actor, console, err_console, fail, ledger, settings
 from spendtrail.cli.render import Format, render
 from spendtrail.errors import SpendtrailError
-from spendtrail.evidence import (
-    CLAIM_KINDS,
-    CheckResult,
-    ReviewNote,
-    Source,
-    check_note,
-    export_json,
-    render_markdown,
-)
-from spendtrail.evidence.audit_view import audit_entries
-from spendtrail.evidence.draft import draft_note
-from spendtrail.evidence.followups import list_follow_ups, resolve_follow_up
-from spendtrail.evidence.handoff import Handoff, get_handoff, new_handoff, render_handoff
-from spendtrail.evidence.sample import sample_notes, seed_sources
-from spendtrail.evidence.store import (
-    StoredReview,
-    check_review,
-    check_sources,
-    get_review,
-    known_sources,
-    list_reviews,
-    load_sources,
-    save_review,
-    save_source,
-    store_checked,
-)
-from spendtrail.gateway import upstream_key
-from spendtrail.ledger.registry_versions import load_history
-from spendtrail.smoke import SmokeOptions, run_smoke
+from spendtrail.evidence.sources import CLAIM_KINDS
+
+if TYPE_CHECKING:
+    import sqlalchemy as sa
+
+    from spendtrail.evidence import CheckResult, ReviewNote
+    from spendtrail.evidence.handoff import Handoff
+    from spendtrail.evidence.store import StoredReview
 
 sources_app = typer.Typer(help="The source register: what the books rely on.",
                           no_args_is_help=True)
@@ -106,6 +84,9 @@ def sources_add(
     reason: Reason = "",
 ) -> None:
     """Add a source to the register, or record a re-check of one (audited)."""
+    from spendtrail.evidence import Source
+    from spendtrail.evidence.store import save_source
+
     kinds = None if covers == "any" else frozenset(
         () if covers == "none" else (k.strip() for k in covers.split(",") if k.strip()))
     with _errors(), ledger().begin() as conn:
@@ -116,24 +97,30 @@ def sources_add(
     console.print(f"source {escape(source_id)}: accessed {item.source.accessed}", highlight=False)
 
 
-@sources_app.command("seed")
-def sources_seed(
+@sources_app.command("defaults")
+def sources_defaults(
     accessed: Annotated[str | None, typer.Option(help="Day read, YYYY-MM-DD (default today).")
                         ] = None,
 ) -> None:
-    """Register the public sources the seed documents check (FinOps, CometAPI)."""
+    """Register the public sources the chargeback review checks by default: the FinOps
+    allocation and unit-economics pages, CometAPI's help center and pricing page."""
+    from spendtrail.evidence.sample import default_sources
+    from spendtrail.evidence.store import save_source
+
     areas = {"finops-allocation": "allocation", "finops-unit-economics": "unit economics",
              "cometapi-help-center": "support", "cometapi-pricing": "pricing"}
     with _errors(), ledger().begin() as conn:
-        for source in seed_sources(_day(accessed, "accessed")):
+        for source in default_sources(_day(accessed, "accessed")):
             save_source(conn, source, area=areas[source.id], checked_by=actor(), actor=actor(),
-                        reason="seed sources")
+                        reason="default sources")
             console.print(f"source {source.id}: {source.url}", highlight=False)
 
 
 @sources_app.command("list")
 def sources_list(fmt: FormatOption = Format.table) -> None:
     """Every registered source with when it was read and by whom."""
+    from spendtrail.evidence.store import load_sources
+
     with ledger().connect() as conn:
         rows = [item.record() for item in load_sources(conn)]
     render(rows, fmt, title="Sources")
@@ -147,6 +134,8 @@ def sources_check(
 ) -> None:
     """Sources past their review cadence and citations of sources not in the register; exits
     1 when there are any."""
+    from spendtrail.evidence.store import check_sources
+
     with ledger().connect() as conn:
         problems = check_sources(conn, _day(as_of, "as-of"))
     if not problems:
@@ -170,6 +159,9 @@ def review_new(
     reason: Reason = "",
 ) -> None:
     """Draft a note for an owner and period from the ledger; `review check` records a result."""
+    from spendtrail.evidence.draft import draft_note
+    from spendtrail.evidence.store import save_review
+
     with _errors(), ledger().begin() as conn:
         note = draft_note(conn, owner, period, reviewer_role=reviewer_role, notes=notes,
                           shared_decision=shared_decision)
@@ -186,6 +178,8 @@ def review_check(
 ) -> None:
     """Check a note against the checklist, linter and register and store the result; exits 1
     when it fails."""
+    from spendtrail.evidence.store import check_review
+
     with _errors(), ledger().begin() as conn:
         stored = check_review(conn, review_id, actor=actor(), result=result)
     note = stored.note
@@ -200,6 +194,9 @@ def review_check(
 @review_app.command("show")
 def review_show(review_id: Annotated[str, typer.Argument(metavar="ID")]) -> None:
     """One note as Markdown, with its recorded result and reasons."""
+    from spendtrail.evidence import render_markdown
+    from spendtrail.evidence.store import get_review
+
     with _errors(), ledger().connect() as conn:
         reviews = [_review(conn, get_review(conn, review_id))]
     console.print(render_markdown(reviews, title=f"Review {review_id}"), markup=False,
@@ -213,6 +210,9 @@ def review_export(
     output: Annotated[Path | None, typer.Option(help="Write here instead of stdout.")] = None,
 ) -> None:
     """Every stored note (or a period's) as Markdown or JSON, redacted."""
+    from spendtrail.evidence import export_json, render_markdown
+    from spendtrail.evidence.store import list_reviews
+
     with ledger().connect() as conn:
         reviews = [_review(conn, stored) for stored in list_reviews(conn, period)]
     text = export_json(reviews) if fmt is DocFormat.json else render_markdown(reviews)
@@ -226,7 +226,12 @@ def review_sample(
         help="The passing row's owner (default: the registry's first application).")] = None,
     reviewer_role: Annotated[str, typer.Option(help="A role, not a name.")] = "FinOps reviewer",
 ) -> None:
-    """Write the seeds' two-row sample: one row that passes, one that fails with its reason."""
+    """Store and check the two-row sample review note: one row that passes, one that fails
+    with its reason."""
+    from spendtrail.evidence.sample import sample_notes
+    from spendtrail.evidence.store import store_checked
+    from spendtrail.ledger.registry_versions import load_history
+
     with _errors(), ledger().begin() as conn:
         if owner is None:
             latest = load_history(conn).latest()
@@ -244,6 +249,9 @@ def review_sample(
 
 def _review(conn: sa.Connection, stored: StoredReview) -> tuple[ReviewNote, CheckResult]:
     """The note with its stored check, or, for a draft, a check run now but not recorded."""
+    from spendtrail.evidence import check_note
+    from spendtrail.evidence.store import known_sources
+
     return stored.note, stored.check or check_note(stored.note, known_sources(conn))
 
 
@@ -265,6 +273,8 @@ def followups_list(
     fmt: FormatOption = Format.table,
 ) -> None:
     """Open follow-ups, oldest first, with their age in days."""
+    from spendtrail.evidence.followups import list_follow_ups
+
     now = datetime.now(UTC)
     with ledger().connect() as conn:
         items = list_follow_ups(conn, include_resolved=include_resolved, role=role)
@@ -280,6 +290,8 @@ def followups_resolve(
     note: Annotated[str, typer.Option(help="What answered the question.")],
 ) -> None:
     """Close a follow-up with a note (audited)."""
+    from spendtrail.evidence.followups import resolve_follow_up
+
     with _errors(), ledger().begin() as conn:
         item = resolve_follow_up(conn, follow_up_id, note=note, actor=actor())
     console.print(f"resolved follow-up {item.id} ({item.origin} {escape(item.origin_id)})",
@@ -302,6 +314,8 @@ def audit_log(
     fmt: FormatOption = Format.table,
 ) -> None:
     """Who changed what, when, from what, to what, and why; oldest first."""
+    from spendtrail.evidence.audit_view import audit_entries
+
     with ledger().connect() as conn:
         entries = audit_entries(conn, object_types=tuple(object_type or ()), object_id=object_id,
                                 actor=who, since=_since(since), limit=limit)
@@ -337,6 +351,8 @@ def handoff_new(
 ) -> None:
     """Fill the cost handoff template from the latest smoke test, reconciliation and reviews,
     lint it and store it."""
+    from spendtrail.evidence.handoff import new_handoff
+
     with _errors(), ledger().begin() as conn:
         handoff = new_handoff(conn, actor=actor())
     _print_handoff(handoff, fmt)
@@ -349,12 +365,16 @@ def handoff_show(
     fmt: Annotated[DocFormat, typer.Option("--format")] = DocFormat.md,
 ) -> None:
     """A stored handoff record."""
+    from spendtrail.evidence.handoff import get_handoff
+
     with _errors(), ledger().connect() as conn:
         handoff = get_handoff(conn, handoff_id)
     _print_handoff(handoff, fmt)
 
 
 def _print_handoff(handoff: Handoff, fmt: DocFormat) -> None:
+    from spendtrail.evidence.handoff import render_handoff
+
     if fmt is DocFormat.json:
         typer.echo(json.dumps(handoff.record(), indent=2, ensure_ascii=False))
     else:
@@ -379,6 +399,9 @@ def smoke(
     """Smoke-test the request path: one tagged request must leave a priced, allocated event;
     one with an invalid credential must fail once, clearly, and leave none. The provider key
     comes from SPENDTRAIL_UPSTREAM_KEY (or COMETAPI_KEY). Exits 1 on failure."""
+    from spendtrail.gateway import upstream_key
+    from spendtrail.smoke import SmokeOptions, run_smoke  # gateway, aiohttp, openai
+
     with _errors():
         key = upstream_key(provider, os.environ)
         options = SmokeOptions(upstream_url=upstream, upstream_key=key, application=application,

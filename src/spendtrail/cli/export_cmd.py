@@ -12,7 +12,6 @@ from spendtrail.cli.common import console, err_console, fail, ledger
 from spendtrail.errors import SpendtrailError
 from spendtrail.money import format_amount
 from spendtrail.periods import parse_period
-from spendtrail.reports.focus import FocusOptions, export_focus
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -44,6 +43,8 @@ def focus(
 
     Usage without a price cannot be a FOCUS cost row (costs are never null, never a made-up 0):
     it is counted here instead, and the command exits 1 when there is any."""
+    from spendtrail.reports.focus import FocusOptions, export_focus
+
     options = FocusOptions(billing_account, billing_account_name, invoice_issuer)
     try:
         summary = export_focus(ledger(), parse_period(period), output, fmt.value, options)

@@ -10,30 +10,19 @@ import signal
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
-from spendtrail.budgets import BudgetGuard, Counters, MemoryCounters, RedisCounters, SqlCounters
 from spendtrail.cli.common import actor, console, err_console, fail, ledger, settings
 from spendtrail.errors import SpendtrailError
-from spendtrail.gateway import (
-    PROFILES,
-    GatewayConfig,
-    GatewayKey,
-    Policy,
-    create_key,
-    load_keys,
-    load_policy,
-    revoke_key,
-    rotate_key,
-    upstream_key,
-)
-from spendtrail.gateway.budget import DEFAULT_OUTPUT_TOKENS, GuardedBudgets
-from spendtrail.gateway.identity import MODES
-from spendtrail.ledger.db import redact_url
+from spendtrail.gateway.budget import DEFAULT_OUTPUT_TOKENS  # named in the options' help
+from spendtrail.gateway.config import PROFILES  # named in --profile's help
+
+if TYPE_CHECKING:
+    from spendtrail.budgets import Counters
+    from spendtrail.gateway import GatewayKey, Policy
 
 keys_app = typer.Typer(
     help="Gateway keys: issued per application, shown once, stored hashed.",
@@ -58,6 +47,8 @@ def create(
     reason: Reason = "",
 ) -> None:
     """Issue a gateway key. The key is printed once; only its hash is stored."""
+    from spendtrail.gateway import create_key
+
     try:
         with ledger().begin() as conn:
             key, value = create_key(conn, application=application, environment=environment,
@@ -79,6 +70,10 @@ def list_keys(
     ] = OutputFormat.table,
 ) -> None:
     """Every gateway key with its prefix, owner and state (never the key itself)."""
+    from rich.table import Table
+
+    from spendtrail.gateway import load_keys
+
     with ledger().connect() as conn:
         keys = load_keys(conn)
     now = datetime.now(UTC)
@@ -100,6 +95,8 @@ def list_keys(
 def revoke(key_id: Annotated[str, typer.Argument(help="Key id (keys list).")],
            reason: Reason = "") -> None:
     """Revoke a key; running gateways refuse it within their refresh interval."""
+    from spendtrail.gateway import revoke_key
+
     try:
         with ledger().begin() as conn:
             key = revoke_key(conn, key_id, actor=actor(), reason=reason)
@@ -119,6 +116,8 @@ def rotate(
 ) -> None:
     """Issue a new key for the same application and environment and revoke the old one
     (after the grace period). The new key is printed once."""
+    from spendtrail.gateway import rotate_key
+
     try:
         with ledger().begin() as conn:
             key, value = rotate_key(conn, key_id, actor=actor(), reason=reason,
@@ -189,6 +188,11 @@ def gateway(
 ) -> None:
     """Run the OpenAI-compatible gateway. The provider key comes from the environment
     (SPENDTRAIL_UPSTREAM_KEY, or the profile's variable such as COMETAPI_KEY)."""
+    from spendtrail.budgets import BudgetGuard
+    from spendtrail.gateway import GatewayConfig, Policy, load_policy, upstream_key
+    from spendtrail.gateway.budget import GuardedBudgets
+    from spendtrail.ledger.url import redact_url
+
     if profile not in PROFILES and profile != "custom":
         fail(f"--profile: expected one of {', '.join(PROFILES)}, custom; got '{profile}'")
     if profile == "custom" and (upstream is None or provider is None):
@@ -238,6 +242,8 @@ def gateway(
 
 
 def _counters(store: CounterStore, redis_url: str) -> Counters:
+    from spendtrail.budgets import MemoryCounters, RedisCounters, SqlCounters
+
     if store is CounterStore.memory:
         return MemoryCounters()
     if store is CounterStore.sql:
@@ -254,6 +260,9 @@ def _interrupt(_signum: int, _frame: object) -> None:
 
 
 def _with_overrides(policy: Policy, rules: list[str]) -> Policy:
+    from spendtrail.gateway import Policy
+    from spendtrail.gateway.identity import MODES
+
     modes = dict(policy.modes)
     default = policy.default
     for rule in rules:

@@ -6,25 +6,21 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from spendtrail.cli.common import actor, console, fail, ledger
 from spendtrail.cli.render import Format, render
 from spendtrail.errors import SpendtrailError
-from spendtrail.ledger.prices import add_entries, load_catalog, unpriced_models
 from spendtrail.periods import parse_period
-from spendtrail.pricing import (
-    KINDS,
-    MATCH_KINDS,
-    TOKEN_METERS,
-    PriceEntry,
-    load_sheet,
-    stale_prices,
-)
+
+# Named in the options' help, so needed when the commands are defined.
 from spendtrail.pricing.check import DEFAULT_CADENCE_DAYS
-from spendtrail.pricing.model import check_regex_case, instant_str, parse_day, parse_instant
+from spendtrail.pricing.model import KINDS, MATCH_KINDS, TOKEN_METERS
+
+if TYPE_CHECKING:
+    from spendtrail.pricing import PriceEntry
 
 app = typer.Typer(no_args_is_help=True, help="The dated, sourced price catalog.")
 import_app = typer.Typer(no_args_is_help=True, help="Import prices from a source.")
@@ -74,6 +70,9 @@ def import_sheet(
     reason: Reason = "",
 ) -> None:
     """Import the account's own verified prices from a YAML price sheet, whole or not at all."""
+    from spendtrail.ledger.prices import add_entries
+    from spendtrail.pricing import load_sheet
+
     with _user_errors():
         entries = load_sheet(file)
         with ledger().begin() as conn:
@@ -115,6 +114,10 @@ def add(
     reason: Reason = "",
 ) -> None:
     """Add one price entry (the account's own verified price, by default)."""
+    from spendtrail.ledger.prices import add_entries
+    from spendtrail.pricing import PriceEntry
+    from spendtrail.pricing.model import check_regex_case, parse_day, parse_instant
+
     given = {
         "input_tokens": input_, "cached_input_tokens": cached_input,
         "cache_write_tokens": cache_write, "output_tokens": output,
@@ -149,6 +152,9 @@ def list_(
     fmt: Annotated[Format, typer.Option("--format")] = Format.table,
 ) -> None:
     """List price entries with their window, kind and provenance."""
+    from spendtrail.ledger.prices import load_catalog
+    from spendtrail.pricing.model import parse_instant
+
     with _user_errors():
         moment = None if at is None else parse_instant(at, "--at")
         with ledger().connect() as conn:
@@ -163,6 +169,8 @@ def list_(
 
 
 def _row(entry: PriceEntry) -> dict[str, Any]:
+    from spendtrail.pricing.model import instant_str
+
     record = entry.record()
     tiers = "; ".join(
         f">{t['above_input_tokens']}: " + " ".join(f"{m}={p}" for m, p in t["prices"].items())
@@ -195,6 +203,10 @@ def check(
         help="Unpriced models only in YYYY-MM, YYYY-MM-DD or A..B; default all.")] = None,
 ) -> None:
     """Flag prices not checked within the cadence and models used without a price (exit 1)."""
+    from spendtrail.ledger.prices import load_catalog, unpriced_models
+    from spendtrail.pricing import stale_prices
+    from spendtrail.pricing.model import parse_day
+
     with _user_errors():
         day = datetime.now(UTC).date() if as_of is None else parse_day(as_of, "--as-of")
         chosen = None if period is None else parse_period(period)

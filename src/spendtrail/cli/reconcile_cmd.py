@@ -10,23 +10,11 @@ from typing import Annotated
 
 import typer
 from rich.markup import escape
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from spendtrail.cli.common import actor, console, err_console, fail, ledger
 from spendtrail.cli.render import Format, render
 from spendtrail.errors import SpendtrailError
 from spendtrail.periods import parse_period
-from spendtrail.reconcile import parse_tolerance
-from spendtrail.reconcile import reconcile as run_reconciliation
-from spendtrail.reconcile.render import (
-    DIFFERENCE_FIELDS,
-    SHOWN_DIFFERENCES,
-    difference_rows,
-    owner_rows,
-    summary_rows,
-    to_json,
-    to_markdown,
-)
 
 EXIT_CODES = {"pass": 0, "fail": 1, "inconclusive": 3}
 
@@ -53,6 +41,20 @@ def reconcile(
 ) -> None:
     """Match a bill line by line (request ids) or by (day, model) against the ledger, and
     write an immutable, dated reconciliation record. Exit 0 pass, 1 fail, 3 inconclusive."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from spendtrail.reconcile import parse_tolerance
+    from spendtrail.reconcile import reconcile as run_reconciliation
+    from spendtrail.reconcile.render import (
+        DIFFERENCE_FIELDS,
+        SHOWN_DIFFERENCES,
+        difference_rows,
+        owner_rows,
+        summary_rows,
+        to_json,
+        to_markdown,
+    )
+
     try:
         with Progress(SpinnerColumn(), TextColumn("matching {task.completed:,.0f} requests"),
                       TimeElapsedColumn(), console=err_console, transient=True,

@@ -6,24 +6,24 @@ import json
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
 from spendtrail.cli.common import actor, console, fail, ledger
 from spendtrail.errors import SpendtrailError
-from spendtrail.ledger.registry_versions import load_history, save_version
-from spendtrail.registry import (
-    Application,
-    Registry,
-    RegistryHistory,
-    RegistryVersion,
-    SectionChanges,
-    load_registry,
-    registry_changes,
-)
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from spendtrail.registry import (
+        Application,
+        Registry,
+        RegistryHistory,
+        RegistryVersion,
+        SectionChanges,
+    )
 
 app = typer.Typer(
     help="The owner registry: the business units, applications and cost centers spend "
@@ -54,6 +54,9 @@ def load(
     reason: Annotated[str, typer.Option(help="Why it changes; kept in the audit log.")] = "",
 ) -> None:
     """Validate a registry file and store it as a new version (none if it is unchanged)."""
+    from spendtrail.ledger.registry_versions import load_history, save_version
+    from spendtrail.registry import registry_changes
+
     registry = _read(file)
     try:
         with ledger().begin() as conn:
@@ -94,6 +97,8 @@ def show(
     ] = OutputFormat.table,
 ) -> None:
     """Show a registry version (default: the one in effect now) and the version history."""
+    from spendtrail.ledger.registry_versions import load_history
+
     try:
         with ledger().connect() as conn:
             history = load_history(conn)
@@ -125,6 +130,8 @@ def show(
 
 
 def _read(file: Path) -> Registry:
+    from spendtrail.registry import load_registry
+
     try:
         return load_registry(file)
     except SpendtrailError as exc:
@@ -164,6 +171,8 @@ def _version_summary(version: RegistryVersion) -> dict[str, object]:
 
 
 def _applications_table(chosen: RegistryVersion, current: RegistryVersion) -> Table:
+    from rich.table import Table
+
     registry = chosen.registry
     status = "in effect now" if chosen is current else f"version {current.version} is in effect"
     table = Table(
@@ -197,6 +206,8 @@ def _choices(allowed: tuple[str, ...], default: str | None) -> str:
 
 
 def _history_table(history: RegistryHistory, current: RegistryVersion) -> Table:
+    from rich.table import Table
+
     table = Table(title="Registry versions")
     for column in ("Version", "Valid from", "Loaded", "Source", "SHA-256", ""):
         table.add_column(column, overflow="fold")

@@ -9,8 +9,6 @@ from collections.abc import Sequence
 from decimal import Decimal
 from enum import StrEnum
 
-from rich.table import Table
-
 from spendtrail.cli.common import console
 from spendtrail.money import plain_decimal
 
@@ -31,6 +29,8 @@ def render(rows: Sequence[dict], fmt: Format, *, title: str | None = None) -> No
         writer.writerows([("" if v is None else machine_text(v)) for v in row.values()]
                          for row in rows)
     else:
+        from rich.table import Table
+
         table = Table(title=title, title_justify="left")
         for name in rows[0].keys() if rows else ():
             table.add_column(name.replace("_", " "), overflow="fold")

@@ -9,17 +9,10 @@ from typing import Annotated
 
 import typer
 
-# The rules are loaded and checked against the registry exactly as `allocation shared` does.
-from spendtrail.cli.allocation_cmd import PeriodOption, _rules
-from spendtrail.cli.common import console, fail, ledger, settings
+from spendtrail.cli.common import PeriodOption, console, fail, ledger, settings
 from spendtrail.cli.render import Format, render
 from spendtrail.errors import SpendtrailError
-from spendtrail.ledger.db import redact_url
 from spendtrail.periods import parse_period
-from spendtrail.reports.chargeback import build_statement, to_csv, to_json, to_markdown
-from spendtrail.reports.render_html import to_html
-from spendtrail.reports.retries import retry_inflation
-from spendtrail.reports.unit_cost import BUILT_IN, load_denominators, load_metrics, unit_costs
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -36,8 +29,12 @@ class StatementFormat(StrEnum):
     json = "json"
 
 
-_RENDERERS = {StatementFormat.md: to_markdown, StatementFormat.html: to_html,
-              StatementFormat.csv: to_csv, StatementFormat.json: to_json}
+def _renderer(fmt: StatementFormat):
+    from spendtrail.reports import chargeback
+    from spendtrail.reports.render_html import to_html
+
+    return {StatementFormat.md: chargeback.to_markdown, StatementFormat.html: to_html,
+            StatementFormat.csv: chargeback.to_csv, StatementFormat.json: chargeback.to_json}[fmt]
 
 
 @app.command("chargeback")
@@ -52,6 +49,11 @@ def chargeback(
     """Showback/chargeback statement per owner for a period: direct cost, shared allocations
     with their rule, quarantined and unpriced usage, budgets, coverage, reconciliation and
     price sources, tying out exactly to the ledger total."""
+    # The rules are loaded and checked against the registry as `allocation shared` does.
+    from spendtrail.cli.allocation_cmd import _rules
+    from spendtrail.ledger.url import redact_url
+    from spendtrail.reports.chargeback import build_statement
+
     try:
         chosen = parse_period(period)
     except SpendtrailError as exc:
@@ -63,7 +65,7 @@ def chargeback(
                                     owner=owner)
     if owner is not None and not statement.owners:
         fail(f"no spend or allocation for owner {owner!r} in {chosen.label}")
-    text = _RENDERERS[fmt](statement)
+    text = _renderer(fmt)(statement)
     if output is None:
         console.out(text, end="", highlight=False)
     else:
@@ -82,6 +84,8 @@ def unit_cost(
     fmt: Annotated[Format, typer.Option("--format")] = Format.table,
 ) -> None:
     """Cost per unit per owner for a period: direct cost over each metric's denominator."""
+    from spendtrail.reports.unit_cost import BUILT_IN, load_denominators, load_metrics, unit_costs
+
     try:
         chosen = parse_period(period)
         defined = [*BUILT_IN, *(load_metrics(metrics) if metrics else ())]
@@ -98,6 +102,8 @@ def retries(period: PeriodOption, fmt: Annotated[Format, typer.Option("--format"
             ) -> None:
     """Retry inflation per owner: attempts vs logical requests vs billable calls, and the
     cost of failed and retried attempts."""
+    from spendtrail.reports.retries import retry_inflation
+
     try:
         chosen = parse_period(period)
     except SpendtrailError as exc:

@@ -5,13 +5,10 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from spendtrail.cli.common import actor, console, err_console, fail, ledger
 from spendtrail.cli.render import Format, render
 from spendtrail.errors import SpendtrailError
-from spendtrail.ledger.reprice import count_events
-from spendtrail.ledger.reprice import reprice as run_reprice
 from spendtrail.periods import parse_period
 
 
@@ -25,6 +22,11 @@ def reprice(
 ) -> None:
     """Reprice the period's events at their own time with the current price catalog. Changed
     costs get a new cost entry (the old one stays), rollups follow, and the run is audited."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from spendtrail.ledger.reprice import count_events
+    from spendtrail.ledger.reprice import reprice as run_reprice
+
     try:
         parsed = parse_period(period)
         engine = ledger()

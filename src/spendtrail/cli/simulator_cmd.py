@@ -9,19 +9,14 @@ import typer
 
 from spendtrail.cli.common import console, fail
 from spendtrail.errors import SpendtrailError
-from spendtrail.simulator import (
-    DEFAULT_PRICES,
-    FAULTS,
-    SimulatorConfig,
-    load_keys,
-    load_prices,
-    spread_error_rate,
-)
+from spendtrail.simulator.config import FAULTS  # named in --fault's help
 
 
 def _fault_rates(
     error_rate: float, timeout_rate: float, cut_rate: float, faults: list[str]
 ) -> dict[str, float]:
+    from spendtrail.simulator import spread_error_rate
+
     rates = spread_error_rate(error_rate)
     if timeout_rate:
         rates["timeout"] = timeout_rate
@@ -77,6 +72,8 @@ def simulate_provider(
         help="Serve /api/log/self and /api/log/self/export to this bearer token.")] = None,
 ) -> None:
     """Run an OpenAI-compatible provider simulator (a test double) until interrupted."""
+    from spendtrail.simulator import DEFAULT_PRICES, SimulatorConfig, load_keys, load_prices
+
     try:
         config = SimulatorConfig(
             prices=load_prices(prices) if prices else DEFAULT_PRICES,

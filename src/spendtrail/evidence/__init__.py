@@ -37,7 +37,7 @@ from spendtrail.evidence.notes import (
     SourceRef,
     utc_timestamp,
 )
-from spendtrail.evidence.sample import sample_notes, seed_sources
+from spendtrail.evidence.sample import default_sources, sample_notes
 from spendtrail.evidence.sources import CLAIM_KINDS, Source, index_sources
 
 __all__ = [
@@ -56,12 +56,12 @@ __all__ = [
     "SourceRef",
     "check_note",
     "cited_ids",
+    "default_sources",
     "export_json",
     "index_sources",
     "lint",
     "mark",
     "render_markdown",
     "sample_notes",
-    "seed_sources",
     "utc_timestamp",
 ]

@@ -1,5 +1,5 @@
-"""The seeds' two-row sample: before reviewing a whole period, review one row that should pass
-and one that should fail with the same checklist, so both outcomes are seen working."""
+"""The two-row sample review note: before reviewing a whole period, review one row that should
+pass and one that should fail with the same checklist, so both outcomes are seen working."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ from spendtrail.evidence.notes import ReviewNote, SourceRef, usage_month, utc_ti
 from spendtrail.evidence.sources import Source, index_sources
 
 
-def seed_sources(accessed: date) -> tuple[Source, ...]:
-    """The public sources the seeds check, read on `accessed`. The FinOps pages frame ownership
-    and units and support no provider claim; only the provider's pricing page supports a price,
-    and pricing copy drifts, so it is re-read monthly."""
+def default_sources(accessed: date) -> tuple[Source, ...]:
+    """The public sources a chargeback review checks by default, read on `accessed`. The
+    FinOps pages frame ownership and units and support no provider claim; only the provider's
+    pricing page supports a price, and pricing copy drifts, so it is re-read monthly."""
     return (
         Source("finops-allocation", "https://www.finops.org/framework/capabilities/allocation/",
                accessed, "allocation owner, metadata basis, shared cost treatment", frozenset()),
@@ -47,7 +47,7 @@ def sample_notes(
         raise EvidenceError(f"period {period!r}: expected YYYY-MM")
     if moment.date() < month.start:
         raise EvidenceError(f"period {period}: a review at {stamp} is before the period began")
-    sources = seed_sources(moment.date())
+    sources = default_sources(moment.date())
     refs = tuple(SourceRef(s.id, s.url, s.accessed) for s in sources[:2])
     day = moment.strftime("%Y%m%d")
     passing = ReviewNote(

@@ -21,8 +21,9 @@ from spendtrail.gateway.metrics import Metrics
 from spendtrail.gateway.proxy import Proxy
 from spendtrail.gateway.state import load_snapshot, refresh_snapshot
 from spendtrail.journal.spool import Spool
-from spendtrail.ledger.db import make_engine, redact_url
+from spendtrail.ledger.db import make_engine
 from spendtrail.ledger.follow import follow
+from spendtrail.ledger.url import redact_url
 
 log = logging.getLogger("spendtrail.gateway")
 

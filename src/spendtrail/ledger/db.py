@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from alembic.util.exc import CommandError
 
 from spendtrail.errors import SpendtrailError
+from spendtrail.ledger.url import redact_url
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 _MIGRATIONS = str(Path(__file__).with_name("migrations"))
 
@@ -46,6 +46,8 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
 
 
 def _alembic_config(connection: sa.Connection) -> Config:
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", _MIGRATIONS)
     config.attributes["connection"] = connection
@@ -54,6 +56,11 @@ def _alembic_config(connection: sa.Connection) -> Config:
 
 def migrate(engine: sa.Engine) -> None:
     """Bring the schema to the newest migration; a no-op when it is already there."""
+    # Alembic loads here only: the commands that never open the ledger start without it.
+    from alembic import command
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
     heads = set(ScriptDirectory(_MIGRATIONS).get_heads())
     with engine.connect() as connection:
         current = set(MigrationContext.configure(connection).get_current_heads())
@@ -65,6 +72,8 @@ def migrate(engine: sa.Engine) -> None:
 
 
 def open_ledger(url: str) -> sa.Engine:
+    from alembic.util.exc import CommandError
+
     try:
         engine = make_engine(url)
         migrate(engine)
@@ -73,11 +82,6 @@ def open_ledger(url: str) -> sa.Engine:
     except CommandError as exc:  # e.g. a ledger migrated by a newer or diverged spendtrail
         raise LedgerError(f"cannot migrate ledger at {redact_url(url)}: {exc}") from None
     return engine
-
-
-def redact_url(url: str) -> str:
-    """The URL without its password, for messages and logs."""
-    return sa.engine.make_url(url).render_as_string(hide_password=True)
 
 
 def as_utc(value: datetime | None) -> datetime | None:

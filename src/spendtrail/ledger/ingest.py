@@ -20,7 +20,6 @@ from itertools import islice
 from pathlib import Path
 
 import msgspec
-import psycopg
 import sqlalchemy as sa
 
 from spendtrail.events.model import INTERRUPTED, EventError, UsageEvent, decode_event
@@ -385,6 +384,8 @@ class PostgresWriter:
         return value
 
     def write(self, engine: sa.Engine, rows: list[_Prepared], rollups) -> set[str]:
+        import psycopg  # this writer only: SQLite ledgers never load the driver
+
         raw = engine.raw_connection()
         try:
             db = raw.driver_connection

@@ -38,3 +38,10 @@ def ledger_stats(conn: sa.Connection) -> dict[str, object]:
         "registry_versions": count(registry_versions),
         "audit_records": count(audit_log),
     }
+
+
+def rejected_lines(conn: sa.Connection, limit: int) -> list[dict[str, object]]:
+    """The first `limit` lines that could not be ingested: source file, line, reason, when."""
+    t = ingest_rejects.c
+    rows = conn.execute(sa.select(t.source, t.line, t.error, t.at).order_by(t.id).limit(limit))
+    return [dict(row) for row in rows.mappings()]
