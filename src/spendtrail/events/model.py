@@ -19,7 +19,9 @@ import msgspec
 from spendtrail.errors import SpendtrailError
 from spendtrail.events.ids import new_event_id
 
-Outcome = Literal["success", "client_error", "upstream_error", "timeout", "cancelled"]
+Outcome = Literal[
+    "success", "client_error", "upstream_error", "timeout", "cancelled", "gateway_error"
+]
 OUTCOMES: tuple[str, ...] = Outcome.__args__  # type: ignore[attr-defined]
 
 Count = Annotated[int, msgspec.Meta(ge=0)]

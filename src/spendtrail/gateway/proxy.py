@@ -23,6 +23,7 @@ from spendtrail.events.ids import new_event_id
 from spendtrail.events.model import Outcome, Usage, UsageEvent, outcome_for_status
 from spendtrail.gateway.config import GatewayConfig
 from spendtrail.gateway.errors import error_body, error_response, sse_error
+from spendtrail.gateway.headers import check_headers
 from spendtrail.gateway.identity import CONTEXT_PREFIX, Identity, Refusal, resolve
 from spendtrail.gateway.keys import GatewayKey
 from spendtrail.gateway.linking import IDEMPOTENCY_HEADER, RETRY_HEADER, RetryLinker, retry_count
@@ -38,7 +39,7 @@ from spendtrail.gateway.usage import (
 from spendtrail.journal.spool import Spool
 from spendtrail.money import from_pico
 from spendtrail.pricing import INCOMPLETE, CostBreakdown, price_usage
-from spendtrail.redact import PLACEHOLDER, redact
+from spendtrail.redact import PLACEHOLDER, StreamMask, mask, redact
 
 log = logging.getLogger("spendtrail.gateway")
 
@@ -98,6 +99,7 @@ class Proxy:
         self._base = config.upstream_url.rstrip("/")
         self._auth = f"Bearer {config.upstream_key}"
         self._secret = config.upstream_key.encode()
+        self._secret_text = config.upstream_key
 
     # -- entry ----------------------------------------------------------------------------
 
@@ -116,6 +118,9 @@ class Proxy:
             # The upstream would resolve them: /v1/../x must not reach outside its /v1.
             return self._refuse(Refusal(400, "the path must not contain . or .. segments",
                                         "invalid_path", None))
+        bad_header = check_headers(request.headers)
+        if bad_header is not None:
+            return self._refuse(bad_header)
         snapshot = self.snapshot
         assert snapshot is not None, "the app's startup loads the snapshot"
         key = self._authenticate(request.headers.get("Authorization"), snapshot, started)
@@ -198,6 +203,11 @@ class Proxy:
             if path not in METERED and upstream.status < 400:
                 return await self._relay(request, upstream, call, ours)
             return await self._complete(upstream, call, ours)
+        except Exception:  # the provider answered, so whatever failed here, the call is billed
+            log.exception("event %s: the gateway failed after the provider answered",
+                          call.event_id)
+            return self._failed(call, ours, 500, "gateway_error",
+                                "the gateway failed to relay the provider's response")
         finally:
             upstream.release()
 
@@ -243,22 +253,23 @@ class Proxy:
         facts = ResponseFacts()
         if status >= 400:
             data = self._clean_error(status, data)
-        elif call.endpoint in METERED:
+        else:
+            data = mask(data, self._secret)
+        if status < 400 and call.endpoint in METERED:
             document = json_object(data)
             if document is None:
                 return self._failed(call, ours, 502, "upstream_malformed_response",
                                     "the provider's response is not a JSON object")
             facts = facts_from_body(call.endpoint, document)
         cost = self._record(call, status, outcome_for_status(status), facts)
-        headers = _downstream_headers(upstream.headers)
+        headers = self._downstream_headers(upstream.headers)
         headers.update(ours)
         headers["X-Spendtrail-Cost"] = cost
         return web.Response(status=status, body=data, headers=headers)
 
     def _clean_error(self, status: int, data: bytes) -> bytes:
         """The provider's error, redacted, in the OpenAI shape even when it sent text."""
-        text = redact(data.decode("utf-8", "replace").replace(
-            self._secret.decode(), PLACEHOLDER))
+        text = redact(mask(data, self._secret).decode("utf-8", "replace"))
         document = json_object(text.encode())
         if document is not None and isinstance(document.get("error"), dict | str):
             return text.encode()
@@ -273,14 +284,18 @@ class Proxy:
         ours: dict[str, str],
     ) -> web.StreamResponse:
         """An unmetered body (models, files, audio, ...) goes through as it arrives."""
-        headers = _downstream_headers(upstream.headers)
+        headers = self._downstream_headers(upstream.headers)
         headers.update(ours)
         headers["X-Spendtrail-Cost"] = "unmetered"
         response = web.StreamResponse(status=upstream.status, headers=headers)
+        masked = StreamMask(self._secret)
         try:
             await _write(response.prepare(request))
             async for data in upstream.content.iter_any():
-                await _write(response.write(data))
+                if data := masked.feed(data):
+                    await _write(response.write(data))
+            if rest := masked.flush():
+                await _write(response.write(rest))
             self._record(call, upstream.status, outcome_for_status(upstream.status),
                          ResponseFacts())
             await _write(response.write_eof())
@@ -295,6 +310,11 @@ class Proxy:
         except asyncio.CancelledError:
             self._record(call, 499, "cancelled", ResponseFacts())
             raise
+        except Exception:
+            log.exception("event %s: the gateway failed relaying a body", call.event_id)
+            self._record(call, 500, "gateway_error", ResponseFacts())
+            if request.transport is not None:
+                request.transport.close()
         return response
 
     # -- streams ---------------------------------------------------------------------------
@@ -307,7 +327,7 @@ class Proxy:
         ours: dict[str, str],
         strip_usage: bool,
     ) -> web.StreamResponse:
-        headers = _downstream_headers(upstream.headers)
+        headers = self._downstream_headers(upstream.headers)
         headers.update(ours)
         response = web.StreamResponse(status=200, headers=headers)
         tracker = SseTracker(strip_usage_chunk=strip_usage)
@@ -344,6 +364,10 @@ class Proxy:
         except asyncio.CancelledError:
             self._record(call, 499, "cancelled", tracker.facts)
             raise
+        except Exception:
+            log.exception("event %s: the gateway failed relaying a stream", call.event_id)
+            await self._abort(response, call, tracker, 500, "gateway_error", "gateway_error",
+                              "the gateway failed while relaying the stream")
         return response
 
     async def _forward(self, response, call: Call, tracker: SseTracker, events) -> None:
@@ -359,8 +383,8 @@ class Proxy:
                 out.append(f": spendtrail-cost {cost}\n\n".encode())
             if event.forward:
                 out.append(event.raw)
-        if out:
-            await _write(response.write(b"".join(out)))
+        if out:  # whole events, so a key cannot straddle two writes
+            await _write(response.write(mask(b"".join(out), self._secret)))
 
     async def _abort(
         self, response, call: Call, tracker: SseTracker, status: int, outcome: Outcome,
@@ -372,7 +396,7 @@ class Proxy:
             if not told:
                 await _write(response.write(sse_error(status, message, code)))
             await _write(response.write_eof())
-        except _ClientGone:
+        except Exception:  # the client is gone, or nothing more can be written: done either way
             pass
 
     # -- recording -------------------------------------------------------------------------
@@ -380,14 +404,16 @@ class Proxy:
     def _failed(
         self, call: Call, ours: dict[str, str], status: int, code: str, message: str
     ) -> web.Response:
-        """A transport failure: recorded, and answered in the OpenAI error shape."""
+        """A transport failure (or the gateway's own, 500): recorded, and answered in the
+        OpenAI error shape."""
         log.warning("%s %s: %s (event %s)", status, call.endpoint, code, call.event_id)
-        outcome = "timeout" if status == 504 else "upstream_error"
+        outcome: Outcome = {504: "timeout", 500: "gateway_error"}.get(status, "upstream_error")
         cost = self._record(call, status, outcome, ResponseFacts())
         return error_response(status, message, code, headers={**ours, "X-Spendtrail-Cost": cost})
 
     def _record(self, call: Call, status: int, outcome: Outcome, facts: ResponseFacts) -> str:
-        """Append the attempt's event to the journal, once; returns the cost header value."""
+        """Append the attempt's event to the journal, once; returns the cost header value.
+        Never raises: the provider has answered, so the call must not go unrecorded."""
         if call.recorded:
             return call.cost
         call.recorded = True
@@ -397,7 +423,7 @@ class Proxy:
             request_id=call.request_id,
             attempt=call.attempt,
             started_at=call.started_at,
-            ended_at=datetime.now(UTC),
+            ended_at=max(datetime.now(UTC), call.started_at),  # the wall clock may step back
             provider=self.config.provider,
             endpoint=call.endpoint,
             model_requested=call.model_requested,
@@ -412,15 +438,25 @@ class Proxy:
             gateway_key_id=call.key.id,
             source="gateway",
         )
-        try:
-            self.spool.append(event)
-        except OSError:
-            self.metrics.journal_errors += 1
-            log.exception("could not journal event %s", event.event_id)
+        self._journal(event)
         cost, call.cost = self._price(event)
         self._count(event, cost, call.identity.status == "quarantined")
         self.config.budget.record(call.identity.allocation, event, cost)
         return call.cost
+
+    def _journal(self, event: UsageEvent) -> None:
+        try:
+            try:
+                self.spool.append(event)
+            except (TypeError, ValueError):
+                # A text JSON cannot hold (a lone surrogate, from a provider's header or
+                # body): keep the event with such characters replaced rather than lose it.
+                log.warning("event %s: replaced characters that cannot be journaled",
+                            event.event_id)
+                self.spool.append(_scrubbed(event))
+        except OSError:
+            self.metrics.journal_errors += 1
+            log.exception("could not journal event %s", event.event_id)
 
     def _price(self, event: UsageEvent) -> tuple[CostBreakdown | None, str]:
         if not any(msgspec.structs.astuple(event.usage)):
@@ -468,12 +504,35 @@ class Proxy:
         return headers
 
 
-def _downstream_headers(upstream: Any) -> CIMultiDict[str]:
-    headers: CIMultiDict[str] = CIMultiDict()
-    for name, value in upstream.items():
-        if name.lower() not in _NOT_DOWNSTREAM:
-            headers.add(name, value)
-    return headers
+    def _downstream_headers(self, upstream: Any) -> CIMultiDict[str]:
+        """The provider's response headers for the client: hop-by-hop ones dropped, the
+        provider key masked, and values that cannot be sent back as they came dropped."""
+        headers: CIMultiDict[str] = CIMultiDict()
+        for name, value in upstream.items():
+            if name.lower() in _NOT_DOWNSTREAM:
+                continue
+            if not value.isascii():
+                try:
+                    value.encode("utf-8")
+                except UnicodeEncodeError:
+                    continue
+            headers.add(name, value.replace(self._secret_text, PLACEHOLDER)
+                        if self._secret_text in value else value)
+        return headers
+
+
+def _scrubbed(event: UsageEvent) -> UsageEvent:
+    return msgspec.convert(_scrub(msgspec.to_builtins(event)), UsageEvent)
+
+
+def _scrub(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.encode("utf-8", "replace").decode("utf-8")
+    if isinstance(value, dict):
+        return {_scrub(k): _scrub(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_scrub(item) for item in value]
+    return value
 
 
 
