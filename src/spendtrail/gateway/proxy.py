@@ -85,6 +85,7 @@ class Call:
     model_requested: str | None
     provider_request_id: str | None = None
     recorded: bool = False
+    delivered: bool = False  # a stream's terminal event was written to the client
     cost: str = ""  # the X-Spendtrail-Cost value, once recorded
 
 
@@ -195,6 +196,9 @@ class Proxy:
         self.metrics.observe_latency(time.monotonic() - sent)
         call.provider_request_id = provider_request_id(upstream.headers)
         try:
+            if not 100 <= upstream.status <= 599:
+                return self._failed(call, ours, 502, "upstream_malformed_response",
+                                    f"the provider answered with HTTP status {upstream.status}")
             content_type = upstream.headers.get("Content-Type", "")
             if streaming and upstream.status == 200 and content_type.startswith(
                 "text/event-stream"
@@ -372,7 +376,9 @@ class Proxy:
 
     async def _forward(self, response, call: Call, tracker: SseTracker, events) -> None:
         out: list[bytes] = []
+        terminal = False
         for event in events:
+            terminal = terminal or event.terminal
             if event.terminal and not call.recorded:
                 if out:
                     await _write(response.write(b"".join(out)))
@@ -385,12 +391,13 @@ class Proxy:
                 out.append(event.raw)
         if out:  # whole events, so a key cannot straddle two writes
             await _write(response.write(mask(b"".join(out), self._secret)))
+        call.delivered = call.delivered or terminal
 
     async def _abort(
         self, response, call: Call, tracker: SseTracker, status: int, outcome: Outcome,
         code: str, message: str,
     ) -> None:
-        told = call.recorded  # after the terminal event the client has all it needs
+        told = call.delivered  # after the terminal event the client has all it needs
         self._record(call, status, outcome, tracker.facts)
         try:
             if not told:
@@ -439,9 +446,13 @@ class Proxy:
             source="gateway",
         )
         self._journal(event)
-        cost, call.cost = self._price(event)
-        self._count(event, cost, call.identity.status == "quarantined")
-        self.config.budget.record(call.identity.allocation, event, cost)
+        call.cost = "unpriced"
+        try:
+            cost, call.cost = self._price(event)
+            self._count(event, cost, call.identity.status == "quarantined")
+            self.config.budget.record(call.identity.allocation, event, cost)
+        except Exception:  # the event is journaled: the answer must still reach the client
+            log.exception("event %s: pricing or budget settlement failed", event.event_id)
         return call.cost
 
     def _journal(self, event: UsageEvent) -> None:
