@@ -186,9 +186,10 @@ async def serve(config: GatewayConfig, host: str = "127.0.0.1", port: int = 0,
     shell's background job inherits SIGINT ignored. `bound` receives the (host, port)
     actually bound (port 0); `sock` is a socket from ``listen``."""
     guard_logs(config.upstream_key)
-    runner = _Runner(make_app(config), access_log=None, handle_signals=False,
-                     shutdown_timeout=config.grace_seconds, max_line_size=MAX_LINE_BYTES,
-                     max_field_size=MAX_LINE_BYTES)
+    app = make_app(config)
+    # After the drain nothing is in flight; cancelled, the server waits this long at most.
+    runner = _Runner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0,
+                     max_line_size=MAX_LINE_BYTES, max_field_size=MAX_LINE_BYTES)
     stopping = asyncio.Event()
     if stop_on_signals:
         loop = asyncio.get_running_loop()
@@ -206,11 +207,25 @@ async def serve(config: GatewayConfig, host: str = "127.0.0.1", port: int = 0,
         if started is not None:
             started.set()
         await stopping.wait()
+        await site.stop()
+        await _drain(runner.server, app[PROXY], config.grace_seconds)
     finally:
         await runner.cleanup()
         if stop_on_signals:
             for signum in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(signum)
+
+
+async def _drain(server: web.Server, proxy: Proxy, grace: float) -> None:
+    """Calls in flight get `grace` seconds; those still running then are cancelled, which
+    records them (outcome ``cancelled``)."""
+    server.pre_shutdown()  # idle connections close now, busy ones after their response
+    if proxy.in_flight:
+        _, late = await asyncio.wait(set(proxy.in_flight), timeout=grace)
+        for task in late:
+            task.cancel()
+        if late:
+            await asyncio.wait(late, timeout=1.0)
 
 
 def _on_signal(stopping: asyncio.Event, task: asyncio.Task, grace: float) -> None:

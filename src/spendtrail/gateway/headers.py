@@ -48,4 +48,4 @@ def check_headers(headers: Mapping[str, str]) -> Refusal | None:
 
 
 def _bad(name: str, problem: str) -> Refusal:
-    return Refusal(400, f"{name}: {problem}", "invalid_header", name)
+    return Refusal(400, f"{name}: {problem}", "invalid_header", str(name))

@@ -96,6 +96,7 @@ class Proxy:
         self.metrics = metrics
         self.linker = RetryLinker()
         self.snapshot: Snapshot | None = None
+        self.in_flight: set[asyncio.Task] = set()  # requests being handled, for the drain
         self.session: aiohttp.ClientSession | None = None
         self._base = config.upstream_url.rstrip("/")
         self._auth = f"Bearer {config.upstream_key}"
@@ -108,7 +109,12 @@ class Proxy:
         started = datetime.now(UTC)
         path = request.path
         label = path if path in KNOWN else "other"
-        response = await self._handle(request, started, path)
+        task = asyncio.current_task()
+        self.in_flight.add(task)
+        try:
+            response = await self._handle(request, started, path)
+        finally:
+            self.in_flight.discard(task)
         self.metrics.requests[label, response.status] += 1
         return response
 
