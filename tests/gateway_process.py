@@ -25,20 +25,44 @@ _BANNER = re.compile(rb"spendtrail gateway on http://[^:]+:(\d+)/v1")
 
 
 class GatewayProcess:
-    def __init__(self, ledger_url: str, upstream: str, upstream_key: str, home: Path,
-                 *args: str, env: dict[str, str] | None = None,
-                 preexec_fn: Callable[[], object] | None = None) -> None:
+    def __init__(
+        self,
+        ledger_url: str,
+        upstream: str,
+        upstream_key: str,
+        home: Path,
+        *args: str,
+        env: dict[str, str] | None = None,
+        preexec_fn: Callable[[], object] | None = None,
+    ) -> None:
         self.spool = home / "spool"
         self.log = home / "gateway.log"
-        self.env = {**os.environ, "SPENDTRAIL_DATABASE_URL": ledger_url,
-                    "SPENDTRAIL_HOME": str(home), "SPENDTRAIL_SPOOL_DIR": str(self.spool),
-                    "SPENDTRAIL_UPSTREAM_KEY": upstream_key, "COLUMNS": "200",
-                    **(env or {})}
+        self.env = {
+            **os.environ,
+            "SPENDTRAIL_DATABASE_URL": ledger_url,
+            "SPENDTRAIL_HOME": str(home),
+            "SPENDTRAIL_SPOOL_DIR": str(self.spool),
+            "SPENDTRAIL_UPSTREAM_KEY": upstream_key,
+            "COLUMNS": "200",
+            **(env or {}),
+        }
         for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY"):
             self.env.pop(name, None)
-        self.args = [sys.executable, "-m", "spendtrail.cli.app", "gateway", "--profile",
-                     "custom", "--upstream", upstream, "--provider", "cometapi",
-                     "--refresh-seconds", "0.2", *args]
+        self.args = [
+            sys.executable,
+            "-m",
+            "spendtrail.cli.app",
+            "gateway",
+            "--profile",
+            "custom",
+            "--upstream",
+            upstream,
+            "--provider",
+            "cometapi",
+            "--refresh-seconds",
+            "0.2",
+            *args,
+        ]
         if "--port" not in args:
             self.args += ["--port", "0"]
         if "--ingest" not in args:
@@ -56,8 +80,9 @@ class GatewayProcess:
             self.port = int(self.args[self.args.index("--port") + 1]) or None
         self.log.parent.mkdir(parents=True, exist_ok=True)
         with self.log.open("ab") as log:
-            self.process = subprocess.Popen(self.args, env=self.env, stdout=log, stderr=log,
-                                            preexec_fn=self.preexec_fn)
+            self.process = subprocess.Popen(
+                self.args, env=self.env, stdout=log, stderr=log, preexec_fn=self.preexec_fn
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.port is None and (found := _BANNER.search(self.log.read_bytes())):
@@ -104,8 +129,12 @@ class GatewayProcess:
         """Every event journaled so far (open and sealed spool files)."""
         while True:
             try:
-                return [decode_event(line) for path in sorted(self.spool.glob("*.jsonl*"))
-                        for line in path.read_bytes().splitlines() if line.strip()]
+                return [
+                    decode_event(line)
+                    for path in sorted(self.spool.glob("*.jsonl*"))
+                    for line in path.read_bytes().splitlines()
+                    if line.strip()
+                ]
             except FileNotFoundError:  # an open file was sealed meanwhile: read again
                 continue
 

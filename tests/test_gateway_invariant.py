@@ -49,11 +49,16 @@ def ledger(tmp_path_factory) -> tuple[str, str]:
     sheet = tmp / "prices.yaml"
     sheet.write_text(SHEET)
     with engine.begin() as conn:
-        save_version(conn, load_registry(ROOT / "examples" / "registry.yaml"),
-                     source_path="examples/registry.yaml", actor="test")
+        save_version(
+            conn,
+            load_registry(ROOT / "examples" / "registry.yaml"),
+            source_path="examples/registry.yaml",
+            actor="test",
+        )
         add_entries(conn, load_sheet(sheet), actor="test")
-        _, key = create_key(conn, application="support-assistant", environment="production",
-                            actor="test")
+        _, key = create_key(
+            conn, application="support-assistant", environment="production", actor="test"
+        )
     engine.dispose()
     return url, key
 
@@ -61,8 +66,16 @@ def ledger(tmp_path_factory) -> tuple[str, str]:
 @pytest.fixture(scope="module")
 def gateway(upstream, ledger, tmp_path_factory):
     home = tmp_path_factory.mktemp("invariant-gateway")
-    with GatewayProcess(ledger[0], upstream.url, UPSTREAM_KEY, home,
-                        "--read-timeout", "0.3", "--connect-timeout", "2") as process:
+    with GatewayProcess(
+        ledger[0],
+        upstream.url,
+        UPSTREAM_KEY,
+        home,
+        "--read-timeout",
+        "0.3",
+        "--connect-timeout",
+        "2",
+    ) as process:
         yield process
 
 
@@ -78,8 +91,13 @@ class Reply:
         return json.loads(self.body)["error"]
 
 
-def send(port: int, headers: list[tuple[str, bytes]], body: bytes | None = None,
-         method: str = "POST", path: str = "/v1/chat/completions") -> Reply:
+def send(
+    port: int,
+    headers: list[tuple[str, bytes]],
+    body: bytes | None = None,
+    method: str = "POST",
+    path: str = "/v1/chat/completions",
+) -> Reply:
     """One call with header values sent as raw bytes (http.client passes bytes unchanged)."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     try:
@@ -101,12 +119,14 @@ def send(port: int, headers: list[tuple[str, bytes]], body: bytes | None = None,
 
 
 def chat(stream: bool = False, content: str = "Say hello") -> bytes:
-    return json.dumps({"model": MODEL, "stream": stream,
-                       "messages": [{"role": "user", "content": content}]}).encode()
+    return json.dumps(
+        {"model": MODEL, "stream": stream, "messages": [{"role": "user", "content": content}]}
+    ).encode()
 
 
-def settle(gateway: GatewayProcess, upstream: UpstreamDouble, served_before: int,
-           events_before: int) -> tuple[list, list]:
+def settle(
+    gateway: GatewayProcess, upstream: UpstreamDouble, served_before: int, events_before: int
+) -> tuple[list, list]:
     """The calls served and the events journaled since, once the counts agree (or 5 s)."""
     deadline = time.monotonic() + 5
     while True:
@@ -150,7 +170,10 @@ def test_a_header_that_is_not_utf8_is_refused_before_the_provider(
     assert reply.status == 400
     error = reply.error()
     assert (error["param"], error["code"], error["type"]) == (
-        header, "invalid_header", "invalid_request_error")
+        header,
+        "invalid_header",
+        "invalid_request_error",
+    )
     assert header in error["message"] and "UTF-8" in error["message"]
     assert key.decode() not in reply.body.decode()
     assert settle(gateway, upstream, served, journaled) == ([], [])
@@ -158,9 +181,15 @@ def test_a_header_that_is_not_utf8_is_refused_before_the_provider(
 
 def test_valid_utf8_context_is_served_and_recorded(gateway, upstream, ledger):
     served, journaled = len(upstream.served), len(gateway.events())
-    reply = send(gateway.port, [("Authorization", b"Bearer " + ledger[1].encode()),
-                                ("X-Spendtrail-Job-Id", "café-7".encode()),
-                                ("X-Spendtrail-Tags", "team=équipe".encode())], chat())
+    reply = send(
+        gateway.port,
+        [
+            ("Authorization", b"Bearer " + ledger[1].encode()),
+            ("X-Spendtrail-Job-Id", "café-7".encode()),
+            ("X-Spendtrail-Tags", "team=équipe".encode()),
+        ],
+        chat(),
+    )
     assert reply.status == 200, reply.body
     calls, events = settle(gateway, upstream, served, journaled)
     check_invariant(calls, events)
@@ -169,15 +198,19 @@ def test_valid_utf8_context_is_served_and_recorded(gateway, upstream, ledger):
     assert event.event_id == reply.headers["X-Spendtrail-Event-Id"]
 
 
-@pytest.mark.parametrize("header,value,problem", [
-    ("X-Spendtrail-Job-Id", "a\u0085b".encode(), "control or format characters"),
-    ("Idempotency-Key", "clé".encode(), "printable ASCII"),
-    ("Idempotency-Key", b"k" * 256, "at most 255"),
-])
+@pytest.mark.parametrize(
+    "header,value,problem",
+    [
+        ("X-Spendtrail-Job-Id", "a\u0085b".encode(), "control or format characters"),
+        ("Idempotency-Key", "clé".encode(), "printable ASCII"),
+        ("Idempotency-Key", b"k" * 256, "at most 255"),
+    ],
+)
 def test_header_charset_and_length_rules(gateway, upstream, ledger, header, value, problem):
     served, journaled = len(upstream.served), len(gateway.events())
-    reply = send(gateway.port, [("Authorization", b"Bearer " + ledger[1].encode()),
-                                (header, value)], chat())
+    reply = send(
+        gateway.port, [("Authorization", b"Bearer " + ledger[1].encode()), (header, value)], chat()
+    )
     assert reply.status == 400 and reply.error()["param"] == header
     assert problem in reply.error()["message"]
     assert settle(gateway, upstream, served, journaled) == ([], [])
@@ -194,7 +227,10 @@ def test_a_provider_header_that_is_not_utf8_still_gives_one_event(gateway, upstr
     check_invariant(calls, events)
     [event] = events
     assert (event.outcome, event.provider_request_id, event.usage.input_tokens) == (
-        "success", "caf?", 12)
+        "success",
+        "caf?",
+        12,
+    )
 
 
 class FailingBudgets(NoBudgets):
@@ -215,9 +251,16 @@ def test_a_failure_after_the_provider_answered_neither_loses_the_event_nor_the_a
     """The provider has answered and billed: the event is journaled first, and a failure
     after it (here the budget store) is logged, not turned into an error the SDK retries."""
     budgets = FailingBudgets()
-    server = GatewayServer(GatewayConfig(
-        upstream_url=upstream.url, upstream_key=UPSTREAM_KEY, provider="cometapi",
-        ledger_url=ledger[0], spool_dir=tmp_path / "spool", budget=budgets))
+    server = GatewayServer(
+        GatewayConfig(
+            upstream_url=upstream.url,
+            upstream_key=UPSTREAM_KEY,
+            provider="cometapi",
+            ledger_url=ledger[0],
+            spool_dir=tmp_path / "spool",
+            budget=budgets,
+        )
+    )
     try:
         base = server.start()
         served = len(upstream.served)
@@ -230,8 +273,11 @@ def test_a_failure_after_the_provider_answered_neither_loses_the_event_nor_the_a
             assert client.chat.completions.create(**ask).usage.prompt_tokens == 12
     finally:
         server.stop()
-    lines = [line for path in (tmp_path / "spool").glob("*.jsonl*")
-             for line in path.read_bytes().splitlines()]
+    lines = [
+        line
+        for path in (tmp_path / "spool").glob("*.jsonl*")
+        for line in path.read_bytes().splitlines()
+    ]
     assert len(upstream.served) == served + 1 and len(lines) == 1
     assert json.loads(lines[0])["event_id"] == budgets.recorded[0]
     assert "pricing or budget settlement failed" in caplog.text
@@ -239,18 +285,44 @@ def test_a_failure_after_the_provider_answered_neither_loses_the_event_nor_the_a
 
 # -- the property: random headers, bodies and provider behaviours ------------------------------
 
-FAULTS = [None, None, "500", "500_text", "status_999", "echo_key", "timeout", "reset",
-          "malformed", "cut", "no_done", "echo_key_sse", "echo_key_body", "echo_key_header",
-          "latin1_header", "truncated", "status_400", "status_429", "status_503"]
-HEADER_NAMES = ["X-Spendtrail-Job-Id", "X-Spendtrail-Tags", "X-Spendtrail-Workload",
-                "X-Spendtrail-Environment", "Idempotency-Key", "x-stainless-retry-count",
-                "User-Agent", "X-Anything"]
+FAULTS = [
+    None,
+    None,
+    "500",
+    "500_text",
+    "status_999",
+    "echo_key",
+    "timeout",
+    "reset",
+    "malformed",
+    "cut",
+    "no_done",
+    "echo_key_sse",
+    "echo_key_body",
+    "echo_key_header",
+    "latin1_header",
+    "truncated",
+    "status_400",
+    "status_429",
+    "status_503",
+]
+HEADER_NAMES = [
+    "X-Spendtrail-Job-Id",
+    "X-Spendtrail-Tags",
+    "X-Spendtrail-Workload",
+    "X-Spendtrail-Environment",
+    "Idempotency-Key",
+    "x-stainless-retry-count",
+    "User-Agent",
+    "X-Anything",
+]
 # Header bytes http.client lets through: no CR or LF (they would end the header).
 header_value = st.one_of(
     st.binary(max_size=30).filter(lambda v: b"\r" not in v and b"\n" not in v),
     st.text(max_size=30).map(str.encode).filter(lambda v: b"\r" not in v and b"\n" not in v),
-    st.sampled_from([b"user_facing", b"eval", b"production", b"staging", b"team=a,b=c",
-                     b"1", b"0", b"caf\xe9"]),
+    st.sampled_from(
+        [b"user_facing", b"eval", b"production", b"staging", b"team=a,b=c", b"1", b"0", b"caf\xe9"]
+    ),
 )
 body = st.one_of(
     st.builds(chat, st.booleans(), st.text(max_size=50)),
@@ -259,12 +331,19 @@ body = st.one_of(
 )
 
 
-@settings(max_examples=60, deadline=None, derandomize=True,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-@given(headers=st.lists(st.tuples(st.sampled_from(HEADER_NAMES), header_value), max_size=3),
-       body=body, fault=st.sampled_from(FAULTS),
-       good_key=st.sampled_from([True, True, True, False]),
-       path=st.sampled_from(["/v1/chat/completions"] * 4 + ["/v1/embeddings", "/v1/models"]))
+@settings(
+    max_examples=60,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    headers=st.lists(st.tuples(st.sampled_from(HEADER_NAMES), header_value), max_size=3),
+    body=body,
+    fault=st.sampled_from(FAULTS),
+    good_key=st.sampled_from([True, True, True, False]),
+    path=st.sampled_from(["/v1/chat/completions"] * 4 + ["/v1/embeddings", "/v1/models"]),
+)
 def test_every_call_the_provider_served_has_exactly_one_event(
     gateway, upstream, ledger, headers, body, fault, good_key, path
 ):
@@ -272,8 +351,13 @@ def test_every_call_the_provider_served_has_exactly_one_event(
     upstream.script(MODEL, [fault] if fault else [])
     served, journaled = len(upstream.served), len(gateway.events())
     method = "GET" if path == "/v1/models" else "POST"
-    reply = send(gateway.port, [("Authorization", b"Bearer " + key), *headers],
-                 None if method == "GET" else body, method=method, path=path)
+    reply = send(
+        gateway.port,
+        [("Authorization", b"Bearer " + key), *headers],
+        None if method == "GET" else body,
+        method=method,
+        path=path,
+    )
     upstream.script(MODEL, [])
     calls, events = settle(gateway, upstream, served, journaled)
     check_invariant(calls, events)

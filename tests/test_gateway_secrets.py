@@ -39,11 +39,16 @@ def seed(url: str, tmp: Path) -> str:
     sheet = tmp / "prices.yaml"
     sheet.write_text(SHEET)
     with engine.begin() as conn:
-        save_version(conn, load_registry(ROOT / "examples" / "registry.yaml"),
-                     source_path="examples/registry.yaml", actor="test")
+        save_version(
+            conn,
+            load_registry(ROOT / "examples" / "registry.yaml"),
+            source_path="examples/registry.yaml",
+            actor="test",
+        )
         add_entries(conn, load_sheet(sheet), actor="test")
-        _, key = create_key(conn, application="support-assistant", environment="production",
-                            actor="test")
+        _, key = create_key(
+            conn, application="support-assistant", environment="production", actor="test"
+        )
     engine.dispose()
     return key
 
@@ -65,10 +70,12 @@ def test_canary_keys_and_prompt_never_leave_the_gateway(tmp_path):
     seen: list[bytes] = []  # everything a client received: bodies, headers, stream bytes
     try:
         upstream = double.start()
-        with GatewayProcess(url, upstream, PROVIDER_KEY, tmp_path / "home", "--ingest",
-                            "--read-timeout", "2") as gateway:
-            client = openai.OpenAI(base_url=gateway.base_url + "/v1", api_key=gateway_key,
-                                   max_retries=0)
+        with GatewayProcess(
+            url, upstream, PROVIDER_KEY, tmp_path / "home", "--ingest", "--read-timeout", "2"
+        ) as gateway:
+            client = openai.OpenAI(
+                base_url=gateway.base_url + "/v1", api_key=gateway_key, max_retries=0
+            )
             ask = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": PROMPT}]}
 
             def call(fault: str | None, stream: bool = False) -> None:
@@ -92,19 +99,27 @@ def test_canary_keys_and_prompt_never_leave_the_gateway(tmp_path):
             for fault in (None, "echo_key_sse", "echo_key_header", "cut"):
                 call(fault, stream=True)
             # A 9 kB Authorization header: aiohttp's own limit, answered without an echo.
-            oversized = raw_call(gateway.port, (
-                f"POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\n"
-                f"Authorization: Bearer {gateway_key}{'x' * 9000}\r\n"
-                f"Content-Length: 2\r\n\r\n{{}}").encode())
+            oversized = raw_call(
+                gateway.port,
+                (
+                    f"POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\n"
+                    f"Authorization: Bearer {gateway_key}{'x' * 9000}\r\n"
+                    f"Content-Length: 2\r\n\r\n{{}}"
+                ).encode(),
+            )
             seen.append(oversized)
             head, _, body = oversized.partition(b"\r\n\r\n")
             assert head.split(b" ")[1] == b"431"
             assert json.loads(body)["error"]["code"] == "request_header_too_large"
             # The gateway key with bytes that are not UTF-8: refused, and not echoed.
-            refused = raw_call(gateway.port, (
-                b"POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n"
-                b"Authorization: Bearer " + gateway_key.encode() + b"\xe9\r\n"
-                b"Content-Length: 2\r\n\r\n{}"))
+            refused = raw_call(
+                gateway.port,
+                (
+                    b"POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n"
+                    b"Authorization: Bearer " + gateway_key.encode() + b"\xe9\r\n"
+                    b"Content-Length: 2\r\n\r\n{}"
+                ),
+            )
             seen.append(refused)
             assert refused.split(b" ")[1] == b"400"
             served = len(double.served)
@@ -119,8 +134,13 @@ def test_canary_keys_and_prompt_never_leave_the_gateway(tmp_path):
     spool = b"".join(path.read_bytes() for path in gateway.spool.rglob("*.jsonl*"))
     assert spool.count(b'"event_id"') == served
     exports = run_exports(url, tmp_path)
-    places = {"ledger": (tmp_path / "ledger.db").read_bytes(), "spool": spool,
-              "gateway output": log, "client responses": b"\n".join(seen), **exports}
+    places = {
+        "ledger": (tmp_path / "ledger.db").read_bytes(),
+        "spool": spool,
+        "gateway output": log,
+        "client responses": b"\n".join(seen),
+        **exports,
+    }
     for name, data in places.items():
         assert PROVIDER_KEY.encode() not in data, name
         assert gateway_key.encode() not in data, name
@@ -132,8 +152,12 @@ def test_canary_keys_and_prompt_never_leave_the_gateway(tmp_path):
 
 
 def run_exports(url: str, tmp_path: Path) -> dict[str, bytes]:
-    env = {**os.environ, "SPENDTRAIL_DATABASE_URL": url, "SPENDTRAIL_HOME": str(tmp_path),
-           "COLUMNS": "200"}
+    env = {
+        **os.environ,
+        "SPENDTRAIL_DATABASE_URL": url,
+        "SPENDTRAIL_HOME": str(tmp_path),
+        "COLUMNS": "200",
+    }
     period = datetime.now(UTC).strftime("%Y-%m")
     focus = tmp_path / "focus.csv"
     outputs = {}
@@ -142,8 +166,12 @@ def run_exports(url: str, tmp_path: Path) -> dict[str, bytes]:
         ("chargeback", ["report", "chargeback", "--period", period, "--format", "json"]),
         ("costs", ["costs", "--period", period, "--format", "json"]),
     ):
-        done = subprocess.run([sys.executable, "-m", "spendtrail.cli.app", *args], env=env,
-                              capture_output=True, timeout=120)
+        done = subprocess.run(
+            [sys.executable, "-m", "spendtrail.cli.app", *args],
+            env=env,
+            capture_output=True,
+            timeout=120,
+        )
         assert done.returncode in (0, 1), done.stderr  # 1: some usage is unpriced
         outputs[name] = done.stdout + done.stderr
     outputs["focus export"] += focus.read_bytes()
@@ -159,8 +187,10 @@ def test_mask_and_stream_mask_find_a_key_split_across_pieces():
     body = b"x" * 100 + key + b"y" * 50 + key
     for cut in range(0, len(body), 7):  # every way of splitting the body in pieces
         masker = StreamMask(key)
-        pieces = [masker.feed(body[i:i + cut or len(body)])
-                  for i in range(0, len(body), cut or len(body))]
+        pieces = [
+            masker.feed(body[i : i + cut or len(body)])
+            for i in range(0, len(body), cut or len(body))
+        ]
         out = b"".join(pieces) + masker.flush()
         assert out == b"x" * 100 + b"<redacted>" + b"y" * 50 + b"<redacted>"
 

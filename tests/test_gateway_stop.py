@@ -50,11 +50,16 @@ def ledger(tmp_path) -> tuple[str, str]:
     sheet = tmp_path / "prices.yaml"
     sheet.write_text(SHEET)
     with engine.begin() as conn:
-        save_version(conn, load_registry(ROOT / "examples" / "registry.yaml"),
-                     source_path="examples/registry.yaml", actor="test")
+        save_version(
+            conn,
+            load_registry(ROOT / "examples" / "registry.yaml"),
+            source_path="examples/registry.yaml",
+            actor="test",
+        )
         add_entries(conn, load_sheet(sheet), actor="test")
-        _, key = create_key(conn, application="support-assistant", environment="production",
-                            actor="test")
+        _, key = create_key(
+            conn, application="support-assistant", environment="production", actor="test"
+        )
     engine.dispose()
     return url, key
 
@@ -66,15 +71,17 @@ class Load:
         self.received: list[str] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._run, args=(base_url, key))
-                         for _ in range(threads)]
+        self._threads = [
+            threading.Thread(target=self._run, args=(base_url, key)) for _ in range(threads)
+        ]
 
     def _run(self, base_url: str, key: str) -> None:
         client = openai.OpenAI(base_url=base_url, api_key=key, max_retries=0, timeout=30)
         while not self._stop.is_set():
             try:
                 raw = client.chat.completions.with_raw_response.create(
-                    model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
+                    model="gpt-4o", messages=[{"role": "user", "content": "hi"}]
+                )
                 raw.parse()
             except (openai.APIConnectionError, openai.APIStatusError):
                 return  # the gateway stopped accepting
@@ -102,11 +109,15 @@ def _ignore_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-@pytest.mark.parametrize("signum,preexec", [
-    (signal.SIGTERM, None),
-    (signal.SIGINT, None),
-    (signal.SIGINT, _ignore_sigint),  # as started from a background job
-], ids=["sigterm", "sigint", "sigint-inherited-ignored"])
+@pytest.mark.parametrize(
+    "signum,preexec",
+    [
+        (signal.SIGTERM, None),
+        (signal.SIGINT, None),
+        (signal.SIGINT, _ignore_sigint),  # as started from a background job
+    ],
+    ids=["sigterm", "sigint", "sigint-inherited-ignored"],
+)
 def test_a_signal_under_load_drains_for_the_grace_period_and_exits(
     upstream, ledger, tmp_path, signum, preexec
 ):
@@ -115,10 +126,12 @@ def test_a_signal_under_load_drains_for_the_grace_period_and_exits(
     if preexec is not None:  # the setting from the environment, this time
         args, env = (), {"SPENDTRAIL_GATEWAY_GRACE": str(GRACE)}
     upstream.release.clear()
-    with GatewayProcess(url, upstream.url, UPSTREAM_KEY, tmp_path / "home", *args, env=env,
-                        preexec_fn=preexec) as gateway:
-        client = openai.OpenAI(base_url=gateway.base_url + "/v1", api_key=key, max_retries=0,
-                               timeout=30)
+    with GatewayProcess(
+        url, upstream.url, UPSTREAM_KEY, tmp_path / "home", *args, env=env, preexec_fn=preexec
+    ) as gateway:
+        client = openai.OpenAI(
+            base_url=gateway.base_url + "/v1", api_key=key, max_retries=0, timeout=30
+        )
         upstream.script("gpt-4o-mini", ["hold", "slow"])
         held_chunks: list = []
         slow_chunks: list = []
@@ -126,7 +139,8 @@ def test_a_signal_under_load_drains_for_the_grace_period_and_exits(
         def stream(into: list) -> None:
             try:
                 for chunk in client.chat.completions.create(
-                    model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}],
+                    model="gpt-4o-mini",
+                    messages=[{"role": "user", "content": "hi"}],
                     stream=True,
                 ):
                     into.append(chunk)
@@ -168,20 +182,33 @@ def test_a_second_gateway_on_a_busy_port_fails_in_one_line(upstream, ledger, tmp
     url, _ = ledger
     with GatewayProcess(url, upstream.url, UPSTREAM_KEY, tmp_path / "first") as first:
         other_ledger = tmp_path / "second" / "ledger.db"
-        second = GatewayProcess(f"sqlite:///{other_ledger}", upstream.url, UPSTREAM_KEY,
-                                tmp_path / "second", "--port", str(first.port), "--ingest")
-        done = subprocess.run(second.args, env=second.env, capture_output=True, text=True,
-                              timeout=60)
+        second = GatewayProcess(
+            f"sqlite:///{other_ledger}",
+            upstream.url,
+            UPSTREAM_KEY,
+            tmp_path / "second",
+            "--port",
+            str(first.port),
+            "--ingest",
+        )
+        done = subprocess.run(
+            second.args, env=second.env, capture_output=True, text=True, timeout=60
+        )
     assert done.returncode == 2
-    assert done.stderr.strip() == (f"error: cannot listen on 127.0.0.1:{first.port}: "
-                                   "Address already in use")
+    assert done.stderr.strip() == (
+        f"error: cannot listen on 127.0.0.1:{first.port}: Address already in use"
+    )
     assert done.stdout == ""
     assert not other_ledger.exists()  # no ledger opened or migrated
     assert not second.spool.exists()  # no spool, no ingester
 
 
 def test_grace_is_an_option_of_the_command():
-    done = subprocess.run([sys.executable, "-m", "spendtrail.cli.app", "gateway", "--help"],
-                          capture_output=True, text=True, timeout=60,
-                          env={**os.environ, "COLUMNS": "200"})
+    done = subprocess.run(
+        [sys.executable, "-m", "spendtrail.cli.app", "gateway", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "COLUMNS": "200"},
+    )
     assert "--grace" in done.stdout and "SPENDTRAIL_GATEWAY_GRACE" in done.stdout

@@ -222,8 +222,9 @@ def gateway(
     )
     ledger()  # create or migrate the ledger before serving, with the CLI's usual errors
     rules = ", ".join(f"{env}={mode}" for env, mode in sorted(chosen.modes.items()))
+    bound = sock.getsockname()[1]  # the port chosen when --port 0
     err_console.print(
-        f"spendtrail gateway on http://{host}:{sock.getsockname()[1]}/v1 -> {escape(config.upstream_url)} "
+        f"spendtrail gateway on http://{host}:{bound}/v1 -> {escape(config.upstream_url)} "
         f"(provider {config.provider}, key from the environment)\n"
         f"  ledger {escape(redact_url(s.ledger_url))}, spool {escape(str(s.spool))}\n"
         f"  header policy: {rules or 'none'}, otherwise {chosen.default}",
