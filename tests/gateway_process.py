@@ -83,6 +83,14 @@ class GatewayProcess:
             self.process = subprocess.Popen(
                 self.args, env=self.env, stdout=log, stderr=log, preexec_fn=self.preexec_fn
             )
+        try:
+            self._wait_until_serving(timeout)
+        except BaseException:
+            self.close()  # a gateway that did not start properly is not left running
+            raise
+        return self
+
+    def _wait_until_serving(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.port is None and (found := _BANNER.search(self.log.read_bytes())):
@@ -91,7 +99,7 @@ class GatewayProcess:
                 try:
                     with urllib.request.urlopen(self.base_url + "/healthz", timeout=1) as r:
                         if json.loads(r.read())["status"] == "ok":
-                            return self
+                            return
                 except OSError:
                     pass
             if self.process.poll() is not None:

@@ -200,7 +200,8 @@ class Proxy:
             return self._failed(call, ours, 502, "upstream_connection_failed",
                                 f"connection to the provider failed ({type(exc).__name__})")
         self.metrics.observe_latency(time.monotonic() - sent)
-        call.provider_request_id = provider_request_id(upstream.headers)
+        found_id = provider_request_id(upstream.headers)
+        call.provider_request_id = found_id and found_id.replace(self._secret_text, PLACEHOLDER)
         try:
             if not 100 <= upstream.status <= 599:
                 return self._failed(call, ours, 502, "upstream_malformed_response",
