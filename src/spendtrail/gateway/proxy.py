@@ -521,7 +521,6 @@ class Proxy:
         headers["Authorization"] = self._auth
         return headers
 
-
     def _downstream_headers(self, upstream: Any) -> CIMultiDict[str]:
         """The provider's response headers for the client: hop-by-hop ones dropped, the
         provider key masked, and values that cannot be sent back as they came dropped."""
