@@ -15,7 +15,7 @@ import pytest
 from factories import ROOT, SHEET
 from gateway_process import GatewayProcess
 from gateway_upstream import UpstreamDouble
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from spendtrail.gateway import GatewayConfig, GatewayServer, create_key
@@ -316,13 +316,16 @@ HEADER_NAMES = [
     "User-Agent",
     "X-Anything",
 ]
-# Header bytes http.client lets through: no CR or LF (they would end the header).
+# Header bytes http.client lets through: no CR or LF (they would end the header). Plausible
+# values come up as often as random ones, so that about half the calls reach the provider.
+plausible = st.sampled_from(
+    [b"user_facing", b"eval", b"production", b"staging", b"team=a,b=c", b"1", b"0", b"caf\xe9"]
+)
 header_value = st.one_of(
+    plausible,
+    plausible,
     st.binary(max_size=30).filter(lambda v: b"\r" not in v and b"\n" not in v),
     st.text(max_size=30).map(str.encode).filter(lambda v: b"\r" not in v and b"\n" not in v),
-    st.sampled_from(
-        [b"user_facing", b"eval", b"production", b"staging", b"team=a,b=c", b"1", b"0", b"caf\xe9"]
-    ),
 )
 body = st.one_of(
     st.builds(chat, st.booleans(), st.text(max_size=50)),
@@ -332,13 +335,13 @@ body = st.one_of(
 
 
 @settings(
-    max_examples=60,
+    max_examples=150,
     deadline=None,
     derandomize=True,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(
-    headers=st.lists(st.tuples(st.sampled_from(HEADER_NAMES), header_value), max_size=3),
+    headers=st.lists(st.tuples(st.sampled_from(HEADER_NAMES), header_value), max_size=2),
     body=body,
     fault=st.sampled_from(FAULTS),
     good_key=st.sampled_from([True, True, True, False]),
@@ -360,6 +363,7 @@ def test_every_call_the_provider_served_has_exactly_one_event(
     )
     upstream.script(MODEL, [])
     calls, events = settle(gateway, upstream, served, journaled)
+    event(f"provider served {len(calls)}, gateway answered {reply.status}")
     check_invariant(calls, events)
     assert reply.complete  # whatever happened, the response (or stream) ended properly
     streamed = reply.headers.get("Content-Type", "").startswith("text/event-stream")
