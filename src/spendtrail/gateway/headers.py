@@ -28,22 +28,27 @@ _ASCII_ONLY = ("authorization", IDEMPOTENCY_HEADER.lower())
 def check_headers(headers: Mapping[str, str]) -> Refusal | None:
     """The first header whose value breaks the rules above, as a 400; None when all pass."""
     for name, value in headers.items():
-        lower = name.lower()
-        if value.isascii():
-            if lower.startswith(CONTEXT_PREFIX) or lower in _ASCII_ONLY:
-                if not value.isprintable():
-                    return _bad(name, "control characters are not allowed")
-                if lower == _ASCII_ONLY[1] and len(value) > _MAX_IDEMPOTENCY_KEY:
-                    return _bad(name, f"at most {_MAX_IDEMPOTENCY_KEY} characters")
+        if value.isascii() and value.isprintable():  # what SDKs send: one fast test each
             continue
+        problem = _problem(name.lower(), value)
+        if problem is not None:
+            return _bad(name, problem)
+    idempotency_key = headers.get(IDEMPOTENCY_HEADER)
+    if idempotency_key is not None and len(idempotency_key) > _MAX_IDEMPOTENCY_KEY:
+        return _bad(IDEMPOTENCY_HEADER, f"at most {_MAX_IDEMPOTENCY_KEY} characters")
+    return None
+
+
+def _problem(lower: str, value: str) -> str | None:
+    if not value.isascii():
         try:
             value.encode("utf-8")
         except UnicodeEncodeError:
-            return _bad(name, "the value is not valid UTF-8")
+            return "the value is not valid UTF-8"
         if lower in _ASCII_ONLY:
-            return _bad(name, "only printable ASCII characters are allowed")
-        if lower.startswith(CONTEXT_PREFIX) and not value.isprintable():
-            return _bad(name, "control or format characters are not allowed")
+            return "only printable ASCII characters are allowed"
+    if (lower.startswith(CONTEXT_PREFIX) or lower in _ASCII_ONLY) and not value.isprintable():
+        return "control or format characters are not allowed"
     return None
 
 
