@@ -15,6 +15,15 @@ CometAPI, remembers what it received, and produces faults on demand: ``script(mo
 - ``slow``: a stream of many chunks, one every 50 ms
 - ``hold``: a stream that sends its first chunk, then waits until ``release`` is set
 - ``no_done``: a stream that ends after its usage chunk without ``[DONE]``
+- ``echo_key_sse``: a stream whose second event is an error event echoing the key
+- ``echo_key_body``: a 200 completion whose content and id echo the key
+- ``echo_key_header``: a normal answer with a response header echoing the key
+- ``latin1_header``: a 200 completion whose ``X-Oneapi-Request-Id`` is not UTF-8 (raw bytes)
+- ``truncated``: a 200 completion that promises more bytes than it sends, then closes
+- ``status_<N>``: a JSON error with HTTP status N (e.g. ``status_429``, ``status_503``)
+
+``served`` counts the calls it received, in order, with the fault each got: the provider's
+own log, against which "every call it answered has exactly one event" is checked.
 
 ``answer_delay`` (seconds before answering any call) and ``chunk_delay`` (between stream
 chunks) keep calls in flight. ``received`` is its log: every call it took, so every call it
@@ -68,6 +77,7 @@ class UpstreamDouble:
     def __init__(self, api_key: str) -> None:
         self.api_key = api_key
         self.received: list[Received] = []
+        self.served: list[tuple[str, str | None]] = []  # (X-Oneapi-Request-Id, fault)
         self.slow_seconds = 3.0
         self.oversized_bytes = 256 * 1024
         self.release = threading.Event()
@@ -142,10 +152,30 @@ class UpstreamDouble:
         if self.answer_delay:
             await asyncio.sleep(self.answer_delay)
         if request.headers.get("Authorization") != f"Bearer {self.api_key}":
+            self.served.append((request_id, "unauthorized"))
             return _error(401, "invalid_api_key", "Incorrect API key provided", headers)
-        payload = json.loads(body) if body else {}
+        try:
+            payload = json.loads(body) if body else {}
+        except ValueError:
+            payload = None
+        if not isinstance(payload, dict):
+            self.served.append((request_id, "bad_request"))
+            return _error(400, "invalid_json", "We could not parse the JSON body", headers)
         model = payload.get("model")
-        fault = self._next_fault(model)
+        fault = self._next_fault(model if isinstance(model, str) else None)
+        self.served.append((request_id, fault))
+        if fault and fault.startswith("status_"):
+            status = int(fault.removeprefix("status_"))
+            return _error(status, "scripted", f"scripted HTTP {status}", headers)
+        if fault == "echo_key_header":
+            headers["X-Debug-Upstream-Key"] = self.api_key
+        if fault in ("latin1_header", "truncated"):
+            return await _raw_answer(request, fault, _chat({"model": model or "gpt-4o-mini"}))
+        if fault == "echo_key_body":
+            answer = _chat(payload)
+            answer["id"] = f"chatcmpl-{self.api_key}"
+            answer["choices"][0]["message"]["content"] = f"your key is {self.api_key}"
+            return web.json_response(answer, headers=headers)
         if fault == "500":
             return _error(500, "server_error", "The server had an error",
                           {**headers, "retry-after-ms": "1"})
@@ -221,6 +251,12 @@ class UpstreamDouble:
             if fault == "cut" and number == 2:
                 request.transport.abort()
                 return response
+            if fault == "echo_key_sse" and number == 2:
+                error = {"error": {"message": f"upstream key {self.api_key} was rejected",
+                                   "type": "server_error", "code": "key_echo"}}
+                await response.write(b"data: " + json.dumps(error).encode() + b"\n\n")
+                await response.write_eof()
+                return response
             await response.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
             if fault == "slow" or self.chunk_delay:
                 await asyncio.sleep(self.chunk_delay or 0.05)
@@ -270,6 +306,21 @@ class UpstreamDouble:
             await response.write(f"event: {name}\ndata: {json.dumps(data)}\n\n".encode())
         await response.write_eof()
         return response
+
+
+async def _raw_answer(request: web.Request, fault: str, answer: dict) -> web.StreamResponse:
+    """A response written straight to the socket, for what aiohttp would not send."""
+    body = json.dumps(answer).encode()
+    if fault == "latin1_header":
+        head = b"X-Oneapi-Request-Id: caf\xe9\r\nContent-Length: %d\r\n" % len(body)
+    else:  # truncated: promise twice the body, send half of it
+        head = b"Content-Length: %d\r\n" % (2 * len(body))
+        body = body[: len(body) // 2]
+    request.transport.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n" + head
+                            + b"Connection: close\r\n\r\n" + body)
+    request.transport.close()
+    await asyncio.sleep(0.05)
+    return web.Response()
 
 
 def _error(status: int, code: str, message: str, headers: dict[str, str]) -> web.Response:

@@ -175,8 +175,14 @@ def test_gateway_command_serves_and_seals_the_spool_on_exit(tmp_path):
         assert reply.choices[0].message.content == "Hello world!"
     finally:
         server.send_signal(signal.SIGTERM)  # as a service manager stops it: cleanly
-        _, stderr = server.communicate(timeout=20)
-        double.stop()
+        try:
+            _, stderr = server.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()  # never left running, whatever failed
+            server.communicate()
+            raise
+        finally:
+            double.stop()
     assert "staging=reject" in stderr and "sk-upstream-for-the-cli-test" not in stderr
     # On the way out the gateway sealed its spool file and ingested it into the ledger.
     assert not list((tmp_path / "spool").glob("*.jsonl*"))

@@ -34,10 +34,12 @@ def test_a_killed_writer_leaves_an_orphan_that_is_recovered_whole(tmp_path):
     writer = subprocess.Popen(
         [sys.executable, "-c", WRITER, str(spool_dir), "25"], stdin=subprocess.PIPE,
         stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": tests_dir})
-    assert writer.stdout.readline().strip() == "written"
-    assert recover_orphans(spool_dir) == []  # its writer still runs: not touched
-    writer.kill()
-    writer.wait()
+    try:
+        assert writer.stdout.readline().strip() == "written"
+        assert recover_orphans(spool_dir) == []  # its writer still runs: not touched
+    finally:
+        writer.kill()
+        writer.wait()
     recovered = recover_orphans(spool_dir)
     assert len(recovered) == 1 and recovered == sealed_files(spool_dir)
     assert len(recovered[0].read_bytes().splitlines()) == 25  # every flushed append survived

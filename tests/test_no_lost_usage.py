@@ -106,6 +106,12 @@ class Gateway:
         self.process.send_signal(signal.SIGINT)
         self.process.wait(60)
 
+    def close(self) -> None:
+        """Whatever happened: a gateway still running is killed, never left behind."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+
 
 class Load:
     """Client threads sending chat completions; keeps what each received response said."""
@@ -186,14 +192,17 @@ def test_sigkill_under_load_loses_and_doubles_nothing(ledger_url, tmp_path):
     key = _seed(ledger_url, tmp_path)
     with serve_in_thread(SimulatorConfig(latency_ms=3, seed=1)) as upstream:
         gateway = Gateway(ledger_url, upstream, tmp_path)
-        gateway.start()
-        with Load(gateway.base_url, key) as load:
-            load.wait_for(150)
-            gateway.kill()  # mid-load: requests are in flight, a spool file is open
-            before_kill = load.count()
-            gateway.start()  # the same port, the same spool
-            load.wait_for(150)
-        gateway.stop()
+        try:
+            gateway.start()
+            with Load(gateway.base_url, key) as load:
+                load.wait_for(150)
+                gateway.kill()  # mid-load: requests are in flight, a spool file is open
+                before_kill = load.count()
+                gateway.start()  # the same port, the same spool
+                load.wait_for(150)
+            gateway.stop()
+        finally:
+            gateway.close()
     _catch_up(ledger_url, gateway.spool)
     assert before_kill >= 150 and len(load.received) >= before_kill + 150
     _assert_each_received_once(ledger_url, load.received)
@@ -313,6 +322,7 @@ def test_database_outage_under_load_catches_up_when_it_returns(tmp_path):
     server = PrivatePostgres()
     server.start()
     url = server.url
+    gateway = None
     try:
         key = _seed(url, tmp_path)
         with serve_in_thread(SimulatorConfig(latency_ms=2, seed=2)) as upstream:
@@ -346,6 +356,8 @@ def test_database_outage_under_load_catches_up_when_it_returns(tmp_path):
         _assert_each_received_once(url, load.received)
         assert "ledger unavailable" in gateway.log.read_text()
     finally:
+        if gateway is not None:
+            gateway.close()
         server.remove()
 
 

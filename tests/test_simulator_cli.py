@@ -62,7 +62,12 @@ def test_runs_until_interrupted_with_key_and_price_files(tmp_path: Path):
                 stranger.models.list()
     finally:
         process.send_signal(signal.SIGINT)
-        _, err = process.communicate(timeout=10)
+        try:
+            _, err = process.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()  # never left running, whatever failed
+            process.communicate()
+            raise
     assert process.returncode == 0, err
     [row] = read_log(log)
     # (9 x 2 + 100 x 8) / 1M USD x 500,000 = 409

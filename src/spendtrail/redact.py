@@ -9,6 +9,7 @@ converge on the one form, but they are not secrets and ``redact`` leaves them al
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 from collections import Counter
@@ -212,3 +213,61 @@ def redact(text: str) -> str:
             position = match.end
     parts.append(text[position:])
     return "".join(parts)
+
+
+_PLACEHOLDER_BYTES = PLACEHOLDER.encode()
+
+
+def mask(data: bytes, secret: bytes) -> bytes:
+    """`data` with every occurrence of `secret` (a key we hold) replaced by ``<redacted>``.
+
+    A substring test first: on the hot path (every body and stream event relayed) a value
+    that cannot hold the key costs one fast scan and no copy."""
+    return data.replace(secret, _PLACEHOLDER_BYTES) if secret and secret in data else data
+
+
+class StreamMask:
+    """``mask`` over a body relayed in pieces: the last ``len(secret) - 1`` bytes are held
+    back until the next piece, so a key split across two pieces is still found."""
+
+    def __init__(self, secret: bytes) -> None:
+        self.secret = secret
+        self._keep = max(len(secret) - 1, 0)
+        self._held = b""
+
+    def feed(self, data: bytes) -> bytes:
+        data = mask(self._held + data if self._held else data, self.secret)
+        if self._keep == 0:
+            return data
+        cut = max(len(data) - self._keep, 0)
+        self._held = data[cut:]
+        return data[:cut]
+
+    def flush(self) -> bytes:
+        rest, self._held = self._held, b""
+        return rest
+
+
+class RedactingFilter(logging.Filter):
+    """A logging filter that masks, in the message and its traceback, the exact secrets it is
+    given and every credential shape ``redact`` knows (gateway keys, bearer tokens, ...).
+    Installed on the loggers of a process that holds keys, so no log line carries one."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.secrets: set[str] = set()
+
+    def clean(self, text: str) -> str:
+        for secret in self.secrets:
+            text = text.replace(secret, PLACEHOLDER)
+        return redact(text)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg, record.args = self.clean(record.getMessage()), None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = self.clean(record.exc_text)
+        if record.stack_info:
+            record.stack_info = self.clean(record.stack_info)
+        return True

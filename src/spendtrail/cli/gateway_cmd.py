@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import gc
 import json
-import signal
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
@@ -185,6 +184,11 @@ def gateway(
         int, typer.Option(min=1, help="Output tokens a budgeted call is assumed to write when "
                           "it sets no max_tokens; its cost is reserved until it settles.")
     ] = DEFAULT_OUTPUT_TOKENS,
+    grace: Annotated[
+        float, typer.Option(min=0, envvar="SPENDTRAIL_GATEWAY_GRACE",
+                            help="On SIGINT or SIGTERM, seconds calls in flight may finish "
+                            "before the gateway exits.")
+    ] = 10.0,
 ) -> None:
     """Run the OpenAI-compatible gateway. The provider key comes from the environment
     (SPENDTRAIL_UPSTREAM_KEY, or the profile's variable such as COMETAPI_KEY)."""
@@ -203,6 +207,12 @@ def gateway(
         chosen = _with_overrides(chosen, policy or [])
     except SpendtrailError as exc:
         fail(str(exc))
+    from spendtrail.gateway.app import listen, serve  # aiohttp: only when serving
+
+    try:  # first, so a busy port is the only thing a second gateway does
+        sock = listen(host, port)
+    except OSError as exc:
+        fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
     s = settings()
     config = GatewayConfig(
         upstream_url=upstream or PROFILES[profile].base_url,
@@ -215,30 +225,30 @@ def gateway(
         connect_timeout=connect_timeout,
         read_timeout=read_timeout,
         ingest=ingest,
+        grace_seconds=grace,
         budget=GuardedBudgets(BudgetGuard.load(ledger(), _counters(budget_counters, redis_url)),
                               output_tokens=reserve_output_tokens),
     )
     ledger()  # create or migrate the ledger before serving, with the CLI's usual errors
     rules = ", ".join(f"{env}={mode}" for env, mode in sorted(chosen.modes.items()))
+    bound = sock.getsockname()[1]  # the port chosen when --port 0
     err_console.print(
-        f"spendtrail gateway on http://{host}:{port}/v1 -> {escape(config.upstream_url)} "
+        f"spendtrail gateway on http://{host}:{bound}/v1 -> {escape(config.upstream_url)} "
         f"(provider {config.provider}, key from the environment)\n"
         f"  ledger {escape(redact_url(s.ledger_url))}, spool {escape(str(s.spool))}\n"
         f"  header policy: {rules + ', ' if rules else ''}environments the registry marks "
         f"strict: reject, otherwise {chosen.default}",
         highlight=False,
     )
-    # SIGTERM (service managers, `kill`) stops as cleanly as Ctrl-C: the last spool file is
-    # sealed and ingested. A background job of a script ignores SIGINT, so this matters there.
-    signal.signal(signal.SIGTERM, _interrupt)
     # The start-up heap (the imported modules) lives as long as the process: keep it
     # out of the cyclic collector, whose full passes over it cost ~60 ms (docs/benchmarks.md).
     gc.collect()
     gc.freeze()
-    from spendtrail.gateway.app import serve  # aiohttp: only when serving
-
+    # SIGINT and SIGTERM drain calls in flight for --grace seconds, seal the spool and exit 0
+    # (serve takes both signals over, even when SIGINT was inherited ignored). Ctrl-C before
+    # the server runs is a plain interrupt.
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(config, host, port))
+        asyncio.run(serve(config, sock=sock, stop_on_signals=True))
 
 
 def _counters(store: CounterStore, redis_url: str) -> Counters:
@@ -253,10 +263,6 @@ def _counters(store: CounterStore, redis_url: str) -> Counters:
     except ImportError:
         fail("--budget-counters redis needs the redis package: pip install 'spendtrail[redis]'")
     return RedisCounters(redis.Redis.from_url(redis_url))
-
-
-def _interrupt(_signum: int, _frame: object) -> None:
-    raise KeyboardInterrupt
 
 
 def _with_overrides(policy: Policy, rules: list[str]) -> Policy:

@@ -21,8 +21,10 @@ from spendtrail.events.ids import new_event_id
 
 # `interrupted`: the capture path recorded the attempt's intent and stopped (a crash) before
 # its outcome was known; the provider may have billed it, its usage is unknown.
+# `gateway_error`: the provider answered, then the gateway failed; the event is still written.
 Outcome = Literal[
-    "success", "client_error", "upstream_error", "timeout", "cancelled", "interrupted"
+    "success", "client_error", "upstream_error", "timeout", "cancelled", "interrupted",
+    "gateway_error",
 ]
 INTERRUPTED = "interrupted"
 OUTCOMES: tuple[str, ...] = Outcome.__args__  # type: ignore[attr-defined]

@@ -4,6 +4,7 @@ events with ``events.usage`` and ``events.linking``, which the in-process hook s
 
 - ``config.py``: the upstream profile, its key from the environment, the header policy.
 - ``keys.py``: gateway keys, shown once, stored as a hash.
+- ``headers.py``: what request header values may hold, checked before anything reads them.
 - ``identity.py``: who a call belongs to, checked against the registry.
 - ``budget.py``: where budget enforcement plugs into the request path.
 - ``state.py``: keys, registry and prices loaded into memory, reloaded on change.

@@ -1,7 +1,8 @@
 """The gateway's aiohttp application: routes, start-up and the background refresh.
 
-``make_app`` builds the app; ``serve`` runs it until cancelled; ``GatewayServer`` runs it
-on a thread of its own (tests, embedding), returning its base URL.
+``make_app`` builds the app; ``serve`` runs it until cancelled or stopped by a signal (then
+calls in flight get ``config.grace_seconds`` to finish); ``GatewayServer`` runs it on a
+thread of its own (tests, embedding), returning its base URL.
 """
 
 from __future__ import annotations
@@ -9,14 +10,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
+import socket
 import threading
 import time
+from typing import Any
 
 import aiohttp
 from aiohttp import web
+from aiohttp.http_exceptions import LineTooLong
 
 from spendtrail.gateway.config import GatewayConfig
-from spendtrail.gateway.errors import error_response
+from spendtrail.gateway.errors import error_body, error_response
 from spendtrail.gateway.metrics import Metrics
 from spendtrail.gateway.proxy import Proxy
 from spendtrail.gateway.state import load_snapshot, refresh_snapshot
@@ -24,11 +29,26 @@ from spendtrail.journal.spool import Spool
 from spendtrail.ledger.db import make_engine
 from spendtrail.ledger.follow import follow
 from spendtrail.ledger.url import redact_url
+from spendtrail.redact import RedactingFilter
 
 log = logging.getLogger("spendtrail.gateway")
 
 PROXY = web.AppKey("proxy", Proxy)
 _STALE_AFTER = 60.0  # seconds without a successful refresh before /healthz says so
+MAX_LINE_BYTES = 8190  # aiohttp's limit for the request line and each header line
+# Loggers that may see what a client or the provider sent: aiohttp's and ours.
+_GUARDED_LOGGERS = ("aiohttp.access", "aiohttp.client", "aiohttp.internal", "aiohttp.server",
+                    "aiohttp.web", "asyncio", "spendtrail.gateway", "spendtrail.ledger")
+_log_filter = RedactingFilter()
+
+
+def guard_logs(*secrets: str) -> None:
+    """Mask `secrets` and every credential shape in what the gateway's loggers write."""
+    _log_filter.secrets.update(secret for secret in secrets if secret)
+    for name in _GUARDED_LOGGERS:
+        logger = logging.getLogger(name)
+        if _log_filter not in logger.filters:
+            logger.addFilter(_log_filter)
 
 
 def make_app(config: GatewayConfig) -> web.Application:
@@ -86,7 +106,7 @@ async def _lifecycle(app: web.Application):
     proxy.spool.close()
     if config.ingest:
         stop_ingest.set()  # one last round ingests the file just sealed
-        await asyncio.to_thread(ingester.join, 30)
+        await asyncio.to_thread(ingester.join, max(config.grace_seconds, 1.0))
     engine.dispose()
 
 
@@ -147,21 +167,127 @@ async def _not_found(request: web.Request) -> web.Response:
                           "/v1/*, /healthz and /metrics", "not_found")
 
 
-async def serve(config: GatewayConfig, host: str, port: int,
-                started: threading.Event | None = None, bound: list | None = None) -> None:
-    """Run until cancelled. `bound` receives the (host, port) actually bound (port 0)."""
-    runner = web.AppRunner(make_app(config), access_log=None, handle_signals=False)
-    await runner.setup()
+def listen(host: str, port: int) -> socket.socket:
+    """The listening socket, bound before anything else starts, so a busy port is found
+    before the ledger is read or an ingester runs. Raises OSError."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
     try:
-        site = web.TCPSite(runner, host, port, backlog=1024)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # restart over TIME_WAIT
+        sock.bind((host, port))
+        sock.listen(1024)
+    except OSError:
+        sock.close()
+        raise
+    sock.setblocking(False)
+    return sock
+
+
+async def serve(config: GatewayConfig, host: str = "127.0.0.1", port: int = 0,
+                started: threading.Event | None = None, bound: list | None = None, *,
+                sock: socket.socket | None = None, stop_on_signals: bool = False) -> None:
+    """Run until cancelled, or with `stop_on_signals` until SIGINT or SIGTERM: then stop
+    accepting, let calls in flight finish for ``config.grace_seconds``, cancel the rest
+    (recorded as cancelled), seal the spool and return. A second signal stops at once.
+    Signals are taken over whatever their disposition at start: a process started from a
+    shell's background job inherits SIGINT ignored. `bound` receives the (host, port)
+    actually bound (port 0); `sock` is a socket from ``listen``."""
+    guard_logs(config.upstream_key)
+    app = make_app(config)
+    # After the drain nothing is in flight; cancelled, the server waits this long at most.
+    runner = _Runner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0,
+                     max_line_size=MAX_LINE_BYTES, max_field_size=MAX_LINE_BYTES)
+    stopping = asyncio.Event()
+    if stop_on_signals:
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, _on_signal, stopping, task, config.grace_seconds)
+    try:
+        await runner.setup()
+        if sock is None:
+            sock = listen(host, port)
+        site = web.SockSite(runner, sock)
         await site.start()
         if bound is not None:
-            bound.extend(runner.addresses[0][:2])
+            bound.extend(sock.getsockname()[:2])
         if started is not None:
             started.set()
-        await asyncio.Event().wait()
+        await stopping.wait()
+        await site.stop()
+        await _drain(runner.server, app[PROXY], config.grace_seconds)
     finally:
         await runner.cleanup()
+        if stop_on_signals:
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(signum)
+
+
+async def _drain(server: web.Server, proxy: Proxy, grace: float) -> None:
+    """Calls in flight get `grace` seconds; those still running then are cancelled, which
+    records them (outcome ``cancelled``)."""
+    server.pre_shutdown()  # idle connections close now, busy ones after their response
+    if proxy.in_flight:
+        _, late = await asyncio.wait(set(proxy.in_flight), timeout=grace)
+        for task in late:
+            task.cancel()
+        if late:
+            await asyncio.wait(late, timeout=1.0)
+
+
+def _on_signal(stopping: asyncio.Event, task: asyncio.Task, grace: float) -> None:
+    if stopping.is_set():  # asked twice: do not wait for the calls in flight
+        task.cancel()
+        return
+    log.warning("stopping: no new connections; calls in flight have %g s to finish", grace)
+    stopping.set()
+
+
+class _Handler(web.RequestHandler):
+    """aiohttp answers what never reaches a route itself: an unparsable request, a header
+    line over ``MAX_LINE_BYTES``, an exception escaping a handler. Its plain-text answer and
+    its log line repeat the offending line, which may hold a key; here the client gets the
+    OpenAI error shape instead, and nothing it sent is echoed or logged."""
+
+    def handle_error(self, request: Any, status: int = 500, exc: BaseException | None = None,
+                     message: str | None = None) -> web.StreamResponse:
+        if isinstance(exc, LineTooLong):
+            status, code = 431, "request_header_too_large"
+            text = (f"a request header (or the request line) is longer than {MAX_LINE_BYTES} "
+                    "bytes")
+        elif status < 500:
+            code, text = "invalid_http_request", "the request is not valid HTTP/1.1"
+        elif status == 504:
+            code, text = "gateway_timeout", "the gateway did not finish the request in time"
+        else:
+            status, code, text = 500, "gateway_error", "the gateway failed to handle the request"
+        if status == 500:
+            self.logger.error("%s %s: unhandled error", request.method, request.path,
+                              exc_info=exc)
+        else:
+            self.logger.warning("refused a request from %s: %s (%s)", request.remote, code,
+                                type(exc).__name__)
+        if request.writer.output_size > 0:  # what is sent cannot be taken back
+            raise ConnectionError("the response was under way; closing the connection")
+        response = web.Response(status=status, body=error_body(status, text, code),
+                                content_type="application/json")
+        response.force_close()
+        return response
+
+
+class _Server(web.Server):
+    def __call__(self) -> web.RequestHandler:
+        return _Handler(self, loop=self._loop, **self._kwargs)
+
+
+class _Runner(web.AppRunner):
+    """An AppRunner whose connections are served by ``_Handler``."""
+
+    async def _make_server(self) -> web.Server:
+        made = await super()._make_server()
+        return _Server(made.request_handler, request_factory=made.request_factory,
+                       handler_cancellation=made.handler_cancellation,
+                       loop=asyncio.get_running_loop(), **made._kwargs)
 
 
 class GatewayServer:

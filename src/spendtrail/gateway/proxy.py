@@ -34,6 +34,7 @@ from spendtrail.events.usage import (
 from spendtrail.gateway.budget import Outgoing
 from spendtrail.gateway.config import GatewayConfig
 from spendtrail.gateway.errors import error_body, error_response, sse_error
+from spendtrail.gateway.headers import check_headers
 from spendtrail.gateway.identity import CONTEXT_PREFIX, Identity, Refusal, resolve
 from spendtrail.gateway.keys import GatewayKey
 from spendtrail.gateway.metrics import Metrics
@@ -41,7 +42,7 @@ from spendtrail.gateway.state import Snapshot
 from spendtrail.journal.spool import Spool
 from spendtrail.money import from_pico
 from spendtrail.pricing import INCOMPLETE, CostBreakdown, price_usage
-from spendtrail.redact import PLACEHOLDER, redact
+from spendtrail.redact import PLACEHOLDER, StreamMask, mask, redact
 
 log = logging.getLogger("spendtrail.gateway")
 
@@ -79,6 +80,7 @@ class Call:
     model_requested: str | None
     provider_request_id: str | None = None
     recorded: bool = False
+    delivered: bool = False  # a stream's terminal event was written to the client
     cost: str = ""  # the X-Spendtrail-Cost value, once recorded
 
 
@@ -89,10 +91,12 @@ class Proxy:
         self.metrics = metrics
         self.linker = RetryLinker()
         self.snapshot: Snapshot | None = None
+        self.in_flight: set[asyncio.Task] = set()  # requests being handled, for the drain
         self.session: aiohttp.ClientSession | None = None
         self._base = config.upstream_url.rstrip("/")
         self._auth = f"Bearer {config.upstream_key}"
         self._secret = config.upstream_key.encode()
+        self._secret_text = config.upstream_key
 
     # -- entry ----------------------------------------------------------------------------
 
@@ -100,9 +104,13 @@ class Proxy:
         started = datetime.now(UTC)
         path = request.path
         label = path if path in KNOWN else "other"
+        task = asyncio.current_task()
+        self.in_flight.add(task)
         try:
             response = await self._handle(request, started, path)
-        finally:  # an admitted call that ends without its event gives its reservation back
+        finally:
+            self.in_flight.discard(task)
+            # an admitted call that ends without its event gives its reservation back
             if (call_id := request.get(_ADMITTED)) is not None:
                 self.config.budget.release(call_id)
         self.metrics.requests[label, response.status] += 1
@@ -115,6 +123,9 @@ class Proxy:
             # The upstream would resolve them: /v1/../x must not reach outside its /v1.
             return self._refuse(Refusal(400, "the path must not contain . or .. segments",
                                         "invalid_path", None))
+        bad_header = check_headers(request.headers)
+        if bad_header is not None:
+            return self._refuse(bad_header)
         snapshot = self.snapshot
         assert snapshot is not None, "the app's startup loads the snapshot"
         key = self._authenticate(request.headers.get("Authorization"), snapshot, started)
@@ -191,10 +202,14 @@ class Proxy:
             return self._failed(call, ours, 502, "upstream_connection_failed",
                                 f"connection to the provider failed ({type(exc).__name__})")
         self.metrics.observe_latency(time.monotonic() - sent)
-        call.provider_request_id = provider_request_id(upstream.headers)
+        found_id = provider_request_id(upstream.headers)
+        call.provider_request_id = found_id and found_id.replace(self._secret_text, PLACEHOLDER)
         if streaming and call.provider_request_id:  # a stream may be in flight for long
             self._intend(call)
         try:
+            if not 100 <= upstream.status <= 599:
+                return self._failed(call, ours, 502, "upstream_malformed_response",
+                                    f"the provider answered with HTTP status {upstream.status}")
             content_type = upstream.headers.get("Content-Type", "")
             if streaming and upstream.status == 200 and content_type.startswith(
                 "text/event-stream"
@@ -203,6 +218,11 @@ class Proxy:
             if path not in METERED and upstream.status < 400:
                 return await self._relay(request, upstream, call, ours)
             return await self._complete(upstream, call, ours)
+        except Exception:  # the provider answered, so whatever failed here, the call is billed
+            log.exception("event %s: the gateway failed after the provider answered",
+                          call.event_id)
+            return self._failed(call, ours, 500, "gateway_error",
+                                "the gateway failed to relay the provider's response")
         finally:
             upstream.release()
 
@@ -248,22 +268,23 @@ class Proxy:
         facts = ResponseFacts()
         if status >= 400:
             data = self._clean_error(status, data)
-        elif call.endpoint in METERED:
+        else:
+            data = mask(data, self._secret)
+        if status < 400 and call.endpoint in METERED:
             document = json_object(data)
             if document is None:
                 return self._failed(call, ours, 502, "upstream_malformed_response",
                                     "the provider's response is not a JSON object")
             facts = facts_from_body(call.endpoint, document)
         cost = self._record(call, status, outcome_for_status(status), facts)
-        headers = _downstream_headers(upstream.headers)
+        headers = self._downstream_headers(upstream.headers)
         headers.update(ours)
         headers["X-Spendtrail-Cost"] = cost
         return web.Response(status=status, body=data, headers=headers)
 
     def _clean_error(self, status: int, data: bytes) -> bytes:
         """The provider's error, redacted, in the OpenAI shape even when it sent text."""
-        text = redact(data.decode("utf-8", "replace").replace(
-            self._secret.decode(), PLACEHOLDER))
+        text = redact(mask(data, self._secret).decode("utf-8", "replace"))
         document = json_object(text.encode())
         if document is not None and isinstance(document.get("error"), dict | str):
             return text.encode()
@@ -278,14 +299,18 @@ class Proxy:
         ours: dict[str, str],
     ) -> web.StreamResponse:
         """An unmetered body (models, files, audio, ...) goes through as it arrives."""
-        headers = _downstream_headers(upstream.headers)
+        headers = self._downstream_headers(upstream.headers)
         headers.update(ours)
         headers["X-Spendtrail-Cost"] = "unmetered"
         response = web.StreamResponse(status=upstream.status, headers=headers)
+        masked = StreamMask(self._secret)
         try:
             await _write(response.prepare(request))
             async for data in upstream.content.iter_any():
-                await _write(response.write(data))
+                if data := masked.feed(data):
+                    await _write(response.write(data))
+            if rest := masked.flush():
+                await _write(response.write(rest))
             self._record(call, upstream.status, outcome_for_status(upstream.status),
                          ResponseFacts())
             await _write(response.write_eof())
@@ -300,6 +325,11 @@ class Proxy:
         except asyncio.CancelledError:
             self._record(call, 499, "cancelled", ResponseFacts())
             raise
+        except Exception:
+            log.exception("event %s: the gateway failed relaying a body", call.event_id)
+            self._record(call, 500, "gateway_error", ResponseFacts())
+            if request.transport is not None:
+                request.transport.close()
         return response
 
     # -- streams ---------------------------------------------------------------------------
@@ -312,7 +342,7 @@ class Proxy:
         ours: dict[str, str],
         strip_usage: bool,
     ) -> web.StreamResponse:
-        headers = _downstream_headers(upstream.headers)
+        headers = self._downstream_headers(upstream.headers)
         headers.update(ours)
         response = web.StreamResponse(status=200, headers=headers)
         tracker = SseTracker(strip_usage_chunk=strip_usage)
@@ -349,11 +379,17 @@ class Proxy:
         except asyncio.CancelledError:
             self._record(call, 499, "cancelled", tracker.facts)
             raise
+        except Exception:
+            log.exception("event %s: the gateway failed relaying a stream", call.event_id)
+            await self._abort(response, call, tracker, 500, "gateway_error", "gateway_error",
+                              "the gateway failed while relaying the stream")
         return response
 
     async def _forward(self, response, call: Call, tracker: SseTracker, events) -> None:
         out: list[bytes] = []
+        terminal = False
         for event in events:
+            terminal = terminal or event.terminal
             if event.terminal and not call.recorded:
                 if out:
                     await _write(response.write(b"".join(out)))
@@ -364,20 +400,21 @@ class Proxy:
                 out.append(f": spendtrail-cost {cost}\n\n".encode())
             if event.forward:
                 out.append(event.raw)
-        if out:
-            await _write(response.write(b"".join(out)))
+        if out:  # whole events, so a key cannot straddle two writes
+            await _write(response.write(mask(b"".join(out), self._secret)))
+        call.delivered = call.delivered or terminal
 
     async def _abort(
         self, response, call: Call, tracker: SseTracker, status: int, outcome: Outcome,
         code: str, message: str,
     ) -> None:
-        told = call.recorded  # after the terminal event the client has all it needs
+        told = call.delivered  # after the terminal event the client has all it needs
         self._record(call, status, outcome, tracker.facts)
         try:
             if not told:
                 await _write(response.write(sse_error(status, message, code)))
             await _write(response.write_eof())
-        except _ClientGone:
+        except Exception:  # the client is gone, or nothing more can be written: done either way
             pass
 
     # -- recording -------------------------------------------------------------------------
@@ -385,9 +422,10 @@ class Proxy:
     def _failed(
         self, call: Call, ours: dict[str, str], status: int, code: str, message: str
     ) -> web.Response:
-        """A transport failure: recorded, and answered in the OpenAI error shape."""
+        """A transport failure (or the gateway's own, 500): recorded, and answered in the
+        OpenAI error shape."""
         log.warning("%s %s: %s (event %s)", status, call.endpoint, code, call.event_id)
-        outcome = "timeout" if status == 504 else "upstream_error"
+        outcome: Outcome = {504: "timeout", 500: "gateway_error"}.get(status, "upstream_error")
         cost = self._record(call, status, outcome, ResponseFacts())
         return error_response(status, message, code, headers={**ours, "X-Spendtrail-Cost": cost})
 
@@ -407,7 +445,8 @@ class Proxy:
             log.exception("could not journal the intent of event %s", call.event_id)
 
     def _record(self, call: Call, status: int, outcome: Outcome, facts: ResponseFacts) -> str:
-        """Append the attempt's event to the journal, once; returns the cost header value."""
+        """Append the attempt's event to the journal, once; returns the cost header value.
+        Never raises: the provider has answered, so the call must not go unrecorded."""
         if call.recorded:
             return call.cost
         call.recorded = True
@@ -418,7 +457,7 @@ class Proxy:
             request_id=call.request_id,
             attempt=call.attempt,
             started_at=call.started_at,
-            ended_at=datetime.now(UTC),
+            ended_at=max(datetime.now(UTC), call.started_at),  # the wall clock may step back
             provider=self.config.provider,
             endpoint=call.endpoint,
             model_requested=call.model_requested,
@@ -433,15 +472,29 @@ class Proxy:
             gateway_key_id=call.key.id,
             source="gateway",
         )
+        self._journal(event)
+        call.cost = "unpriced"
         try:
-            self.spool.append(event)
+            cost, call.cost = self._price(event)
+            self._count(event, cost, call.identity.status == "quarantined")
+            self.config.budget.record(call.identity.budgeted, event, cost)
+        except Exception:  # the event is journaled: the answer must still reach the client
+            log.exception("event %s: pricing or budget settlement failed", event.event_id)
+        return call.cost
+
+    def _journal(self, event: UsageEvent) -> None:
+        try:
+            try:
+                self.spool.append(event)
+            except (TypeError, ValueError):
+                # A text JSON cannot hold (a lone surrogate, from a provider's header or
+                # body): keep the event with such characters replaced rather than lose it.
+                log.warning("event %s: replaced characters that cannot be journaled",
+                            event.event_id)
+                self.spool.append(_scrubbed(event))
         except OSError:
             self.metrics.journal_errors += 1
             log.exception("could not journal event %s", event.event_id)
-        cost, call.cost = self._price(event)
-        self._count(event, cost, call.identity.status == "quarantined")
-        self.config.budget.record(call.identity.budgeted, event, cost)
-        return call.cost
 
     def _price(self, event: UsageEvent) -> tuple[CostBreakdown | None, str]:
         if not any(msgspec.structs.astuple(event.usage)):
@@ -488,13 +541,35 @@ class Proxy:
         headers["Authorization"] = self._auth
         return headers
 
+    def _downstream_headers(self, upstream: Any) -> CIMultiDict[str]:
+        """The provider's response headers for the client: hop-by-hop ones dropped, the
+        provider key masked, and values that cannot be sent back as they came dropped."""
+        headers: CIMultiDict[str] = CIMultiDict()
+        for name, value in upstream.items():
+            if name.lower() in _NOT_DOWNSTREAM:
+                continue
+            if not value.isascii():
+                try:
+                    value.encode("utf-8")
+                except UnicodeEncodeError:
+                    continue
+            headers.add(name, value.replace(self._secret_text, PLACEHOLDER)
+                        if self._secret_text in value else value)
+        return headers
 
-def _downstream_headers(upstream: Any) -> CIMultiDict[str]:
-    headers: CIMultiDict[str] = CIMultiDict()
-    for name, value in upstream.items():
-        if name.lower() not in _NOT_DOWNSTREAM:
-            headers.add(name, value)
-    return headers
+
+def _scrubbed(event: UsageEvent) -> UsageEvent:
+    return msgspec.convert(_scrub(msgspec.to_builtins(event)), UsageEvent)
+
+
+def _scrub(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.encode("utf-8", "replace").decode("utf-8")
+    if isinstance(value, dict):
+        return {_scrub(k): _scrub(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_scrub(item) for item in value]
+    return value
 
 
 
