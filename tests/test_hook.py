@@ -10,6 +10,7 @@ import csv
 import json
 import socket
 import threading
+import time
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -40,10 +41,17 @@ class Upstream:
     url: str
     log: Path
 
-    def rows(self) -> dict[str, dict[str, str]]:
-        """The provider's usage log, by its request id (our provider_request_id)."""
-        with self.log.open(newline="", encoding="utf-8") as handle:
-            return {row["request_id"]: row for row in csv.DictReader(handle)}
+    def rows(self, count: int) -> dict[str, dict[str, str]]:
+        """The provider's usage log, by its request id (our provider_request_id), once it has
+        `count` rows (the simulator writes a row when a call has ended on its side, which may
+        be after the client has its last byte) or 5 s have passed."""
+        deadline = time.monotonic() + 5
+        while True:
+            with self.log.open(newline="", encoding="utf-8") as handle:
+                rows = {row["request_id"]: row for row in csv.DictReader(handle)}
+            if len(rows) >= count or time.monotonic() > deadline:
+                return rows
+            time.sleep(0.02)
 
 
 def journal(directory: Path) -> list[UsageEvent]:
@@ -280,7 +288,7 @@ def test_sdk_retries_are_one_event_each_linked_into_one_request(upstream, spool,
     assert len({e.event_id for e in recorded}) == 3
     assert {(e.http_status, e.outcome) for e in recorded} == {
         (status, "upstream_error" if status == 500 else "client_error")}
-    rows = upstream.rows()
+    rows = upstream.rows(3)
     assert {e.provider_request_id for e in recorded} == set(rows)
     assert {row["type"] for row in rows.values()} == {"5"}
 
@@ -344,7 +352,7 @@ def test_a_cut_stream_is_recorded_when_it_breaks(upstream, spool):
     # The usage of a chat stream comes last, so none was known; the provider bills the prompt
     # and what it streamed, which reconciliation sees in its log.
     assert event.usage == Usage() and event.response_id == received[0].id
-    row = upstream.rows()[event.provider_request_id]
+    row = upstream.rows(1)[event.provider_request_id]
     assert int(row["prompt_tokens"]) > 0 and row["type"] == "2"
 
 
@@ -422,7 +430,7 @@ def test_events_ingest_and_match_the_provider_log(upstream, tmp_path, ledger):
 
     with ledger.connect() as conn:
         rows = conn.execute(sa.select(events_table)).mappings().all()
-    provider = upstream.rows()
+    provider = upstream.rows(6)
     assert {row["provider_request_id"] for row in rows} == set(provider)
     for row in rows:
         logged = provider[row["provider_request_id"]]

@@ -53,7 +53,7 @@ def test_chat_streamed_and_not_with_either_http_client(upstream, spool, http):
     assert streamed.usage == answered.usage  # the same request, deterministic usage
     assert (streamed.http_status, streamed.outcome) == (200, "success")
     assert embedded.usage == Usage(input_tokens=embedding.usage.prompt_tokens, requests=1)
-    rows = upstream.rows()
+    rows = upstream.rows(3)
     assert {e.provider_request_id for e in (answered, streamed, embedded)} <= set(rows)
     assert all(e.source == "hook" and e.provider == "cometapi" for e in (answered, embedded))
 

@@ -41,20 +41,21 @@ def problems(path: Path) -> list[str]:
 def test_the_example_sheet_loads():
     entries = load_sheet(EXAMPLE)
     assert [e.model_match for e in entries] == [
-        "gpt-4o-mini", "gpt-4o", r"^claude-sonnet-4(-\d{8})?$", "text-embedding-3-small",
-        "dall-e-3"]
+        "gpt-4o-mini", "gpt-4.1-mini", "gpt-4o", r"^claude-sonnet-4(-\d{8})?$",
+        "text-embedding-3-small", "dall-e-3"]
     assert {(e.provider, e.kind, e.currency) for e in entries} == {
         ("cometapi", "contracted", "USD")}
     assert all(e.checked_at == date(2026, 11, 20) and e.checked_by and e.source_url
                for e in entries)
     assert all(e.origin.startswith("sheet prices.yaml sha256:") for e in entries)
-    mini, _, sonnet, _, image = entries
-    assert mini.prices == {"input_tokens": Decimal("0.12"), "cached_input_tokens": Decimal("0.06"),
-                           "output_tokens": Decimal("0.48")}
+    mini, _, _, sonnet, _, image = entries
+    assert mini.prices == {"input_tokens": Decimal("0.15"),
+                           "cached_input_tokens": Decimal("0.075"),
+                           "output_tokens": Decimal("0.60")}
     assert sonnet.source_url == "https://apidoc.cometapi.com/pricing/about-pricing"
     assert sonnet.tiers[0].above_input_tokens == 200_000
     assert sonnet.matches("claude-sonnet-4-20250514") and not sonnet.matches("claude-sonnet-4-5")
-    assert image.prices == {"images": Decimal("0.032")}
+    assert image.prices == {"images": Decimal("0.04")}
     assert mini.effective_from == datetime(2026, 9, 1, tzinfo=UTC)
 
 
@@ -66,7 +67,7 @@ def test_the_example_prices_events():
                        sonnet)
     assert long.total == Decimal("0.96") + Decimal("0.3") + Decimal("0.018")
     image = catalog.lookup("cometapi", "dall-e-3", when)
-    assert price_usage(Usage(images=2, requests=1), image).total == Decimal("0.064")
+    assert price_usage(Usage(images=2, requests=1), image).total == Decimal("0.08")
 
 
 def test_numbers_are_read_from_their_text(tmp_path):
@@ -200,7 +201,7 @@ def test_importing_a_sheet_twice_changes_nothing(ledger):
         first = add_entries(conn, entries, actor="ana", reason="cometapi contract")
     with ledger.begin() as conn:
         second = add_entries(conn, load_sheet(EXAMPLE), actor="ana")
-    assert len(first.added) == 5
+    assert len(first.added) == 6
     assert (second.added, sorted(second.unchanged)) == ([], sorted(first.added))
 
 
@@ -211,7 +212,7 @@ def test_re_verifying_a_sheet_moves_checked_at_and_a_price_change_is_refused(led
     reverified = text.replace("checked_at: 2026-11-20", "checked_at: 2026-12-20")
     with ledger.begin() as conn:
         result = add_entries(conn, load_sheet(sheet(tmp_path, reverified)), actor="ana")
-    assert (len(result.rechecked), result.added) == (5, [])
+    assert (len(result.rechecked), result.added) == (6, [])
     with ledger.connect() as conn:
         assert {e.checked_at for e in load_catalog(conn).entries} == {date(2026, 12, 20)}
     repriced = reverified.replace("input_tokens: 2.00", "input_tokens: 1.90")

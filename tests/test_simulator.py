@@ -11,6 +11,7 @@ import csv
 import json
 import re
 import struct
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -73,6 +74,15 @@ sims = pytest.fixture(running_simulators, name="sims")
 def read_log(path: Path) -> list[dict[str, str]]:
     with path.open(newline="", encoding="utf-8") as f:
         return list(csv.DictReader(f))
+
+
+def wait_for_rows(log: Path, count: int, seconds: float = 5.0) -> list[dict[str, str]]:
+    """The log is written by the server thread once a call ends: a stream's row after its
+    last frame reached the client, a held or abandoned call's a bit later."""
+    deadline = time.monotonic() + seconds
+    while len(rows := read_log(log)) < count and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return rows
 
 
 def raw(
@@ -208,7 +218,7 @@ def test_chat_stream_without_include_usage_carries_no_usage(sims):
     assert chunks[0].choices[0].delta.role == "assistant"
     assert chunks[-1].choices[0].finish_reason == "stop"
     assert len({chunk.id for chunk in chunks}) == 1
-    rows = read_log(log)
+    rows = wait_for_rows(log, 2)
     assert rows[1]["is_stream"] == "true"
     assert rows[1]["completion_tokens"] == rows[0]["completion_tokens"]
 
@@ -261,7 +271,7 @@ def test_legacy_completions_plain_and_streamed(sims):
     ))
     assert "".join(c.choices[0].text for c in chunks if c.choices) == whole.choices[0].text
     assert chunks[-1].usage.completion_tokens == 5
-    assert [row["is_stream"] for row in read_log(log)] == ["false", "true"]
+    assert [row["is_stream"] for row in wait_for_rows(log, 2)] == ["false", "true"]
 
 
 def test_embeddings_in_both_encodings_agree_and_bill_input_only(sims):
@@ -312,7 +322,7 @@ def test_responses_api_plain_and_streamed(sims):
     assert deltas == response.output_text
     assert events[-1].type == "response.completed"
     assert events[-1].response.usage == response.usage
-    rows = read_log(log)
+    rows = wait_for_rows(log, 3)
     assert [(r["is_stream"], r["completion_tokens"]) for r in rows] == [
         ("false", "6"), ("false", "8"), ("true", "6")]
 

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 
 import openai
 import pytest
-from test_simulator import HELLO, Simulators, raw, read_log, running_simulators
+from test_simulator import HELLO, Simulators, raw, read_log, running_simulators, wait_for_rows
 
 from spendtrail.simulator import FAULT_HEADER, SimulatorConfig, SimulatorConfigError
 from spendtrail.simulator.app import Simulator
@@ -19,14 +18,6 @@ sims_fixture = pytest.fixture(running_simulators, name="sims")
 
 def fault(kind: str) -> dict[str, dict[str, str]]:
     return {"extra_headers": {FAULT_HEADER: kind}}
-
-
-def wait_for_rows(log: Path, count: int, seconds: float = 3.0) -> list[dict[str, str]]:
-    """The log is written by the server thread; a held or abandoned call bills a bit later."""
-    deadline = time.monotonic() + seconds
-    while len(rows := read_log(log)) < count and time.monotonic() < deadline:
-        time.sleep(0.02)
-    return rows
 
 
 @pytest.mark.parametrize(("kind", "error", "status"), [
