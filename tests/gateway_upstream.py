@@ -22,12 +22,12 @@ CometAPI, remembers what it received, and produces faults on demand: ``script(mo
 - ``truncated``: a 200 completion that promises more bytes than it sends, then closes
 - ``status_<N>``: a JSON error with HTTP status N (e.g. ``status_429``, ``status_503``)
 
-``served`` counts the calls it received, in order, with the fault each got: the provider's
-own log, against which "every call it answered has exactly one event" is checked.
+Each call in ``received`` keeps the fault it got.
 
 ``answer_delay`` (seconds before answering any call) and ``chunk_delay`` (between stream
 chunks) keep calls in flight. ``received`` is its log: every call it took, so every call it
-would bill, with the ``X-Oneapi-Request-Id`` it gave it.
+would bill, with the ``X-Oneapi-Request-Id`` it gave it; the provider's own log, against which
+"every call it answered has exactly one event" is checked.
 """
 
 from __future__ import annotations
@@ -68,6 +68,7 @@ class Received:
     body: bytes
     request_id: str = ""
     at: float = 0.0  # time.time() when it arrived
+    fault: str | None = None  # what it got, when not a plain answer
 
     def json(self) -> dict:
         return json.loads(self.body)
@@ -77,7 +78,6 @@ class UpstreamDouble:
     def __init__(self, api_key: str) -> None:
         self.api_key = api_key
         self.received: list[Received] = []
-        self.served: list[tuple[str, str | None]] = []  # (X-Oneapi-Request-Id, fault)
         self.slow_seconds = 3.0
         self.oversized_bytes = 256 * 1024
         self.release = threading.Event()
@@ -146,24 +146,25 @@ class UpstreamDouble:
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
         request_id = f"2026112200000{next(self._ids):07d}"
-        self.received.append(Received(request.method, request.path, dict(request.headers), body,
-                                      request_id, time.time()))
+        call = Received(request.method, request.path, dict(request.headers), body, request_id,
+                        time.time())
+        self.received.append(call)
         headers = {"X-Oneapi-Request-Id": request_id}
         if self.answer_delay:
             await asyncio.sleep(self.answer_delay)
         if request.headers.get("Authorization") != f"Bearer {self.api_key}":
-            self.served.append((request_id, "unauthorized"))
+            call.fault = "unauthorized"
             return _error(401, "invalid_api_key", "Incorrect API key provided", headers)
         try:
             payload = json.loads(body) if body else {}
         except ValueError:
             payload = None
         if not isinstance(payload, dict):
-            self.served.append((request_id, "bad_request"))
+            call.fault = "bad_request"
             return _error(400, "invalid_json", "We could not parse the JSON body", headers)
         model = payload.get("model")
         fault = self._next_fault(model if isinstance(model, str) else None)
-        self.served.append((request_id, fault))
+        call.fault = fault
         if fault and fault.startswith("status_"):
             status = int(fault.removeprefix("status_"))
             return _error(status, "scripted", f"scripted HTTP {status}", headers)

@@ -133,17 +133,17 @@ def settle(
     """The calls served and the events journaled since, once the counts agree (or 5 s)."""
     deadline = time.monotonic() + 5
     while True:
-        served = upstream.served[served_before:]
+        served = upstream.received[served_before:]
         events = gateway.events()[events_before:]
         if len(events) >= len(served) or time.monotonic() > deadline:
             time.sleep(0.05)  # a second event for the same call would show up now
-            return upstream.served[served_before:], gateway.events()[events_before:]
+            return upstream.received[served_before:], gateway.events()[events_before:]
         time.sleep(0.02)
 
 
 def check_invariant(served: list, events: list) -> None:
     assert len(events) == len(served), (served, [(e.outcome, e.http_status) for e in events])
-    served_ids = {request_id for request_id, _ in served}
+    served_ids = {call.request_id for call in served}
     assert {e.provider_request_id for e in events} - {None, "caf?"} <= served_ids
     assert len({e.event_id for e in events}) == len(events)
 
@@ -168,7 +168,7 @@ def test_a_header_that_is_not_utf8_is_refused_before_the_provider(
         headers = [("Authorization", b"Bearer " + key + b"\xe9")]
     else:
         headers.append((header, BAD_VALUES[header]))
-    served, journaled = len(upstream.served), len(gateway.events())
+    served, journaled = len(upstream.received), len(gateway.events())
     reply = send(gateway.port, headers, chat(stream))
     assert reply.status == 400
     error = reply.error()
@@ -183,7 +183,7 @@ def test_a_header_that_is_not_utf8_is_refused_before_the_provider(
 
 
 def test_valid_utf8_context_is_served_and_recorded(gateway, upstream, ledger):
-    served, journaled = len(upstream.served), len(gateway.events())
+    served, journaled = len(upstream.received), len(gateway.events())
     reply = send(
         gateway.port,
         [
@@ -210,7 +210,7 @@ def test_valid_utf8_context_is_served_and_recorded(gateway, upstream, ledger):
     ],
 )
 def test_header_charset_and_length_rules(gateway, upstream, ledger, header, value, problem):
-    served, journaled = len(upstream.served), len(gateway.events())
+    served, journaled = len(upstream.received), len(gateway.events())
     reply = send(
         gateway.port, [("Authorization", b"Bearer " + ledger[1].encode()), (header, value)], chat()
     )
@@ -222,7 +222,7 @@ def test_header_charset_and_length_rules(gateway, upstream, ledger, header, valu
 def test_a_provider_header_that_is_not_utf8_still_gives_one_event(gateway, upstream, ledger):
     """The provider's request id arrives as Latin-1 bytes: the event keeps what it can."""
     upstream.script(MODEL, ["latin1_header"])
-    served, journaled = len(upstream.served), len(gateway.events())
+    served, journaled = len(upstream.received), len(gateway.events())
     reply = send(gateway.port, [("Authorization", b"Bearer " + ledger[1].encode())], chat())
     assert reply.status == 200 and json.loads(reply.body)["usage"]["prompt_tokens"] == 12
     assert "X-Oneapi-Request-Id" not in reply.headers  # not sendable as it came
@@ -266,7 +266,7 @@ def test_a_failure_after_the_provider_answered_neither_loses_the_event_nor_the_a
     )
     try:
         base = server.start()
-        served = len(upstream.served)
+        served = len(upstream.received)
         client = openai.OpenAI(base_url=base + "/v1", api_key=ledger[1], max_retries=0)
         ask = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}]}
         if stream:
@@ -282,7 +282,7 @@ def test_a_failure_after_the_provider_answered_neither_loses_the_event_nor_the_a
         for line in path.read_bytes().splitlines()
         if not is_intent(line)
     ]
-    assert len(upstream.served) == served + 1 and len(lines) == 1
+    assert len(upstream.received) == served + 1 and len(lines) == 1
     assert json.loads(lines[0])["event_id"] == budgets.recorded[0]
     assert "pricing or budget settlement failed" in caplog.text
 
@@ -356,7 +356,7 @@ def test_every_call_the_provider_served_has_exactly_one_event(
 ):
     key = ledger[1].encode() if good_key else b"sk-st-not-a-key"
     upstream.script(MODEL, [fault] if fault else [])
-    served, journaled = len(upstream.served), len(gateway.events())
+    served, journaled = len(upstream.received), len(gateway.events())
     method = "GET" if path == "/v1/models" else "POST"
     reply = send(
         gateway.port,

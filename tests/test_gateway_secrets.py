@@ -125,7 +125,7 @@ def test_canary_keys_and_prompt_never_leave_the_gateway(tmp_path):
             )
             seen.append(refused)
             assert refused.split(b" ")[1] == b"400"
-            served = len(double.served)
+            served = len(double.received)
             gateway.signal(signal.SIGTERM)  # seals the spool and ingests it into the ledger
             assert gateway.wait(30) == 0
             log = gateway.log.read_bytes()

@@ -165,7 +165,7 @@ def test_a_signal_under_load_drains_for_the_grace_period_and_exits(
             elapsed = time.monotonic() - signalled
         held.join(10)
         slow.join(10)
-        served = len(upstream.served)
+        served = len(upstream.received)
         events = gateway.events()
     assert code == 0, gateway.output()
     assert GRACE * 0.9 <= elapsed <= GRACE + MARGIN  # the held call kept it for the grace

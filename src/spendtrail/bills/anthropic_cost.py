@@ -28,21 +28,11 @@ def read_anthropic_cost(path: Path) -> Iterator[BillLine | BillRowError]:
 def _line(row: BucketRow) -> BillLine:
     result = row.result
     cents = values.decimal(result.get("amount"), "amount")
-    return BillLine(
-        source=row.source,
-        line=row.line,
-        item=row.item,
-        format=FORMAT,
-        provider="anthropic",
-        granularity="bucket",
-        period_start=row.start,
-        period_end=row.end,
-        charge_kind="usage",
-        usage=None,
+    return row.usage_line(
+        FORMAT, "anthropic",
         amount=cents.scaleb(-2),
         currency=values.currency(result.get("currency"), "currency"),
         project=values.text(result.get("workspace_id")),
         model=values.text(result.get("model")),
         description=values.text(result.get("description")),
-        raw=result,
     )

@@ -56,21 +56,10 @@ def _line(row: BucketRow) -> BillLine:
         cache_write_tokens=write,
         output_tokens=values.count(result["output_tokens"], "output_tokens"),
     )
-    return BillLine(
-        source=row.source,
-        line=row.line,
-        item=row.item,
-        format=FORMAT,
-        provider="anthropic",
-        granularity="bucket",
-        period_start=row.start,
-        period_end=row.end,
-        charge_kind="usage",
+    return row.usage_line(
+        FORMAT, "anthropic",
         usage=usage,
-        amount=None,
-        currency=None,
         key_name=values.text(result.get("api_key_id")),
         project=values.text(result.get("workspace_id")),
         model=values.text(result.get("model")),
-        raw=result,
     )

@@ -17,7 +17,6 @@ included) except on rows whose ``other`` says ``"claude": true`` or
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Iterator
 from datetime import timedelta
 from decimal import Decimal
@@ -150,7 +149,7 @@ def _line(
 
 
 def _usage(fields: dict[str, Any], kind: ChargeKind) -> Usage:
-    other = _other(fields.get("other"))
+    other = values.json_object(fields.get("other"), "other")
     prompt = values.count(fields.get("prompt_tokens"), "prompt_tokens")
     read = values.count(other.get("cache_tokens"), "other.cache_tokens")
     write = values.count(other.get("cache_creation_tokens"), "other.cache_creation_tokens")
@@ -169,18 +168,3 @@ def _usage(fields: dict[str, Any], kind: ChargeKind) -> Usage:
     )
     usage.check()
     return usage
-
-
-def _other(value: Any) -> dict[str, Any]:
-    if isinstance(value, dict):
-        return value
-    raw = values.text(value)
-    if raw is None:
-        return {}
-    try:
-        parsed = json.loads(raw, parse_float=Decimal)
-    except ValueError:
-        parsed = None
-    if not isinstance(parsed, dict):
-        raise RowProblem(f"other: expected a JSON object, got {raw[:60]!r}")
-    return parsed

@@ -17,9 +17,7 @@ a request id is a ``request`` line, any other a ``bucket``.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -113,7 +111,7 @@ def _convert(row: dict[str, Any], source: str, line: int, fmt: str) -> BillLine 
     currency = check(values.currency, "BillingCurrency")
     kind = check(_category, "ChargeCategory")
     check(_charge_class, "ChargeClass")
-    tags = check(_tags, "Tags")
+    tags = check(values.json_object, "Tags")
     start, end = dates["ChargePeriodStart"], dates["ChargePeriodEnd"]
     if start and end and end <= start:
         problems.append("ChargePeriodEnd: expected a time after ChargePeriodStart")
@@ -154,20 +152,3 @@ def _charge_class(value: Any, name: str) -> None:
     charge_class = values.text(value)
     if charge_class is not None and charge_class != "Correction":
         raise RowProblem(f"{name}: expected empty or 'Correction', got {charge_class!r}")
-
-
-def _tags(value: Any, name: str) -> dict[str, Any]:
-    if isinstance(value, dict):
-        return value
-    if isinstance(value, list):  # a Parquet MAP column reads as (key, value) pairs
-        return dict(value)
-    raw = values.text(value)
-    if raw is None:
-        return {}
-    try:
-        parsed = json.loads(raw, parse_float=Decimal)
-    except ValueError:
-        parsed = None
-    if not isinstance(parsed, dict):
-        raise RowProblem(f"{name}: expected a JSON object, got {raw[:60]!r}")
-    return parsed

@@ -37,20 +37,10 @@ def _line(row: BucketRow) -> BillLine:
     amount = result.get("amount")
     if not isinstance(amount, dict):
         raise RowProblem("amount: expected an object with value and currency")
-    return BillLine(
-        source=row.source,
-        line=row.line,
-        item=row.item,
-        format=FORMAT,
-        provider="openai",
-        granularity="bucket",
-        period_start=row.start,
-        period_end=row.end,
-        charge_kind="usage",
-        usage=None,
+    return row.usage_line(
+        FORMAT, "openai",
         amount=values.decimal(amount.get("value"), "amount.value"),
         currency=values.currency(amount.get("currency"), "amount.currency"),
         project=values.text(result.get("project_id")),
         description=values.text(result.get("line_item")),
-        raw=result,
     )

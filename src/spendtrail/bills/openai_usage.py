@@ -41,21 +41,10 @@ def _line(row: BucketRow) -> BillLine:
         requests=values.count(result["num_model_requests"], "num_model_requests"),
     )
     usage.check()
-    return BillLine(
-        source=row.source,
-        line=row.line,
-        item=row.item,
-        format=FORMAT,
-        provider="openai",
-        granularity="bucket",
-        period_start=row.start,
-        period_end=row.end,
-        charge_kind="usage",
+    return row.usage_line(
+        FORMAT, "openai",
         usage=usage,
-        amount=None,
-        currency=None,
         key_name=values.text(result.get("api_key_id")),
         project=values.text(result.get("project_id")),
         model=values.text(result.get("model")),
-        raw=result,
     )

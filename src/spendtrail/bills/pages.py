@@ -22,7 +22,7 @@ from typing import Any, TextIO
 
 from spendtrail.bills.model import BillFileError, BillLine, BillRowError
 from spendtrail.bills.values import RowProblem
-from spendtrail.events.model import EventError
+from spendtrail.events.model import EventError, Usage
 
 _CHUNK = 1 << 16
 _WS = re.compile(r"[ \t\r\n]*")
@@ -238,6 +238,18 @@ class BucketRow:
 
     def error(self, reason: str) -> BillRowError:
         return BillRowError(self.source, self.line, reason, self.item)
+
+    def usage_line(
+        self, bill_format: str, provider: str, *, usage: Usage | None = None,
+        amount: Decimal | None = None, currency: str | None = None, **fields: Any,
+    ) -> BillLine:
+        """The bill line of this result: usage or cost over its bucket, the result as raw."""
+        return BillLine(
+            source=self.source, line=self.line, item=self.item, format=bill_format,
+            provider=provider, granularity="bucket", period_start=self.start,
+            period_end=self.end, charge_kind="usage", usage=usage, amount=amount,
+            currency=currency, raw=self.result, **fields,
+        )
 
 
 def bucket_rows(

@@ -6,6 +6,7 @@ field, and raises ``RowProblem`` with a message of the form "<field>: expected .
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -91,6 +92,25 @@ def currency(value: Any, field: str) -> str:
     if code not in ISO_4217:
         raise RowProblem(f"{field}: expected an ISO 4217 currency code, got {_show(value)}")
     return code
+
+
+def json_object(value: Any, field: str) -> dict[str, Any]:
+    """A JSON object given as a mapping, as (key, value) pairs (a Parquet MAP column) or as
+    its text; empty for no value."""
+    if isinstance(value, dict):
+        return value
+    if isinstance(value, list):
+        return dict(value)
+    raw = text(value)
+    if raw is None:
+        return {}
+    try:
+        parsed = json.loads(raw, parse_float=Decimal)
+    except ValueError:
+        parsed = None
+    if not isinstance(parsed, dict):
+        raise RowProblem(f"{field}: expected a JSON object, got {raw[:60]!r}")
+    return parsed
 
 
 def unix_or_iso(value: Any, field: str) -> datetime:
