@@ -62,17 +62,25 @@ def shared_splits(conn: sa.Connection, period: Period) -> list[Split]:
     if stored is None:
         return []
     allocation = apply_rules(conn, stored.rules, period)
-    return [_split(charge, stored.version) for charge in allocation.charges
-            if charge.status in ("split", "central")]
+    return [
+        _split(charge, stored.version)
+        for charge in allocation.charges
+        if charge.status in ("split", "central")
+    ]
 
 
 def _split(charge: OriginCharge, version: int) -> Split:
     exact = [child.ratio for child in charge.children]
     units = split(10**RATIO_PLACES, exact)  # sums to 10**RATIO_PLACES: ratios sum to 1
     return Split(
-        origin_id=charge.id, pool=charge.rule.pool, currency=charge.currency,
-        start=charge.start, end=charge.end, method=charge.rule.method,
-        rule_id=charge.rule.id, rules_version=version,
+        origin_id=charge.id,
+        pool=charge.rule.pool,
+        currency=charge.currency,
+        start=charge.start,
+        end=charge.end,
+        method=charge.rule.method,
+        rule_id=charge.rule.id,
+        rules_version=version,
         recipients=tuple(
             Recipient(child.recipient, Decimal(unit).scaleb(-RATIO_PLACES), child.ratio)
             for child, unit in zip(charge.children, units, strict=True)
