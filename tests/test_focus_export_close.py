@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from decimal import Decimal, localcontext
 from fractions import Fraction
 
+import pyarrow.parquet as pq
 from factories import AT, ROOT
 from test_allocation_helpers import EARLY
 from test_reconcile import _bill, _event, _ingest, _row
@@ -18,6 +19,7 @@ from typer.testing import CliRunner
 from spendtrail.allocation.exceptions import assign, group_id
 from spendtrail.allocation.rule_store import save_rules_version
 from spendtrail.allocation.rules import load_rules
+from spendtrail.bills import read_focus_parquet
 from spendtrail.cli.export_cmd import app
 from spendtrail.events import AllocationContext, Usage, new_event
 from spendtrail.ledger.ingest import Ingester
@@ -273,3 +275,25 @@ def test_cli_selects_the_version(books, cli_ledger, tmp_path):
         app, ["focus", "--period", "2026-10", "--output", str(out), "--focus-version", "1.1"]
     )
     assert result.exit_code == 2
+
+
+def test_allocated_rows_stay_exact_in_parquet(books, tmp_path):
+    with books.begin() as conn:
+        save_rules_version(
+            conn,
+            load_rules(ROOT / "examples" / "shared-cost-rules.yaml"),
+            source_path="rules.yaml",
+            actor="test",
+        )
+    _, rows = export(books, tmp_path, "1.3")
+    path = tmp_path / "focus.parquet"
+    export_focus(books, OCTOBER, path, "parquet", FocusOptions(version="1.3"))
+    table = pq.read_table(path).to_pylist()
+    assert len(table) == len(rows) and any(r["AllocatedMethodId"] for r in rows)
+    for got, want in zip(table, rows, strict=True):
+        for column in ("BilledCost", "ListCost", "PricingQuantity", "ConsumedQuantity"):
+            assert got[column] == Decimal(want[column]), column
+        assert (got["AllocatedMethodDetails"] or "") == want["AllocatedMethodDetails"]
+    # spendtrail's own FOCUS importer reads the allocated rows back to the same total.
+    items = list(read_focus_parquet(path))
+    assert sum(i.amount for i in items) == sum(Decimal(r["BilledCost"]) for r in rows)
