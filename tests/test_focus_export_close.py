@@ -103,6 +103,8 @@ def test_shared_pool_rows_become_allocated_rows_that_sum_to_their_origin(books, 
     assert exact_ratios[("platform-proportional-q4", "contract-review")] == Fraction(25, 28)
     assert exact_ratios[("platform-proportional-q4", "search-summaries")] == Fraction(3, 28)
     assert exact_ratios[("platform-fixed-oct-h2", "support-assistant")] == Fraction(1, 5)
+    # support-assistant had no direct cost in the proportional segment: share 0, no row.
+    assert ("platform-proportional-q4", "support-assistant") not in exact_ratios
     assert {r["AllocatedMethodId"] for rows_ in children.values() for r in rows_} == {
         "spendtrail-shared-cost/proportional",
         "spendtrail-shared-cost/fixed",

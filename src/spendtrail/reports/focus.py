@@ -439,7 +439,9 @@ def _focus_rows(key: _RowKey, total: _Sum, context: _Context) -> list[dict[str, 
     found = context.split(key, row["BillingCurrency"])
     if found is None:
         return [row]
-    return [_allocated(row, found, recipient, context) for recipient in found.recipients]
+    # A recipient with a zero share (no direct cost in a proportional segment) gets no row.
+    return [_allocated(row, found, recipient, context) for recipient in found.recipients
+            if recipient.ratio]
 
 
 def _allocated(
