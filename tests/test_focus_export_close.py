@@ -54,6 +54,7 @@ def test_shared_pool_rows_become_allocated_rows_that_sum_to_their_origin(books, 
             source_path="rules.yaml",
             actor="test",
         )
+        registry = load_history(conn).latest()[1]
     _, origins = export(books, tmp_path, "1.2")  # 1.2 has no split cost allocation
     _, rows = export(books, tmp_path, "1.3")
     pool_origins = {
@@ -94,8 +95,14 @@ def test_shared_pool_rows_become_allocated_rows_that_sum_to_their_origin(books, 
                     row["ListCost"]
                 )
         for row, detail in zip(split, details, strict=True):
-            assert json.loads(row["AllocatedTags"]) == {"application": row["AllocatedResourceId"]}
-            assert row["AllocatedResourceName"]  # the registry's name
+            owner = registry.applications[row["AllocatedResourceId"]]
+            assert row["AllocatedResourceName"] == owner.name
+            assert json.loads(row["AllocatedTags"]) == {
+                "business_unit": owner.business_unit,
+                "application": owner.id,
+                "cost_center": owner.cost_center,
+                "budget_owner": owner.budget_owner,
+            }
             exact_ratios[detail["x_RuleId"], row["AllocatedResourceId"]] = Fraction(
                 detail["Elements"][0]["x_ExactRatio"]
             )

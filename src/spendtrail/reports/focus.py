@@ -205,7 +205,7 @@ def focus_rows(
         summary.exported_events += 1
     context = _Context(options, entries, _invoices(conn, period),
                        [] if options.version == "1.2" else shared_splits(conn, period),
-                       _application_names(conn))
+                       _registry_owners(conn))
     rows = [row for key, total in sorted(sums.items())
             for row in _focus_rows(key, total, context)]
     summary.rows = len(rows)
@@ -290,13 +290,18 @@ def _invoices(conn: sa.Connection, period: Period) -> dict[str, list[tuple[date,
     return found
 
 
-def _application_names(conn: sa.Connection) -> dict[str, str]:
-    """Application id -> name in the latest registry (AllocatedResourceName)."""
+def _registry_owners(conn: sa.Connection) -> dict[str, tuple[str, dict[str, str]]]:
+    """Application id -> (name, owner tags) in the latest registry: AllocatedResourceName and
+    AllocatedTags of the rows allocated to it."""
     latest = load_history(conn).latest()
     if latest is None:
         return {}
     registry = latest[1]
-    return {app.id: app.name for app in (*registry.applications.values(), registry.shared_pool)}
+    return {
+        app.id: (app.name, {"business_unit": app.business_unit, "application": app.id,
+                            "cost_center": app.cost_center, "budget_owner": app.budget_owner})
+        for app in (*registry.applications.values(), registry.shared_pool)
+    }
 
 
 _usage = msgspec.json.Decoder(Usage)
@@ -417,7 +422,7 @@ class _Context:
     entries: Mapping[str, PriceEntry]
     invoices: Mapping[str, list[tuple[date, date, str]]]
     splits: list[Split]
-    names: Mapping[str, str]
+    owners: Mapping[str, tuple[str, dict[str, str]]]
 
     def invoice_id(self, provider: str, day: date) -> str | None:
         for start, end, invoice in self.invoices.get(provider, ()):
@@ -454,7 +459,8 @@ def _allocated(
         for column in ("BilledCost", "EffectiveCost", "ListCost", "ContractedCost",
                        "PricingQuantity", "ConsumedQuantity"):
             row[column] = _plain(origin[column] * ratio)
-    owner = {"application": recipient.application}
+    name, owner = context.owners.get(
+        recipient.application, (recipient.application, {"application": recipient.application}))
     row.update({
         "AllocatedMethodId": f"spendtrail-shared-cost/{found.method}",
         "AllocatedMethodDetails": {
@@ -466,7 +472,7 @@ def _allocated(
             "x_RulesVersion": found.rules_version,
         },
         "AllocatedResourceId": recipient.application,
-        "AllocatedResourceName": context.names.get(recipient.application, recipient.application),
+        "AllocatedResourceName": name,
         "AllocatedTags": owner,
     })
     if "InvoiceDetailId" in row and row["InvoiceId"] is not None:
