@@ -52,7 +52,7 @@ from spendtrail.ledger.schema import (
 from spendtrail.money import from_pico
 from spendtrail.periods import Period
 from spendtrail.pricing import TOKEN_METERS, Catalog, PriceEntry
-from spendtrail.reports.focus_allocation import METHOD_UNITS, Split, shared_splits
+from spendtrail.reports.focus_allocation import METHOD_UNITS, Recipient, Split, shared_splits
 from spendtrail.reports.focus_columns import (
     ALLOWED,
     COLUMN_NAMES,
@@ -450,7 +450,7 @@ def _focus_rows(key: _RowKey, total: _Sum, context: _Context) -> list[dict[str, 
 
 
 def _allocated(
-    origin: dict[str, Any], found: Split, recipient: Any, context: _Context
+    origin: dict[str, Any], found: Split, recipient: Recipient, context: _Context
 ) -> dict[str, Any]:
     ratio = recipient.ratio
     row = dict(origin)
