@@ -1,4 +1,5 @@
-"""FOCUS 1.2 export: every column checked against the spec's table, on both backends."""
+"""FOCUS export: every column checked against the spec's table per version (1.2, 1.3, 1.4),
+on both backends."""
 
 from __future__ import annotations
 
@@ -71,6 +72,25 @@ SPEC = {
     "SubAccountId": ("C", "String", True), "SubAccountName": ("C", "String", True),
     "SubAccountType": ("C", "String", True), "Tags": ("C", "JSON", True),
 }
+# Required only when pricing and billing currencies differ, then never null: not written.
+PRICING_CURRENCY = {"PricingCurrency", "PricingCurrencyContractedUnitPrice",
+                    "PricingCurrencyEffectiveCost", "PricingCurrencyListUnitPrice"}
+# FOCUS 1.3 adds these (datasets/cost_and_usage/columns at 1.3); 1.4 drops ProviderName and
+# PublisherName and adds InvoiceDetailId.
+ADDED_1_3 = {
+    "AllocatedMethodDetails": ("R", "JSON", True), "AllocatedMethodId": ("R", "String", True),
+    "AllocatedResourceId": ("R", "String", True), "AllocatedResourceName": ("R", "String", True),
+    "AllocatedTags": ("R", "JSON", True), "ContractApplied": ("C", "JSON", True),
+    "HostProviderName": ("M", "String", True), "ServiceProviderName": ("M", "String", False),
+}
+SPEC_BY_VERSION = {
+    "1.2": {k: v for k, v in SPEC.items() if k not in PRICING_CURRENCY},
+    "1.3": {k: v for k, v in {**SPEC, **ADDED_1_3}.items() if k not in PRICING_CURRENCY},
+    "1.4": {k: v for k, v in {**SPEC, **ADDED_1_3, "InvoiceDetailId": ("M", "String", True)}.items()
+            if k not in PRICING_CURRENCY | {"ProviderName", "PublisherName"}},
+}
+EXTENSIONS = {"x_Meter", "x_PriceEntryId", "x_PriceKind", "x_PriceSourceUrl",
+              "x_ListPriceEntryId", "x_AllocationStatus", "x_ClaimedOwner", "x_EventCount"}
 # Null only on Correction rows (pricingquantity.md, skupriceid.md, consumedquantity.md).
 USAGE_NOT_NULL = {"PricingQuantity", "PricingUnit", "SkuPriceId", "ConsumedQuantity",
                   "ConsumedUnit"}
@@ -143,19 +163,21 @@ def read_csv(path):
         return reader.fieldnames, list(reader)
 
 
-def test_csv_columns_types_and_values(books, tmp_path):
+@pytest.mark.parametrize("version", ["1.2", "1.3", "1.4"])
+def test_csv_columns_types_and_values(books, tmp_path, version):
     path = tmp_path / "focus.csv"
-    summary = export_focus(books, PERIOD, path, "csv", FocusOptions(invoice_issuer="CometAPI"))
+    summary = export_focus(books, PERIOD, path, "csv",
+                           FocusOptions(invoice_issuer="CometAPI", version=version))
     header, rows = read_csv(path)
+    spec = SPEC_BY_VERSION[version]
 
     focus_columns = [c for c in header if not c.startswith("x_")]
-    assert sorted(focus_columns) == sorted(SPEC) and len(focus_columns) == 57
-    assert {c for c in header if c not in SPEC} == {
-        "x_Meter", "x_PriceEntryId", "x_PriceKind", "x_PriceSourceUrl", "x_ListPriceEntryId",
-        "x_AllocationStatus", "x_EventCount"}
+    assert focus_columns == sorted(spec)  # FOCUS columns first, in order, then x_ ones
+    assert len(focus_columns) == {"1.2": 53, "1.3": 61, "1.4": 60}[version]
+    assert set(header) - set(spec) == EXTENSIONS
     assert len(rows) == summary.rows == 9
     for row in rows:
-        for column, (_, kind, nullable) in SPEC.items():
+        for column, (_, kind, nullable) in spec.items():
             value = row[column]
             if not nullable or column in USAGE_NOT_NULL:
                 assert value != "", f"{column} is null"
@@ -173,9 +195,16 @@ def test_csv_columns_types_and_values(books, tmp_path):
             assert row[column] in allowed, (column, row[column])
         assert row["ChargeCategory"] == "Usage" and row["ChargeFrequency"] == "Usage-Based"
         assert row["BillingCurrency"] == "USD"
-        assert row["ProviderName"] == "CometAPI" and row["ServiceName"] == "CometAPI"
-        assert row["PublisherName"] == "OpenAI" and row["InvoiceIssuerName"] == "CometAPI"
+        assert row["ServiceName"] == "CometAPI" and row["InvoiceIssuerName"] == "CometAPI"
+        if version != "1.4":
+            assert row["ProviderName"] == "CometAPI" and row["PublisherName"] == "OpenAI"
+        if version != "1.2":  # the reseller sells; the model's vendor hosts the model
+            assert row["ServiceProviderName"] == "CometAPI"
+            assert row["HostProviderName"] == "OpenAI"
+            assert row["AllocatedMethodId"] == row["AllocatedTags"] == ""  # no shared rules
         assert row["BillingAccountId"] == "cometapi"
+        assert row["BillingAccountName"] == "CometAPI account"
+        assert row["InvoiceId"] == ""  # nothing reconciled yet
         assert row["ConsumedUnit"] == "Tokens" and row["PricingUnit"] == "1000000 Tokens"
         assert Decimal(row["PricingQuantity"]) * 1_000_000 == Decimal(row["ConsumedQuantity"])
         with localcontext() as ctx:
@@ -198,7 +227,7 @@ def test_csv_columns_types_and_values(books, tmp_path):
     billed = sum(Decimal(r["BilledCost"]) for r in rows)
     assert billed * 10**12 == ledger_total and summary.cost_pico == {"USD": ledger_total}
 
-    by_key = {(r["ChargePeriodStart"][:10], json.loads(r["Tags"])["application"],
+    by_key = {(r["ChargePeriodStart"][:10], json.loads(r["Tags"]).get("application"),
                r["x_Meter"], r["SkuId"].split(":")[0]): r for r in rows}
     inputs = by_key[("2026-10-05", "search-summaries", "input_tokens", "gpt-4o-mini")]
     assert json.loads(inputs["Tags"]) == OWNER
@@ -225,10 +254,15 @@ def test_csv_columns_types_and_values(books, tmp_path):
     assert gpt4o["ChargePeriodStart"] == "2026-10-06T00:00:00Z"
     assert gpt4o["ChargePeriodEnd"] == "2026-10-07T00:00:00Z"
 
-    # Quarantined spend is exported under its captured owner, flagged.
+    # Quarantined spend carries no owner (the registry rejected its claim); the claim, as
+    # captured, is kept apart in x_ClaimedOwner.
     quarantined = [r for r in rows if r["x_AllocationStatus"] == "quarantined"]
-    assert {json.loads(r["Tags"])["application"] for r in quarantined} == {"no-such-app"}
     assert len(quarantined) == 2
+    for r in quarantined:
+        tags = json.loads(r["Tags"])
+        assert not {"application", "cost_center", "business_unit", "budget_owner"} & set(tags)
+        assert json.loads(r["x_ClaimedOwner"])["application"] == "no-such-app"
+    assert all(r["x_ClaimedOwner"] == "" for r in rows if r not in quarantined)
 
     # Unpriced usage is in no row, and counted.
     assert not any("mystery" in r["SkuId"] for r in rows)
@@ -242,8 +276,9 @@ def test_parquet_exact_types(books, tmp_path):
     export_focus(books, PERIOD, parquet_path, "parquet")
     table = pq.read_table(parquet_path)
     _, csv_rows = read_csv(csv_path)
-    assert sorted(c for c in table.column_names if not c.startswith("x_")) == sorted(SPEC)
-    for column, (_, kind, _) in SPEC.items():
+    spec = SPEC_BY_VERSION["1.3"]  # the default
+    assert sorted(c for c in table.column_names if not c.startswith("x_")) == sorted(spec)
+    for column, (_, kind, _) in spec.items():
         field_type = table.schema.field(column).type
         if kind == "Decimal":
             assert pa.types.is_decimal128(field_type), column
@@ -253,7 +288,7 @@ def test_parquet_exact_types(books, tmp_path):
             assert pa.types.is_string(field_type), column
     assert table.num_rows == len(csv_rows)
     for got, want in zip(table.to_pylist(), csv_rows, strict=True):
-        for column, (_, kind, _) in SPEC.items():
+        for column, (_, kind, _) in spec.items():
             value = got[column]
             if kind == "Decimal":
                 assert (value is None) == (want[column] == "")

@@ -87,6 +87,12 @@ def test_unit_shapes(rows):
     for row in rows.values():
         assert row["ProviderName"] in ("OpenAI", "CometAPI")
         assert row["PublisherName"] == ("Anthropic" if "claude" in row["SkuId"] else "OpenAI")
+        # 1.3: bought directly, OpenAI sells and hosts; through CometAPI, the reseller sells
+        # and the model's vendor hosts.
+        assert row["ServiceProviderName"] == row["ProviderName"]
+        assert row["HostProviderName"] == row["PublisherName"]
+    claude = rows[("claude-sonnet-4:input_tokens", "list")]
+    assert (claude["ServiceProviderName"], claude["HostProviderName"]) == ("CometAPI", "Anthropic")
 
 
 def test_tiers_are_separate_price_ids(rows):

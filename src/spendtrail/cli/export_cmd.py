@@ -1,4 +1,4 @@
-"""`spendtrail export focus`: the ledger as FOCUS 1.2 cost-and-usage rows."""
+"""`spendtrail export focus`: the ledger as FOCUS cost-and-usage rows (1.3; 1.2 or 1.4)."""
 
 from __future__ import annotations
 
@@ -26,6 +26,12 @@ class FocusFileFormat(StrEnum):
     parquet = "parquet"
 
 
+class FocusVersion(StrEnum):
+    v1_2 = "1.2"
+    v1_3 = "1.3"
+    v1_4 = "1.4"
+
+
 @app.command()
 def focus(
     period: Annotated[str, typer.Option(help="YYYY-MM, YYYY-MM-DD or START..END (UTC days)")],
@@ -34,18 +40,25 @@ def focus(
     billing_account: Annotated[
         str | None, typer.Option(help="BillingAccountId (default: the provider id)")
     ] = None,
-    billing_account_name: Annotated[str | None, typer.Option(help="BillingAccountName")] = None,
+    billing_account_name: Annotated[
+        str | None, typer.Option(help="BillingAccountName (default: '<provider> account')")
+    ] = None,
     invoice_issuer: Annotated[
         str | None, typer.Option(help="InvoiceIssuerName (default: the provider)")
     ] = None,
+    focus_version: Annotated[
+        FocusVersion, typer.Option(help="the FOCUS version to write")
+    ] = FocusVersion.v1_3,
 ) -> None:
-    """Write FOCUS 1.2 cost-and-usage rows (one per day, model, meter, owner and price).
+    """Write FOCUS cost-and-usage rows (one per day, model, meter, owner and price), and the
+    FOCUS metadata files beside them.
 
     Usage without a price cannot be a FOCUS cost row (costs are never null, never a made-up 0):
     it is counted here instead, and the command exits 1 when there is any."""
-    from spendtrail.reports.focus import FocusOptions, export_focus
+    from spendtrail.reports.focus import FocusOptions, export_focus, metadata_paths
 
-    options = FocusOptions(billing_account, billing_account_name, invoice_issuer)
+    options = FocusOptions(billing_account, billing_account_name, invoice_issuer,
+                           focus_version.value)
     try:
         summary = export_focus(ledger(), parse_period(period), output, fmt.value, options)
     except SpendtrailError as exc:
@@ -56,6 +69,9 @@ def focus(
         f"{summary.events} events in {summary.period.label}; BilledCost {costs or '0'}",
         highlight=False, soft_wrap=True,
     )
+    console.print(f"FOCUS {options.version}; metadata: "
+                  + ", ".join(str(p) for p in metadata_paths(output).values()),
+                  highlight=False, soft_wrap=True)
     if summary.no_usage_events:
         console.print(f"{summary.no_usage_events} events metered nothing (no charge)")
     missing = [

@@ -6,5 +6,7 @@ from the daily rollups and cost entries. Every amount exact, per currency.
 - ``costs.py``: cost by owner, model and day.
 - ``unit_cost.py``: cost per unit per owner.
 - ``retries.py``: retry inflation: attempts, requests, billable calls.
-- ``focus.py``: the FOCUS 1.2 export; ``focus_columns.py``: its columns, checked per row.
+- ``focus.py``: the FOCUS export (1.3; 1.2, 1.4) and its metadata; ``focus_columns.py``: the
+  columns per version, checked per row; ``focus_allocation.py``: the shared-cost splits it
+  writes as split cost allocation.
 """

@@ -1,4 +1,5 @@
-"""FOCUS 1.2 cost-and-usage export of the ledger (CSV or Parquet). Rules: docs/focus.md.
+"""FOCUS cost-and-usage export of the ledger (CSV or Parquet), FOCUS 1.3 by default, 1.2 and
+1.4 on request, with the FOCUS metadata beside it. Rules: docs/focus.md.
 
 One row per (UTC day, provider, model, owner tag set, price entry, priced meter, unit price):
 the current cost entry (highest revision) of every event in the period is split into its
@@ -10,12 +11,20 @@ prices are the price entry's own, and ``ContractedUnitPrice x PricingQuantity =
 ContractedCost`` (likewise List) holds exactly on every row. FOCUS cost columns cannot be
 null and unpriced usage must never read as 0, so usage without a price is left out of the
 rows and counted in the summary (``FocusSummary``) the command prints.
+
+Owners: an event the exception queue reassigned is exported under the owner it was assigned
+to; a quarantined one under no owner at all (the registry rejected its claim). Both keep the
+claim as captured in ``x_ClaimedOwner``. From 1.3, a pool's rows that a shared-cost rule
+splits are written as split cost allocation: one allocated row per recipient and origin row,
+carrying the recipient's exact share (``focus_allocation.shared_splits`` says how).
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
+import uuid
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -32,16 +41,37 @@ from spendtrail.events.model import Usage
 from spendtrail.ledger.costs import is_current
 from spendtrail.ledger.db import as_utc
 from spendtrail.ledger.prices import load_catalog
-from spendtrail.ledger.schema import cost_entries, events
+from spendtrail.ledger.registry_versions import load_history
+from spendtrail.ledger.schema import (
+    bill_imports,
+    cost_entries,
+    events,
+    reallocations,
+    reconciliations,
+)
 from spendtrail.money import from_pico, plain_decimal
 from spendtrail.periods import Period
 from spendtrail.pricing import TOKEN_METERS, Catalog, PriceEntry
-from spendtrail.reports.focus_columns import ALLOWED, COLUMN_NAMES, COLUMNS, USAGE_REQUIRED
+from spendtrail.reports.focus_allocation import METHOD_UNITS, Recipient, Split, shared_splits
+from spendtrail.reports.focus_columns import (
+    ALLOWED,
+    COLUMN_NAMES,
+    COLUMNS,
+    DEFAULT_VERSION,
+    FOCUS_VERSIONS,
+    USAGE_REQUIRED,
+)
 
 FocusFormat = Literal["csv", "parquet"]
 
 OWNER_FIELDS = ("business_unit", "application", "environment", "workload_class",
                 "cost_center", "budget_owner")
+# Context tags the registry rejected (by reason code) are never written as tags.
+REJECTED_BY = {
+    "environment": ("unknown_environment", "environment_not_allowed", "missing_environment"),
+    "workload_class": ("unknown_workload_class", "workload_not_allowed",
+                       "missing_workload_class"),
+}
 PRICED_STATUSES = ("priced", "incomplete")
 
 # (ProviderName, ServiceName) of providers people route through; others use their ledger id.
@@ -54,6 +84,8 @@ PROVIDERS: dict[str, tuple[str, str]] = {
     "mistral": ("Mistral AI", "Mistral API"),
     "openrouter": ("OpenRouter", "OpenRouter"),
 }
+# Providers that resell other vendors' models: the vendor hosts the model (HostProviderName).
+ROUTERS = frozenset({"cometapi", "openrouter"})
 # Model-name prefixes of the vendors that produce the models (PublisherName).
 PUBLISHERS: tuple[tuple[tuple[str, ...], str], ...] = (
     (("gpt", "chatgpt", "o1", "o3", "o4", "dall-e", "whisper", "tts-", "text-embedding",
@@ -88,8 +120,14 @@ class FocusExportError(SpendtrailError):
 @dataclass(frozen=True, slots=True)
 class FocusOptions:
     billing_account_id: str | None = None  # default: the provider's ledger id
-    billing_account_name: str | None = None
+    billing_account_name: str | None = None  # default: "<ServiceProviderName> account"
     invoice_issuer: str | None = None  # default: ProviderName (who sells also invoices)
+    version: str = DEFAULT_VERSION
+
+    def __post_init__(self) -> None:
+        if self.version not in FOCUS_VERSIONS:
+            raise FocusExportError(
+                f"FOCUS version {self.version!r}: expected one of {', '.join(FOCUS_VERSIONS)}")
 
 
 @dataclass
@@ -117,8 +155,9 @@ class _RowKey(NamedTuple):
     day: date
     provider: str
     model: str
-    owner: tuple[str, ...]  # OWNER_FIELDS, '' for unset
-    allocation_status: str
+    owner: tuple[str, ...]  # OWNER_FIELDS, '' for unset or rejected
+    allocation_status: str  # allocated, shared, quarantined or reassigned
+    claimed: tuple[str, ...]  # OWNER_FIELDS as captured, for quarantined and reassigned
     entry_id: str
     meter: str
     unit_pico: int
@@ -164,7 +203,11 @@ def focus_rows(
             )
         _add_event(row, entry, catalog, sums)
         summary.exported_events += 1
-    rows = [_focus_row(key, total, entries, options) for key, total in sorted(sums.items())]
+    context = _Context(options, entries, _invoices(conn, period),
+                       [] if options.version == "1.2" else shared_splits(conn, period),
+                       _registry_owners(conn))
+    rows = [row for key, total in sorted(sums.items())
+            for row in _focus_rows(key, total, context)]
     summary.rows = len(rows)
     for key, total in sums.items():
         currency = entries[key.entry_id].currency
@@ -179,14 +222,15 @@ def export_focus(
     """Build, check (``check_rows`` is the gate) and write the export; returns its summary."""
     with engine.connect() as conn:
         rows, summary = focus_rows(conn, period, options)
-    problems = check_rows(rows)
+    problems = check_rows(rows, options.version)
     if problems:
         shown = "; ".join(problems[:5])
         raise FocusExportError(f"{len(problems)} FOCUS rule violation(s), e.g. {shown}")
     if fmt == "csv":
-        write_csv(rows, path)
+        write_csv(rows, path, options.version)
     else:
-        write_parquet(rows, path)
+        write_parquet(rows, path, options.version)
+    write_metadata(path, len(rows), options.version)
     return summary
 
 
@@ -195,18 +239,69 @@ def export_focus(
 
 def _current_costs(period: Period) -> sa.Select:
     """Each event of the period with its current cost entry (none: an outer-join null)."""
-    e, c = events.c, cost_entries.c
+    e, c, m = events.c, cost_entries.c, reallocations.c
     current = sa.and_(c.event_id == e.event_id, is_current())
     return (
         sa.select(
             e.event_id, e.day, e.started_at, e.provider,
             sa.func.coalesce(e.model_served, e.model_requested).label("model"),
-            *(e[name] for name in OWNER_FIELDS), e.allocation_status, e.usage,
-            c.status, c.price_entry_id, c.breakdown,
+            *(e[name] for name in OWNER_FIELDS), e.allocation_status, e.allocation_reasons,
+            e.usage, c.status, c.price_entry_id, c.breakdown,
+            m.to_application, m.to_business_unit, m.to_cost_center, m.to_budget_owner,
         )
-        .select_from(events.outerjoin(cost_entries, current))
+        .select_from(events.outerjoin(cost_entries, current)
+                     .outerjoin(reallocations, m.event_id == e.event_id))
         .where(e.day >= period.start, e.day < period.end)
     )
+
+
+def _owner(row: Any) -> tuple[tuple[str, ...], str, tuple[str, ...]]:
+    """(owner tags, allocation status, claim as captured): a reassigned event's owner is the
+    one it was assigned to; a quarantined one has none, since the registry rejected it."""
+    captured = tuple(getattr(row, name) or "" for name in OWNER_FIELDS)
+    status = row.allocation_status
+    if status != "quarantined":
+        return captured, status, ()
+    reasons = set(row.allocation_reasons.split(","))
+    context = {name: getattr(row, name) or "" for name in REJECTED_BY
+               if not reasons.intersection(REJECTED_BY[name])}
+    if row.to_application is None:
+        owner = {**dict.fromkeys(OWNER_FIELDS, ""), **context}
+        return tuple(owner[name] for name in OWNER_FIELDS), status, captured
+    assigned = {"business_unit": row.to_business_unit, "application": row.to_application,
+                "cost_center": row.to_cost_center, "budget_owner": row.to_budget_owner}
+    owner = {**dict.fromkeys(OWNER_FIELDS, ""), **context, **assigned}
+    return tuple(owner[name] for name in OWNER_FIELDS), "reassigned", captured
+
+
+def _invoices(conn: sa.Connection, period: Period) -> dict[str, list[tuple[date, date, str]]]:
+    """provider -> (start, end, InvoiceId) of each passing reconciliation overlapping the
+    period, latest first: its bill is the invoice the provider's charges of those days are on.
+    The id is the reconciled bill file's SHA-256 (its first 16 hex digits)."""
+    r, b = reconciliations.c, bill_imports.c
+    found: dict[str, list[tuple[date, date, str]]] = {}
+    for provider, start, end, sha256 in conn.execute(
+        sa.select(r.provider, r.period_start, r.period_end, b.sha256)
+        .join(bill_imports, b.id == r.bill_import_id)
+        .where(r.result == "pass", r.period_start < period.end, r.period_end > period.start)
+        .order_by(r.id.desc())
+    ):
+        found.setdefault(provider, []).append((start, end, f"sha256:{sha256[:16]}"))
+    return found
+
+
+def _registry_owners(conn: sa.Connection) -> dict[str, tuple[str, dict[str, str]]]:
+    """Application id -> (name, owner tags) in the latest registry: AllocatedResourceName and
+    AllocatedTags of the rows allocated to it."""
+    latest = load_history(conn).latest()
+    if latest is None:
+        return {}
+    registry = latest[1]
+    return {
+        app.id: (app.name, {"business_unit": app.business_unit, "application": app.id,
+                            "cost_center": app.cost_center, "budget_owner": app.budget_owner})
+        for app in (*registry.applications.values(), registry.shared_pool)
+    }
 
 
 _usage = msgspec.json.Decoder(Usage)
@@ -220,7 +315,7 @@ def _add_event(
     leaves, tier = _leaves(usage, entry)
     at = as_utc(row.started_at)
     list_entry, list_leaves = _list_prices(catalog, entry, row.provider, row.model, usage, at)
-    owner = tuple(getattr(row, name) or "" for name in OWNER_FIELDS)
+    owner, status, claimed = _owner(row)
     for meter, cost in breakdown.items():
         if meter not in leaves:
             raise FocusExportError(
@@ -241,7 +336,7 @@ def _add_event(
             if list_entry is not None and meter in list_leaves
             else (entry.id, unit_pico)
         )
-        key = _RowKey(row.day, row.provider, row.model, owner, row.allocation_status,
+        key = _RowKey(row.day, row.provider, row.model, owner, status, claimed,
                       entry.id, meter, unit_pico, tier, list_id, list_pico)
         total = sums.get(key)
         if total is None:
@@ -321,13 +416,77 @@ def _list_prices(
 # -- one FOCUS row -----------------------------------------------------------------------
 
 
-def _focus_row(
-    key: _RowKey, total: _Sum, entries: Mapping[str, PriceEntry], options: FocusOptions
+@dataclass(frozen=True, slots=True)
+class _Context:
+    options: FocusOptions
+    entries: Mapping[str, PriceEntry]
+    invoices: Mapping[str, list[tuple[date, date, str]]]
+    splits: list[Split]
+    owners: Mapping[str, tuple[str, dict[str, str]]]
+
+    def invoice_id(self, provider: str, day: date) -> str | None:
+        for start, end, invoice in self.invoices.get(provider, ()):
+            if start <= day < end:
+                return invoice
+        return None
+
+    def split(self, key: _RowKey, currency: str) -> Split | None:
+        pool = key.owner[OWNER_FIELDS.index("application")]
+        if key.allocation_status not in ("allocated", "shared") or not pool:
+            return None
+        return next((s for s in self.splits if s.covers(pool, currency, key.day)), None)
+
+
+def _focus_rows(key: _RowKey, total: _Sum, context: _Context) -> list[dict[str, Any]]:
+    """The row for one key; from 1.3, one allocated row per recipient when a shared-cost rule
+    splits the key's pool (each a ratio of the origin row, exactly; together the origin)."""
+    row = _focus_row(key, total, context)
+    found = context.split(key, row["BillingCurrency"])
+    if found is None:
+        return [row]
+    # A recipient with a zero share (no direct cost in a proportional segment) gets no row.
+    return [_allocated(row, found, recipient, context) for recipient in found.recipients
+            if recipient.ratio]
+
+
+def _allocated(
+    origin: dict[str, Any], found: Split, recipient: Recipient, context: _Context
 ) -> dict[str, Any]:
+    ratio = recipient.ratio
+    row = dict(origin)
+    with localcontext() as ctx:
+        ctx.prec = 80  # products of exact decimals stay exact
+        for column in ("BilledCost", "EffectiveCost", "ListCost", "ContractedCost",
+                       "PricingQuantity", "ConsumedQuantity"):
+            row[column] = _plain(origin[column] * ratio)
+    name, owner = context.owners.get(
+        recipient.application, (recipient.application, {"application": recipient.application}))
+    row.update({
+        "AllocatedMethodId": f"spendtrail-shared-cost/{found.method}",
+        "AllocatedMethodDetails": {
+            "Elements": [{"AllocatedRatio": _plain(ratio),
+                          "UsageUnit": METHOD_UNITS.get(found.method, found.method),
+                          "x_ExactRatio": str(recipient.exact)}],
+            "x_OriginChargeId": found.origin_id,
+            "x_RuleId": found.rule_id,
+            "x_RulesVersion": found.rules_version,
+        },
+        "AllocatedResourceId": recipient.application,
+        "AllocatedResourceName": name,
+        "AllocatedTags": owner,
+    })
+    if "InvoiceDetailId" in row and row["InvoiceId"] is not None:
+        row["InvoiceDetailId"] = _detail_id(origin["InvoiceDetailId"], recipient.application)
+    return row
+
+
+def _focus_row(key: _RowKey, total: _Sum, context: _Context) -> dict[str, Any]:
+    options = context.options
     day, provider, model, meter, tier = key.day, key.provider, key.model, key.meter, key.tier
-    entry = entries[key.entry_id]
+    entry = context.entries[key.entry_id]
     words, consumed_unit, pricing_unit, per_unit = METER_UNITS[meter]
     provider_name, service_name = PROVIDERS.get(provider, (provider, f"{provider} API"))
+    publisher = publisher_of(model) or provider_name
     quantity = Decimal(total.quantity)
     pricing_quantity = quantity / per_unit  # exact: per_unit is a power of ten
     contracted_price = _unit_price(key.unit_pico, per_unit)
@@ -337,16 +496,20 @@ def _focus_row(
         contracted_cost = contracted_price * pricing_quantity
         list_cost = list_price * pricing_quantity
     billed = _plain(from_pico(total.cost_pico))
-    tags = {name: value for name, value in zip(OWNER_FIELDS, key.owner, strict=True) if value}
+    tags: dict[str, Any] = {
+        name: value for name, value in zip(OWNER_FIELDS, key.owner, strict=True) if value}
     tags["allocation_status"] = key.allocation_status
+    claimed = {name: value for name, value in zip(OWNER_FIELDS, key.claimed, strict=False)
+               if value}
     sku_id = f"{model}:{meter}"
     price_id = f"{provider}:{sku_id}:{entry.kind}" + (f":above-{tier}" if tier != BASE_TIER else "")
     month_start = day.replace(day=1)
-    row: dict[str, Any] = dict.fromkeys(COLUMN_NAMES)
-    row.update({
+    account = options.billing_account_id or provider
+    invoice = context.invoice_id(provider, day)
+    values: dict[str, Any] = {
         "BilledCost": billed,
-        "BillingAccountId": options.billing_account_id or provider,
-        "BillingAccountName": options.billing_account_name,
+        "BillingAccountId": account,
+        "BillingAccountName": options.billing_account_name or f"{provider_name} account",
         "BillingAccountType": "Billing Account",
         "BillingCurrency": entry.currency,
         "BillingPeriodStart": _midnight(month_start),
@@ -361,6 +524,9 @@ def _focus_row(
         "ContractedCost": _plain(contracted_cost),
         "ContractedUnitPrice": contracted_price,
         "EffectiveCost": billed,
+        "HostProviderName": publisher if provider in ROUTERS else provider_name,
+        "InvoiceDetailId": None if invoice is None else _detail_id(invoice, *map(str, key)),
+        "InvoiceId": invoice,
         "InvoiceIssuerName": options.invoice_issuer or provider_name,
         "ListCost": _plain(list_cost),
         "ListUnitPrice": list_price,
@@ -368,9 +534,10 @@ def _focus_row(
         "PricingQuantity": _plain(pricing_quantity),
         "PricingUnit": pricing_unit,
         "ProviderName": provider_name,
-        "PublisherName": publisher_of(model) or provider_name,
+        "PublisherName": publisher,
         "ServiceCategory": "AI and Machine Learning",
         "ServiceName": service_name,
+        "ServiceProviderName": provider_name,
         "ServiceSubcategory": "Generative AI",
         "SkuId": sku_id,
         "SkuMeter": words.title(),
@@ -382,9 +549,16 @@ def _focus_row(
         "x_PriceSourceUrl": entry.source_url,
         "x_ListPriceEntryId": key.list_entry_id,
         "x_AllocationStatus": key.allocation_status,
+        "x_ClaimedOwner": claimed or None,
         "x_EventCount": total.events,
-    })
-    return row
+    }
+    names = COLUMN_NAMES[options.version]
+    return {name: values.get(name) for name in names}
+
+
+def _detail_id(*parts: str) -> str:
+    """A stable id for one row within its invoice (InvoiceDetailId, FOCUS 1.4)."""
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:20]
 
 
 def publisher_of(model: str) -> str | None:
@@ -417,18 +591,20 @@ def _next_month(first: date) -> date:
 # -- checking ----------------------------------------------------------------------------
 
 
-def check_rows(rows: Iterable[Mapping[str, Any]]) -> list[str]:
-    """FOCUS 1.2 rules per row: columns, nulls, allowed values, types, and unit price x
+def check_rows(
+    rows: Iterable[Mapping[str, Any]], version: str = DEFAULT_VERSION
+) -> list[str]:
+    """The version's rules per row: columns, nulls, allowed values, types, and unit price x
     PricingQuantity = cost. Empty when every row conforms."""
     return [f"row {number}: {problem}"
-            for number, row in enumerate(rows, 1) for problem in _row_problems(row)]
+            for number, row in enumerate(rows, 1) for problem in _row_problems(row, version)]
 
 
-def _row_problems(row: Mapping[str, Any]) -> list[str]:
-    if tuple(row) != COLUMN_NAMES:
-        return ["columns differ from the FOCUS 1.2 column list"]
+def _row_problems(row: Mapping[str, Any], version: str) -> list[str]:
+    if tuple(row) != COLUMN_NAMES[version]:
+        return [f"columns differ from the FOCUS {version} column list"]
     problems: list[str] = []
-    for column in COLUMNS:
+    for column in COLUMNS[version]:
         value = row[column.name]
         if value is None:
             if not column.nullable or (
@@ -466,6 +642,10 @@ def _has_kind(value: Any, kind: str) -> bool:
 # -- writing -----------------------------------------------------------------------------
 
 
+# JSON compact with sorted keys; decimals as JSON numbers, digit for digit.
+_json = msgspec.json.Encoder(decimal_format="number", order="sorted")
+
+
 def _cell(value: Any) -> str:
     """CSV text: decimals as plain digits (never float, never an exponent), UTC times with Z,
     JSON compact, null empty."""
@@ -476,22 +656,28 @@ def _cell(value: Any) -> str:
     if isinstance(value, datetime):
         return value.strftime("%Y-%m-%dT%H:%M:%SZ")
     if isinstance(value, dict):
-        return json.dumps(value, sort_keys=True, separators=(",", ":"))
+        return _json.encode(value).decode()
     return str(value)
 
 
-def write_csv(rows: Iterable[Mapping[str, Any]], path: Path) -> None:
+def write_csv(
+    rows: Iterable[Mapping[str, Any]], path: Path, version: str = DEFAULT_VERSION
+) -> None:
+    names = COLUMN_NAMES[version]
     with path.open("w", newline="", encoding="utf-8") as out:
         writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(COLUMN_NAMES)
-        writer.writerows([_cell(row[name]) for name in COLUMN_NAMES] for row in rows)
+        writer.writerow(names)
+        writer.writerows([_cell(row[name]) for name in names] for row in rows)
 
 
-PARQUET_DECIMAL = (38, 18)  # 20 integer digits; 18 places hold a pico price x a quantity
+# 14 integer digits; 24 places hold a pico price x a quantity x an allocated ratio (12 places)
+PARQUET_DECIMAL = (38, 24)
 _BATCH = 4096
 
 
-def write_parquet(rows: list[Mapping[str, Any]], path: Path) -> None:
+def write_parquet(
+    rows: list[Mapping[str, Any]], path: Path, version: str = DEFAULT_VERSION
+) -> None:
     """decimal128 for every Decimal column (exact), timestamp[us, UTC], JSON as text."""
     try:
         import pyarrow as pa  # heavy; only this format needs it
@@ -502,14 +688,77 @@ def write_parquet(rows: list[Mapping[str, Any]], path: Path) -> None:
         "string": pa.string(), "json": pa.string(), "integer": pa.int64(),
         "decimal": pa.decimal128(*PARQUET_DECIMAL), "datetime": pa.timestamp("us", tz="UTC"),
     }
-    schema = pa.schema([pa.field(c.name, types[c.kind], nullable=c.nullable) for c in COLUMNS])
-    json_columns = {c.name for c in COLUMNS if c.kind == "json"}
+    columns = COLUMNS[version]
+    schema = pa.schema([pa.field(c.name, types[c.kind], nullable=c.nullable) for c in columns])
+    json_columns = {c.name for c in columns if c.kind == "json"}
     with pq.ParquetWriter(path, schema) as writer:
         for start in range(0, max(len(rows), 1), _BATCH):
             chunk = rows[start:start + _BATCH]
             columns = {
                 name: [_cell(r[name]) if name in json_columns and r[name] is not None
                        else r[name] for r in chunk]
-                for name in COLUMN_NAMES
+                for name in COLUMN_NAMES[version]
             }
             writer.write_table(pa.table(columns, schema=schema))
+
+
+# -- metadata ----------------------------------------------------------------------------
+
+DATA_GENERATOR = "spendtrail"
+PARQUET_TYPES = {"string": "STRING", "json": "JSON", "integer": "DECIMAL",
+                 "decimal": "DECIMAL", "datetime": "DATETIME"}
+
+
+def metadata_paths(path: Path) -> dict[str, Path]:
+    """The FOCUS metadata files written beside an export ``x.csv``: ``x.data_generator.json``,
+    ``x.schema.json`` and ``x.metadata.json`` (the export's reference to its schema)."""
+    stem = path.with_suffix("")
+    return {part: stem.with_name(f"{stem.name}.{part}.json")
+            for part in ("data_generator", "schema", "metadata")}
+
+
+def schema_metadata(version: str, created: datetime) -> dict[str, Any]:
+    """The FOCUS schema metadata object: SchemaId (a GUID derived from the columns, so the
+    same structure keeps its id and any change gets a new one), FocusVersion, CreationDate,
+    DataGeneratorVersion and one ColumnDefinition per column."""
+    from importlib.metadata import version as package_version
+
+    definitions = []
+    for column in COLUMNS[version]:
+        definition: dict[str, Any] = {"ColumnName": column.name,
+                                      "DataType": PARQUET_TYPES[column.kind]}
+        if column.kind == "decimal":
+            definition["NumericPrecision"], definition["NumberScale"] = PARQUET_DECIMAL
+        elif column.kind == "integer":
+            definition["NumericPrecision"], definition["NumberScale"] = 19, 0
+        elif column.kind in ("string", "json"):
+            definition["StringEncoding"] = "UTF-8"
+        definitions.append(definition)
+    generator_version = package_version("spendtrail")
+    structure = json.dumps([version, generator_version, definitions], sort_keys=True)
+    return {
+        "SchemaId": str(uuid.uuid5(uuid.NAMESPACE_URL, f"spendtrail:focus:{structure}")),
+        "FocusVersion": version,
+        "CreationDate": created.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "DataGeneratorVersion": generator_version,
+        "ColumnDefinition": definitions,
+    }
+
+
+def write_metadata(path: Path, rows: int, version: str) -> dict[str, Path]:
+    """Write the export's FOCUS metadata files; returns their paths."""
+    paths = metadata_paths(path)
+    schema = schema_metadata(version, datetime.now(UTC))
+    documents = {
+        "data_generator": {"DataGenerator": DATA_GENERATOR},
+        "schema": schema,
+        "metadata": {
+            "SchemaId": schema["SchemaId"],
+            "SchemaReference": paths["schema"].name,
+            "data_location": [{"filepath": path.name, "total_bytes": path.stat().st_size,
+                               "total_rows": rows}],
+        },
+    }
+    for part, document in documents.items():
+        paths[part].write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    return paths

@@ -1,8 +1,13 @@
-"""The FOCUS 1.2 cost-and-usage columns spendtrail writes, and its x_ extension columns.
+"""The FOCUS cost-and-usage columns spendtrail writes per FOCUS version (1.2, 1.3, 1.4), and
+its x_ extension columns.
 
 Levels and nullability are the spec's "Content Constraints" (FOCUS_Spec tag v1.2,
-``specification/columns/*.md``); see docs/focus.md. The export checks every row against this
-table before writing, because the public validators neither fail on error nor catch every row.
+``specification/columns/*.md``; from 1.3 ``specification/datasets/cost_and_usage/columns``);
+see docs/focus.md for what differs between versions. The export checks every row against the
+version's table before writing, because the public validators neither fail on error nor catch
+every row. The four ``PricingCurrency*`` columns are left out of every version: the spec
+requires them only when pricing and billing currencies differ (never here: a price entry's
+currency is the billed one), and when present they must not be null.
 """
 
 from __future__ import annotations
@@ -25,7 +30,10 @@ def _c(name: str, level: str, kind: Kind = "string", nullable: bool = True) -> C
     return Column(name, level, kind, nullable)  # type: ignore[arg-type]
 
 
-FOCUS_COLUMNS: tuple[Column, ...] = (
+FOCUS_VERSIONS = ("1.2", "1.3", "1.4")
+DEFAULT_VERSION = "1.3"
+
+FOCUS_1_2: tuple[Column, ...] = (
     _c("AvailabilityZone", "R"),
     _c("BilledCost", "M", "decimal", False),
     _c("BillingAccountId", "M", nullable=False),
@@ -59,10 +67,6 @@ FOCUS_COLUMNS: tuple[Column, ...] = (
     _c("ListCost", "M", "decimal", False),
     _c("ListUnitPrice", "C", "decimal"),
     _c("PricingCategory", "C"),
-    _c("PricingCurrency", "C"),
-    _c("PricingCurrencyContractedUnitPrice", "C", "decimal"),
-    _c("PricingCurrencyEffectiveCost", "C", "decimal"),
-    _c("PricingCurrencyListUnitPrice", "C", "decimal"),
     _c("PricingQuantity", "M", "decimal"),
     _c("PricingUnit", "M"),
     _c("ProviderName", "M", nullable=False),
@@ -85,6 +89,30 @@ FOCUS_COLUMNS: tuple[Column, ...] = (
     _c("Tags", "C", "json"),
 )
 
+# Added in 1.3: the provider split (ServiceProviderName replaces ProviderName; ProviderName and
+# PublisherName stay, deprecated), split cost allocation, and the contract applied.
+ADDED_1_3: tuple[Column, ...] = (
+    _c("AllocatedMethodDetails", "R", "json"),
+    _c("AllocatedMethodId", "R"),
+    _c("AllocatedResourceId", "R"),
+    _c("AllocatedResourceName", "R"),
+    _c("AllocatedTags", "R", "json"),
+    _c("ContractApplied", "C", "json"),
+    _c("HostProviderName", "M"),
+    _c("ServiceProviderName", "M", nullable=False),
+)
+# 1.4 removes the deprecated ProviderName and PublisherName and adds InvoiceDetailId.
+REMOVED_1_4 = frozenset({"ProviderName", "PublisherName"})
+ADDED_1_4: tuple[Column, ...] = (_c("InvoiceDetailId", "M"),)
+
+
+def _sorted(columns: tuple[Column, ...]) -> tuple[Column, ...]:
+    return tuple(sorted(columns, key=lambda c: c.name))
+
+
+FOCUS_1_3 = _sorted(FOCUS_1_2 + ADDED_1_3)
+FOCUS_1_4 = _sorted(tuple(c for c in FOCUS_1_3 if c.name not in REMOVED_1_4) + ADDED_1_4)
+
 # spendtrail's own columns: the x_ prefix keeps them apart from present and future FOCUS ones.
 EXTENSION_COLUMNS: tuple[Column, ...] = (
     _c("x_Meter", "x", nullable=False),
@@ -93,11 +121,18 @@ EXTENSION_COLUMNS: tuple[Column, ...] = (
     _c("x_PriceSourceUrl", "x", nullable=False),
     _c("x_ListPriceEntryId", "x", nullable=False),
     _c("x_AllocationStatus", "x", nullable=False),
+    _c("x_ClaimedOwner", "x", "json"),
     _c("x_EventCount", "x", "integer", False),
 )
 
-COLUMNS: tuple[Column, ...] = FOCUS_COLUMNS + EXTENSION_COLUMNS
-COLUMN_NAMES: tuple[str, ...] = tuple(c.name for c in COLUMNS)
+COLUMNS: dict[str, tuple[Column, ...]] = {
+    version: focus + EXTENSION_COLUMNS
+    for version, focus in (("1.2", FOCUS_1_2), ("1.3", FOCUS_1_3), ("1.4", FOCUS_1_4))
+}
+COLUMN_NAMES: dict[str, tuple[str, ...]] = {
+    version: tuple(c.name for c in columns) for version, columns in COLUMNS.items()
+}
+ALL_COLUMN_NAMES = frozenset(name for names in COLUMN_NAMES.values() for name in names)
 
 # Usage rows must carry these despite the spec's "Allows nulls" (pricingquantity.md,
 # skupriceid.md, consumedquantity.md: null only on Correction / unused-commitment rows).
