@@ -35,7 +35,9 @@ def main(base_url: str, keys_file: Path) -> None:
 
     for i in range(6):
         chat("support-assistant", "user_facing", f"Draft a reply to ticket {i} " * 20)
-        chat("search-summaries", "batch", f"Summarize result page {i} " * 60, model="gpt-4o")
+        # max_tokens bounds what the budget reserves for the call (docs/budgets.md).
+        chat("search-summaries", "batch", f"Summarize result page {i} " * 60, model="gpt-4o",
+             max_tokens=250)
     for i in range(4):
         chat("contract-review", "batch", f"Review clause {i} " * 200, model="gpt-4.1-mini")
 
