@@ -10,6 +10,7 @@ import pytest
 from spendtrail.events.model import METERS, Usage
 from spendtrail.money import to_pico
 from spendtrail.pricing import (
+    CHARACTER_METERS,
     TOKEN_METERS,
     UNIT_METERS,
     PriceEntry,
@@ -40,8 +41,9 @@ GPT4O = entry({"input_tokens": "2.5", "cached_input_tokens": "1.25", "output_tok
 
 
 def test_meters_are_the_usage_meters():
-    assert set(TOKEN_METERS) | set(UNIT_METERS) == set(METERS)
-    assert not set(TOKEN_METERS) & set(UNIT_METERS)
+    groups = (set(TOKEN_METERS), set(CHARACTER_METERS), set(UNIT_METERS))
+    assert set.union(*groups) == set(METERS)
+    assert sum(map(len, groups)) == len(METERS)  # no meter in two groups
 
 
 def test_input_and_output_per_million_tokens():
