@@ -3,7 +3,7 @@ reports what it cannot express, and re-running it changes nothing."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import genai_prices
@@ -19,6 +19,7 @@ from spendtrail.pricing import Catalog, PricingError, price_usage
 from spendtrail.pricing.genai_import import ORIGIN, plan_genai_import
 
 PROVIDERS = ("openai", "anthropic", "google")
+AS_OF = date(2026, 12, 4)  # the day the imports run
 GENAI_NAMES = {
     "input_tokens": "input_tokens",
     "cached_input_tokens": "cache_read_tokens",
@@ -33,7 +34,7 @@ GENAI_NAMES = {
 
 @pytest.fixture(scope="module")
 def plan():
-    return plan_genai_import(PROVIDERS)
+    return plan_genai_import(PROVIDERS, AS_OF)
 
 
 @pytest.fixture(scope="module")
@@ -209,7 +210,7 @@ def test_match_clauses_translate(plan):
 
 
 def test_what_cannot_be_imported_exactly_is_reported():
-    plan = plan_genai_import(["deepseek", "huggingface_together", "openai", "anthropic"])
+    plan = plan_genai_import(["deepseek", "huggingface_together", "openai", "anthropic"], AS_OF)
     notes = [str(s) for s in plan.skipped]
 
     def note(provider_model: str, text: str) -> bool:
@@ -227,7 +228,7 @@ def test_what_cannot_be_imported_exactly_is_reported():
 
 def test_unknown_provider_is_a_clear_error():
     with pytest.raises(PricingError, match="--provider: genai-prices .* no provider 'cometapi'"):
-        plan_genai_import(["openai", "cometapi"])
+        plan_genai_import(["openai", "cometapi"], AS_OF)
 
 
 def test_import_is_idempotent_and_audited(ledger):
@@ -250,4 +251,4 @@ def test_import_is_idempotent_and_audited(ledger):
     loaded = Catalog(entries)
     at = ts("2025-06-15")
     assert loaded.lookup("openai", "o3", at) == Catalog(
-        plan_genai_import(["openai"]).entries).lookup("openai", "o3", at)
+        plan_genai_import(["openai"], AS_OF).entries).lookup("openai", "o3", at)

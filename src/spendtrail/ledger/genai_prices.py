@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, date, datetime
 
 import sqlalchemy as sa
 
@@ -20,17 +21,20 @@ class GenaiImportReport:
     closed: list[str]
     rechecked: list[str]
     skipped: list[Skipped]
+    checked_at: date  # the data's date, which dates every entry (genai_import.data_date)
 
 
 def import_genai_prices(
-    conn: sa.Connection, provider_ids: Sequence[str], *, actor: str, reason: str = ""
+    conn: sa.Connection, provider_ids: Sequence[str], *, actor: str, reason: str = "",
+    as_of: date | None = None,
 ) -> GenaiImportReport:
-    """Import list prices; idempotent: identical entries already stored are counted, not added."""
-    plan = plan_genai_import(provider_ids)
+    """Import list prices as of `as_of` (default today); idempotent: identical entries already
+    stored are counted, not added."""
+    plan = plan_genai_import(provider_ids, as_of or datetime.now(UTC).date())
     result = add_entries(conn, plan.entries, actor=actor, reason=reason, skip_conflicts=True)
     skipped = plan.skipped + [
         Skipped(r.entry.provider, r.entry.model_match, f"not imported: {r.reason}")
         for r in result.rejected
     ]
     return GenaiImportReport(result.added, result.unchanged, result.closed, result.rechecked,
-                             skipped)
+                             skipped, plan.checked_at)

@@ -237,7 +237,7 @@ class PriceEntry:
         setattr_(self, "pico_prices", base)
         setattr_(self, "pico_tiers", tuple(reversed(tiers)))  # highest threshold first
         if not self.id:
-            scope = (self.kind, provider, *filter(None, (self.service_tier,)))
+            scope = (self.kind, provider, *tier_scope(self.service_tier))
             setattr_(self, "id", default_entry_id(
                 scope, self.match_kind, pattern, self.effective_from))
         if len(self.id) > _MAX_ID:
@@ -361,6 +361,12 @@ def _tiers_record(tiers: tuple[Tier, ...]) -> list[dict[str, Any]]:
         {"above_input_tokens": t.above_input_tokens, "prices": _prices_record(t.prices)}
         for t in tiers
     ]
+
+
+def tier_scope(service_tier: str | None) -> tuple[str, ...]:
+    """What a tier adds to an entry id's scope: nothing for the standard tier, so the ids of
+    standard entries stay as they were before tiers existed."""
+    return () if service_tier is None else (f"tier={service_tier}",)
 
 
 def default_entry_id(
