@@ -185,9 +185,9 @@ def _row(entry: PriceEntry) -> dict[str, Any]:
         "model": entry.model_match if entry.match_kind == "exact"
         else f"{entry.model_match} ({entry.match_kind})",
         "kind": entry.kind,
-        "tier": entry.service_tier or "",
         "from": instant_str(entry.effective_from),
         "to": "" if entry.effective_to is None else instant_str(entry.effective_to),
+        "tier": entry.service_tier or "",
         "currency": entry.currency,
         "prices": " ".join(f"{m}={p}" for m, p in record["prices"].items()),
         "tiers": tiers,

@@ -2,9 +2,9 @@
 
 An entry's ``prices`` map is keyed by the ``Usage`` meter names. Token meters and
 ``input_characters`` are priced per 1,000,000 and may carry at most 6 decimal places;
-``requests``, ``images`` and ``seconds`` are priced per unit and may carry at most 12. Costs are kept in integer
-pico-units (``spendtrail.money``), so these limits make every computed cost exact: a price
-finer than that is rejected, never rounded.
+``requests``, ``images`` and ``seconds`` are priced per unit and may carry at most 12.
+Costs are kept in integer pico-units (``spendtrail.money``), so these limits make every
+computed cost exact: a price finer than that is rejected, never rounded.
 
 Tiers follow genai-prices: a tier applies when the request's *total* input tokens
 (``input_tokens``, cached and cache-write included) are strictly above its threshold, and it
