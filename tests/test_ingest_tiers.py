@@ -34,17 +34,33 @@ prices:
 
 
 def current_costs(engine) -> dict[str, tuple]:
-    newest = sa.select(cost_entries.c.event_id, sa.func.max(cost_entries.c.revision).label(
-        "revision")).group_by(cost_entries.c.event_id).subquery()
+    newest = (
+        sa.select(cost_entries.c.event_id, sa.func.max(cost_entries.c.revision).label("revision"))
+        .group_by(cost_entries.c.event_id)
+        .subquery()
+    )
     with engine.connect() as conn:
         rows = conn.execute(
-            sa.select(events.c.event_id, events.c.service_tier, cost_entries.c.price_entry_id,
-                      cost_entries.c.amount_pico, cost_entries.c.flags)
+            sa.select(
+                events.c.event_id,
+                events.c.service_tier,
+                cost_entries.c.price_entry_id,
+                cost_entries.c.amount_pico,
+                cost_entries.c.flags,
+            )
             .join(cost_entries, cost_entries.c.event_id == events.c.event_id)
-            .join(newest, sa.and_(newest.c.event_id == cost_entries.c.event_id,
-                                  newest.c.revision == cost_entries.c.revision))).all()
-    return {r.event_id: (r.service_tier, r.price_entry_id, from_pico(r.amount_pico), r.flags)
-            for r in rows}
+            .join(
+                newest,
+                sa.and_(
+                    newest.c.event_id == cost_entries.c.event_id,
+                    newest.c.revision == cost_entries.c.revision,
+                ),
+            )
+        ).all()
+    return {
+        r.event_id: (r.service_tier, r.price_entry_id, from_pico(r.amount_pico), r.flags)
+        for r in rows
+    }
 
 
 def test_a_batch_job_is_charged_its_batch_price(seeded, tmp_path):
@@ -55,8 +71,7 @@ def test_a_batch_job_is_charged_its_batch_price(seeded, tmp_path):
     standard = "contracted:cometapi:gpt-4o-mini@2026-01-01"
     assert current_costs(seeded) == {
         plain.event_id: (None, standard, Decimal("0.00045"), ""),
-        batch.event_id: ("batch", standard, Decimal("0.00045"),
-                         "service_tier_price_missing:batch"),
+        batch.event_id: ("batch", standard, Decimal("0.00045"), "service_tier_price_missing:batch"),
     }
 
     sheet = tmp_path / "batch.yaml"
