@@ -366,11 +366,13 @@ def test_list_prices_are_dated_by_the_data_not_the_install(plan):
 
 def test_a_reinstall_rechecks_nothing_and_old_list_prices_go_stale(ledger):
     with ledger.begin() as conn:
-        first = import_genai_prices(conn, ["openai"], actor="alice", as_of=AS_OF)
+        first = import_genai_prices(conn, ["openai"], actor="alice", today=AS_OF)
     assert first.checked_at == date(2026, 12, 1)
-    with ledger.begin() as conn:  # reinstalled later; same data
-        again = import_genai_prices(conn, ["openai"], actor="alice",
-                                    as_of=AS_OF + timedelta(days=20))
+    # Reinstalled and imported again after a price the data announced took effect
+    # (2027-01-01): still the same data, dated as of its first import.
+    with ledger.begin() as conn:
+        again = import_genai_prices(conn, ["openai"], actor="alice", today=date(2027, 2, 1))
+    assert again.checked_at == first.checked_at
     assert again.added == again.rechecked == again.closed == []
     assert sorted(again.unchanged) == sorted(first.added)
     with ledger.connect() as conn:

@@ -19,10 +19,10 @@ Each model of each requested provider becomes one entry per dated price and per 
   anything else (a route, a search type...) are reported.
 
 Provenance: source_url is the provider's pricing page in the data; checked_at the data's own
-date (``data_date``): genai-prices keeps its per-model ``prices_checked`` out of the package,
-so the newest price change the data records that had taken effect by the import is the
-newest date it proves it was checked, the same for every install of one data set;
-checked_by and origin ``genai-prices <version>``. The plan touches no ledger;
+date (``data_date``): genai-prices keeps its per-model ``prices_checked`` out of the package
+and the files carry the install time, so the newest price change the data records that had
+taken effect on the day given (the ledger gives the first import of the version) is the best
+date the data gives of when it was written; checked_by and origin ``genai-prices <version>``. The plan touches no ledger;
 ``spendtrail.ledger.genai_prices`` stores it.
 """
 
@@ -95,9 +95,9 @@ def available_providers() -> list[str]:
 
 
 def data_date(as_of: date) -> date:
-    """The installed data's date: its newest price change in effect on `as_of` (the data was
-    written on or after it). Changes the data announces for later days do not count, since
-    nothing proves when before them it was written. 1970-01-01 for data with no dates."""
+    """The installed data's date: its newest price change in effect on `as_of`. Changes the
+    data announces for later days do not count: it was written before them. 1970-01-01 for
+    data with no dates."""
     days = [EPOCH.date()]
     for provider in genai_data.providers:
         for model in provider.models:
