@@ -24,6 +24,9 @@ CometAPI, remembers what it received, and produces faults on demand: ``script(mo
 
 Each call in ``received`` keeps the fault it got.
 
+Chat calls for ``claude*`` models report ``CLAUDE_USAGE``; a chat call that asks for a
+``service_tier`` gets it back in the response (``default`` for ``auto``), as OpenAI does.
+
 ``answer_delay`` (seconds before answering any call) and ``chunk_delay`` (between stream
 chunks) keep calls in flight. ``received`` is its log: every call it took, so every call it
 would bill, with the ``X-Oneapi-Request-Id`` it gave it; the provider's own log, against which
@@ -49,6 +52,16 @@ CHAT_USAGE = {
     "total_tokens": 17,
     "prompt_tokens_details": {"cached_tokens": 4, "audio_tokens": 0},
     "completion_tokens_details": {"reasoning_tokens": 2, "audio_tokens": 0},
+}
+# What a new-api gateway (CometAPI) reports for a Claude model in the OpenAI shape: cache
+# writes in the prompt details, split by lifetime beside them.
+CLAUDE_USAGE = {
+    "prompt_tokens": 3000,
+    "completion_tokens": 40,
+    "total_tokens": 3040,
+    "prompt_tokens_details": {"cached_tokens": 1000, "cached_creation_tokens": 1500},
+    "claude_cache_creation_5_m_tokens": 1100,
+    "claude_cache_creation_1_h_tokens": 400,
 }
 RESPONSES_USAGE = {
     "input_tokens": 20,
@@ -238,7 +251,7 @@ class UpstreamDouble:
         response = web.StreamResponse(headers={**headers, "Content-Type": "text/event-stream"})
         await response.prepare(request)
         base = {"id": "chatcmpl-stream1", "object": "chat.completion.chunk",
-                "created": int(time.time()), "model": payload["model"]}
+                "created": int(time.time()), "model": payload["model"], **_tier(payload)}
         extra = {"usage": None} if include_usage else {}
         words = STREAM_WORDS * 8 if fault == "slow" else STREAM_WORDS
         chunks = [{**base, "choices": [{"index": 0, "delta": {"role": "assistant",
@@ -264,7 +277,7 @@ class UpstreamDouble:
             if fault == "hold" and number == 0:
                 await asyncio.to_thread(self.release.wait, 10)
         if include_usage:
-            usage_chunk = {**base, "choices": [], "usage": CHAT_USAGE}
+            usage_chunk = {**base, "choices": [], "usage": _chat_usage(payload)}
             await response.write(b"data: " + json.dumps(usage_chunk).encode() + b"\n\n")
         if fault != "no_done":
             await response.write(b"data: [DONE]\n\n")
@@ -336,8 +349,18 @@ def _chat(payload: dict) -> dict:
         "model": payload["model"],
         "choices": [{"index": 0, "finish_reason": "stop",
                      "message": {"role": "assistant", "content": "Hello world!"}}],
-        "usage": CHAT_USAGE,
+        "usage": _chat_usage(payload),
+        **_tier(payload),
     }
+
+
+def _chat_usage(payload: dict) -> dict:
+    return CLAUDE_USAGE if payload["model"].startswith("claude") else CHAT_USAGE
+
+
+def _tier(payload: dict) -> dict:
+    tier = payload.get("service_tier")
+    return {} if tier is None else {"service_tier": "default" if tier == "auto" else tier}
 
 
 def _completion(payload: dict) -> dict:

@@ -101,9 +101,10 @@ def test_anthropic_cost_cents_are_converted_exactly():
 def test_anthropic_usage_is_converted_to_inclusive_input():
     lines, errors = split(read_anthropic_usage(DATA / "anthropic_usage.json"))
     (line,) = lines
-    # 1500 uncached + 200 cache reads + 1000 + 300 cache writes.
+    # 1500 uncached + 200 cache reads + 1000 + 300 cache writes, 300 of them for 1 hour.
     assert line.usage == Usage(
-        input_tokens=3000, cached_input_tokens=200, cache_write_tokens=1300, output_tokens=500
+        input_tokens=3000, cached_input_tokens=200, cache_write_tokens=1300,
+        cache_write_1h_tokens=300, output_tokens=500,
     )
     assert (line.key_name, line.project, line.provider) == (
         "apikey_01ABC", "wrkspc_01XYZ", "anthropic",

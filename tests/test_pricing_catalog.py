@@ -259,3 +259,37 @@ def test_a_closed_window_cannot_be_reopened_or_moved(ledger):
             with ledger.begin() as conn:
                 add_entries(conn, [entry("m", "2", effective_from=at("2026-01-01"),
                                          effective_to=effective_to)], actor="ana")
+
+
+def test_a_tier_entry_prices_only_its_tier_and_wins_over_standard_ones():
+    catalog = Catalog([
+        entry("gpt-4o", "2.5"),
+        entry("gpt-4o*", "2", match_kind="glob", kind="contracted"),
+        entry("gpt-4o", "1.25", service_tier="batch"),
+        entry("gpt-4o", "5", service_tier="priority", effective_from=at("2026-06-01")),
+    ])
+
+    def tier_price(tier, when="2026-07-01"):
+        found = catalog.lookup("cometapi", "gpt-4o", at(when), tier)
+        return found.prices["input_tokens"], found.service_tier
+
+    assert tier_price(None) == (Decimal("2"), None)  # standard calls never take a tier price
+    assert tier_price("batch") == (Decimal("1.25"), "batch")  # the tier's own, even if list
+    assert tier_price("priority") == (Decimal("5"), "priority")
+    # A tier with no entry in effect falls back to the standard entry (price_usage flags it).
+    assert tier_price("priority", "2026-05-01") == (Decimal("2"), None)
+    assert tier_price("flex") == (Decimal("2"), None)
+
+
+def test_tiers_do_not_overlap_each_other_but_one_tier_still_can(ledger):
+    with ledger.begin() as conn:
+        result = add_entries(conn, [entry("gpt-4o", "2.5"),
+                                    entry("gpt-4o", "1.25", service_tier="batch")], actor="t")
+        assert len(result.added) == 2
+        with pytest.raises(PricingError, match="same provider, model match, kind and service"):
+            add_entries(conn, [entry("gpt-4o", "1", service_tier="batch", id="other",
+                                     effective_from=at("2026-01-01"))], actor="t")
+    with ledger.connect() as conn:
+        stored = {e.id: e.service_tier for e in load_entries(conn)}
+    assert stored == {"list:cometapi:gpt-4o@1970-01-01": None,
+                      "list:cometapi:tier=batch:gpt-4o@1970-01-01": "batch"}

@@ -10,6 +10,7 @@ import pytest
 from spendtrail.events.model import METERS, Usage
 from spendtrail.money import to_pico
 from spendtrail.pricing import (
+    CHARACTER_METERS,
     TOKEN_METERS,
     UNIT_METERS,
     PriceEntry,
@@ -40,8 +41,9 @@ GPT4O = entry({"input_tokens": "2.5", "cached_input_tokens": "1.25", "output_tok
 
 
 def test_meters_are_the_usage_meters():
-    assert set(TOKEN_METERS) | set(UNIT_METERS) == set(METERS)
-    assert not set(TOKEN_METERS) & set(UNIT_METERS)
+    groups = (set(TOKEN_METERS), set(CHARACTER_METERS), set(UNIT_METERS))
+    assert set.union(*groups) == set(METERS)
+    assert sum(map(len, groups)) == len(METERS)  # no meter in two groups
 
 
 def test_input_and_output_per_million_tokens():
@@ -266,3 +268,118 @@ def test_tiers_are_checked():
                                             Tier(10, {"input_tokens": "3"})))
     with pytest.raises(PricingError, match=r"tiers\[0\].prices.output_tokens: a tiered meter"):
         entry({"input_tokens": "1"}, tiers=(Tier(10, {"output_tokens": "2"}),))
+
+
+# -- meters for what providers bill apart: 1-hour cache writes, image tokens, characters --
+
+SONNET = {"input_tokens": "3", "cached_input_tokens": "0.3", "cache_write_tokens": "3.75",
+          "output_tokens": "15"}
+GPT_IMAGE_1 = {"input_tokens": "5", "cached_input_tokens": "1.25", "input_image_tokens": "10",
+               "output_tokens": "40"}
+FLASH_IMAGE = {"input_tokens": "0.3", "output_tokens": "2.5", "output_image_tokens": "30"}
+WRITES = Usage(input_tokens=10_000, cached_input_tokens=2_000, cache_write_tokens=3_000,
+               cache_write_1h_tokens=1_000, output_tokens=500)
+IMAGE_CALL = Usage(input_tokens=50, input_image_tokens=40, output_tokens=4_160, images=1,
+                   requests=1)
+
+# (prices, usage, exact cost per meter, flags); every figure is count x price / 1M by hand.
+METER_CASES = [
+    ("1h writes at their own price", SONNET | {"cache_write_1h_tokens": "6"}, WRITES,
+     {"input_tokens": "0.015", "cached_input_tokens": "0.0006",
+      "cache_write_tokens": "0.0075", "cache_write_1h_tokens": "0.006",
+      "output_tokens": "0.0075"}, ()),
+    ("1h writes without a price: at the cache-write price, flagged", SONNET, WRITES,
+     {"input_tokens": "0.015", "cached_input_tokens": "0.0006",
+      "cache_write_tokens": "0.0075", "cache_write_1h_tokens": "0.00375",
+      "output_tokens": "0.0075"},
+     ("cache_write_1h_price_missing",)),
+    ("1h writes without any write price: at the input price, flagged twice",
+     {"input_tokens": "3", "output_tokens": "15"},
+     Usage(input_tokens=1_000, cache_write_tokens=400, cache_write_1h_tokens=100),
+     {"input_tokens": "0.0018", "cache_write_tokens": "0.0009",
+      "cache_write_1h_tokens": "0.0003"},
+     ("cache_write_price_missing", "cache_write_1h_price_missing")),
+    ("input image tokens at their own price", GPT_IMAGE_1, IMAGE_CALL,
+     {"input_tokens": "0.00005", "input_image_tokens": "0.0004", "output_tokens": "0.1664"},
+     ()),
+    ("input image tokens without a price: at the text price, flagged",
+     {"input_tokens": "5", "output_tokens": "40"}, IMAGE_CALL,
+     {"input_tokens": "0.00005", "input_image_tokens": "0.0002", "output_tokens": "0.1664"},
+     ("input_image_price_missing",)),
+    ("output image tokens at their own price", FLASH_IMAGE,
+     Usage(input_tokens=100, output_tokens=1_390, output_image_tokens=1_290),
+     {"input_tokens": "0.00003", "output_tokens": "0.00025", "output_image_tokens": "0.0387"},
+     ()),
+    ("output image tokens without a price: at the output price, flagged",
+     {"input_tokens": "0.3", "output_tokens": "2.5"},
+     Usage(input_tokens=100, output_tokens=1_390, output_image_tokens=1_290),
+     {"input_tokens": "0.00003", "output_tokens": "0.00025", "output_image_tokens": "0.003225"},
+     ("output_image_price_missing",)),
+    ("text-to-speech characters per 1M", {"input_characters": "15"},
+     Usage(input_characters=1_234, requests=1), {"input_characters": "0.01851"}, ()),
+]
+
+
+@pytest.mark.parametrize(("prices", "usage", "per_meter", "flags"),
+                         [c[1:] for c in METER_CASES], ids=[c[0] for c in METER_CASES])
+def test_meters_billed_apart(prices, usage, per_meter, flags):
+    cost = price_usage(usage, entry(prices))
+    assert cost.per_meter == {m: D(v) for m, v in per_meter.items()}
+    assert cost.total == sum((D(v) for v in per_meter.values()), D(0))
+    assert cost.flags == flags
+    assert cost.status == "priced"
+
+
+def test_one_hour_writes_cost_more_than_five_minute_writes():
+    # Anthropic: 1h writes are 2x input, 5m writes 1.25x: at the 5m rate they would be low
+    with_1h = price_usage(WRITES, entry(SONNET | {"cache_write_1h_tokens": "6"}))
+    without = price_usage(WRITES, entry(SONNET))
+    assert with_1h.total - without.total == D(1_000) * (D(6) - D("3.75")) / 1_000_000
+
+
+def test_a_token_priced_image_model_is_not_incomplete_for_its_image_count():
+    cost = price_usage(IMAGE_CALL, entry(GPT_IMAGE_1))
+    assert cost.status == "priced"
+    assert "images" not in cost.per_meter
+    # An image count with no tokens to carry it stays unpriced on a token-priced entry.
+    dall_e = price_usage(Usage(images=1, requests=1), entry(GPT_IMAGE_1))
+    assert (dall_e.status, dall_e.flags) == ("incomplete", ("no_price:images",))
+    # A per-image price still bills the count, beside the tokens.
+    both = price_usage(IMAGE_CALL, entry(GPT_IMAGE_1 | {"images": "0.01"}))
+    assert both.per_meter["images"] == D("0.01")
+
+
+def test_characters_without_a_price_are_incomplete():
+    cost = price_usage(Usage(input_characters=10), entry({"input_tokens": "1"}))
+    assert (cost.status, cost.flags, cost.total) == (
+        "incomplete", ("no_price:input_characters",), D(0))
+
+
+def test_character_prices_are_per_million_with_six_places():
+    with pytest.raises(PricingError, match=r"a price per 1M characters may have at most 6"):
+        entry({"input_characters": "0.0000001"})
+
+
+def test_a_tier_priced_at_the_standard_price_is_flagged():
+    usage = Usage(input_tokens=1000, output_tokens=500)
+    standard = price_usage(usage, GPT4O, service_tier="batch")
+    assert standard.total == D("0.0075")
+    assert standard.flags == ("service_tier_price_missing:batch",)
+    assert standard.status == "priced"
+    batch = entry({"input_tokens": "1.25", "output_tokens": "5"}, service_tier="batch")
+    assert price_usage(usage, batch, service_tier="batch").flags == ()
+    assert price_usage(usage, GPT4O).flags == ()
+
+
+@pytest.mark.parametrize(("value", "stored"), [("Batch", "batch"), ("default", None),
+                                               ("standard", None), (None, None)])
+def test_service_tier_names(value, stored):
+    assert entry({"input_tokens": "1"}, service_tier=value).service_tier == stored
+
+
+def test_a_tier_is_part_of_the_default_id():
+    assert entry({"input_tokens": "1"}).id == "list:openai:m@1970-01-01"
+    assert entry({"input_tokens": "1"}, service_tier="flex").id == (
+        "list:openai:tier=flex:m@1970-01-01")
+    with pytest.raises(PricingError, match="service_tier: expected letters"):
+        entry({"input_tokens": "1"}, service_tier="batch 50%")

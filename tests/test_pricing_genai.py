@@ -3,7 +3,7 @@ reports what it cannot express, and re-running it changes nothing."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import genai_prices
@@ -15,10 +15,11 @@ from spendtrail.events.model import Usage
 from spendtrail.ledger.genai_prices import import_genai_prices
 from spendtrail.ledger.prices import load_entries
 from spendtrail.ledger.schema import audit_log, price_entries
-from spendtrail.pricing import Catalog, PricingError, price_usage
+from spendtrail.pricing import Catalog, PricingError, price_usage, stale_prices
 from spendtrail.pricing.genai_import import ORIGIN, plan_genai_import
 
 PROVIDERS = ("openai", "anthropic", "google")
+AS_OF = date(2026, 12, 4)  # the day the imports run
 GENAI_NAMES = {
     "input_tokens": "input_tokens",
     "cached_input_tokens": "cache_read_tokens",
@@ -27,13 +28,17 @@ GENAI_NAMES = {
     "reasoning_tokens": "output_reasoning_tokens",
     "input_audio_tokens": "input_audio_tokens",
     "output_audio_tokens": "output_audio_tokens",
+    "cache_write_1h_tokens": "cache_write_1h_tokens",
+    "input_image_tokens": "input_image_tokens",
+    "output_image_tokens": "output_image_tokens",
+    "input_characters": "input_characters",
     "seconds": "audio_seconds",
 }
 
 
 @pytest.fixture(scope="module")
 def plan():
-    return plan_genai_import(PROVIDERS)
+    return plan_genai_import(PROVIDERS, AS_OF)
 
 
 @pytest.fixture(scope="module")
@@ -98,6 +103,31 @@ CASES = [
      dict(input_tokens=130_000, output_tokens=10_000)),
     ("google", "gemini-2.5-flash-lite-preview-06-17", "2025-07-01",
      dict(input_tokens=10_000, output_tokens=10_000)),
+    # Meters billed apart: 1-hour cache writes, image tokens, text-to-speech characters.
+    ("anthropic", "claude-sonnet-4-5-20250929", "2026-01-01",
+     dict(input_tokens=20_000, cached_input_tokens=4_000, cache_write_tokens=6_000,
+          cache_write_1h_tokens=2_500, output_tokens=800)),
+    ("anthropic", "claude-opus-4-6", "2026-04-01",
+     dict(input_tokens=9_000, cache_write_tokens=9_000, cache_write_1h_tokens=9_000,
+          output_tokens=10)),
+    ("google", "claude-sonnet-4-5", "2026-01-01",
+     dict(input_tokens=5_000, cache_write_tokens=3_000, cache_write_1h_tokens=1_000,
+          output_tokens=100)),
+    ("openai", "gpt-image-1", "2026-06-01",
+     dict(input_tokens=50, input_image_tokens=40, output_tokens=4_160)),
+    ("openai", "gpt-image-1.5", "2026-06-01",
+     dict(input_tokens=1_200, input_image_tokens=1_000, output_tokens=4_300,
+          output_image_tokens=4_160)),
+    ("openai", "chatgpt-image-latest", "2026-06-01",
+     dict(input_tokens=300, input_image_tokens=150, output_tokens=1_100,
+          output_image_tokens=1_056)),
+    ("google", "gemini-2.5-flash-image", "2026-06-01",
+     dict(input_tokens=400, output_tokens=1_390, output_image_tokens=1_290)),
+    ("openai", "gpt-realtime", "2026-06-01",
+     dict(input_tokens=2_000, input_audio_tokens=1_000, input_image_tokens=500,
+          output_tokens=300, output_audio_tokens=200)),
+    ("openai", "tts-1", "2026-06-01", dict(input_characters=1_234)),
+    ("openai", "tts-1-hd", "2026-06-01", dict(input_characters=999_999)),
 ]
 
 
@@ -209,7 +239,7 @@ def test_match_clauses_translate(plan):
 
 
 def test_what_cannot_be_imported_exactly_is_reported():
-    plan = plan_genai_import(["deepseek", "huggingface_together", "openai", "anthropic"])
+    plan = plan_genai_import(["deepseek", "huggingface_together", "openai", "anthropic"], AS_OF)
     notes = [str(s) for s in plan.skipped]
 
     def note(provider_model: str, text: str) -> bool:
@@ -219,15 +249,18 @@ def test_what_cannot_be_imported_exactly_is_reported():
     assert not any(e.id.startswith("genai-prices:deepseek:deepseek-chat:") for e in plan.entries)
     assert note("huggingface_together meta-llama/Llama-3.3-70B-Instruct",
                 "1.0399999999999998 has 16 decimal places")
-    assert note("openai gpt-4o", "price variants not imported (processing=batch;")
-    assert note("anthropic claude-sonnet-4-5", "cache_write_1h_mtok, web_searches_kcount")
+    assert note("anthropic claude-opus-5", "price variants not imported (speed=fast)")
+    assert not note("openai gpt-4o", "price variants not imported")
+    assert note("anthropic claude-sonnet-4-5", "no spendtrail meter not imported: "
+                "web_searches_kcount")
+    assert note("openai gpt-image-1", "not imported: cache_image_read_mtok")
     assert note("openai gpt-live-1", "not a whole number of pico-units per second")
     assert note("openai moderation", "genai-prices lists no price")
 
 
 def test_unknown_provider_is_a_clear_error():
     with pytest.raises(PricingError, match="--provider: genai-prices .* no provider 'cometapi'"):
-        plan_genai_import(["openai", "cometapi"])
+        plan_genai_import(["openai", "cometapi"], AS_OF)
 
 
 def test_import_is_idempotent_and_audited(ledger):
@@ -250,4 +283,106 @@ def test_import_is_idempotent_and_audited(ledger):
     loaded = Catalog(entries)
     at = ts("2025-06-15")
     assert loaded.lookup("openai", "o3", at) == Catalog(
-        plan_genai_import(["openai"]).entries).lookup("openai", "o3", at)
+        plan_genai_import(["openai"], AS_OF).entries).lookup("openai", "o3", at)
+
+
+def genai_cost(provider, model, at, meters, context=None):
+    return genai_prices.calc_price(
+        genai_prices.Usage(**{GENAI_NAMES[k]: v for k, v in meters.items()}),
+        model, provider_id=provider, genai_request_timestamp=at, price_context=context,
+    ).total_price
+
+
+def test_a_token_priced_image_model_with_an_image_count_is_priced(catalog):
+    """gpt-image-1 reports tokens and the gateway counts the images; the tokens bill them."""
+    at = ts("2026-06-01")
+    meters = dict(input_tokens=50, input_image_tokens=40, output_tokens=4_160)
+    cost = price_usage(Usage(images=1, requests=1, **meters),
+                       catalog.lookup("openai", "gpt-image-1", at))
+    assert (cost.status, cost.flags) == ("priced", ())
+    # 10 text x 5 + 40 image x 10 + 4,160 output x 40, per 1M tokens
+    assert cost.total == Decimal("0.16685") == genai_cost("openai", "gpt-image-1", at, meters)
+
+
+# (provider, model, when, service tier, genai-prices' request context, usage meters)
+TIER_CASES = [
+    ("openai", "gpt-4o", "2026-11-15", "batch", {"processing": "batch"},
+     dict(input_tokens=10_000, output_tokens=2_000)),
+    ("openai", "gpt-4o", "2026-11-15", "batch", {"processing": "batch"},
+     dict(input_tokens=10_000, cached_input_tokens=4_000, output_tokens=2_000)),
+    ("openai", "gpt-5", "2026-11-15", "flex", {"service_tier": "flex"},
+     dict(input_tokens=20_000, cached_input_tokens=15_000, output_tokens=8_000,
+          reasoning_tokens=6_000)),
+    ("openai", "o3", "2026-11-15", "priority", {"service_tier": "priority"},
+     dict(input_tokens=1_000, output_tokens=500)),
+    ("openai", "gpt-image-1", "2026-11-15", "batch", {"processing": "batch"},
+     dict(input_tokens=50, input_image_tokens=40, output_tokens=4_160)),
+    ("anthropic", "claude-sonnet-4-5-20250929", "2026-11-15", "batch", {"processing": "batch"},
+     dict(input_tokens=20_000, cached_input_tokens=4_000, cache_write_tokens=6_000,
+          cache_write_1h_tokens=2_500, output_tokens=800)),
+    ("google", "gemini-2.5-flash", "2026-11-15", "batch", {"processing": "batch"},
+     dict(input_tokens=40_000, cached_input_tokens=30_000, output_tokens=1_234)),
+    # Before genai-prices has a batch price (2026-10-14) it prices batch calls at the
+    # standard price; so does the catalog, with a flag.
+    ("openai", "gpt-4o", "2026-09-01", "batch", {"processing": "batch"},
+     dict(input_tokens=10_000, output_tokens=2_000)),
+]
+
+
+@pytest.mark.parametrize(("provider", "model", "when", "tier", "context", "meters"), TIER_CASES,
+                         ids=[f"{c[1]}@{c[2]}:{c[3]}" for c in TIER_CASES])
+def test_service_tiers_agree_with_genai_prices(catalog, provider, model, when, tier, context,
+                                               meters):
+    at = ts(when)
+    entry = catalog.lookup(provider, model, at, tier)
+    cost = price_usage(Usage(requests=1, **meters), entry, service_tier=tier)
+    assert cost.status == "priced"
+    assert cost.total == genai_cost(provider, model, at, meters, context)
+    missing = f"service_tier_price_missing:{tier}"
+    assert (missing in cost.flags) == (entry.service_tier is None)
+
+
+def test_a_batch_job_costs_half(catalog):
+    at = ts("2026-11-15")
+    usage = Usage(input_tokens=10_000, output_tokens=2_000, requests=1)
+    standard = price_usage(usage, catalog.lookup("openai", "gpt-4o", at))
+    batch_entry = catalog.lookup("openai", "gpt-4o", at, "batch")
+    batch = price_usage(usage, batch_entry, service_tier="batch")
+    assert batch_entry.service_tier == "batch"
+    assert standard.total == Decimal("0.045")  # 10k x 2.5 + 2k x 10, per 1M
+    assert batch.total * 2 == standard.total
+    assert batch.flags == ()
+    # A standard call never takes the batch price.
+    assert catalog.lookup("openai", "gpt-4o", at).service_tier is None
+
+
+def test_list_prices_are_dated_by_the_data_not_the_install(plan):
+    """Every entry carries the data's date: its newest price change in effect on the import
+    day (2026-12-01 in the installed data), whatever day the package was installed."""
+    assert {e.checked_at for e in plan.entries} == {plan.checked_at} == {date(2026, 12, 1)}
+    # A price the data announces for a later day does not date it earlier than it is.
+    assert plan_genai_import(["openai"], date(2026, 11, 15)).checked_at < plan.checked_at
+
+
+def test_a_reinstall_rechecks_nothing_and_old_list_prices_go_stale(ledger):
+    with ledger.begin() as conn:
+        first = import_genai_prices(conn, ["openai"], actor="alice", today=AS_OF)
+    assert first.checked_at == date(2026, 12, 1)
+    # Reinstalled and imported again after a price the data announced took effect
+    # (2027-01-01): still the same data, dated as of its first import.
+    with ledger.begin() as conn:
+        again = import_genai_prices(conn, ["openai"], actor="alice", today=date(2027, 2, 1))
+    assert again.checked_at == first.checked_at
+    assert again.added == again.rechecked == again.closed == []
+    assert sorted(again.unchanged) == sorted(first.added)
+    with ledger.connect() as conn:
+        catalog = Catalog(load_entries(conn))
+        rechecks = conn.execute(sa.select(sa.func.count()).select_from(audit_log).where(
+            audit_log.c.action == "price.recheck")).scalar()
+    assert rechecks == 0
+    assert stale_prices(catalog, AS_OF) == []
+    stale = stale_prices(catalog, date(2027, 1, 15))
+    open_entries = [e for e in catalog.entries if e.effective_to is None
+                    or e.effective_to > ts("2027-01-15")]
+    assert {s.entry.id for s in stale} == {e.id for e in open_entries}
+    assert {s.age_days for s in stale} == {45}

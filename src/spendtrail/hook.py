@@ -278,6 +278,7 @@ class _Recorder:
             context=self.context,
             usage=facts.usage or Usage(),
             raw_usage=facts.raw_usage,
+            service_tier=facts.service_tier,
             provider_request_id=attempt.provider_request_id,
             response_id=facts.response_id,
             source="hook",

@@ -3,10 +3,11 @@
 Anthropic counts input in parts; spendtrail's ``input_tokens`` is their sum:
 ``uncached_input_tokens + cache_read_input_tokens + cache_creation.ephemeral_5m_input_tokens
 + cache_creation.ephemeral_1h_input_tokens``; cache reads -> cached_input_tokens, both cache
-write TTLs -> cache_write_tokens. ``output_tokens`` as is. The report counts no requests, so
-``usage.requests`` is 0 (web search requests stay in ``raw``). Group keys: ``api_key_id`` ->
-key_name, ``workspace_id`` -> project (None is the default workspace), ``model``. Period:
-``starting_at``/``ending_at`` (RFC 3339). Usage only: ``amount`` and ``currency`` are None.
+write TTLs -> cache_write_tokens, the 1-hour ones also -> cache_write_1h_tokens.
+``output_tokens`` as is. The report counts no requests, so ``usage.requests`` is 0 (web
+search requests stay in ``raw``). Group keys: ``api_key_id`` -> key_name, ``workspace_id``
+-> project (None is the default workspace), ``model``. Period: ``starting_at``/``ending_at``
+(RFC 3339). Usage only: ``amount`` and ``currency`` are None.
 """
 
 from __future__ import annotations
@@ -46,14 +47,15 @@ def _line(row: BucketRow) -> BillLine:
         raise RowProblem("cache_creation: expected an object of token counts")
     uncached = values.count(result["uncached_input_tokens"], "uncached_input_tokens")
     read = values.count(result.get("cache_read_input_tokens"), "cache_read_input_tokens")
-    write = sum(
+    five, hour = (
         values.count(creation.get(ttl), f"cache_creation.{ttl}")
         for ttl in ("ephemeral_5m_input_tokens", "ephemeral_1h_input_tokens")
     )
     usage = Usage(
-        input_tokens=uncached + read + write,
+        input_tokens=uncached + read + five + hour,
         cached_input_tokens=read,
-        cache_write_tokens=write,
+        cache_write_tokens=five + hour,
+        cache_write_1h_tokens=hour,
         output_tokens=values.count(result["output_tokens"], "output_tokens"),
     )
     return row.usage_line(

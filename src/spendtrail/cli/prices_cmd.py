@@ -17,7 +17,7 @@ from spendtrail.periods import parse_period
 
 # Named in the options' help, so needed when the commands are defined.
 from spendtrail.pricing.check import DEFAULT_CADENCE_DAYS
-from spendtrail.pricing.model import KINDS, MATCH_KINDS, TOKEN_METERS
+from spendtrail.pricing.model import CHARACTER_METERS, KINDS, MATCH_KINDS, TOKEN_METERS
 
 if TYPE_CHECKING:
     from spendtrail.pricing import PriceEntry
@@ -56,9 +56,8 @@ def import_genai(
     console.print(
         f"{genai_import.ORIGIN}: added {len(report.added)}, unchanged {len(report.unchanged)}, "
         f"windows closed {len(report.closed)}, re-checked {len(report.rechecked)}; "
-        f"checked_at {genai_import.data_date()} (when "
-        f"the installed data was written); {len(report.skipped)} notes on what was not "
-        "imported exactly:", highlight=False,
+        f"checked_at {report.checked_at} (the newest price change in the installed data); "
+        f"{len(report.skipped)} notes on what was not imported exactly:", highlight=False,
     )
     for item in report.skipped:
         console.print(f"  {item}", highlight=False, soft_wrap=True)
@@ -84,7 +83,8 @@ def import_sheet(
 
 
 def _price(flag: str, meter: str) -> Any:
-    unit = "per 1M tokens" if meter in TOKEN_METERS else f"per {meter.rstrip('s')}"
+    unit = ("per 1M tokens" if meter in TOKEN_METERS else "per 1M characters"
+            if meter in CHARACTER_METERS else f"per {meter.rstrip('s')}")
     return typer.Option(flag, help=f"{meter} price, {unit}.")
 
 
@@ -101,16 +101,24 @@ def add(
     input_: Annotated[str | None, _price("--input", "input_tokens")] = None,
     cached_input: Annotated[str | None, _price("--cached-input", "cached_input_tokens")] = None,
     cache_write: Annotated[str | None, _price("--cache-write", "cache_write_tokens")] = None,
+    cache_write_1h: Annotated[str | None, _price(
+        "--cache-write-1h", "cache_write_1h_tokens")] = None,
     output: Annotated[str | None, _price("--output", "output_tokens")] = None,
     reasoning: Annotated[str | None, _price("--reasoning", "reasoning_tokens")] = None,
     input_audio: Annotated[str | None, _price("--input-audio", "input_audio_tokens")] = None,
     output_audio: Annotated[str | None, _price("--output-audio", "output_audio_tokens")] = None,
+    input_image: Annotated[str | None, _price("--input-image", "input_image_tokens")] = None,
+    output_image: Annotated[str | None, _price("--output-image", "output_image_tokens")] = None,
+    characters: Annotated[str | None, _price("--characters", "input_characters")] = None,
     per_request: Annotated[str | None, _price("--per-request", "requests")] = None,
     per_image: Annotated[str | None, _price("--per-image", "images")] = None,
     per_second: Annotated[str | None, _price("--per-second", "seconds")] = None,
     currency: Annotated[str, typer.Option(help="ISO 4217 code.")] = "USD",
     effective_to: Annotated[str | None, typer.Option(help="End of the window, exclusive.")] = None,
     kind: Annotated[str, typer.Option(help=f"One of {', '.join(KINDS)}.")] = "contracted",
+    service_tier: Annotated[str | None, typer.Option(
+        help="Price only calls billed at this tier (batch, flex, priority...); "
+        "default: the standard tier.")] = None,
     reason: Reason = "",
 ) -> None:
     """Add one price entry (the account's own verified price, by default)."""
@@ -120,9 +128,11 @@ def add(
 
     given = {
         "input_tokens": input_, "cached_input_tokens": cached_input,
-        "cache_write_tokens": cache_write, "output_tokens": output,
-        "reasoning_tokens": reasoning, "input_audio_tokens": input_audio,
-        "output_audio_tokens": output_audio, "requests": per_request, "images": per_image,
+        "cache_write_tokens": cache_write, "cache_write_1h_tokens": cache_write_1h,
+        "output_tokens": output, "reasoning_tokens": reasoning,
+        "input_audio_tokens": input_audio, "output_audio_tokens": output_audio,
+        "input_image_tokens": input_image, "output_image_tokens": output_image,
+        "input_characters": characters, "requests": per_request, "images": per_image,
         "seconds": per_second,
     }
     with _user_errors():
@@ -131,6 +141,7 @@ def add(
         entry = PriceEntry(
             provider=provider, model_match=model, match_kind=match, kind=kind,
             currency=currency, prices={m: v for m, v in given.items() if v is not None},
+            service_tier=service_tier,
             effective_from=parse_instant(effective_from, "--effective-from"),
             effective_to=None if effective_to is None else parse_instant(effective_to,
                                                                          "--effective-to"),
@@ -183,6 +194,7 @@ def _row(entry: PriceEntry) -> dict[str, Any]:
         "kind": entry.kind,
         "from": instant_str(entry.effective_from),
         "to": "" if entry.effective_to is None else instant_str(entry.effective_to),
+        "tier": entry.service_tier or "",
         "currency": entry.currency,
         "prices": " ".join(f"{m}={p}" for m, p in record["prices"].items()),
         "tiers": tiers,

@@ -21,6 +21,7 @@ from spendtrail.events.model import (
     encode_event,
     new_event,
     outcome_for_status,
+    service_tier_of,
 )
 
 __all__ = [
@@ -36,4 +37,5 @@ __all__ = [
     "new_event",
     "new_event_id",
     "outcome_for_status",
+    "service_tier_of",
 ]

@@ -4,8 +4,16 @@ Token meters follow the OpenAI convention, so one event is unambiguous whatever 
 ``input_tokens`` counts *all* prompt tokens, and ``cached_input_tokens`` (read from cache)
 and ``cache_write_tokens`` (written to cache) are parts of it; ``output_tokens`` counts all
 completion tokens and ``reasoning_tokens`` is the part of it spent on hidden reasoning.
-Audio token meters are likewise parts of input/output. Importers of sources that count
-differently (Anthropic reports uncached input separately) convert before building an event.
+``cache_write_1h_tokens`` is the part of ``cache_write_tokens`` written with a one-hour
+lifetime (Anthropic bills it at its own rate; the rest are five-minute writes). Audio and
+image token meters are likewise parts of input/output. ``input_characters`` counts the text
+characters a text-to-speech call was billed for, apart from any tokens. Importers of sources
+that count differently (Anthropic reports uncached input separately) convert before building
+an event.
+
+``service_tier`` is the processing tier the provider billed the call at (``batch``,
+``flex``, ``priority``...); absent means the standard tier, which providers name
+``default`` or ``standard``.
 """
 
 from __future__ import annotations
@@ -58,10 +66,14 @@ class Usage(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_defau
     input_tokens: Count = 0
     cached_input_tokens: Count = 0
     cache_write_tokens: Count = 0
+    cache_write_1h_tokens: Count = 0
     output_tokens: Count = 0
     reasoning_tokens: Count = 0
     input_audio_tokens: Count = 0
     output_audio_tokens: Count = 0
+    input_image_tokens: Count = 0
+    output_image_tokens: Count = 0
+    input_characters: Count = 0
     requests: Count = 0
     images: Count = 0
     seconds: Decimal = Decimal(0)
@@ -74,6 +86,11 @@ class Usage(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_defau
                 "usage: cached_input_tokens + cache_write_tokens exceed input_tokens "
                 f"({self.cached_input_tokens} + {self.cache_write_tokens} > {self.input_tokens})"
             )
+        if self.cache_write_1h_tokens > self.cache_write_tokens:
+            raise EventError(
+                f"usage: cache_write_1h_tokens ({self.cache_write_1h_tokens}) exceed "
+                f"cache_write_tokens ({self.cache_write_tokens})"
+            )
         if self.reasoning_tokens > self.output_tokens:
             raise EventError(
                 f"usage: reasoning_tokens ({self.reasoning_tokens}) exceed output_tokens "
@@ -82,6 +99,19 @@ class Usage(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_defau
 
 
 METERS: tuple[str, ...] = Usage.__struct_fields__
+
+# What providers call their standard tier; an event records it as no tier at all.
+_STANDARD_TIERS = frozenset({"default", "standard", "auto"})
+ServiceTier = Annotated[str, msgspec.Meta(min_length=1, max_length=50)]
+
+
+def service_tier_of(value: object) -> str | None:
+    """A provider's service tier as events record it: lower case, None for the standard tier
+    (``default``, ``standard``, ``auto``) and for anything that is not a non-empty string."""
+    if not isinstance(value, str):
+        return None
+    tier = value.strip().lower()[:50]
+    return None if not tier or tier in _STANDARD_TIERS else tier
 
 
 class UsageEvent(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
@@ -101,12 +131,15 @@ class UsageEvent(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_
     context: AllocationContext = msgspec.field(default_factory=AllocationContext)
     usage: Usage = msgspec.field(default_factory=Usage)
     raw_usage: dict[str, Any] | None = None
+    service_tier: ServiceTier | None = None
     provider_request_id: Label | None = None
     response_id: Label | None = None
     gateway_key_id: Label | None = None
     source: Label = "file"
 
     def __post_init__(self) -> None:
+        if self.service_tier is not None:
+            self.service_tier = service_tier_of(self.service_tier)
         self.started_at = _as_utc(self.started_at, "started_at")
         if self.ended_at is not None:
             self.ended_at = _as_utc(self.ended_at, "ended_at")

@@ -3,7 +3,13 @@
 OpenAI's shapes map onto the meters (see ``events/model.py``): chat and legacy completions
 and embeddings report ``prompt_tokens``/``completion_tokens`` with ``*_details``; the
 Responses API and image models report ``input_tokens``/``output_tokens``. Images are counted
-from the ``data`` list of the response. A provider whose parts exceed their whole (cached >
+from the ``data`` list of the response. Cache writes come from ``cache_write_tokens`` (OpenAI)
+or ``cached_creation_tokens`` (new-api gateways such as CometAPI) in the input details; their
+one-hour part from Anthropic's ``cache_creation.ephemeral_1h_input_tokens`` or new-api's
+``claude_cache_creation_1_h_tokens``. Anthropic's own usage object (uncached
+``input_tokens`` beside ``cache_read_input_tokens`` and ``cache_creation_input_tokens``) is
+converted to the same meters. The service tier is the response's ``service_tier`` (OpenAI)
+or ``usage.service_tier`` (Anthropic). A provider whose parts exceed their whole (cached >
 prompt) is clamped so the event stays valid; ``raw_usage`` keeps what it actually said.
 """
 
@@ -15,7 +21,7 @@ from typing import Any
 
 import msgspec
 
-from spendtrail.events.model import Usage
+from spendtrail.events.model import Usage, service_tier_of
 
 # The endpoints whose calls are billed by usage: their bodies are parsed for meters.
 METERED = frozenset({
@@ -44,29 +50,74 @@ def _count(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
+def _details(raw: dict[str, Any], *names: str) -> dict[str, Any]:
+    for name in names:
+        value = raw.get(name)
+        if isinstance(value, dict):
+            return value
+    return {}
+
+
+def _cache_writes(raw: dict[str, Any], reported: int) -> tuple[int, int]:
+    """(all cache writes, the one-hour part): the reported total, else the sum of the TTLs."""
+    ttls = _details(raw, "cache_creation")
+    five = _count(ttls.get("ephemeral_5m_input_tokens")) or _count(
+        raw.get("claude_cache_creation_5_m_tokens"))
+    hour = _count(ttls.get("ephemeral_1h_input_tokens")) or _count(
+        raw.get("claude_cache_creation_1_h_tokens"))
+    writes = max(reported, five + hour)
+    return writes, min(hour, writes)
+
+
+def usage_from_raw(raw: dict[str, Any], *, images: int = 0) -> Usage:
+    """Meters from one ``usage`` object: Anthropic's shape, or OpenAI's (any endpoint's)."""
+    if "prompt_tokens" not in raw and (
+            "cache_read_input_tokens" in raw or "cache_creation_input_tokens" in raw):
+        return usage_from_anthropic(raw)
+    return usage_from_openai(raw, images=images)
+
+
+def usage_from_anthropic(raw: dict[str, Any]) -> Usage:
+    """Meters from an Anthropic Messages ``usage``: its ``input_tokens`` are the uncached
+    ones, so all input = input + cache reads + cache writes."""
+    read = _count(raw.get("cache_read_input_tokens"))
+    writes, hour = _cache_writes(raw, _count(raw.get("cache_creation_input_tokens")))
+    output = _count(raw.get("output_tokens"))
+    return Usage(
+        input_tokens=_count(raw.get("input_tokens")) + read + writes,
+        cached_input_tokens=read,
+        cache_write_tokens=writes,
+        cache_write_1h_tokens=hour,
+        output_tokens=output,
+        reasoning_tokens=min(
+            _count(_details(raw, "output_tokens_details").get("thinking_tokens")), output),
+        requests=1,
+    )
+
+
 def usage_from_openai(raw: dict[str, Any], *, images: int = 0) -> Usage:
     """Meters from one OpenAI-shaped ``usage`` object (any endpoint's)."""
     prompt = raw.get("prompt_tokens", raw.get("input_tokens"))
     completion = raw.get("completion_tokens", raw.get("output_tokens"))
-    in_details = raw.get("prompt_tokens_details") or raw.get("input_tokens_details") or {}
-    out_details = raw.get("completion_tokens_details") or raw.get("output_tokens_details") or {}
-    if not isinstance(in_details, dict):
-        in_details = {}
-    if not isinstance(out_details, dict):
-        out_details = {}
+    in_details = _details(raw, "prompt_tokens_details", "input_tokens_details")
+    out_details = _details(raw, "completion_tokens_details", "output_tokens_details")
     input_tokens = _count(prompt)
     output_tokens = _count(completion)
     cached = min(_count(in_details.get("cached_tokens")), input_tokens)
-    input_audio = min(_count(in_details.get("audio_tokens")), input_tokens)
-    reasoning = min(_count(out_details.get("reasoning_tokens")), output_tokens)
-    output_audio = min(_count(out_details.get("audio_tokens")), output_tokens)
+    writes, hour = _cache_writes(raw, _count(in_details.get("cache_write_tokens")) or _count(
+        in_details.get("cached_creation_tokens")))
+    writes = min(writes, input_tokens - cached)
     return Usage(
         input_tokens=input_tokens,
         cached_input_tokens=cached,
+        cache_write_tokens=writes,
+        cache_write_1h_tokens=min(hour, writes),
         output_tokens=output_tokens,
-        reasoning_tokens=reasoning,
-        input_audio_tokens=input_audio,
-        output_audio_tokens=output_audio,
+        reasoning_tokens=min(_count(out_details.get("reasoning_tokens")), output_tokens),
+        input_audio_tokens=min(_count(in_details.get("audio_tokens")), input_tokens),
+        output_audio_tokens=min(_count(out_details.get("audio_tokens")), output_tokens),
+        input_image_tokens=min(_count(in_details.get("image_tokens")), input_tokens),
+        output_image_tokens=min(_count(out_details.get("image_tokens")), output_tokens),
         requests=1,
         images=images,
     )
@@ -80,6 +131,7 @@ class ResponseFacts:
     raw_usage: dict[str, Any] | None = None
     response_id: str | None = None
     model: str | None = None
+    service_tier: str | None = None  # as events record it (``service_tier_of``)
 
 
 def facts_from_body(endpoint: str, body: dict[str, Any]) -> ResponseFacts:
@@ -93,8 +145,17 @@ def facts_from_body(endpoint: str, body: dict[str, Any]) -> ResponseFacts:
         facts.usage = usage_from_openai(facts.raw_usage or {}, images=images)
     elif isinstance(raw, dict):
         facts.raw_usage = raw
-        facts.usage = usage_from_openai(raw)
+        facts.usage = usage_from_raw(raw)
+    facts.service_tier = _service_tier(body)
     return facts
+
+
+def _service_tier(body: dict[str, Any]) -> str | None:
+    """The tier a response says it was billed at: OpenAI's top-level ``service_tier``, or
+    Anthropic's in ``usage``."""
+    raw = body.get("usage")
+    usage_tier = raw.get("service_tier") if isinstance(raw, dict) else None
+    return service_tier_of(body.get("service_tier", usage_tier))
 
 
 def _text(value: Any) -> str | None:
@@ -185,10 +246,12 @@ class SseTracker:
             self.facts.response_id = _text(body.get("id"))
         if self.facts.model is None:
             self.facts.model = _text(body.get("model"))
+        if "service_tier" in body:  # the last word counts: a stream may start with "auto"
+            self.facts.service_tier = service_tier_of(body["service_tier"])
         raw = body.get("usage")
         if isinstance(raw, dict):
             self.facts.raw_usage = raw
-            self.facts.usage = usage_from_openai(raw)
+            self.facts.usage = usage_from_raw(raw)
             if self.strip_usage_chunk and chunk.get("choices") == []:
                 event.forward = False
         if kind in _TERMINAL_TYPES or (kind is None and "error" in chunk):

@@ -467,6 +467,7 @@ class Proxy:
             context=call.identity.context,
             usage=usage,
             raw_usage=facts.raw_usage,
+            service_tier=facts.service_tier,
             provider_request_id=call.provider_request_id,
             response_id=facts.response_id,
             gateway_key_id=call.key.id,
@@ -500,11 +501,12 @@ class Proxy:
         if not any(msgspec.structs.astuple(event.usage)):
             return None, "unmetered"
         model = event.model
-        entry = self.snapshot.catalog.lookup(event.provider, model, event.started_at) if (
+        tier = event.service_tier
+        entry = self.snapshot.catalog.lookup(event.provider, model, event.started_at, tier) if (
             model) else None
         if entry is None:
             return None, "unpriced"
-        cost = price_usage(event.usage, entry)
+        cost = price_usage(event.usage, entry, service_tier=tier)
         text = f"{format(from_pico(cost.total_pico).normalize(), 'f')} {cost.currency}"
         return cost, text + " incomplete" if cost.status == INCOMPLETE else text
 

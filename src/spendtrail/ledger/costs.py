@@ -33,16 +33,19 @@ class Cost:
         return self.status in UNPRICED_STATUSES
 
 
-def cost_of(usage: Usage, entry: PriceEntry | None, *, usage_known: bool = True) -> Cost:
+def cost_of(
+    usage: Usage, entry: PriceEntry | None, *, usage_known: bool = True,
+    service_tier: str | None = None,
+) -> Cost:
     """Usage unknown (an interrupted attempt) -> unpriced; nothing metered -> no_usage; no
-    price entry -> unpriced (never 0); else priced."""
+    price entry -> unpriced (never 0); else priced (`service_tier` is the event's)."""
     if not usage_known:
         return Cost(COST_UNPRICED, None, None, None, {}, ("usage_unknown",))
     if not any(msgspec.structs.astuple(usage)):
         return Cost(COST_NO_USAGE, entry.id if entry else None, None, 0, {}, ())
     if entry is None:
         return Cost(COST_UNPRICED, None, None, None, {}, ("no_price_entry",))
-    cost = price_usage(usage, entry)
+    cost = price_usage(usage, entry, service_tier=service_tier)
     return Cost(cost.status, entry.id, cost.currency, cost.total_pico, cost.per_meter_pico,
                 cost.flags)
 

@@ -204,8 +204,9 @@ class Ingester:
             allocation = registry.validate(event.context)
 
         model = event.model
-        entry = self.catalog.lookup(event.provider, model, at) if model else None
-        cost = cost_of(event.usage, entry, usage_known=event.usage_known)
+        tier = event.service_tier
+        entry = self.catalog.lookup(event.provider, model, at, tier) if model else None
+        cost = cost_of(event.usage, entry, usage_known=event.usage_known, service_tier=tier)
 
         w = self._writer
         day = at.date()
@@ -220,7 +221,7 @@ class Ingester:
             _json.encode(event.context).decode(), _json.encode(event.usage).decode(),
             json.dumps(event.raw_usage) if event.raw_usage is not None else None,
             event.provider_request_id, event.response_id, event.gateway_key_id, event.source,
-            now,
+            now, tier,
         )
         cost_row = (
             event.event_id, 1, cost.status, cost.price_entry_id, cost.currency, cost.amount_pico,

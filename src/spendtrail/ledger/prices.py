@@ -41,7 +41,7 @@ def load_catalog(conn: sa.Connection) -> Catalog:
 
 # Columns that hold an entry's field as it is; prices, tiers and times need converting.
 _PLAIN = ("id", "provider", "model_match", "match_kind", "kind", "currency", "source_url",
-          "source_id", "checked_by", "origin")
+          "source_id", "checked_by", "origin", "service_tier")
 
 
 def _from_row(row: sa.RowMapping) -> PriceEntry:

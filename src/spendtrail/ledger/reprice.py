@@ -186,7 +186,7 @@ def _batch_query(period: Period, after: str, limit: int) -> sa.Select:
               .where(newer.c.event_id == e.event_id).scalar_subquery())
     return (
         sa.select(e.event_id, e.started_at, e.day, e.provider, e.model_served,
-                  e.model_requested, e.outcome, e.usage, e.allocation_status,
+                  e.model_requested, e.outcome, e.usage, e.service_tier, e.allocation_status,
                   *(e[name] for name in _OWNER_COLUMNS), c.revision, c.status,
                   c.price_entry_id, c.currency, c.amount_pico, c.breakdown, c.flags)
         .select_from(events.join(cost_entries, sa.and_(c.event_id == e.event_id,
@@ -209,8 +209,9 @@ def _reprice_batch(
         at = as_utc(row.started_at)  # the catalog insists on an offset
         model = row.model_served or row.model_requested
         usage = _usage.decode(row.usage)
-        new = cost_of(usage, catalog.lookup(row.provider, model, at) if model else None,
-                      usage_known=row.outcome != INTERRUPTED)
+        tier = row.service_tier
+        new = cost_of(usage, catalog.lookup(row.provider, model, at, tier) if model else None,
+                      usage_known=row.outcome != INTERRUPTED, service_tier=tier)
         old = Cost(row.status, row.price_entry_id, row.currency, row.amount_pico,
                    _breakdown.decode(row.breakdown), tuple(filter(None, row.flags.split(","))))
         if new == old:

@@ -48,6 +48,7 @@ events = sa.Table(
     sa.Column("gateway_key_id", sa.String(200)),
     sa.Column("source", sa.String(200), nullable=False),
     sa.Column("ingested_at", Timestamp, nullable=False),
+    sa.Column("service_tier", sa.String(50)),  # as billed; NULL: the standard tier
     sa.Index("ix_events_day", "day"),
     sa.Index("ix_events_request_id", "request_id"),
     sa.Index("ix_events_provider_request_id", "provider_request_id"),
@@ -133,6 +134,7 @@ price_entries = sa.Table(
     sa.Column("checked_by", sa.String(200), nullable=False),
     sa.Column("origin", sa.String(500), nullable=False),  # which import or sheet added it
     sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("service_tier", sa.String(50)),  # NULL: the standard tier
     sa.Index("ix_price_entries_provider", "provider"),
 )
 

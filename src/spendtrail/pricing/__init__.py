@@ -14,6 +14,7 @@ from spendtrail.pricing.catalog import Catalog
 from spendtrail.pricing.check import StalePrice, stale_prices
 from spendtrail.pricing.engine import INCOMPLETE, PRICED, CostBreakdown, price_usage
 from spendtrail.pricing.model import (
+    CHARACTER_METERS,
     KINDS,
     MATCH_KINDS,
     TOKEN_METERS,
@@ -25,6 +26,7 @@ from spendtrail.pricing.model import (
 from spendtrail.pricing.sheet import SheetError, load_sheet
 
 __all__ = [
+    "CHARACTER_METERS",
     "INCOMPLETE",
     "KINDS",
     "MATCH_KINDS",

@@ -5,6 +5,11 @@ match selects the model and whose window [effective_from, effective_to) contains
 contracted beats list, exact beats pattern (glob or regex), newer effective_from beats older;
 then, so the choice is always the same, the longer pattern and the smaller id win.
 
+Service tier is a price dimension: an event billed at a tier (``batch``, ``flex``...) takes
+an entry of that tier when one selects it, by the same order; else the standard entry that
+would price a standard call (which ``price_usage`` flags), so a tier nobody priced is shown
+at the standard price rather than left unpriced. A standard event never takes a tier entry.
+
 Entries are never edited in place. Adding an entry whose id already exists is a no-op when it
 is identical, and is allowed when the only change closes an open window (sets effective_to),
 which is how a price change is recorded: close the old entry, add the new one. Storing them is
@@ -45,14 +50,19 @@ class Catalog:
             found = self._candidates[key] = tuple(sorted(matching, key=_precedence))
         return found
 
-    def lookup(self, provider: str, model: str, at: datetime) -> PriceEntry | None:
-        """The entry that prices `model` from `provider` at instant `at`, or None (unpriced)."""
+    def lookup(
+        self, provider: str, model: str, at: datetime, service_tier: str | None = None
+    ) -> PriceEntry | None:
+        """The entry that prices `model` from `provider` at instant `at` for a call billed at
+        `service_tier` (None: standard), or None (unpriced)."""
         if at.tzinfo is None:
             raise PricingError(f"lookup time {at.isoformat()} must carry a UTC offset")
-        for entry in self.candidates(provider, model):
-            if entry.effective_from <= at and (entry.effective_to is None
-                                               or at < entry.effective_to):
-                return entry
+        candidates = self.candidates(provider, model)
+        for tier in dict.fromkeys((service_tier, None)):
+            for entry in candidates:
+                if entry.service_tier == tier and entry.effective_from <= at and (
+                        entry.effective_to is None or at < entry.effective_to):
+                    return entry
         return None
 
     def select(
@@ -65,7 +75,8 @@ class Catalog:
             and (model is None or e.matches(model))
             and (at is None or e.in_effect(at))
         ]
-        return sorted(chosen, key=lambda e: (e.provider, e.model_match, e.kind, e.effective_from))
+        return sorted(chosen, key=lambda e: (e.provider, e.model_match, e.kind,
+                                             e.service_tier or "", e.effective_from))
 
 
 def _precedence(entry: PriceEntry) -> tuple:
@@ -86,9 +97,9 @@ _PROVENANCE = ("checked_at", "checked_by")
 _MUTABLE = ("effective_to", "origin", *_PROVENANCE)
 
 
-def match_key(entry: PriceEntry) -> tuple[str, str, str, str]:
+def match_key(entry: PriceEntry) -> tuple[str, str, str, str, str | None]:
     """Entries with the same key must not overlap in time: a lookup would be ambiguous."""
-    return (entry.provider, entry.match_kind, entry.model_match, entry.kind)
+    return (entry.provider, entry.match_kind, entry.model_match, entry.kind, entry.service_tier)
 
 
 def merge_entry(
@@ -104,7 +115,8 @@ def merge_entry(
             if entry.overlaps(other):
                 raise PricingError(
                     f"price entry {entry.id} ({_window(entry)}) overlaps {other.id} "
-                    f"({_window(other)}): same provider, model match and kind, so a lookup "
+                    f"({_window(other)}): same provider, model match, kind and service tier, "
+                    "so a lookup "
                     "would be ambiguous"
                 )
         return entry

@@ -4,18 +4,25 @@ Meters that are parts of another (events/model.py) are split out of their parent
 genai-prices splits usage into leaves: a part with its own price is billed at that price and
 taken out of the parent; a part without one stays at the parent's price. Concretely:
 
-- input: uncached input = input - cached - cache_write (- input_audio when it has its own
-  price), at the input price. Cached tokens without a cache-read price, cache writes without
-  a cache-write price and input audio without an audio price are billed at the input price
-  and flagged (``cache_read_price_missing``, ...), never silently at 0.
+- input: uncached input = input - cached - cache_write (- input_audio, - input_image, when
+  they have their own price), at the input price. Cached tokens without a cache-read price,
+  cache writes without a cache-write price and input audio or image tokens without their own
+  price are billed at the input price and flagged (``cache_read_price_missing``, ...), never
+  silently at 0. One-hour cache writes are a part of the cache writes: at their own price,
+  else at the cache-write price, flagged ``cache_write_1h_price_missing``.
 - output: reasoning tokens are output tokens; they are billed separately only when the entry
-  prices ``reasoning_tokens``. Output audio without its own price is billed at the output
-  price and flagged ``output_audio_price_missing``.
+  prices ``reasoning_tokens``. Output audio or image tokens without their own price are
+  billed at the output price and flagged (``output_audio_price_missing``, ...).
 - ``requests`` is billed only when the entry has a per-request price: most models charge no
-  per-call fee, and the meter counts calls that the token meters already bill.
+  per-call fee, and the meter counts calls that the token meters already bill. Likewise
+  ``images`` without a per-image price is no extra charge when the event reports output
+  tokens: a token-priced image model bills its images as output tokens.
+- ``input_characters`` (text to speech) is billed per 1M characters.
 - any other non-zero meter without a price (and a parent leaf without one) makes the result
   ``incomplete`` with flag ``no_price:<meter>``; parts larger than their parent give
   ``parts_exceed:<meter>``. An incomplete total is a lower bound, never a guess.
+- an event billed at a service tier priced by a standard entry (its tier has no entry of its
+  own) is flagged ``service_tier_price_missing:<tier>``: the standard price is what it shows.
 
 All arithmetic is on integer pico-units, so the result is exact; ``seconds`` may be
 fractional, and the only rounding anywhere (half-even, to a pico-unit) is flagged
@@ -54,8 +61,15 @@ class CostBreakdown:
         return {meter: from_pico(pico) for meter, pico in self.per_meter_pico.items()}
 
 
-def price_usage(usage: Usage, entry: PriceEntry) -> CostBreakdown:
-    """Price one event's meters with one entry. Pure: no I/O, no clock, no float."""
+# A part of a meter: (meter, count, flag when it has no price of its own, its own parts).
+# A part without a flag stays in its parent when unpriced, as the provider bills it.
+_Part = tuple[str, int, str | None, tuple]
+
+
+def price_usage(usage: Usage, entry: PriceEntry, *, service_tier: str | None = None) -> (
+        CostBreakdown):
+    """Price one event's meters with one entry; `service_tier` is the event's. Pure: no I/O,
+    no clock, no float."""
     prices = entry.pico_prices
     total_input = usage.input_tokens
     for threshold, tier_prices in entry.pico_tiers:
@@ -65,26 +79,39 @@ def price_usage(usage: Usage, entry: PriceEntry) -> CostBreakdown:
 
     costs: dict[str, int] = {}
     flags: list[str] = []
-    _split(
-        prices, costs, flags, "input_tokens", total_input,
+    if service_tier is not None and entry.service_tier != service_tier:
+        flags.append(f"service_tier_price_missing:{service_tier}")
+    _bill(
+        prices, costs, flags, "input_tokens", total_input, prices.get("input_tokens"),
         (
-            ("cached_input_tokens", usage.cached_input_tokens, "cache_read_price_missing"),
-            ("cache_write_tokens", usage.cache_write_tokens, "cache_write_price_missing"),
-            ("input_audio_tokens", usage.input_audio_tokens, "input_audio_price_missing"),
+            ("cached_input_tokens", usage.cached_input_tokens, "cache_read_price_missing", ()),
+            ("cache_write_tokens", usage.cache_write_tokens, "cache_write_price_missing", (
+                ("cache_write_1h_tokens", usage.cache_write_1h_tokens,
+                 "cache_write_1h_price_missing", ()),
+            )),
+            ("input_audio_tokens", usage.input_audio_tokens, "input_audio_price_missing", ()),
+            ("input_image_tokens", usage.input_image_tokens, "input_image_price_missing", ()),
         ),
     )
-    _split(
-        prices, costs, flags, "output_tokens", usage.output_tokens,
+    _bill(
+        prices, costs, flags, "output_tokens", usage.output_tokens, prices.get("output_tokens"),
         (
-            ("reasoning_tokens", usage.reasoning_tokens, None),
-            ("output_audio_tokens", usage.output_audio_tokens, "output_audio_price_missing"),
+            ("reasoning_tokens", usage.reasoning_tokens, None, ()),
+            ("output_audio_tokens", usage.output_audio_tokens, "output_audio_price_missing", ()),
+            ("output_image_tokens", usage.output_image_tokens, "output_image_price_missing", ()),
         ),
     )
+    if usage.input_characters:
+        if (price := prices.get("input_characters")) is None:
+            flags.append("no_price:input_characters")
+        else:
+            costs["input_characters"] = usage.input_characters * price
     if usage.requests and (price := prices.get("requests")) is not None:
         costs["requests"] = usage.requests * price
     if usage.images:
         if (price := prices.get("images")) is None:
-            flags.append("no_price:images")
+            if not usage.output_tokens:  # else the output tokens bill the images
+                flags.append("no_price:images")
         else:
             costs["images"] = usage.images * price
     if usage.seconds:
@@ -107,36 +134,36 @@ def price_usage(usage: Usage, entry: PriceEntry) -> CostBreakdown:
     )
 
 
-def _split(
+def _bill(
     prices: dict[str, int],
     costs: dict[str, int],
     flags: list[str],
-    parent: str,
+    meter: str,
     count: int,
-    parts: tuple[tuple[str, int, str | None], ...],
+    price: int | None,
+    parts: tuple[_Part, ...],
 ) -> None:
-    """Bill `parent`'s count: parts at their own price, the rest at the parent's price."""
-    parent_price = prices.get(parent)
+    """Bill `count` of `meter` at `price`: its parts at their own price, the rest at `price`."""
     rest = count
-    for meter, part, missing_flag in parts:
-        if not part:
+    for part, part_count, missing_flag, subparts in parts:
+        if not part_count:
             continue
-        price = prices.get(meter)
-        if price is None:
+        own = prices.get(part)
+        if own is None:
             if missing_flag is None:
                 continue  # billed as part of the parent, as the provider does
-            if parent_price is None:
-                flags.append(f"no_price:{meter}")
-                rest -= part
+            if price is None:
+                flags.append(f"no_price:{part}")
+                rest -= part_count
                 continue
-            price = parent_price
+            own = price
             flags.append(missing_flag)
-        costs[meter] = part * price
-        rest -= part
+        _bill(prices, costs, flags, part, part_count, own, subparts)
+        rest -= part_count
     if rest < 0:
-        flags.append(f"parts_exceed:{parent}")
+        flags.append(f"parts_exceed:{meter}")
     elif rest:
-        if parent_price is None:
-            flags.append(f"no_price:{parent}")
+        if price is None:
+            flags.append(f"no_price:{meter}")
         else:
-            costs[parent] = rest * parent_price
+            costs[meter] = rest * price

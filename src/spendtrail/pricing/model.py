@@ -1,16 +1,20 @@
 """Price entries: what one provider charges, for the models one match selects, in one window.
 
-An entry's ``prices`` map is keyed by the ``Usage`` meter names. Token meters are priced per
-1,000,000 tokens and may carry at most 6 decimal places; ``requests``, ``images`` and
-``seconds`` are priced per unit and may carry at most 12. Costs are kept in integer
-pico-units (``spendtrail.money``), so these limits make every computed cost exact: a price
-finer than that is rejected, never rounded.
+An entry's ``prices`` map is keyed by the ``Usage`` meter names. Token meters and
+``input_characters`` are priced per 1,000,000 and may carry at most 6 decimal places;
+``requests``, ``images`` and ``seconds`` are priced per unit and may carry at most 12.
+Costs are kept in integer pico-units (``spendtrail.money``), so these limits make every
+computed cost exact: a price finer than that is rejected, never rounded.
 
 Tiers follow genai-prices: a tier applies when the request's *total* input tokens
 (``input_tokens``, cached and cache-write included) are strictly above its threshold, and it
 then prices *all* tokens of the meters it lists (a cliff, not a graduated scale). The highest
 applicable tier wins; a meter a tier does not list keeps the price of the nearest lower tier
 that lists it, else the base price.
+
+An entry with a ``service_tier`` (``batch``, ``flex``, ``priority``...) prices only events
+billed at that tier; one without prices the standard tier (and, flagged, a tier that has no
+entry of its own: see ``catalog.py``).
 
 Model matching is on the lower-cased model name: ``exact`` compares it to the lower-cased
 match, ``glob`` is ``fnmatch`` (``*``, ``?``, ``[...]``) on lower-cased text, and ``regex`` is
@@ -29,20 +33,25 @@ from decimal import Decimal
 from typing import Any
 
 from spendtrail.errors import SpendtrailError
-from spendtrail.events.model import METERS
+from spendtrail.events.model import METERS, service_tier_of
 from spendtrail.money import parse_decimal
 
 TOKEN_METERS: tuple[str, ...] = (
     "input_tokens",
     "cached_input_tokens",
     "cache_write_tokens",
+    "cache_write_1h_tokens",
     "output_tokens",
     "reasoning_tokens",
     "input_audio_tokens",
     "output_audio_tokens",
+    "input_image_tokens",
+    "output_image_tokens",
 )
+CHARACTER_METERS: tuple[str, ...] = ("input_characters",)
 UNIT_METERS: tuple[str, ...] = ("requests", "images", "seconds")
-TOKEN_PRICE_PLACES = 6  # per 1M tokens: 10**-6 per 1M = 10**-12 per token
+PER_MILLION_METERS = frozenset(TOKEN_METERS + CHARACTER_METERS)
+TOKEN_PRICE_PLACES = 6  # per 1M: 10**-6 per 1M = 10**-12 per token or character
 UNIT_PRICE_PLACES = 12
 
 KINDS = ("contracted", "list")  # contracted: verified for this account; list: reference price
@@ -69,8 +78,9 @@ def check_price(meter: str, value: object, field_name: str | None = None) -> Dec
     if amount < 0:
         raise PricingError(f"{name}: a price cannot be negative, got {value}")
     places = max(0, -int(amount.normalize().as_tuple().exponent))
-    if meter in TOKEN_METERS:
-        limit, unit = TOKEN_PRICE_PLACES, "a price per 1M tokens"
+    if meter in PER_MILLION_METERS:
+        what = "tokens" if meter in TOKEN_METERS else "characters"
+        limit, unit = TOKEN_PRICE_PLACES, f"a price per 1M {what}"
     else:
         limit, unit = UNIT_PRICE_PLACES, f"a price per {meter.rstrip('s')}"
     if places > limit:
@@ -82,8 +92,8 @@ def check_price(meter: str, value: object, field_name: str | None = None) -> Dec
 
 
 def _pico_per_unit(meter: str, price: Decimal) -> int:
-    """Price -> integer pico-units per token (token meters) or per unit."""
-    return int(price.scaleb(6 if meter in TOKEN_METERS else 12))
+    """Price -> integer pico-units per token or character (per-1M meters) or per unit."""
+    return int(price.scaleb(6 if meter in PER_MILLION_METERS else 12))
 
 
 def parse_instant(value: object, field_name: str) -> datetime:
@@ -173,6 +183,7 @@ class PriceEntry:
     tiers: tuple[Tier, ...] = ()
     effective_from: datetime = EPOCH
     effective_to: datetime | None = None
+    service_tier: str | None = None  # None: the standard tier
     source_url: str
     checked_at: date
     checked_by: str
@@ -204,6 +215,7 @@ class PriceEntry:
             raise PricingError(f"model: expected 1 to {_MAX_MATCH} characters, got {pattern!r}")
         setattr_(self, "model_match", pattern)
         setattr_(self, "matcher", _compile_match(self.match_kind, pattern))
+        setattr_(self, "service_tier", _check_tier(self.service_tier))
         if self.kind not in KINDS:
             raise PricingError(f"kind: expected one of {', '.join(KINDS)}, got {self.kind!r}")
         if not _CURRENCY.match(self.currency):
@@ -225,8 +237,9 @@ class PriceEntry:
         setattr_(self, "pico_prices", base)
         setattr_(self, "pico_tiers", tuple(reversed(tiers)))  # highest threshold first
         if not self.id:
+            scope = (self.kind, provider, *tier_scope(self.service_tier))
             setattr_(self, "id", default_entry_id(
-                (self.kind, provider), self.match_kind, pattern, self.effective_from))
+                scope, self.match_kind, pattern, self.effective_from))
         if len(self.id) > _MAX_ID:
             raise PricingError(f"id: at most {_MAX_ID} characters, got {len(self.id)}")
 
@@ -267,10 +280,11 @@ class PriceEntry:
         return self.effective_from <= at and (self.effective_to is None or at < self.effective_to)
 
     def overlaps(self, other: PriceEntry) -> bool:
-        """Same provider, match and kind, and windows that share an instant."""
+        """Same provider, match, kind and service tier, and windows that share an instant."""
         return (
-            (self.provider, self.match_kind, self.model_match, self.kind)
-            == (other.provider, other.match_kind, other.model_match, other.kind)
+            (self.provider, self.match_kind, self.model_match, self.kind, self.service_tier)
+            == (other.provider, other.match_kind, other.model_match, other.kind,
+                other.service_tier)
             and (other.effective_to is None or self.effective_from < other.effective_to)
             and (self.effective_to is None or other.effective_from < self.effective_to)
         )
@@ -288,12 +302,29 @@ class PriceEntry:
             "tiers": _tiers_record(self.tiers),
             "effective_from": self.effective_from.isoformat(),
             "effective_to": None if self.effective_to is None else self.effective_to.isoformat(),
+            "service_tier": self.service_tier,
             "source_url": self.source_url,
             "source_id": self.source_id,
             "checked_at": self.checked_at.isoformat(),
             "checked_by": self.checked_by,
             "origin": self.origin,
         }
+
+
+def _check_tier(value: object) -> str | None:
+    """The entry's service tier: None (standard) or a lower-case name; ``default`` and
+    ``standard`` name the standard tier, so they are None too."""
+    if value is None:
+        return None
+    if isinstance(value, str) and len(value.strip()) > 50:
+        raise PricingError(f"service_tier: at most 50 characters, got {len(value.strip())}")
+    tier = service_tier_of(value)
+    if tier is None and not (isinstance(value, str) and value.strip()):
+        raise PricingError(f"service_tier: expected a tier name like batch, got {value!r}")
+    if tier is not None and not re.fullmatch(r"[a-z0-9][a-z0-9_.-]*", tier):
+        raise PricingError(
+            f"service_tier: expected letters, digits, '_', '-' or '.', got {value!r}")
+    return tier
 
 
 def _check_tiers(tiers: tuple[Tier, ...], base: dict[str, Decimal]) -> tuple[Tier, ...]:
@@ -330,6 +361,12 @@ def _tiers_record(tiers: tuple[Tier, ...]) -> list[dict[str, Any]]:
         {"above_input_tokens": t.above_input_tokens, "prices": _prices_record(t.prices)}
         for t in tiers
     ]
+
+
+def tier_scope(service_tier: str | None) -> tuple[str, ...]:
+    """What a tier adds to an entry id's scope: nothing for the standard tier, so the ids of
+    standard entries stay as they were before tiers existed."""
+    return () if service_tier is None else (f"tier={service_tier}",)
 
 
 def default_entry_id(

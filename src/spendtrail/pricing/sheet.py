@@ -28,11 +28,12 @@ from spendtrail.yamlfile import Reader, is_null, line
 # Fields an entry may set, and which of them `defaults` may set for every entry.
 ENTRY_FIELDS = (
     "id", "provider", "model", "match", "kind", "currency", "prices", "tiers",
-    "effective_from", "effective_to", "source_url", "source_id", "checked_at", "checked_by",
+    "effective_from", "effective_to", "service_tier", "source_url", "source_id", "checked_at",
+    "checked_by",
 )
 DEFAULTABLE = (
-    "provider", "match", "kind", "currency", "effective_from", "effective_to", "source_url",
-    "checked_at", "checked_by",
+    "provider", "match", "kind", "currency", "effective_from", "effective_to", "service_tier",
+    "source_url", "checked_at", "checked_by",
 )
 PROVENANCE = ("source_url", "checked_at", "checked_by")
 REQUIRED = ("provider", "model", "prices", "effective_from", *PROVENANCE)
@@ -112,6 +113,7 @@ class _Sheet:
                 tiers=values.get("tiers", ()),
                 effective_from=values["effective_from"],
                 effective_to=values.get("effective_to"),
+                service_tier=values.get("service_tier"),
                 source_url=values["source_url"],
                 source_id=values.get("source_id"),
                 checked_at=values["checked_at"],
