@@ -11,14 +11,16 @@ import typer
 
 # The rules are loaded and checked against the registry exactly as `allocation shared` does.
 from spendtrail.cli.allocation_cmd import PeriodOption, _rules
-from spendtrail.cli.common import console, fail, ledger, settings
+from spendtrail.cli.common import console, fail, ledger
 from spendtrail.cli.render import Format, render
 from spendtrail.errors import SpendtrailError
-from spendtrail.ledger.db import redact_url
 from spendtrail.periods import parse_period
-from spendtrail.reports.chargeback import build_statement, to_csv, to_json, to_markdown
+from spendtrail.reports.chargeback import build_statement, parse_scope, to_csv, to_json
 from spendtrail.reports.render_html import to_html
+from spendtrail.reports.render_pdf import to_pdf
 from spendtrail.reports.retries import retry_inflation
+from spendtrail.reports.rounding import MAX_DECIMALS
+from spendtrail.reports.statement_view import to_markdown
 from spendtrail.reports.unit_cost import BUILT_IN, load_denominators, load_metrics, unit_costs
 
 app = typer.Typer(no_args_is_help=True)
@@ -34,40 +36,63 @@ class StatementFormat(StrEnum):
     html = "html"
     csv = "csv"
     json = "json"
+    pdf = "pdf"
 
 
-_RENDERERS = {StatementFormat.md: to_markdown, StatementFormat.html: to_html,
-              StatementFormat.csv: to_csv, StatementFormat.json: to_json}
+# Formats people read round to the currency's minor unit; CSV and JSON stay exact.
+_DISPLAYED = {StatementFormat.md: to_markdown, StatementFormat.html: to_html,
+              StatementFormat.pdf: to_pdf}
+_EXACT = {StatementFormat.csv: to_csv, StatementFormat.json: to_json}
 
 
 @app.command("chargeback")
 def chargeback(
     period: PeriodOption,
-    owner: Annotated[str | None, typer.Option(help="One application's statement only.")] = None,
+    owner: Annotated[str | None, typer.Option(
+        help="Whose statement: company (the default), application:ID, budget-owner:ID, "
+             "cost-center:ID or business-unit:ID (registry ids; a bare ID is an "
+             "application).")] = None,
     rules: Annotated[Path | None, typer.Option(
-        help="Shared-cost rules YAML; without it shared-pool cost stays unallocated.")] = None,
+        help="Shared-cost rules YAML; default: the rules stored with `allocation rules-load`"
+             ", else shared-pool cost stays unallocated.")] = None,
+    decimals: Annotated[int | None, typer.Option(
+        min=0, max=MAX_DECIMALS,
+        help="Decimals shown in md, html and pdf (default: the currency's minor unit, 2 for "
+             "USD); csv and json are always exact.")] = None,
     fmt: Annotated[StatementFormat, typer.Option("--format")] = StatementFormat.md,
-    output: Annotated[Path | None, typer.Option(help="Write here instead of stdout.")] = None,
+    output: Annotated[Path | None, typer.Option(
+        help="Write here instead of stdout (required for pdf).")] = None,
 ) -> None:
-    """Showback/chargeback statement per owner for a period: direct cost, shared allocations
-    with their rule, quarantined and unpriced usage, budgets, coverage, reconciliation and
-    price sources, tying out exactly to the ledger total."""
+    """Showback/chargeback statement for a period, for the company or one owner: charges by
+    application with their shared allocations, breakdowns by model, environment and
+    workload, quarantined and unpriced usage, budgets, reconciliation and price sources,
+    tying out exactly. PRELIMINARY until the period is closed."""
+    if fmt is StatementFormat.pdf and output is None:
+        fail("--format pdf writes a file: give --output FILE.pdf")
     try:
         chosen = parse_period(period)
+        scope = parse_scope(owner)
     except SpendtrailError as exc:
         fail(str(exc))
     loaded = _rules(rules) if rules is not None else None
     with ledger().connect() as conn:
-        statement = build_statement(conn, chosen, ledger=redact_url(settings().ledger_url),
-                                    rules=loaded, rules_file=str(rules) if rules else None,
-                                    owner=owner)
-    if owner is not None and not statement.owners:
-        fail(f"no spend or allocation for owner {owner!r} in {chosen.label}")
-    text = _RENDERERS[fmt](statement)
+        statement = build_statement(conn, chosen, rules=loaded,
+                                    rules_file=f"{rules.name} (given with --rules)"
+                                    if rules else None, owner=scope)
+    if not scope.is_company and not statement.owners:
+        fail(f"no spend or allocation for {scope} in {chosen.label}")
+    try:
+        rendered = (_DISPLAYED[fmt](statement, decimals) if fmt in _DISPLAYED
+                    else _EXACT[fmt](statement))
+    except SpendtrailError as exc:
+        fail(str(exc))
     if output is None:
-        console.out(text, end="", highlight=False)
+        console.out(rendered, end="", highlight=False)
+    elif isinstance(rendered, bytes):
+        output.write_bytes(rendered)
+        console.print(f"wrote {output}", highlight=False)
     else:
-        output.write_text(text, encoding="utf-8")
+        output.write_text(rendered, encoding="utf-8")
         console.print(f"wrote {output}", highlight=False)
 
 
