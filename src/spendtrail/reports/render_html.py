@@ -29,7 +29,7 @@ dl.head dt{color:var(--muted)}dl.head dd{margin:0}
 .summary span{display:block;color:var(--muted);font-size:11px}
 .summary strong{font-size:18px;font-variant-numeric:tabular-nums}
 .charts{display:grid;grid-template-columns:repeat(auto-fit,minmax(520px,1fr));gap:10px 28px}
-table{border-collapse:collapse;margin:4px 0 6px;width:100%}
+table{border-collapse:collapse;margin:4px 0 6px;min-width:55%}
 th,td{border-bottom:1px solid var(--line);padding:4px 8px;text-align:left;vertical-align:top}
 th{background:var(--head);font-weight:600;font-size:12px;border-bottom:1px solid #b9c0ca}
 td.num,th.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
@@ -37,14 +37,12 @@ tbody tr:nth-child(even) td{background:#fafbfc}
 tfoot td{font-weight:700;border-top:2px solid var(--ink);border-bottom:3px double var(--ink)}
 .note{color:var(--muted);font-size:12px;margin:2px 0 0}
 .none{color:var(--muted);font-style:italic;margin:2px 0}
-svg text{font-size:11px;font-family:"DejaVu Sans",system-ui,sans-serif;fill:var(--ink)}
-svg .bar{fill:var(--accent)}
 ul.not-asserted{color:var(--muted);padding-left:18px}
 @page{size:A4 landscape;margin:14mm 12mm 15mm;
-  @top-left{content:string(title);font-size:9px;color:#5b6574}
-  @top-right{content:string(status);font-size:9px;font-weight:700;color:#9a4a00}
-  @bottom-right{content:"Page " counter(page) " of " counter(pages);font-size:9px;
-    color:#5b6574}}
+  @top-left{content:string(title);font:9px "DejaVu Sans",sans-serif;color:#5b6574}
+  @top-right{content:string(status);font:bold 9px "DejaVu Sans",sans-serif;color:#9a4a00}
+  @bottom-right{content:"Page " counter(page) " of " counter(pages);
+    font:9px "DejaVu Sans",sans-serif;color:#5b6574}}
 @media print{
   body{font-size:10px}main{max-width:none;padding:0}
   h1{string-set:title content()}
@@ -52,18 +50,21 @@ ul.not-asserted{color:var(--muted);padding-left:18px}
   h2{break-after:avoid;margin-top:16px}
   table,.chart{break-inside:auto}tr{break-inside:avoid}
   thead{display:table-header-group}tfoot{display:table-row-group}
-  th,td{padding:2px 5px}
+  th,td{padding:2px 5px;font-size:10px}.note{font-size:9px}
   tbody tr:nth-child(even) td{background:none}
   .charts{grid-template-columns:1fr 1fr}
   .summary strong{font-size:14px}
 }
 """
 _BAR_HEIGHT, _LABEL_WIDTH, _BAR_WIDTH, _TEXT_WIDTH = 16, 190, 250, 90
+# Presentation attributes, not CSS: a PDF renderer draws inline SVG without the page's styles.
+_BAR_FILL = "#2f5d9e"
+_TEXT = ' font-size="11" font-family="DejaVu Sans, sans-serif" fill="#1d2430"'
 
 
 def bar_chart(chart: Chart) -> str:
     """Horizontal bars, one per label, scaled to the largest amount."""
-    largest = max((bar.units for bar in chart.bars), default=0) or 1
+    largest = max((bar.pico for bar in chart.bars), default=0) or 1
     height = _BAR_HEIGHT * len(chart.bars) + 26
     width = _LABEL_WIDTH + _BAR_WIDTH + _TEXT_WIDTH
     parts = [f'<svg class="chart" xmlns="http://www.w3.org/2000/svg" role="img" '
@@ -71,14 +72,16 @@ def bar_chart(chart: Chart) -> str:
              f'aria-label="{escape(chart.title)}"><title>{escape(chart.title)}</title>']
     for i, bar in enumerate(chart.bars):
         y = 22 + i * _BAR_HEIGHT
-        length = max(bar.units, 0) * _BAR_WIDTH // largest
+        length = max(bar.pico, 0) * _BAR_WIDTH // largest
         label = bar.label if len(bar.label) <= 28 else bar.label[:27] + "…"
         parts.append(
-            f'<text x="0" y="{y + 11}">{escape(label)}</text>'
+            f'<text x="0" y="{y + 11}"{_TEXT}>{escape(label)}</text>'
             f'<rect class="bar" x="{_LABEL_WIDTH}" y="{y}" width="{length}" '
-            f'height="{_BAR_HEIGHT - 4}"/>'
-            f'<text x="{_LABEL_WIDTH + length + 4}" y="{y + 11}">{escape(bar.text)}</text>')
-    parts.append(f'<text x="0" y="12" font-weight="bold">{escape(chart.title)}</text></svg>')
+            f'height="{_BAR_HEIGHT - 4}" fill="{_BAR_FILL}"/>'
+            f'<text x="{_LABEL_WIDTH + length + 4}" y="{y + 11}"{_TEXT}>'
+            f'{escape(bar.text)}</text>')
+    parts.append(f'<text x="0" y="12" font-weight="bold"{_TEXT}>{escape(chart.title)}</text>'
+                 "</svg>")
     return "".join(parts)
 
 

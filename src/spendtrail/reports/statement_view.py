@@ -51,7 +51,7 @@ class Table:
 @dataclass(frozen=True, slots=True)
 class Bar:
     label: str
-    units: int  # display units, for the bar's length
+    pico: int  # the exact amount, for the bar's length
     text: str
 
 
@@ -137,7 +137,7 @@ def build_view(statement: Statement, decimals: int | None = None) -> View:
         suffix = f" ({currency})" if len(currencies) > 1 else ""
         summary += _summary(statement, figures)
         tables += _currency_tables(statement, figures, suffix)
-        charts += _charts(statement, figures, suffix)
+        charts += _charts(statement, figures)
     tables += _other_tables(statement, currencies, decimals)
     return View(title, not statement.closed, head, summary, charts, tables)
 
@@ -146,9 +146,8 @@ def _summary(statement: Statement, f: _Currency) -> list[tuple[str, str]]:
     unpriced = sum(o.unpriced_events for o in f.owners)
     calls = sum(o.events for o in f.owners)
     label = f"Total charged ({f.currency})" if f.currency else "Total charged"
-    rows = [(label, f.text(f.total_units)),
-            ("Calls", f"{calls:,}" + (f", {unpriced:,} unpriced (no cost known)"
-                                      if unpriced else ""))]
+    rows = [(label, f.text(f.total_units)), ("Calls", f"{calls:,}"),
+            ("Unpriced calls (no cost known)", f"{unpriced:,}")]
     if statement.scope.is_company and f.currency:
         ledger = to_units(statement.ledger_total.get(f.currency, 0), f.decimals)
         rows.append((f"Ledger total ({f.currency})", f.text(ledger)))
@@ -310,22 +309,22 @@ def _quarantine_and_tie_out(statement: Statement, f: _Currency, suffix: str) -> 
     return [*tables, table, tie]
 
 
-def _charts(statement: Statement, f: _Currency, suffix: str) -> list[Chart]:
+def _charts(statement: Statement, f: _Currency) -> list[Chart]:
     if not f.currency:
         return []
-    by_owner = [Bar(o.name, f.owner_units[o.owner][3],
-                    f"{f.text(f.owner_units[o.owner][3])} {f.currency}")
+    by_owner = [Bar(o.name, o.total()[f.currency], f.text(f.owner_units[o.owner][3]))
                 for o in f.owners if f.priced(o)]
     days = [(day, money.get(f.currency, 0)) for day, money in statement.by_day]
     if statement.scope.is_company:
         target = to_units(statement.ledger_total.get(f.currency, 0), f.decimals)
-        day_title = f"Ledger spend by day{suffix}"
+        day_title = f"Ledger spend by day ({f.currency})"
     else:
-        target, day_title = f.direct, f"Direct spend by day{suffix}"
+        target, day_title = f.direct, f"Direct spend by day ({f.currency})"
     units = spread([pico for _, pico in days], f.decimals, target)
-    by_day = [Bar(day[5:], shown, f.text(shown)) for (day, _), shown in
+    by_day = [Bar(day[5:], pico, f.text(shown)) for (day, pico), shown in
               zip(days, units, strict=True)]
-    return [Chart(f"Charges by application{suffix}", by_owner), Chart(day_title, by_day)]
+    return [Chart(f"Charges by application ({f.currency})", by_owner),
+            Chart(day_title, by_day)]
 
 
 def _other_tables(statement: Statement, currencies: list[str], decimals: int | None
