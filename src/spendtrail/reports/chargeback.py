@@ -709,8 +709,8 @@ def to_csv(statement: Statement) -> str:
 
 def to_json(statement: Statement) -> str:
     document = {
-        "header": {"scope": str(statement.scope), "status": status(statement),
-                   **header(statement)},
+        "header": {"scope": str(statement.scope), **header(statement),
+                   "status": status(statement)},
         **{s.key: {"title": s.title, "rows": s.rows, "note": s.note}
            for s in sections(statement)},
         "line_items": line_items(statement),
