@@ -28,9 +28,15 @@ dl.head dt{color:var(--muted)}dl.head dd{margin:0}
 .summary div{border:1px solid var(--line);border-radius:4px;padding:8px 14px;min-width:170px}
 .summary span{display:block;color:var(--muted);font-size:11px}
 .summary strong{font-size:18px;font-variant-numeric:tabular-nums}
-.charts{display:grid;grid-template-columns:repeat(auto-fit,minmax(520px,1fr));gap:10px 28px}
+.charts{display:grid;grid-template-columns:repeat(auto-fit,minmax(520px,1fr));gap:10px 28px;
+  align-items:start}
+svg.chart{max-width:100%;height:auto}
 table{border-collapse:collapse;margin:4px 0 6px;min-width:55%}
-th,td{border-bottom:1px solid var(--line);padding:4px 8px;text-align:left;vertical-align:top}
+th,td{border-bottom:1px solid var(--line);padding:4px 8px;text-align:left;vertical-align:top;
+  white-space:nowrap}
+td.wrap{white-space:normal;overflow-wrap:anywhere}
+.row{display:flex;flex-wrap:wrap;gap:0 36px;align-items:flex-start}
+.row table{min-width:0}
 th{background:var(--head);font-weight:600;font-size:12px;border-bottom:1px solid #b9c0ca}
 td.num,th.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 tbody tr:nth-child(even) td{background:#fafbfc}
@@ -53,6 +59,7 @@ ul.not-asserted{color:var(--muted);padding-left:18px}
   th,td{padding:2px 5px;font-size:10px}.note{font-size:9px}
   tbody tr:nth-child(even) td{background:none}
   .charts{grid-template-columns:1fr 1fr}
+  .row{display:block}  /* side by side, a table could not break across pages */
   .summary strong{font-size:14px}
 }
 """
@@ -86,16 +93,16 @@ def bar_chart(chart: Chart) -> str:
 
 
 def _table(table: Table) -> list[str]:
-    out = [f'<h2 id="{table.key}">{escape(table.title)}</h2>']
+    out = [f'<section><h2 id="{table.key}">{escape(table.title)}</h2>']
     if not table.rows:
         out.append('<p class="none">none</p>')
     else:
-        numeric = [column.numeric for column in table.columns]
+        kinds = [" class=num" if c.numeric else " class=wrap" if c.wrap else ""
+                 for c in table.columns]
 
         def cells(values: list[str], tag: str = "td") -> str:
-            return "".join(
-                f'<{tag}{" class=num" if num else ""}>{escape(value)}</{tag}>'
-                for value, num in zip(values, numeric, strict=True))
+            return "".join(f"<{tag}{kind}>{escape(value)}</{tag}>"
+                           for value, kind in zip(values, kinds, strict=True))
 
         out.append("<table><thead><tr>" + cells([c.title for c in table.columns], "th")
                    + "</tr></thead><tbody>")
@@ -106,6 +113,7 @@ def _table(table: Table) -> list[str]:
         out.append("</table>")
     if table.note:
         out.append(f'<p class="note">{escape(table.note)}</p>')
+    out.append("</section>")
     return out
 
 
@@ -125,8 +133,14 @@ def view_html(view: View) -> str:
         out.append('<div class="charts">')
         out += [bar_chart(chart) for chart in view.charts]
         out.append("</div>")
-    for table in view.tables:
+    for i, table in enumerate(view.tables):
+        before = view.tables[i - 1].group if i else ""
+        after = view.tables[i + 1].group if i + 1 < len(view.tables) else ""
+        if table.group and table.group != before:
+            out.append('<div class="row">')
         out += _table(table)
+        if table.group and table.group != after:
+            out.append("</div>")
     out.append('<h2 id="not_asserted">What this statement does not assert</h2>'
                '<ul class="not-asserted">')
     out += [f"<li>{escape(text)}</li>" for text in view.not_asserted]

@@ -36,6 +36,7 @@ _NAME_OF = {"business_unit": "business_unit_name", "cost_center": "cost_center_n
 class Column:
     title: str
     numeric: bool = False  # right-aligned
+    wrap: bool = False  # long text (URLs, ids) that may break over lines
 
 
 @dataclass
@@ -46,6 +47,7 @@ class Table:
     rows: list[list[str]] = field(default_factory=list)
     totals: list[str] | None = None  # the totals row, if the table has one
     note: str = ""
+    group: str = ""  # adjacent tables of one group may sit side by side
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,7 +195,8 @@ def _rollup(f: _Currency, dim: str, title: str, suffix: str) -> Table:
         groups[getattr(o, _NAME_OF[dim]) or "(none)"].append(o)
     table = Table(f"by_{dim}", f"Roll-up by {title}{suffix}", [
         Column(title.capitalize()), Column("Applications", True),
-        Column(f"Total {f.currency}".strip(), True), Column("Unpriced calls", True)])
+        Column(f"Total {f.currency}".strip(), True), Column("Unpriced calls", True)],
+        group="rollups")
     for name, members in sorted(groups.items()):
         priced = [o for o in members if f.priced(o)]
         units = sum(f.owner_units[o.owner][3] for o in priced)
@@ -224,7 +227,7 @@ def _breakdown(f: _Currency, dim: str, title: str, suffix: str) -> Table:
     table = Table(f"by_{dim}", f"By {title.lower()}{suffix}", [
         Column(title), Column("Calls", True), Column("Input tokens", True),
         Column("Output tokens", True), Column(f"Amount {f.currency}".strip(), True),
-        Column("Unpriced calls", True)])
+        Column("Unpriced calls", True)], group="breakdowns")
     for name, shown in zip(names, units, strict=True):
         pico, calls, tokens_in, tokens_out, unpriced = groups[name]
         all_unpriced = unpriced == calls and pico == 0
@@ -393,8 +396,8 @@ def _other_tables(statement: Statement, currencies: list[str], decimals: int | N
                                 f"unpriced", *kpis.alerts()])
         tables.append(cover)
     sources = Table("price_sources", "Price sources used", [
-        Column("Price entry"), Column("Kind"), Column("Source"), Column("Checked"),
-        Column("Checked by")])
+        Column("Price entry", wrap=True), Column("Kind"), Column("Source", wrap=True),
+        Column("Checked"), Column("Checked by")])
     sources.rows = [[p.id, p.kind, p.source_url, p.checked_at.isoformat(), p.checked_by]
                     for p in statement.price_sources]
     tables.append(sources)
