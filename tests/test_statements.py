@@ -33,14 +33,27 @@ pytest_plugins = ("test_allocation_helpers",)  # the `books` fixture
 
 RULES = ROOT / "examples" / "shared-cost-rules.yaml"
 OCTOBER = parse_period("2026-10")
-REGISTRY_IDS = ("CC-100", "CC-110", "CC-200", "CC-300", "ana.ruiz", "ben.okafor", "chen.wei",
-                "dana.kim")
+REGISTRY_IDS = (
+    "CC-100",
+    "CC-110",
+    "CC-200",
+    "CC-300",
+    "ana.ruiz",
+    "ben.okafor",
+    "chen.wei",
+    "dana.kim",
+)
 
 
 def statement(engine, owner=None, rules=None):
     with engine.connect() as conn:
-        return build_statement(conn, OCTOBER, rules=rules, owner=parse_scope(owner),
-                               generated_at=datetime(2026, 11, 2, 9, tzinfo=UTC))
+        return build_statement(
+            conn,
+            OCTOBER,
+            rules=rules,
+            owner=parse_scope(owner),
+            generated_at=datetime(2026, 11, 2, 9, tzinfo=UTC),
+        )
 
 
 def rules():
@@ -55,8 +68,10 @@ def test_spread_keeps_the_displayed_total_over_random_amounts():
     for _ in range(2000):
         decimals = rng.randint(0, 6)
         unit = 10 ** (12 - decimals)
-        picos = [rng.choice((rng.randint(0, 10**13), rng.randint(0, 3 * unit),
-                             rng.randint(-unit, unit))) for _ in range(rng.randint(1, 12))]
+        picos = [
+            rng.choice((rng.randint(0, 10**13), rng.randint(0, 3 * unit), rng.randint(-unit, unit)))
+            for _ in range(rng.randint(1, 12))
+        ]
         shown = spread(picos, decimals)
         assert sum(shown) == to_units(sum(picos), decimals)
         # Each line is its amount rounded down or up, never further.
@@ -79,8 +94,11 @@ def md_tables(text: str) -> dict[str, tuple[list[str], list[list[str]], list[str
     tables = {}
     for block in re.split(r"^## ", text, flags=re.M)[1:]:
         title, _, body = block.partition("\n")
-        rows = [[cell.strip() for cell in line.strip("|").split(" | ")]
-                for line in body.splitlines() if line.startswith("| ")]
+        rows = [
+            [cell.strip() for cell in line.strip("|").split(" | ")]
+            for line in body.splitlines()
+            if line.startswith("| ")
+        ]
         if not rows:
             continue
         totals = rows[-1] if rows[-1][0].startswith("**") else None
@@ -100,7 +118,7 @@ def assert_tables_add_up(text: str) -> set[Decimal]:
     totals = set()
     for title, (header, lines, total) in md_tables(text).items():
         if title.startswith("Tie-out"):
-            *parts, = (number(row[1]) for row in lines)
+            (*parts,) = (number(row[1]) for row in lines)
             assert sum(parts) == number(total[1]), title
             continue
         if total is None:
@@ -120,23 +138,32 @@ def random_books(engine, seed: int) -> None:
     """Random token counts for several owners, models, environments and workloads, with
     shared-pool and quarantined usage."""
     rng = random.Random(seed)
-    owners = [("search-summaries", "production", "batch"),
-              ("search-summaries", "staging", "eval"),
-              ("contract-review", "production", "user_facing"),
-              ("support-assistant", "production", "user_facing"),
-              ("sales-email-drafts", "production", "internal_automation"),
-              ("platform-shared", "production", "batch"), ("ghost-app", "production", "batch")]
+    owners = [
+        ("search-summaries", "production", "batch"),
+        ("search-summaries", "staging", "eval"),
+        ("contract-review", "production", "user_facing"),
+        ("support-assistant", "production", "user_facing"),
+        ("sales-email-drafts", "production", "internal_automation"),
+        ("platform-shared", "production", "batch"),
+        ("ghost-app", "production", "batch"),
+    ]
     items = []
     for _ in range(40):
         app_, env, workload = rng.choice(owners)
         day = date(2026, 10, rng.randint(1, 31))
-        items.append(new_event(
-            started_at=datetime(day.year, day.month, day.day, 12, tzinfo=UTC),
-            provider="cometapi", model_requested=rng.choice(("gpt-4o-mini", "gpt-4o")),
-            context=AllocationContext(application=app_, environment=env,
-                                      workload_class=workload),
-            usage=Usage(input_tokens=rng.randint(1, 40_000), output_tokens=rng.randint(0, 9_000)),
-        ))
+        items.append(
+            new_event(
+                started_at=datetime(day.year, day.month, day.day, 12, tzinfo=UTC),
+                provider="cometapi",
+                model_requested=rng.choice(("gpt-4o-mini", "gpt-4o")),
+                context=AllocationContext(
+                    application=app_, environment=env, workload_class=workload
+                ),
+                usage=Usage(
+                    input_tokens=rng.randint(1, 40_000), output_tokens=rng.randint(0, 9_000)
+                ),
+            )
+        )
     Ingester(engine).ingest_events(items)
 
 
@@ -158,7 +185,7 @@ def test_displayed_lines_add_up_to_displayed_totals(seeded, seed):
     assert all(re.fullmatch(r"\d+\.\d\d", row[header.index("Direct USD")]) for row in lines)
     # Amounts are right-aligned in Markdown and HTML.
     assert "|---:|---:|---:|---:|---:|---:|" in text
-    assert '<td class=num>' in to_html(company)
+    assert "<td class=num>" in to_html(company)
 
 
 def test_exact_amounts_stay_in_csv_and_json(books):
@@ -176,20 +203,37 @@ def test_exact_amounts_stay_in_csv_and_json(books):
 def test_names_from_the_registry_not_ids(books):
     result = statement(books, rules=rules())
     for text in (to_markdown(result), to_html(result)):
-        for name in ("Search Summaries", "Consumer Products", "Consumer Engineering",
-                     "Ana Ruiz", "Enterprise Solutions", "Chen Wei", "Platform shared AI usage"):
+        for name in (
+            "Search Summaries",
+            "Consumer Products",
+            "Consumer Engineering",
+            "Ana Ruiz",
+            "Enterprise Solutions",
+            "Chen Wei",
+            "Platform shared AI usage",
+        ):
             assert name in text
         assert [i for i in REGISTRY_IDS if i in text] == []
         assert "| search-summaries |" not in text and ">search-summaries<" not in text
     # Machines keep the ids next to the names.
     row = json.loads(to_json(result))["owners"]["rows"][0]
     assert (row["owner"], row["owner_name"], row["cost_center"]) == (
-        "contract-review", "Contract Review", "CC-200")
+        "contract-review",
+        "Contract Review",
+        "CC-200",
+    )
 
 
-@pytest.mark.parametrize("owner", ["application:contract-review", "contract-review",
-                                   "budget-owner:chen.wei", "cost-center:CC-200",
-                                   "business-unit:enterprise"])
+@pytest.mark.parametrize(
+    "owner",
+    [
+        "application:contract-review",
+        "contract-review",
+        "budget-owner:chen.wei",
+        "cost-center:CC-200",
+        "business-unit:enterprise",
+    ],
+)
 def test_a_scoped_statement_shows_no_other_owner(books, owner):
     result = statement(books, owner=owner, rules=rules())
     assert [o.owner for o in result.owners] == ["contract-review"]
@@ -198,9 +242,19 @@ def test_a_scoped_statement_shows_no_other_owner(books, owner):
     tie = result.tie_out()["USD"]
     assert (tie["statement_total"], tie["difference"]) == (own, 0)
     assert "ledger_total" not in tie
-    others = ("Search Summaries", "Support Assistant", "Consumer Products", "Ana Ruiz",
-              "search-summaries", "support-assistant", "ghost-app", "(untagged)",
-              "Ledger", "coverage", "0.0186")  # 0.0186: the company's total
+    others = (
+        "Search Summaries",
+        "Support Assistant",
+        "Consumer Products",
+        "Ana Ruiz",
+        "search-summaries",
+        "support-assistant",
+        "ghost-app",
+        "(untagged)",
+        "Ledger",
+        "coverage",
+        "0.0186",
+    )  # 0.0186: the company's total
     ledger_days = {day for day, _ in statement(books).by_day}
     for text in (to_markdown(result, 4), to_html(result, 4), to_json(result), to_csv(result)):
         assert [word for word in others if word in text] == []
@@ -209,8 +263,9 @@ def test_a_scoped_statement_shows_no_other_owner(books, owner):
     assert [day for day, _ in result.by_day] == ["2026-10-05"]
     assert len(ledger_days) == 2
     view = build_view(result)
-    assert {t.key for t in view.tables}.isdisjoint({"coverage", "unallocated_pool",
-                                                     "by_business_unit"})
+    assert {t.key for t in view.tables}.isdisjoint(
+        {"coverage", "unallocated_pool", "by_business_unit"}
+    )
 
 
 def test_scopes_are_checked(books):
@@ -240,12 +295,17 @@ def test_no_path_url_or_internal_id_in_any_output(cli_ledger, books, ledger_url,
     runner = CliRunner()
     secret_parts = [str(tmp_path), ledger_url, "sqlite:", "postgresql:", "127.0.0.1"]
     for fmt in ("md", "html", "json", "csv"):
-        shown = runner.invoke(app, ["chargeback", "--period", "2026-10", "--rules",
-                                    str(rules_copy), "--format", fmt])
+        shown = runner.invoke(
+            app, ["chargeback", "--period", "2026-10", "--rules", str(rules_copy), "--format", fmt]
+        )
         assert shown.exit_code == 0, shown.output
         assert [part for part in secret_parts if part in shown.output] == []
-    header = json.loads(runner.invoke(app, ["chargeback", "--period", "2026-10", "--rules",
-                                            str(rules_copy), "--format", "json"]).output)
+    header = json.loads(
+        runner.invoke(
+            app,
+            ["chargeback", "--period", "2026-10", "--rules", str(rules_copy), "--format", "json"],
+        ).output
+    )
     assert header["header"]["shared_cost_rules"] == "rules.yaml (given with --rules)"
     assert "ledger" not in header["header"]
 
@@ -255,19 +315,28 @@ def test_no_path_url_or_internal_id_in_any_output(cli_ledger, books, ledger_url,
 
 def test_an_owner_whose_usage_is_all_unpriced_stays_in_every_rollup(books):
     # The evaluation harness (business unit platform) calls only a model with no price.
-    Ingester(books).ingest_events([new_event(
-        started_at=datetime(2026, 10, 7, 12, tzinfo=UTC), provider="cometapi",
-        model_requested="mystery-model",
-        context=AllocationContext(application="eval-harness", environment="staging",
-                                  workload_class="eval"),
-        usage=Usage(input_tokens=10, output_tokens=5))])
+    Ingester(books).ingest_events(
+        [
+            new_event(
+                started_at=datetime(2026, 10, 7, 12, tzinfo=UTC),
+                provider="cometapi",
+                model_requested="mystery-model",
+                context=AllocationContext(
+                    application="eval-harness", environment="staging", workload_class="eval"
+                ),
+                usage=Usage(input_tokens=10, output_tokens=5),
+            )
+        ]
+    )
     result = statement(books, rules=rules())
     harness = next(o for o in result.owners if o.owner == "eval-harness")
     assert (harness.total(), harness.unpriced_events) == ({}, 1)
     assert "platform" in result.rollup("business_unit")
     text = to_markdown(result)
-    assert ("| Evaluation Harness | Platform Engineering | Platform and Infrastructure | "
-            "Dana Kim | unpriced | unpriced | unpriced | unpriced | 1 | 1 |") in text
+    assert (
+        "| Evaluation Harness | Platform Engineering | Platform and Infrastructure | "
+        "Dana Kim | unpriced | unpriced | unpriced | unpriced | 1 | 1 |"
+    ) in text
     assert "| Platform Engineering | 1 | unpriced | 1 |" in text
     assert "| Platform and Infrastructure | 1 | unpriced | 1 |" in text
     assert "| Dana Kim | 1 | unpriced | 1 |" in text
@@ -275,8 +344,9 @@ def test_an_owner_whose_usage_is_all_unpriced_stays_in_every_rollup(books):
     row = next(r for r in document["owners"]["rows"] if r["owner"] == "eval-harness")
     assert row["total"] == "unpriced"
     assert {r["business_unit"] for r in document["by_business_unit"]["rows"]} >= {"platform"}
-    assert any(r["owner"] == "eval-harness" and r["amount"] == "unpriced"
-               for r in document["line_items"])
+    assert any(
+        r["owner"] == "eval-harness" and r["amount"] == "unpriced" for r in document["line_items"]
+    )
     # Its own statement says unpriced, never 0.
     alone = to_markdown(statement(books, owner="application:eval-harness"))
     assert "| **Total** |" in alone and "**unpriced**" in alone
@@ -287,30 +357,47 @@ def test_a_budget_shows_at_its_worst_period(books):
     # 2 gpt-4o-mini calls of search-summaries on 5 October = 900,000,000 pico-USD: 119% of
     # this daily limit. The 1st of October spent nothing.
     with books.begin() as conn:
-        save_budget(conn, Budget(id="search-daily", scope="application",
-                                 scope_value="search-summaries", period="day",
-                                 limit_units=756_302_521, currency="USD"),
-                    actor="test", reason="worst day")
+        save_budget(
+            conn,
+            Budget(
+                id="search-daily",
+                scope="application",
+                scope_value="search-summaries",
+                period="day",
+                limit_units=756_302_521,
+                currency="USD",
+            ),
+            actor="test",
+            reason="worst day",
+        )
     result = statement(books)
-    line = next(b for o in result.owners for b in o.budgets
-                if b.worst.budget.id == "search-daily")
+    line = next(b for o in result.owners for b in o.budgets if b.worst.budget.id == "search-daily")
     assert (line.worst.period.label, line.worst.spent, line.worst.percent, line.worst.level) == (
-        "2026-10-05", 2 * MINI, 119, "exceeded")
+        "2026-10-05",
+        2 * MINI,
+        119,
+        "exceeded",
+    )
     assert (line.over_limit, line.periods) == (1, 31)
     assert line.current is None  # the statement was generated in November
-    assert ("| search-daily | Search Summaries (application) | day | 2026-10-05 | 0.0008 USD | "
-            "0.0009 USD | 119% | exceeded |  | 1 of 31 |") in to_markdown(result, 4)
+    assert (
+        "| search-daily | Search Summaries (application) | day | 2026-10-05 | 0.0008 USD | "
+        "0.0009 USD | 119% | exceeded |  | 1 of 31 |"
+    ) in to_markdown(result, 4)
 
 
 def test_the_stored_rules_are_used_by_default(cli_ledger, books):
     with books.begin() as conn:
-        save_rules_version(conn, load_rules(RULES), source_path=str(RULES), actor="test",
-                           reason="reviewed")
+        save_rules_version(
+            conn, load_rules(RULES), source_path=str(RULES), actor="test", reason="reviewed"
+        )
     result = statement(books)  # no rules given
     assert result.rules_source.startswith("stored version 1 (loaded ")
     assert result.tie_out()["USD"]["unallocated_pool"] == 0
     assert {r.charge.rule.id for o in result.owners for r in o.received} == {
-        "platform-proportional-q4", "platform-fixed-oct-h2"}
+        "platform-proportional-q4",
+        "platform-fixed-oct-h2",
+    }
     assert statement(books, rules=[]).tie_out()["USD"]["shared_allocations"] == 0
     shown = CliRunner().invoke(app, ["chargeback", "--period", "2026-10", "--format", "json"])
     document = json.loads(shown.output)
@@ -325,11 +412,21 @@ def test_pdf_statement(cli_ledger, books, tmp_path):
     pdf = to_pdf(statement(books, rules=rules()))
     assert pdf[:5] == b"%PDF-" and len(pdf) > 5000
     out = tmp_path / "statement.pdf"
-    result = CliRunner().invoke(app, ["chargeback", "--period", "2026-10", "--owner",
-                                      "cost-center:CC-100", "--format", "pdf",
-                                      "--output", str(out)])
+    result = CliRunner().invoke(
+        app,
+        [
+            "chargeback",
+            "--period",
+            "2026-10",
+            "--owner",
+            "cost-center:CC-100",
+            "--format",
+            "pdf",
+            "--output",
+            str(out),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert out.read_bytes()[:5] == b"%PDF-"
     refused = CliRunner().invoke(app, ["chargeback", "--period", "2026-10", "--format", "pdf"])
     assert refused.exit_code == 2 and "give --output FILE.pdf" in refused.output
-

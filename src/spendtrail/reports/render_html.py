@@ -74,9 +74,11 @@ def bar_chart(chart: Chart) -> str:
     largest = max((bar.pico for bar in chart.bars), default=0) or 1
     height = _BAR_HEIGHT * len(chart.bars) + 26
     width = _LABEL_WIDTH + _BAR_WIDTH + _TEXT_WIDTH
-    parts = [f'<svg class="chart" xmlns="http://www.w3.org/2000/svg" role="img" '
-             f'width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
-             f'aria-label="{escape(chart.title)}"><title>{escape(chart.title)}</title>']
+    parts = [
+        f'<svg class="chart" xmlns="http://www.w3.org/2000/svg" role="img" '
+        f'width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
+        f'aria-label="{escape(chart.title)}"><title>{escape(chart.title)}</title>'
+    ]
     for i, bar in enumerate(chart.bars):
         y = 22 + i * _BAR_HEIGHT
         length = max(bar.pico, 0) * _BAR_WIDTH // largest
@@ -86,9 +88,9 @@ def bar_chart(chart: Chart) -> str:
             f'<rect class="bar" x="{_LABEL_WIDTH}" y="{y}" width="{length}" '
             f'height="{_BAR_HEIGHT - 4}" fill="{_BAR_FILL}"/>'
             f'<text x="{_LABEL_WIDTH + length + 4}" y="{y + 11}"{_TEXT}>'
-            f'{escape(bar.text)}</text>')
-    parts.append(f'<text x="0" y="12" font-weight="bold"{_TEXT}>{escape(chart.title)}</text>'
-                 "</svg>")
+            f"{escape(bar.text)}</text>"
+        )
+    parts.append(f'<text x="0" y="12" font-weight="bold"{_TEXT}>{escape(chart.title)}</text></svg>')
     return "".join(parts)
 
 
@@ -97,15 +99,21 @@ def _table(table: Table) -> list[str]:
     if not table.rows:
         out.append('<p class="none">none</p>')
     else:
-        kinds = [" class=num" if c.numeric else " class=wrap" if c.wrap else ""
-                 for c in table.columns]
+        kinds = [
+            " class=num" if c.numeric else " class=wrap" if c.wrap else "" for c in table.columns
+        ]
 
         def cells(values: list[str], tag: str = "td") -> str:
-            return "".join(f"<{tag}{kind}>{escape(value)}</{tag}>"
-                           for value, kind in zip(values, kinds, strict=True))
+            return "".join(
+                f"<{tag}{kind}>{escape(value)}</{tag}>"
+                for value, kind in zip(values, kinds, strict=True)
+            )
 
-        out.append("<table><thead><tr>" + cells([c.title for c in table.columns], "th")
-                   + "</tr></thead><tbody>")
+        out.append(
+            "<table><thead><tr>"
+            + cells([c.title for c in table.columns], "th")
+            + "</tr></thead><tbody>"
+        )
         out += [f"<tr>{cells(row)}</tr>" for row in table.rows]
         out.append("</tbody>")
         if table.totals is not None:
@@ -118,16 +126,26 @@ def _table(table: Table) -> list[str]:
 
 
 def view_html(view: View) -> str:
-    status = ('<p class="status preliminary">PRELIMINARY: the period is not closed</p>'
-              if view.preliminary else '<p class="status final">Final: the period is closed</p>')
-    out = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
-           '<meta name="viewport" content="width=device-width, initial-scale=1">',
-           f"<title>{escape(view.title)}</title><style>{_STYLE}</style></head><body><main>",
-           f"<h1>{escape(view.title)}</h1>", status, '<dl class="head">']
+    status = (
+        '<p class="status preliminary">PRELIMINARY: the period is not closed</p>'
+        if view.preliminary
+        else '<p class="status final">Final: the period is closed</p>'
+    )
+    out = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{escape(view.title)}</title><style>{_STYLE}</style></head><body><main>",
+        f"<h1>{escape(view.title)}</h1>",
+        status,
+        '<dl class="head">',
+    ]
     out += [f"<dt>{escape(label)}</dt><dd>{escape(value)}</dd>" for label, value in view.header]
     out.append('</dl><div class="summary">')
-    out += [f"<div><span>{escape(label)}</span><strong>{escape(value)}</strong></div>"
-            for label, value in view.summary]
+    out += [
+        f"<div><span>{escape(label)}</span><strong>{escape(value)}</strong></div>"
+        for label, value in view.summary
+    ]
     out.append("</div>")
     if view.charts:
         out.append('<div class="charts">')
@@ -141,8 +159,9 @@ def view_html(view: View) -> str:
         out += _table(table)
         if table.group and table.group != after:
             out.append("</div>")
-    out.append('<h2 id="not_asserted">What this statement does not assert</h2>'
-               '<ul class="not-asserted">')
+    out.append(
+        '<h2 id="not_asserted">What this statement does not assert</h2><ul class="not-asserted">'
+    )
     out += [f"<li>{escape(text)}</li>" for text in view.not_asserted]
     out.append("</ul></main></body></html>")
     return "\n".join(out) + "\n"

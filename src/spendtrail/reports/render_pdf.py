@@ -16,5 +16,6 @@ def to_pdf(statement: Statement, decimals: int | None = None) -> bytes:
         raise SpendtrailError(
             f"PDF statements need WeasyPrint and its system libraries ({exc}); install them "
             "with: pip install 'spendtrail[pdf]' and apt-get install libpango-1.0-0 "
-            "libpangoft2-1.0-0 (docs/reports.md)") from None
+            "libpangoft2-1.0-0 (docs/reports.md)"
+        ) from None
     return HTML(string=to_html(statement, decimals)).write_pdf()
