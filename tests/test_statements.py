@@ -224,6 +224,28 @@ def test_names_from_the_registry_not_ids(books):
     )
 
 
+def test_usage_quarantined_under_a_known_application_shows_its_name(books):
+    # contract-review called from an environment the registry does not allow for it.
+    Ingester(books).ingest_events(
+        [
+            new_event(
+                started_at=datetime(2026, 10, 5, 12, tzinfo=UTC),
+                provider="cometapi",
+                model_requested="gpt-4o-mini",
+                context=AllocationContext(
+                    application="contract-review", environment="sandbox", workload_class="batch"
+                ),
+                usage=Usage(input_tokens=1000, output_tokens=500),
+            )
+        ]
+    )
+    result = statement(books, owner="application:contract-review")
+    assert [(q.owner, q.events) for q in result.quarantined] == [("contract-review", 1)]
+    text = to_markdown(result)
+    assert "| Contract Review | 1 | 0.00 |" in text
+    assert "contract-review" not in text
+
+
 @pytest.mark.parametrize(
     "owner",
     [

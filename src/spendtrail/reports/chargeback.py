@@ -197,6 +197,9 @@ class Statement:
     by_day: list[tuple[str, Money]]  # the company's ledger spend, or the scope's direct spend
     ledger_total: Money
     pool_name: str = ""
+    # Registry names of applications, for usage captured under a known application that was
+    # quarantined anyway (a refused environment, say).
+    application_names: dict[str, str] = field(default_factory=dict)
 
     def currencies(self) -> list[str]:
         """The currencies this statement shows amounts in."""
@@ -371,6 +374,8 @@ def build_statement(
         by_day=by_day,
         ledger_total={c: pico for c, pico in report.totals.cost_pico.items() if c},
         pool_name=registry.shared_pool.name if registry else "",
+        application_names={a.id: a.name for a in registry.applications.values()}
+        if registry else {},
     )
 
 

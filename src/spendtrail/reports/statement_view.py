@@ -446,7 +446,7 @@ def _quarantine_and_tie_out(statement: Statement, f: _Currency, suffix: str) -> 
     )
     shown = spread([q.cost_pico for q in quarantined], f.decimals, q_units)
     table.rows = [
-        [q.owner, f"{q.events:,}", f.text(units)]
+        [statement.application_names.get(q.owner, q.owner), f"{q.events:,}", f.text(units)]
         for q, units in zip(quarantined, shown, strict=True)
     ]
     if quarantined:
