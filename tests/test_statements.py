@@ -112,7 +112,7 @@ def number(cell: str) -> Decimal | None:
     return Decimal(cell) if re.fullmatch(r"-?\d+(\.\d+)?", cell) else None
 
 
-def assert_tables_add_up(text: str) -> set[Decimal]:
+def assert_tables_add_up(text: str, currency: str = "USD") -> set[Decimal]:
     """Every table's numeric lines sum to its totals row; returns the statement totals shown
     (the owners table's Total, the breakdowns' Amount), which must all be one figure."""
     totals = set()
@@ -129,7 +129,7 @@ def assert_tables_add_up(text: str) -> set[Decimal]:
             values = [number(row[i]) for row in lines if row[i] not in ("", "unpriced")]
             assert sum(values) == number(total[i]), (title, name)
         if title.startswith(("Charges by application", "By ")):
-            column = "Total USD" if title.startswith("Charges") else "Amount USD"
+            column = f"Total {currency}" if title.startswith("Charges") else f"Amount {currency}"
             totals.add(number(total[header.index(column)]))
     return totals
 
@@ -452,3 +452,52 @@ def test_pdf_statement(cli_ledger, books, tmp_path):
     assert out.read_bytes()[:5] == b"%PDF-"
     refused = CliRunner().invoke(app, ["chargeback", "--period", "2026-10", "--format", "pdf"])
     assert refused.exit_code == 2 and "give --output FILE.pdf" in refused.output
+
+
+def test_each_currency_has_its_own_tables_that_add_up(seeded, tmp_path):
+    from factories import SHEET
+
+    from spendtrail.ledger.prices import add_entries
+    from spendtrail.pricing import load_sheet
+
+    euro = tmp_path / "euro.yaml"
+    euro.write_text(SHEET.replace("USD", "EUR").replace("cometapi", "mistral"))
+    with seeded.begin() as conn:
+        add_entries(conn, load_sheet(euro), actor="test")
+
+    def call(application, provider):
+        return new_event(
+            started_at=datetime(2026, 10, 5, 12, tzinfo=UTC),
+            provider=provider,
+            model_requested="gpt-4o-mini",
+            context=AllocationContext(
+                application=application, environment="production", workload_class="batch"
+            ),
+            usage=Usage(input_tokens=1000, output_tokens=500),
+        )
+
+    Ingester(seeded).ingest_events(
+        [
+            call("search-summaries", "cometapi"),
+            call("search-summaries", "mistral"),
+            call("contract-review", "mistral"),
+        ]
+    )
+    result = statement(seeded)
+    assert result.currencies() == ["EUR", "USD"]
+    text = to_markdown(result, 4)
+    tables = md_tables(text)
+    header, lines, totals = tables["Charges by application (EUR)"]
+    assert [(row[0], row[header.index("Calls")]) for row in lines] == [
+        ("Contract Review", "1"),
+        ("Search Summaries", "1"),
+    ]
+    assert totals[header.index("Total EUR")] == "0.0009"
+    header, lines, totals = tables["Charges by application (USD)"]
+    assert [(row[0], row[header.index("Total USD")]) for row in lines] == [
+        ("Search Summaries", "0.0004")  # 0.00045, half to even
+    ]
+    euro_part, dollar_part = text.split("## Charges by application (USD)")
+    assert assert_tables_add_up(euro_part.replace(" (EUR)", ""), "EUR") == {Decimal("0.0009")}
+    dollar_part = "## Charges by application" + dollar_part.replace(" (USD)", "")
+    assert assert_tables_add_up(dollar_part) == {Decimal("0.0004")}

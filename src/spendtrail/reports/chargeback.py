@@ -109,11 +109,13 @@ class Received:
 
 @dataclass
 class UsageLine:
-    """An owner's own (direct) usage of one model in one environment and workload class."""
+    """An owner's own (direct) usage of one model in one environment and workload class,
+    through one provider (so one currency, as a rule)."""
 
     model: str
     environment: str
     workload_class: str
+    provider: str
     events: int = 0
     unpriced_events: int = 0
     input_tokens: int = 0
@@ -151,7 +153,7 @@ class OwnerStatement:
     reallocated: Money = field(default_factory=lambda: defaultdict(int))  # exception queue
     received: list[Received] = field(default_factory=list)
     unpriced_by_model: dict[str, int] = field(default_factory=lambda: defaultdict(int))
-    usage: dict[tuple[str, str, str], UsageLine] = field(default_factory=dict)
+    usage: dict[tuple[str, str, str, str], UsageLine] = field(default_factory=dict)
     budgets: list[BudgetLine] = field(default_factory=list)
 
     @property
@@ -290,7 +292,7 @@ def build_statement(
     shared = apply_rules(conn, rules or [], period)
     pools = {r.pool for r in rules or ()} | {u.pool for u in shared.uncovered}
     dims = ("application", "allocation_status", "model", "environment", "workload_class",
-            "business_unit", "cost_center", "budget_owner")
+            "provider", "business_unit", "cost_center", "budget_owner")
     report = cost_report(conn, period, dims)
     pools |= {row.key["application"] for row in report.rows
               if row.key["allocation_status"] == "shared"}
@@ -321,7 +323,7 @@ def build_statement(
         target.output_tokens += row.output_tokens
         if row.unpriced_events:
             target.unpriced_by_model[key["model"]] += row.unpriced_events
-        usage_key = (key["model"], key["environment"], key["workload_class"])
+        usage_key = (key["model"], key["environment"], key["workload_class"], key["provider"])
         line = target.usage.setdefault(usage_key, UsageLine(*usage_key))
         line.events += row.events
         line.unpriced_events += row.unpriced_events
@@ -354,7 +356,8 @@ def build_statement(
         by_day = _direct_by_day(conn, period, names)
         # Usage captured as the scope's own but quarantined: the owner should know of it.
         quarantined = [q for q in kpis.lines if q.status == "quarantined" and q.owner in names]
-        sources = _price_sources(conn, period, {m for o in selected for (m, _, _) in o.usage})
+        models = {line.model for o in selected for line in o.usage.values()}
+        sources = _price_sources(conn, period, models)
         unpriced_models = dict(sorted(_sum(o.unpriced_by_model for o in selected).items()))
     return Statement(
         period=period,

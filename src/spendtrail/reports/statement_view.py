@@ -21,6 +21,7 @@ from spendtrail.reports.chargeback import (
     NOT_ASSERTED,
     OwnerStatement,
     Statement,
+    UsageLine,
     header,
 )
 from spendtrail.reports.rounding import amount_text, minor_unit, spread, to_units, units_text
@@ -107,9 +108,20 @@ class _Currency:
                 [o.direct.get(currency, 0), o.reallocated.get(currency, 0), shared], decimals, total
             )
             self.owner_units[o.owner] = (*parts, total)  # type: ignore[assignment]
+        # Calls priced in this currency, and unpriced calls (shown in every currency's tables).
+        self.calls = {
+            o.owner: sum(u.events for u in o.usage.values() if self.counts(u)) for o in self.owners
+        }
+        self.unpriced = {
+            o.owner: sum(u.unpriced_events for u in o.usage.values() if self.counts(u))
+            for o in self.owners
+        }
         self.direct, self.reallocated, self.shared = (
             sum(units[i] for units in self.owner_units.values()) for i in range(3)
         )
+
+    def counts(self, line: UsageLine) -> bool:
+        return not self.currency or self.currency in line.cost or not any(line.cost)
 
     def text(self, units: int) -> str:
         return units_text(units, self.decimals) if self.currency else UNPRICED
@@ -166,8 +178,8 @@ def build_view(statement: Statement, decimals: int | None = None) -> View:
 
 
 def _summary(statement: Statement, f: _Currency) -> list[tuple[str, str]]:
-    unpriced = sum(o.unpriced_events for o in f.owners)
-    calls = sum(o.events for o in f.owners)
+    unpriced = sum(f.unpriced.values())
+    calls = sum(f.calls.values())
     label = f"Total charged ({f.currency})" if f.currency else "Total charged"
     rows = [
         (label, f.text(f.total_units)),
@@ -208,8 +220,8 @@ def _currency_tables(statement: Statement, f: _Currency, suffix: str) -> list[Ta
                 o.cost_center_name,
                 o.budget_owner_name,
                 *shown,
-                f"{o.events:,}",
-                f"{o.unpriced_events:,}",
+                f"{f.calls[o.owner]:,}",
+                f"{f.unpriced[o.owner]:,}",
             ]
         )
     owners.totals = [
@@ -221,8 +233,8 @@ def _currency_tables(statement: Statement, f: _Currency, suffix: str) -> list[Ta
         f.text(f.reallocated),
         f.text(f.shared),
         f.text(f.total_units),
-        f"{sum(o.events for o in f.owners):,}",
-        f"{sum(o.unpriced_events for o in f.owners):,}",
+        f"{sum(f.calls.values()):,}",
+        f"{sum(f.unpriced.values()):,}",
     ]
     owners.note = (
         "Direct: the application's own calls. Reallocated: usage moved to it from "
@@ -268,14 +280,14 @@ def _rollup(f: _Currency, dim: str, title: str, suffix: str) -> Table:
                 name,
                 str(len(members)),
                 f.text(units) if priced else UNPRICED,
-                f"{sum(o.unpriced_events for o in members):,}",
+                f"{sum(f.unpriced[o.owner] for o in members):,}",
             ]
         )
     table.totals = [
         "Total",
         str(len(f.owners)),
         f.text(f.total_units),
-        f"{sum(o.unpriced_events for o in f.owners):,}",
+        f"{sum(f.unpriced.values()):,}",
     ]
     return table
 
@@ -287,7 +299,7 @@ def _breakdown(f: _Currency, dim: str, title: str, suffix: str) -> Table:
     groups: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0, 0])  # pico, calls, ...
     for o in f.owners:
         for key, line in o.usage.items():
-            if f.currency and f.currency not in line.cost and any(line.cost):
+            if not f.counts(line):
                 continue  # priced in another currency only
             group = groups[key[index] or "(none)"]
             group[0] += line.cost.get(f.currency, 0)
