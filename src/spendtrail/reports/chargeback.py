@@ -25,7 +25,7 @@ from spendtrail.allocation.coverage import Coverage, OwnerLine, coverage, percen
 from spendtrail.allocation.rule_store import latest_version
 from spendtrail.allocation.rules import Rule
 from spendtrail.allocation.shared import OriginCharge, SharedAllocation, apply_rules, ratio_text
-from spendtrail.budgets import BudgetState, ledger_spend, list_budgets
+from spendtrail.budgets import Budget, BudgetPeriod, BudgetState, ledger_spend, list_budgets
 from spendtrail.errors import SpendtrailError
 from spendtrail.ledger.registry_versions import load_history
 from spendtrail.ledger.schema import (
@@ -412,9 +412,10 @@ def _scope_name(scope: Scope, registry: Registry | None) -> str:
     return entry.name if entry is not None else scope.value
 
 
-def _sub_periods(budget, period: Period) -> list:
+def _sub_periods(budget: Budget, period: Period) -> list[BudgetPeriod]:
     """The budget's periods (days, weeks, months, its custom range) that overlap ``period``."""
-    found, day = [], period.start
+    found: list[BudgetPeriod] = []
+    day = period.start
     while day < period.end:
         sub = budget.period_at(datetime.combine(day, time(), UTC))
         if sub is None:
