@@ -155,7 +155,7 @@ def child(step: str, url: str, arg: str) -> None:
         from spendtrail.reports.chargeback import _price_sources, build_statement
 
         with engine.connect() as conn:
-            statement = build_statement(conn, period, ledger="bench")
+            statement = build_statement(conn, period)
             seconds = time.perf_counter() - begin
             mark = time.perf_counter()
             _price_sources(conn, period)

@@ -126,16 +126,20 @@ spendtrail allocation coverage --period "$MONTH" || true
 spendtrail exceptions list
 spendtrail export focus --period "$MONTH" --output "demo-out/focus-$MONTH.csv"
 
-step "10. chargeback statements (Markdown and HTML)"
+step "10. chargeback statements (Markdown, HTML, PDF)"
 spendtrail allocation rules-load examples/shared-cost-rules.yaml --reason "demo: reviewed rules"
+echo "The stored rules apply by default. The demo's amounts are fractions of a cent, so the"
+echo "statements show 4 decimals (--decimals; the default is the currency's minor unit)."
 for format in md html; do
-  spendtrail report chargeback --period "$MONTH" --rules examples/shared-cost-rules.yaml \
+  spendtrail report chargeback --period "$MONTH" --decimals 4 \
     --format "$format" --output "demo-out/chargeback-$MONTH.$format"
 done
-spendtrail report chargeback --period 2026-10 --rules examples/shared-cost-rules.yaml \
+spendtrail report chargeback --period "$MONTH" --decimals 4 --owner business-unit:consumer \
+  --format pdf --output "demo-out/chargeback-$MONTH-consumer.pdf"
+spendtrail report chargeback --period 2026-10 --decimals 4 \
   --format html --output demo-out/chargeback-2026-10.html
-sed -n '/^## Spend by owner/,/^## Shared allocations/p' "demo-out/chargeback-$MONTH.md"
-result "statements: demo-out/chargeback-$MONTH.{md,html}, demo-out/chargeback-2026-10.html"
+sed -n '/^## Charges by application/,/^## Roll-up by business unit/p' "demo-out/chargeback-$MONTH.md"
+result "statements: demo-out/chargeback-$MONTH.{md,html}, demo-out/chargeback-$MONTH-consumer.pdf (one business unit), demo-out/chargeback-2026-10.html"
 
 step "11. budgets: state and the budget review"
 spendtrail budgets show search-monthly

@@ -69,7 +69,7 @@ def test_canary_key_and_prompt_never_reach_the_books(tmp_path):
         cli(home, "ledger", "stats"),
     ]
     # The books hold the calls (so the search below looks at real content)...
-    assert b"support-assistant" in (tmp_path / "statement.md").read_bytes()
+    assert b"Support Assistant" in (tmp_path / "statement.md").read_bytes()
     assert b"gpt-4o-mini" in (tmp_path / "focus.csv").read_bytes()
     # ...and nothing of the key or the prompt, in any file or output.
     written = [path for path in tmp_path.rglob("*") if path.is_file()]

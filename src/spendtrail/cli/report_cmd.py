@@ -5,14 +5,18 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from spendtrail.cli.common import PeriodOption, console, fail, ledger, settings
+from spendtrail.cli.common import PeriodOption, console, fail, ledger
 from spendtrail.cli.render import Format, render
 from spendtrail.errors import SpendtrailError
 from spendtrail.periods import parse_period
+from spendtrail.reports.rounding import MAX_DECIMALS  # named in --decimals' help
+
+if TYPE_CHECKING:
+    from spendtrail.reports.chargeback import Statement
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -27,49 +31,77 @@ class StatementFormat(StrEnum):
     html = "html"
     csv = "csv"
     json = "json"
+    pdf = "pdf"
 
 
-def _renderer(fmt: StatementFormat):
-    from spendtrail.reports import chargeback
-    from spendtrail.reports.render_html import to_html
+def _render(fmt: StatementFormat, statement: Statement, decimals: int | None) -> str | bytes:
+    """Formats people read round to the currency's minor unit; CSV and JSON stay exact."""
+    from spendtrail.reports import chargeback, render_html, statement_view
 
-    return {StatementFormat.md: chargeback.to_markdown, StatementFormat.html: to_html,
-            StatementFormat.csv: chargeback.to_csv, StatementFormat.json: chargeback.to_json}[fmt]
+    if fmt is StatementFormat.csv:
+        return chargeback.to_csv(statement)
+    if fmt is StatementFormat.json:
+        return chargeback.to_json(statement)
+    if fmt is StatementFormat.pdf:
+        from spendtrail.reports.render_pdf import to_pdf  # WeasyPrint: heavy, optional
+
+        return to_pdf(statement, decimals)
+    view = {StatementFormat.md: statement_view.to_markdown,
+            StatementFormat.html: render_html.to_html}[fmt]
+    return view(statement, decimals)
 
 
 @app.command("chargeback")
 def chargeback(
     period: PeriodOption,
-    owner: Annotated[str | None, typer.Option(help="One application's statement only.")] = None,
+    owner: Annotated[str | None, typer.Option(
+        help="Whose statement: company (the default), application:ID, budget-owner:ID, "
+             "cost-center:ID or business-unit:ID (registry ids; a bare ID is an "
+             "application).")] = None,
     rules: Annotated[Path | None, typer.Option(
-        help="Shared-cost rules YAML; without it shared-pool cost stays unallocated.")] = None,
+        help="Shared-cost rules YAML; default: the rules stored with `allocation rules-load`"
+             ", else shared-pool cost stays unallocated.")] = None,
+    decimals: Annotated[int | None, typer.Option(
+        min=0, max=MAX_DECIMALS,
+        help="Decimals shown in md, html and pdf (default: the currency's minor unit, 2 for "
+             "USD); csv and json are always exact.")] = None,
     fmt: Annotated[StatementFormat, typer.Option("--format")] = StatementFormat.md,
-    output: Annotated[Path | None, typer.Option(help="Write here instead of stdout.")] = None,
+    output: Annotated[Path | None, typer.Option(
+        help="Write here instead of stdout (required for pdf).")] = None,
 ) -> None:
-    """Showback/chargeback statement per owner for a period: direct cost, shared allocations
-    with their rule, quarantined and unpriced usage, budgets, coverage, reconciliation and
-    price sources, tying out exactly to the ledger total."""
+    """Showback/chargeback statement for a period, for the company or one owner: charges by
+    application with their shared allocations, breakdowns by model, environment and
+    workload, quarantined and unpriced usage, budgets, reconciliation and price sources,
+    tying out exactly. PRELIMINARY until the period is closed."""
     # The rules are loaded and checked against the registry as `allocation shared` does.
     from spendtrail.cli.allocation_cmd import _rules
-    from spendtrail.ledger.url import redact_url
-    from spendtrail.reports.chargeback import build_statement
+    from spendtrail.reports.chargeback import build_statement, parse_scope
 
+    if fmt is StatementFormat.pdf and output is None:
+        fail("--format pdf writes a file: give --output FILE.pdf")
     try:
         chosen = parse_period(period)
+        scope = parse_scope(owner)
     except SpendtrailError as exc:
         fail(str(exc))
     loaded = _rules(rules) if rules is not None else None
     with ledger().connect() as conn:
-        statement = build_statement(conn, chosen, ledger=redact_url(settings().ledger_url),
-                                    rules=loaded, rules_file=str(rules) if rules else None,
-                                    owner=owner)
-    if owner is not None and not statement.owners:
-        fail(f"no spend or allocation for owner {owner!r} in {chosen.label}")
-    text = _renderer(fmt)(statement)
+        statement = build_statement(conn, chosen, rules=loaded,
+                                    rules_file=f"{rules.name} (given with --rules)"
+                                    if rules else None, owner=scope)
+    if not scope.is_company and not statement.owners:
+        fail(f"no spend or allocation for {scope} in {chosen.label}")
+    try:
+        rendered = _render(fmt, statement, decimals)
+    except SpendtrailError as exc:
+        fail(str(exc))
     if output is None:
-        console.out(text, end="", highlight=False)
+        console.out(rendered, end="", highlight=False)
+    elif isinstance(rendered, bytes):
+        output.write_bytes(rendered)
+        console.print(f"wrote {output}", highlight=False)
     else:
-        output.write_text(text, encoding="utf-8")
+        output.write_text(rendered, encoding="utf-8")
         console.print(f"wrote {output}", highlight=False)
 
 

@@ -1,8 +1,14 @@
 """Reports (docs/reports.md, docs/focus.md): what the books say, per owner and period, read
 from the daily rollups and cost entries. Every amount exact, per currency.
 
-- ``chargeback.py``: the showback/chargeback statement; it ties out to the ledger total.
-- ``render_html.py``: a statement as one self-contained HTML page.
+- ``chargeback.py``: the showback/chargeback statement for the company or one owner (its
+  figures, and their exact CSV and JSON forms); it ties out to the ledger total, or a
+  scope's to its own.
+- ``statement_view.py``: the statement as people read it: registry names, amounts to the
+  currency's minor unit that still add up, totals rows; Markdown.
+- ``rounding.py``: minor units and largest-remainder rounding of displayed amounts.
+- ``render_html.py``: a statement as one self-contained HTML page with print CSS.
+- ``render_pdf.py``: that page as PDF (WeasyPrint, the ``pdf`` extra).
 - ``costs.py``: cost by owner, model and day.
 - ``unit_cost.py``: cost per unit per owner.
 - ``retries.py``: retry inflation: attempts, requests, billable calls.

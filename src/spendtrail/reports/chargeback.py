@@ -1,9 +1,11 @@
 """Showback/chargeback statement per owner and period, built from the daily rollups.
 
-Every amount is integer pico-units per currency, so the statement ties out exactly:
-owners' direct cost + shared allocations + quarantined + unallocated pool == ledger total.
-``sections`` turns a statement into titled tables of exact decimal strings, the one shape
-the Markdown, CSV, JSON and HTML renderings share.
+Every amount is integer pico-units per currency, so the statement ties out exactly: for the
+company, owners' direct cost + shared allocations + quarantined + unallocated pool == ledger
+total; for a scope (an application, budget owner, cost center or business unit), its lines
+add up to its own total and nothing of other owners is kept.
+``sections`` turns a statement into titled tables of exact decimal strings (JSON), and
+``line_items`` into one row per charge (CSV); ``statement_view`` is what people read.
 """
 
 from __future__ import annotations
@@ -14,15 +16,17 @@ import json
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 from fractions import Fraction
 
 import sqlalchemy as sa
 
 from spendtrail.allocation.coverage import Coverage, OwnerLine, coverage, percent
+from spendtrail.allocation.rule_store import latest_version
 from spendtrail.allocation.rules import Rule
 from spendtrail.allocation.shared import OriginCharge, SharedAllocation, apply_rules, ratio_text
-from spendtrail.budgets import BudgetState, ledger_spend, list_budgets
+from spendtrail.budgets import Budget, BudgetPeriod, BudgetState, ledger_spend, list_budgets
+from spendtrail.errors import SpendtrailError
 from spendtrail.ledger.registry_versions import load_history
 from spendtrail.ledger.schema import (
     price_entries,
@@ -48,6 +52,51 @@ NOT_ASSERTED = (
 )
 Money = dict[str, int]  # currency -> pico-units
 
+# What a statement can be scoped to: the owner attribute it selects on, and how people
+# write it after --owner (``cost-center:CC-100``).
+SCOPE_KINDS = {
+    "application": "application",
+    "budget-owner": "budget_owner",
+    "cost-center": "cost_center",
+    "business-unit": "business_unit",
+}
+COMPANY = "company"
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """Whose statement: the whole company, or the owners with ``attribute == value``."""
+
+    attribute: str = COMPANY  # application | budget_owner | cost_center | business_unit
+    value: str = ""
+
+    @property
+    def is_company(self) -> bool:
+        return self.attribute == COMPANY
+
+    def covers(self, owner: OwnerStatement) -> bool:
+        return self.is_company or getattr(owner, self.attribute) == self.value
+
+    def __str__(self) -> str:
+        if self.is_company:
+            return COMPANY
+        return f"{self.attribute.replace('_', '-')}:{self.value}"
+
+
+def parse_scope(text: str | None) -> Scope:
+    """``company`` (or nothing), ``application:ID``, ``budget-owner:ID``, ``cost-center:ID``,
+    ``business-unit:ID``; a bare id is an application."""
+    if text is None or text == COMPANY:
+        return Scope()
+    kind, sep, value = text.partition(":")
+    if not sep:
+        kind, value = "application", text
+    if kind not in SCOPE_KINDS or not value:
+        raise SpendtrailError(
+            f"owner {text!r}: expected company, or one of "
+            f"{', '.join(f'{k}:ID' for k in SCOPE_KINDS)} (ids from the registry)")
+    return Scope(SCOPE_KINDS[kind], value)
+
 
 @dataclass(frozen=True, slots=True)
 class Received:
@@ -59,11 +108,43 @@ class Received:
 
 
 @dataclass
+class UsageLine:
+    """An owner's own (direct) usage of one model in one environment and workload class,
+    through one provider (so one currency, as a rule)."""
+
+    model: str
+    environment: str
+    workload_class: str
+    provider: str
+    events: int = 0
+    unpriced_events: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost: Money = field(default_factory=lambda: defaultdict(int))
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetLine:
+    """A budget over the statement's period: its worst sub-period (a day, a week...) and the
+    one running now, if the statement's period holds it."""
+
+    worst: BudgetState
+    current: BudgetState | None
+    periods: int  # sub-periods of the budget that overlap the statement's period
+    over_limit: int  # of those, how many reached the limit
+
+
+@dataclass
 class OwnerStatement:
     owner: str  # the application (or a shared pool charged centrally)
     business_unit: str = ""
     cost_center: str = ""
     budget_owner: str = ""
+    # Registry names of the above, for people; the ids stay for machines.
+    name: str = ""
+    business_unit_name: str = ""
+    cost_center_name: str = ""
+    budget_owner_name: str = ""
     events: int = 0
     unpriced_events: int = 0
     input_tokens: int = 0
@@ -72,7 +153,8 @@ class OwnerStatement:
     reallocated: Money = field(default_factory=lambda: defaultdict(int))  # exception queue
     received: list[Received] = field(default_factory=list)
     unpriced_by_model: dict[str, int] = field(default_factory=lambda: defaultdict(int))
-    budgets: list[BudgetState] = field(default_factory=list)
+    usage: dict[tuple[str, str, str, str], UsageLine] = field(default_factory=dict)
+    budgets: list[BudgetLine] = field(default_factory=list)
 
     @property
     def application(self) -> str:  # so a budget's scope names an attribute of every owner
@@ -102,8 +184,10 @@ class PriceSource:
 class Statement:
     period: Period
     generated_at: datetime
-    ledger: str
-    rules_file: str | None
+    scope: Scope
+    scope_name: str  # the registry's name of the scope's value ("Consumer Products")
+    closed: bool  # the period is closed: its figures are final
+    rules_source: str | None  # where the shared-cost rules came from, for the header
     owners: list[OwnerStatement]
     pools: Money  # shared-pool usage before its split
     shared: SharedAllocation
@@ -112,8 +196,22 @@ class Statement:
     coverage: Coverage
     reconciliations: list[Reconciliation]
     price_sources: list[PriceSource]
-    by_day: list[tuple[str, Money]]
+    by_day: list[tuple[str, Money]]  # the company's ledger spend, or the scope's direct spend
     ledger_total: Money
+    pool_name: str = ""
+    # Registry names of applications, for usage captured under a known application that was
+    # quarantined anyway (a refused environment, say).
+    application_names: dict[str, str] = field(default_factory=dict)
+
+    def currencies(self) -> list[str]:
+        """The currencies this statement shows amounts in."""
+        found = set(self.ledger_total) if self.scope.is_company else set()
+        for owner in self.owners:
+            found |= {c for c, pico in owner.total().items() if c}
+        return sorted(c for c in found if c)
+
+    def total(self) -> Money:
+        return _sum(o.total() for o in self.owners)
 
     def unallocated_pool(self) -> Money:
         """Pool cost no rule split: held, unsplittable, or on days no rule covers."""
@@ -126,53 +224,75 @@ class Statement:
         return result
 
     def tie_out(self) -> dict[str, dict[str, int]]:
-        """Per currency, each part of the ledger total; ``difference`` is 0 when it ties."""
+        """Per currency, each part of the total; ``difference`` is 0 when it ties. The
+        company's total is the ledger's; a scope's is its owners' total, so a scope ties
+        out to itself and names no other owner's figure."""
         parts: dict[str, Money] = {
             "direct": _sum(o.direct for o in self.owners),
             "reallocated": _sum(o.reallocated for o in self.owners),
             "shared_allocations": _sum(
                 {c.charge.currency: c.amount_pico} for o in self.owners for c in o.received),
-            "quarantined": _sum({q.currency: q.cost_pico} for q in self.quarantined),
-            "unallocated_pool": self.unallocated_pool(),
         }
+        if self.scope.is_company:
+            parts["quarantined"] = _sum({q.currency: q.cost_pico} for q in self.quarantined)
+            parts["unallocated_pool"] = self.unallocated_pool()
+            name, total = "ledger_total", self.ledger_total
+        else:
+            name, total = "statement_total", _sum(
+                _sum(u.cost for u in o.usage.values()) for o in self.owners)
+            total = _sum([total, parts["reallocated"], parts["shared_allocations"]])
         result = {}
-        for currency in sorted(set(self.ledger_total) | {c for p in parts.values() for c in p}):
+        for currency in sorted(set(total) | {c for p in parts.values() for c in p}):
             if not currency:
                 continue
-            row = {name: amounts.get(currency, 0) for name, amounts in parts.items()}
-            row["ledger_total"] = self.ledger_total.get(currency, 0)
-            row["difference"] = row["ledger_total"] - sum(
-                v for k, v in row.items() if k != "ledger_total")
+            row = {key: amounts.get(currency, 0) for key, amounts in parts.items()}
+            row[name] = total.get(currency, 0)
+            row["difference"] = row[name] - sum(v for k, v in row.items() if k != name)
             result[currency] = row
         return result
 
     def rollup(self, dimension: str) -> dict[str, Money]:
-        """Owner totals summed by business_unit or cost_center."""
+        """Owner totals summed by business_unit, cost_center or budget_owner. An owner whose
+        usage is all unpriced keeps its key, with no amount."""
         result: dict[str, Money] = defaultdict(lambda: defaultdict(int))
         for owner in self.owners:
+            target = result[getattr(owner, dimension) or "(none)"]
             for currency, pico in owner.total().items():
-                result[getattr(owner, dimension) or "(none)"][currency] += pico
+                target[currency] += pico
         return dict(sorted(result.items()))
+
+
+def period_closed(conn: sa.Connection, period: Period) -> bool:
+    """Whether ``period`` is closed (``spendtrail close``): its figures are final. No period
+    can be closed until the ledger keeps closes, so every statement is preliminary."""
+    return False
 
 
 def build_statement(
     conn: sa.Connection,
     period: Period,
     *,
-    ledger: str,
     rules: list[Rule] | None = None,
     rules_file: str | None = None,
-    owner: str | None = None,
+    owner: Scope | None = None,
     generated_at: datetime | None = None,
 ) -> Statement:
-    """The statement for ``period``; ``owner`` keeps one application's statement, while the
-    pool, quarantine, coverage and tie-out sections still cover the whole ledger."""
+    """The statement for ``period`` and ``owner`` (default: the company). Without ``rules``
+    the latest stored shared-cost rules are used, if any were stored; ``[]`` uses none."""
+    scope = owner or Scope()
     found = load_history(conn).at(datetime.combine(period.end, time(), UTC))
     registry = found[1] if found else None
+    rules_source = rules_file
+    if rules is None:
+        stored = latest_version(conn)
+        if stored is not None:
+            rules = stored.rules
+            rules_source = (f"stored version {stored.version} "
+                            f"(loaded {stored.loaded_at:%Y-%m-%d})")
     shared = apply_rules(conn, rules or [], period)
     pools = {r.pool for r in rules or ()} | {u.pool for u in shared.uncovered}
-    dims = ("application", "allocation_status", "model",
-            "business_unit", "cost_center", "budget_owner")
+    dims = ("application", "allocation_status", "model", "environment", "workload_class",
+            "provider", "business_unit", "cost_center", "budget_owner")
     report = cost_report(conn, period, dims)
     pools |= {row.key["application"] for row in report.rows
               if row.key["allocation_status"] == "shared"}
@@ -203,9 +323,16 @@ def build_statement(
         target.output_tokens += row.output_tokens
         if row.unpriced_events:
             target.unpriced_by_model[key["model"]] += row.unpriced_events
+        usage_key = (key["model"], key["environment"], key["workload_class"], key["provider"])
+        line = target.usage.setdefault(usage_key, UsageLine(*usage_key))
+        line.events += row.events
+        line.unpriced_events += row.unpriced_events
+        line.input_tokens += row.input_tokens
+        line.output_tokens += row.output_tokens
         for currency, pico in row.cost_pico.items():
             if currency:
                 target.direct[currency] += pico
+                line.cost[currency] += pico
 
     kpis = coverage(conn, period)
     for line in kpis.lines:
@@ -216,24 +343,42 @@ def build_statement(
             statement_of(child.recipient).received.append(
                 Received(charge, child.amount_pico, child.ratio))
 
-    selected = [owners[name] for name in sorted(owners) if owner in (None, name)]
-    _attach_budgets(conn, selected, period)
-    days = cost_report(conn, period, ("day",))
+    selected = [owners[name] for name in sorted(owners) if scope.covers(owners[name])]
+    names = {o.owner for o in selected}
+    _attach_budgets(conn, selected, period, generated_at or datetime.now(UTC))
+    if scope.is_company:
+        days = cost_report(conn, period, ("day",))
+        by_day = [(row.key["day"], dict(row.cost_pico)) for row in days.rows]
+        quarantined = [q for q in kpis.lines if q.status == "quarantined"]
+        sources = _price_sources(conn, period)
+        unpriced_models = dict(sorted(unpriced.items()))
+    else:
+        by_day = _direct_by_day(conn, period, names)
+        # Usage captured as the scope's own but quarantined: the owner should know of it.
+        quarantined = [q for q in kpis.lines if q.status == "quarantined" and q.owner in names]
+        models = {line.model for o in selected for line in o.usage.values()}
+        sources = _price_sources(conn, period, models)
+        unpriced_models = dict(sorted(_sum(o.unpriced_by_model for o in selected).items()))
     return Statement(
         period=period,
         generated_at=generated_at or datetime.now(UTC),
-        ledger=ledger,
-        rules_file=rules_file,
+        scope=scope,
+        scope_name=_scope_name(scope, registry),
+        closed=period_closed(conn, period),
+        rules_source=rules_source,
         owners=selected,
         pools=dict(pool_cost),
         shared=shared,
-        quarantined=[q for q in kpis.lines if q.status == "quarantined"],
-        unpriced_by_model=dict(sorted(unpriced.items())),
+        quarantined=quarantined,
+        unpriced_by_model=unpriced_models,
         coverage=kpis,
         reconciliations=_reconciliations(conn, period),
-        price_sources=_price_sources(conn, period),
-        by_day=[(row.key["day"], dict(row.cost_pico)) for row in days.rows],
+        price_sources=sources,
+        by_day=by_day,
         ledger_total={c: pico for c, pico in report.totals.cost_pico.items() if c},
+        pool_name=registry.shared_pool.name if registry else "",
+        application_names={a.id: a.name for a in registry.applications.values()}
+        if registry else {},
     )
 
 
@@ -242,27 +387,82 @@ def _owner(name: str, registry: Registry | None) -> OwnerStatement:
     if registry is not None:
         known = registry.applications.get(name) or (
             registry.shared_pool if registry.shared_pool.id == name else None)
-    if known is None:
-        return OwnerStatement(name)
-    return OwnerStatement(name, known.business_unit, known.cost_center, known.budget_owner)
+    if known is None or registry is None:
+        return OwnerStatement(name, name=name)
+
+    def named(section: str, key: str) -> str:
+        entry = getattr(registry, section).get(key)
+        return entry.name if entry is not None else key
+
+    return OwnerStatement(
+        name, known.business_unit, known.cost_center, known.budget_owner, name=known.name,
+        business_unit_name=named("business_units", known.business_unit),
+        cost_center_name=named("cost_centers", known.cost_center),
+        budget_owner_name=named("budget_owners", known.budget_owner))
 
 
-def _attach_budgets(conn: sa.Connection, owners: list[OwnerStatement], period: Period) -> None:
-    """Budgets whose scope covers the owner, in their period containing the statement's
-    first day, with the spend the ledger holds for that budget period."""
-    at = datetime.combine(period.start, time(), UTC)
-    spent: dict[str, BudgetState] = {}
-    for budget in list_budgets(conn):
-        budget_period = budget.period_at(at)
-        if budget_period is None:
+def _scope_name(scope: Scope, registry: Registry | None) -> str:
+    if scope.is_company:
+        return "The company (all owners)"
+    sections = {"application": "applications", "budget_owner": "budget_owners",
+                "cost_center": "cost_centers", "business_unit": "business_units"}
+    entry = getattr(registry, sections[scope.attribute]).get(scope.value) if registry else None
+    if entry is None and registry is not None and registry.shared_pool.id == scope.value:
+        entry = registry.shared_pool
+    return entry.name if entry is not None else scope.value
+
+
+def _sub_periods(budget: Budget, period: Period) -> list[BudgetPeriod]:
+    """The budget's periods (days, weeks, months, its custom range) that overlap ``period``."""
+    found: list[BudgetPeriod] = []
+    day = period.start
+    while day < period.end:
+        sub = budget.period_at(datetime.combine(day, time(), UTC))
+        if sub is None:
+            day += timedelta(days=1)
             continue
-        for owner in owners:
-            if getattr(owner, budget.scope) != budget.scope_value:
+        found.append(sub)
+        day = sub.end
+    return found
+
+
+def _attach_budgets(conn: sa.Connection, owners: list[OwnerStatement], period: Period,
+                    now: datetime) -> None:
+    """Budgets whose scope covers the owner, at their worst sub-period of the statement's
+    period (a daily budget at 119% one day shows that day), with the current one."""
+    lines: dict[str, BudgetLine] = {}
+    today = now.astimezone(UTC).date()
+    for budget in list_budgets(conn):
+        covered = [o for o in owners if getattr(o, budget.scope) == budget.scope_value]
+        if not covered:
+            continue
+        if budget.id not in lines:
+            states = [BudgetState(budget, sub, ledger_spend(conn, budget, sub))
+                      for sub in _sub_periods(budget, period)]
+            if not states:
                 continue
-            if budget.id not in spent:
-                spent[budget.id] = BudgetState(
-                    budget, budget_period, ledger_spend(conn, budget, budget_period))
-            owner.budgets.append(spent[budget.id])
+            # Worst: the highest share of the limit; of equals, the latest.
+            worst = max(reversed(states), key=lambda s: Fraction(s.spent, budget.limit_units))
+            current = next((s for s in states if s.period.start <= today < s.period.end), None)
+            lines[budget.id] = BudgetLine(
+                worst, current, len(states),
+                sum(1 for s in states if s.spent >= budget.limit_units))
+        for owner in covered:
+            owner.budgets.append(lines[budget.id])
+
+
+def _direct_by_day(conn: sa.Connection, period: Period, applications: set[str]
+                   ) -> list[tuple[str, Money]]:
+    """The applications' own (direct) spend per day: a scope's chart shows no one else's."""
+    report = cost_report(conn, period, ("day", "application", "allocation_status"))
+    days: dict[str, Money] = defaultdict(lambda: defaultdict(int))
+    for row in report.rows:
+        if (row.key["application"] in applications
+                and row.key["allocation_status"] == "allocated"):
+            for currency, pico in row.cost_pico.items():
+                if currency:
+                    days[row.key["day"]][currency] += pico
+    return [(day, dict(money)) for day, money in sorted(days.items())]
 
 
 def _reconciliations(conn: sa.Connection, period: Period) -> list[Reconciliation]:
@@ -276,12 +476,16 @@ def _reconciliations(conn: sa.Connection, period: Period) -> list[Reconciliation
     return [record for record in records if record is not None]
 
 
-def _price_sources(conn: sa.Connection, period: Period) -> list[PriceSource]:
-    """The price entries the period's usage was priced with: read from prices_used_daily,
-    kept at ingest and repricing, so this is O(days x models), not O(events)."""
+def _price_sources(conn: sa.Connection, period: Period, models: set[str] | None = None
+                   ) -> list[PriceSource]:
+    """The price entries the period's usage (of ``models``, default all) was priced with:
+    read from prices_used_daily, kept at ingest and repricing, so this is O(days x models),
+    not O(events)."""
     u, p = prices_used_daily.c, price_entries.c
     used = (sa.select(u.price_entry_id).distinct()
             .where(u.day >= period.start, u.day < period.end))
+    if models is not None:
+        used = used.where(u.model.in_(sorted(models)))
     rows = conn.execute(
         sa.select(p.id, p.kind, p.provider, p.source_url, p.checked_at, p.checked_by)
         .where(p.id.in_(used)).order_by(p.id))
@@ -296,7 +500,7 @@ def _sum(items: Iterable[Money]) -> Money:
     return result
 
 
-# --- Sections: the tables every format renders ---------------------------------------------
+# --- Exact renderings: JSON sections and CSV line items ------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -312,41 +516,54 @@ def amount(pico: int) -> str:
     return plain_decimal(from_pico(pico))
 
 
+def status(statement: Statement) -> str:
+    return "final" if statement.closed else "PRELIMINARY"
+
+
 def header(statement: Statement) -> dict[str, str]:
+    """What the statement is about; no paths, database URLs or internal ids."""
+    last = date.fromordinal(statement.period.end.toordinal() - 1)
+    scope = statement.scope
     return {
-        "period": f"{statement.period.label} ({statement.period.start} to "
-                  f"{date.fromordinal(statement.period.end.toordinal() - 1)})",
-        "generated_at": statement.generated_at.isoformat(timespec="seconds"),
-        "ledger": statement.ledger,
-        "shared_cost_rules": statement.rules_file or "none (pool cost left unallocated)",
+        "statement_for": statement.scope_name if scope.is_company
+        else f"{statement.scope_name} ({scope.attribute.replace('_', ' ')})",
+        "period": f"{statement.period.label} ({statement.period.start} to {last})",
+        "status": "final: the period is closed" if statement.closed else
+                  "PRELIMINARY: the period is not closed; figures may still change",
+        "generated_at": statement.generated_at.strftime("%Y-%m-%d %H:%M UTC"),
+        "shared_cost_rules": statement.rules_source or "none (pool cost left unallocated)",
     }
 
 
 def line_items(statement: Statement) -> list[dict[str, str]]:
-    """One row per owner line item; the amounts of every row add up to the ledger total."""
+    """One row per owner line item; for the company the amounts of every row add up to the
+    ledger total, for a scope to its own total."""
     rows = []
 
-    def add(owner: OwnerStatement | None, name: str, line: str, currency: str, pico: int,
+    def add(owner: OwnerStatement | None, name: str, line: str, currency: str, pico: int | None,
             events: int | str = "", rule: Rule | None = None, ratio: Fraction | None = None,
             pool: str = "") -> None:
         rows.append({
             "owner": name,
+            "owner_name": owner.name if owner else "",
             "business_unit": owner.business_unit if owner else "",
             "cost_center": owner.cost_center if owner else "",
+            "budget_owner": owner.budget_owner if owner else "",
             "line": line,
             "pool": pool,
             "rule_id": rule.id if rule else "",
             "method": rule.method if rule else "",
             "ratio": ratio_text(ratio) if ratio is not None else "",
             "currency": currency,
-            "amount": amount(pico),
+            "amount": "unpriced" if pico is None else amount(pico),
             "events": str(events),
         })
 
     for o in statement.owners:
-        currencies = sorted(o.direct) or [""]
-        for currency in currencies:
-            add(o, o.owner, "direct", currency, o.direct.get(currency, 0), o.events)
+        for currency in sorted(o.direct):
+            add(o, o.owner, "direct", currency, o.direct[currency], o.events)
+        if not o.direct:  # all of its usage unpriced: shown as such, never as 0
+            add(o, o.owner, "direct", "", None, o.events)
         for currency, pico in sorted(o.reallocated.items()):
             add(o, o.owner, "reallocated from quarantine", currency, pico)
         for item in o.received:
@@ -354,38 +571,57 @@ def line_items(statement: Statement) -> list[dict[str, str]]:
                 rule=item.charge.rule, ratio=item.ratio, pool=item.charge.rule.pool)
     for q in statement.quarantined:
         add(None, q.owner, "quarantined", q.currency, q.cost_pico, q.events)
-    for charge in statement.shared.charges:
-        if not charge.children:
-            add(None, charge.rule.pool, f"unallocated pool ({charge.status})", charge.currency,
-                charge.amount_pico, rule=charge.rule, pool=charge.rule.pool)
-    for item in statement.shared.uncovered:
-        add(None, item.pool, "unallocated pool (no rule)", item.currency, item.amount_pico,
-            pool=item.pool)
+    if statement.scope.is_company:
+        for charge in statement.shared.charges:
+            if not charge.children:
+                add(None, charge.rule.pool, f"unallocated pool ({charge.status})",
+                    charge.currency, charge.amount_pico, rule=charge.rule,
+                    pool=charge.rule.pool)
+        for item in statement.shared.uncovered:
+            add(None, item.pool, "unallocated pool (no rule)", item.currency, item.amount_pico,
+                pool=item.pool)
     return rows
+
+
+def _owner_total(o: OwnerStatement, currency: str, pico: int) -> str:
+    return "unpriced" if not currency and o.unpriced_events else amount(pico)
 
 
 def sections(statement: Statement) -> list[Section]:
     tie = statement.tie_out()
     kpis = statement.coverage
     owners = statement.owners
-    return [
+    company = statement.scope.is_company
+    result = [
         Section("owners", "Spend by owner", [
-            {"owner": o.owner, "business_unit": o.business_unit, "cost_center": o.cost_center,
-             "budget_owner": o.budget_owner, "currency": currency,
+            {"owner": o.owner, "owner_name": o.name, "business_unit": o.business_unit,
+             "cost_center": o.cost_center, "budget_owner": o.budget_owner,
+             "currency": currency,
              "direct": amount(o.direct.get(currency, 0)),
              "reallocated": amount(o.reallocated.get(currency, 0)),
              "shared_allocations": amount(sum(r.amount_pico for r in o.received
                                               if r.charge.currency == currency)),
-             "total": amount(pico), "events": str(o.events),
+             "total": _owner_total(o, currency, pico), "events": str(o.events),
              "input_tokens": str(o.input_tokens), "output_tokens": str(o.output_tokens),
              "unpriced_events": str(o.unpriced_events)}
             for o in owners for currency, pico in (sorted(o.total().items()) or [("", 0)])
         ]),
         *(Section(f"by_{dim}", f"Roll-up by {dim.replace('_', ' ')}", [
-            {dim: name, "currency": currency, "total": amount(pico)}
+            {dim: name, "currency": currency, "total": amount(pico),
+             "unpriced_events": str(sum(o.unpriced_events for o in owners
+                                        if (getattr(o, dim) or "(none)") == name))}
             for name, money in statement.rollup(dim).items()
-            for currency, pico in sorted(money.items())
-        ]) for dim in ("business_unit", "cost_center")),
+            for currency, pico in (sorted(money.items()) or [("", 0)])
+        ]) for dim in ("business_unit", "cost_center", "budget_owner")),
+        Section("usage", "Direct usage by model, environment and workload", [
+            {"owner": o.owner, "model": u.model, "environment": u.environment,
+             "workload_class": u.workload_class, "currency": currency,
+             "amount": "unpriced" if not currency else amount(pico),
+             "events": str(u.events), "unpriced_events": str(u.unpriced_events),
+             "input_tokens": str(u.input_tokens), "output_tokens": str(u.output_tokens)}
+            for o in owners for u in o.usage.values()
+            for currency, pico in (sorted(u.cost.items()) or [("", 0)])
+        ]),
         Section("shared", "Shared allocations", [
             {"charge": r.charge.id, "rule_id": r.charge.rule.id, "method": r.charge.rule.method,
              "pool": r.charge.rule.pool, "recipient": o.owner, "ratio": ratio_text(r.ratio),
@@ -393,8 +629,11 @@ def sections(statement: Statement) -> list[Section]:
              "origin_amount": amount(r.charge.amount_pico)}
             for o in owners for r in o.received
         ], note="Each origin charge is split into children that sum to it exactly."
-           if statement.rules_file else "No --rules given: shared-pool cost stays unallocated."),
-        Section("unallocated_pool", "Shared pool cost not allocated", [
+           if statement.rules_source else "No shared-cost rules: shared-pool cost stays "
+                                          "unallocated."),
+    ]
+    if company:
+        result.append(Section("unallocated_pool", "Shared pool cost not allocated", [
             *({"pool": c.rule.pool, "reason": f"{c.status} ({c.rule.id}): {c.detail}",
                "currency": c.currency, "amount": amount(c.amount_pico)}
               for c in statement.shared.charges if not c.children),
@@ -403,7 +642,8 @@ def sections(statement: Statement) -> list[Section]:
               for u in statement.shared.uncovered),
         ], note="Pool usage before allocation: " + (", ".join(
             f"{amount(pico)} {currency}" for currency, pico in sorted(statement.pools.items())
-            if currency) or "none") + "."),
+            if currency) or "none") + "."))
+    result += [
         Section("quarantined", "Quarantined usage (not charged to any owner)", [
             {"captured_owner": q.owner, "currency": q.currency, "events": str(q.events),
              "amount": amount(q.cost_pico)}
@@ -416,13 +656,20 @@ def sections(statement: Statement) -> list[Section]:
             for model, count in statement.unpriced_by_model.items()
         ], note="Unpriced usage has no cost in the ledger; it is counted, not estimated."),
         Section("budgets", "Budget vs actual", [
-            {"owner": o.owner, "budget": s.budget.id, "scope": s.budget.describe_scope(),
-             "budget_period": s.period.label, "unit": s.budget.unit,
-             "limit": _units(s, s.budget.limit_units), "actual": _units(s, s.spent),
-             "percent": f"{s.percent}%", "level": s.level}
-            for o in owners for s in o.budgets
-        ]),
-        Section("coverage", "Coverage", [
+            {"owner": o.owner, "budget": b.worst.budget.id,
+             "scope": b.worst.budget.describe_scope(), "period_kind": b.worst.budget.period,
+             "worst_period": b.worst.period.label, "unit": b.worst.budget.unit,
+             "limit": _units(b.worst, b.worst.budget.limit_units),
+             "actual": _units(b.worst, b.worst.spent), "percent": f"{b.worst.percent}%",
+             "level": b.worst.level,
+             "current_period": b.current.period.label if b.current else "",
+             "current_percent": f"{b.current.percent}%" if b.current else "",
+             "periods_at_limit": f"{b.over_limit} of {b.periods}"}
+            for o in owners for b in o.budgets
+        ], note="Each budget at its worst period within the statement's period."),
+    ]
+    if company:
+        result.append(Section("coverage", "Coverage", [
             *({"currency": c.currency,
                "allocated": percent(c.share("allocated")),
                "shared": percent(c.share("shared")),
@@ -430,10 +677,11 @@ def sections(statement: Statement) -> list[Section]:
                "unallocated": percent(kpis.unallocated_share(c))}
               for c in kpis.currencies),
         ], note="; ".join([f"{kpis.total_events} events, {kpis.unpriced_events} unpriced "
-                           f"({percent(kpis.unpriced_share)})", *kpis.alerts()])),
+                           f"({percent(kpis.unpriced_share)})", *kpis.alerts()])))
+    result += [
         Section("reconciliation", "Reconciliation", [
-            {"id": str(r.id), "provider": r.provider, "result": r.result,
-             "variance": f"{amount(r.variance_pico)} {r.currency}",
+            {"provider": r.provider, "result": r.result,
+             **({"variance": f"{amount(r.variance_pico)} {r.currency}"} if company else {}),
              "variance_percent": "" if r.variance_percent is None else f"{r.variance_percent}%",
              "reviewer": r.reviewer, "date": r.created_at.date().isoformat()}
             for r in statement.reconciliations
@@ -448,36 +696,14 @@ def sections(statement: Statement) -> list[Section]:
             {"currency": currency, **{k: amount(v) for k, v in parts.items()}}
             for currency, parts in tie.items()
         ], note="direct + reallocated + shared allocations + quarantined + unallocated pool "
-                "== ledger total (whole ledger for the period)."),
+                "== ledger total (whole ledger for the period)." if company else
+                "direct + reallocated + shared allocations == this statement's total."),
     ]
+    return result
 
 
 def _units(state: BudgetState, units: int) -> str:
     return amount(units) if state.budget.currency else str(units)
-
-
-def to_markdown(statement: Statement) -> str:
-    out = [f"# Chargeback statement: {statement.period.label}", ""]
-    out += [f"- **{k.replace('_', ' ')}**: {v}" for k, v in header(statement).items()]
-    for section in sections(statement):
-        out += ["", f"## {section.title}", ""]
-        if section.rows:
-            names = list(section.rows[0])
-            out.append("| " + " | ".join(n.replace("_", " ") for n in names) + " |")
-            out.append("|" + "---|" * len(names))
-            out += ["| " + " | ".join(_cell(row[n]) for n in names) + " |"
-                    for row in section.rows]
-        else:
-            out.append("_none_")
-        if section.note:
-            out += ["", section.note]
-    out += ["", "## What this statement does not assert", ""]
-    out += [f"- {text}" for text in NOT_ASSERTED]
-    return "\n".join(out) + "\n"
-
-
-def _cell(value: str) -> str:
-    return value.replace("|", "\\|")
 
 
 def to_csv(statement: Statement) -> str:
@@ -492,7 +718,8 @@ def to_csv(statement: Statement) -> str:
 
 def to_json(statement: Statement) -> str:
     document = {
-        "header": header(statement),
+        "header": {"scope": str(statement.scope), **header(statement),
+                   "status": status(statement)},
         **{s.key: {"title": s.title, "rows": s.rows, "note": s.note}
            for s in sections(statement)},
         "line_items": line_items(statement),
