@@ -391,3 +391,40 @@ def test_the_command_imports_and_reports(litellm_db, ledger_url, seeded, tmp_pat
     assert "request_id chatcmpl-5: prompt_tokens" in first.stderr
     second = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
     assert "inserted 0, duplicates skipped 4" in second.stdout
+
+
+def test_row_details_hashed_key_cache_writes_and_bad_cells(tmp_path):
+    from spendtrail.integrations.litellm import RowError, event_from_row
+
+    path = tmp_path / "owners.yaml"
+    path.write_text(f"keys:\n  {KEY_HASH}: {{application: eval-harness}}\nprovider: anthropic\n")
+    owners = load_owner_map(path, LITELLM_SECTIONS)
+    row = {
+        "request_id": "r-9",
+        "call_type": "anthropic_messages",
+        "api_key": KEY_HASH,
+        "prompt_tokens": "1300",
+        "completion_tokens": "40",
+        "startTime": "2026-10-05T12:00:00Z",
+        "model": "claude-sonnet-4",
+        "custom_llm_provider": "",
+        "metadata": json.dumps(
+            {"usage_object": {"cache_read_input_tokens": 1000, "cache_creation_input_tokens": 200}}
+        ),
+    }
+    event = event_from_row(row, owners)
+    assert (event.provider, event.endpoint, event.context.application) == (
+        "anthropic",
+        "/v1/messages",
+        "eval-harness",
+    )
+    assert event.context.tags == {"litellm.key": KEY_HASH[:12]}  # never the whole hash
+    assert (
+        event.usage.input_tokens,
+        event.usage.cached_input_tokens,
+        event.usage.cache_write_tokens,
+    ) == (1300, 1000, 200)
+    with pytest.raises(RowError, match="startTime: expected a timestamp, got 'yesterday'"):
+        event_from_row({**row, "startTime": "yesterday"}, owners)
+    with pytest.raises(RowError, match="metadata: not valid JSON"):
+        event_from_row({**row, "metadata": "{oops"}, owners)

@@ -129,19 +129,12 @@ def event_from_row(cells: dict[str, Any], owners: OwnerMap) -> UsageEvent:
 def _context(
     cells: dict[str, Any], metadata: dict, tags: list[str], owners: OwnerMap
 ) -> AllocationContext:
-    key_hash = _text(cells.get("api_key"))
-    key_alias = _text(metadata.get("user_api_key_alias"))
-    team = _text(cells.get("team_id")) or _text(metadata.get("user_api_key_team_id"))
-    team_alias = _text(metadata.get("user_api_key_team_alias"))
     fields = dict(owners.defaults)
-    # Least specific first, so a key's mapping wins over its team's, a team's over a tag's.
-    for section, names in (
-        ("tags", tags),
-        ("teams", (team, team_alias)),
-        ("keys", (key_hash, key_alias)),
-    ):
-        for name in names:
+    names = _names(cells, metadata, tags)
+    for section, items in names:
+        for name in items:
             fields.update(owners.owner(section, name) or {})
+    (team, team_alias), (key_hash, key_alias) = names[1][1], names[2][1]
     seen = {
         "litellm.key": key_alias or key_hash[:12],
         "litellm.team": team_alias or team,
@@ -152,15 +145,31 @@ def _context(
     return AllocationContext(**fields, tags={k: v[:200] for k, v in seen.items() if v})
 
 
+def _names(cells: dict[str, Any], metadata: dict, tags: list[str]) -> list[tuple[str, list]]:
+    """The row's names per mapping section, least specific first, so a key's mapping wins
+    over its team's and a team's over a tag's."""
+    return [
+        ("tags", tags),
+        (
+            "teams",
+            [
+                _text(cells.get("team_id")) or _text(metadata.get("user_api_key_team_id")),
+                _text(metadata.get("user_api_key_team_alias")),
+            ],
+        ),
+        ("keys", [_text(cells.get("api_key")), _text(metadata.get("user_api_key_alias"))]),
+    ]
+
+
 def is_mapped(cells: dict[str, Any], owners: OwnerMap) -> bool:
+    """Whether the mapping file names the row's key, team or one of its tags."""
     metadata = _json(cells.get("metadata"), "metadata", dict)
-    tags = _json(cells.get("request_tags"), "request_tags", list)
-    names = {
-        "keys": (_text(cells.get("api_key")), _text(metadata.get("user_api_key_alias"))),
-        "teams": (_text(cells.get("team_id")), _text(metadata.get("user_api_key_team_alias"))),
-        "tags": [str(tag) for tag in tags],
-    }
-    return any(owners.owner(section, name) for section, items in names.items() for name in items)
+    tags = [str(tag) for tag in _json(cells.get("request_tags"), "request_tags", list)]
+    return any(
+        owners.owner(section, name)
+        for section, items in _names(cells, metadata, tags)
+        for name in items
+    )
 
 
 def _usage(cells: dict[str, Any], metadata: dict):
