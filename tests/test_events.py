@@ -1,10 +1,10 @@
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from spendtrail.events import EventError, Usage, decode_event, encode_event, new_event
-from spendtrail.events.ids import new_event_id
+from spendtrail.events.ids import derived_event_id, new_event_id
 
 
 def _line(**overrides) -> str:
@@ -68,3 +68,13 @@ def test_event_ids_are_unique_uuid7_in_time_order():
     assert len(set(ids)) == 2000
     assert all(i[14] == "7" for i in ids)  # the version nibble
     assert [i[:13] for i in ids] == sorted(i[:13] for i in ids)  # millisecond prefix ordered
+
+
+def test_derived_event_ids_are_fixed_by_the_source_record():
+    at = datetime(2026, 10, 5, 12, tzinfo=UTC)
+    first = derived_event_id(at, "litellm:chatcmpl-1")
+    assert derived_event_id(at, "litellm:chatcmpl-1") == first  # a replay: the same id
+    assert derived_event_id(at, "litellm:chatcmpl-2") != first
+    later = derived_event_id(at + timedelta(milliseconds=1), "litellm:chatcmpl-1")
+    assert later > first  # time-ordered like new ids
+    assert first[14] == "7" and first[19] in "89ab"  # UUIDv7 version and variant

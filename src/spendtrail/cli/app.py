@@ -36,6 +36,10 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "keys": ("gateway_cmd", "keys_app", "Gateway keys: create, list, revoke, rotate."),
     "simulate-provider": ("simulator_cmd", "simulate_provider", "Run an OpenAI-compatible "
                           "provider simulator (a test double) until interrupted."),
+    "import": ("integrations_cmd", "import_app", "Import usage captured by other tools "
+               "(LiteLLM spend logs)."),
+    "otlp": ("integrations_cmd", "otlp", "Receive OpenTelemetry traces (OTLP/HTTP) and "
+             "journal their GenAI model calls."),
     "bills": ("bills_cmd", "app", "The provider's bills: import and list."),
     "reconcile": ("reconcile_cmd", "reconcile", "Match a bill against the ledger for a period "
                   "and record the result."),

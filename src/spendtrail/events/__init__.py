@@ -3,12 +3,12 @@ produces and every layer reads, and what both capture paths (the gateway and the
 hook) share to build it. Imports only ``errors``.
 
 - ``model.py``: ``UsageEvent`` and its meters, outcomes and allocation context.
-- ``ids.py``: time-ordered UUIDv7 event ids.
+- ``ids.py``: time-ordered UUIDv7 event ids, new or derived from an imported record's id.
 - ``usage.py``: usage from provider responses and SSE streams; the metered endpoints.
 - ``linking.py``: attempts linked into logical requests, so retries count apart from calls.
 """
 
-from spendtrail.events.ids import new_event_id
+from spendtrail.events.ids import derived_event_id, new_event_id
 from spendtrail.events.model import (
     INTERRUPTED,
     METERS,
@@ -33,6 +33,7 @@ __all__ = [
     "Usage",
     "UsageEvent",
     "decode_event",
+    "derived_event_id",
     "encode_event",
     "new_event",
     "new_event_id",
