@@ -85,7 +85,7 @@ SPENDTRAIL_UPSTREAM_KEY="sk-demo-simulated-provider" spendtrail gateway --profil
   > demo-out/gateway.log 2>&1 &
 gateway_pid=$!
 pids+=("$gateway_pid")
-wait_ready "http://127.0.0.1:$GW_PORT/healthz" demo-out/gateway.log
+wait_ready "http://127.0.0.1:$GW_PORT/readyz" demo-out/gateway.log
 python examples/traffic.py "http://127.0.0.1:$GW_PORT/v1" demo-out/keys.txt
 deliberate "the refusals above are the budget cap and the registry's policy at work"
 kill -TERM "$gateway_pid"; wait "$gateway_pid" || true  # a clean stop ingests the last events
