@@ -14,6 +14,8 @@ import copy
 import inspect
 import json
 import re
+import shutil
+import subprocess
 
 import pytest
 import yaml
@@ -275,6 +277,44 @@ def test_compose_runs_three_gateways_each_with_its_own_spool_volume():
     assert {"postgres", "redis", "nats", "ingester", "init"} <= set(services)
     assert services["ingester"]["command"] == ["ingest", "--follow"]
     assert "--jetstream" in services["nats"]["command"]
+
+
+def compose_command() -> list[str] | None:
+    if shutil.which("docker-compose"):
+        return ["docker-compose"]
+    if (
+        shutil.which("docker")
+        and subprocess.run(["docker", "compose", "version"], capture_output=True).returncode == 0
+    ):
+        return ["docker", "compose"]
+    return None
+
+
+@pytest.mark.skipif(
+    compose_command() is None,
+    reason="no docker compose here (apt-get install docker-compose) to validate compose.yaml with",
+)
+def test_docker_compose_accepts_the_file(tmp_path):
+    for name in ("compose.yaml", "Dockerfile"):
+        shutil.copy(ROOT / name, tmp_path / name)
+    shutil.copytree(ROOT / "examples", tmp_path / "examples")
+    (tmp_path / "deploy" / "compose").mkdir(parents=True)
+    for name in ("spendtrail", "postgres"):
+        example = ROOT / "deploy" / "compose" / f"{name}.env.example"
+        shutil.copy(example, tmp_path / "deploy" / "compose" / f"{name}.env")
+    done = subprocess.run(
+        [*compose_command(), "--profile", "nats", "config"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    services = yaml.safe_load(done.stdout)["services"]
+    assert services["gateway-1"]["environment"]["SPENDTRAIL_DATABASE_URL"].startswith(
+        "postgresql://"
+    )  # from the env file
+    assert set(services) >= {"gateway-1", "gateway-2", "gateway-3", "ingester", "init"}
 
 
 def test_compose_takes_secrets_from_env_files_only():
