@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import inspect
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -158,6 +159,51 @@ def test_the_renderer_follows_helm_whitespace_and_conditionals():
     )
     with pytest.raises(AssertionError, match="subset"):
         render('{{ include "x" . }}', {})
+
+
+HELM = os.environ.get("SPENDTRAIL_HELM") or shutil.which("helm")
+VALUE_SETS = [
+    {},
+    {
+        "journal": {"url": "nats://nats:4222"},
+        "config": {"policy": "default: reject\n"},
+        "gateway": {
+            "upstream": "http://upstream:9000/v1",
+            "provider": "acme",
+            "spool": {"storageClassName": "fast"},
+        },
+    },
+]
+
+
+@pytest.mark.skipif(
+    HELM is None,
+    reason="no helm here (set SPENDTRAIL_HELM to its path) to "
+    "compare the renderer with `helm template` and run `helm lint`",
+)
+@pytest.mark.parametrize("overrides", VALUE_SETS)
+def test_the_renderer_agrees_with_helm_template(tmp_path, overrides):
+    values = tmp_path / "values.yaml"
+    values.write_text(yaml.safe_dump(overrides))
+    env = {**os.environ, "HOME": str(tmp_path)}
+    lint = subprocess.run(
+        [HELM, "lint", "--strict", str(CHART), "-f", str(values)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+    done = subprocess.run(
+        [HELM, "template", "st", str(CHART), "-f", str(values)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=True,
+    )
+    rendered = {(d["kind"], d["metadata"]["name"]): d for d in yaml.safe_load_all(done.stdout) if d}
+    assert rendered == manifests(overrides)
 
 
 # -- the chart ------------------------------------------------------------------------------
