@@ -54,8 +54,10 @@ for _ in range(300):
     try:
         urllib.request.urlopen(sys.argv[1], timeout=1)
         break
-    except urllib.error.HTTPError:  # any HTTP answer means it is up
-        break
+    except urllib.error.HTTPError as error:  # any answer but 503 (not ready yet) means up
+        if error.code != 503:
+            break
+        time.sleep(0.1)
     except OSError:
         time.sleep(0.1)
 else:
