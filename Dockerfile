@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # spendtrail: one image for every process (gateway, ingester, migrations, reports).
 #   docker build -t spendtrail:0.1.0 .
 #   docker run --rm spendtrail:0.1.0 --help
