@@ -335,7 +335,7 @@ def start_gateway(env: dict, upstream_port: int, spool: Path,
     proc = spawn([sys.executable, "-m", "spendtrail.cli.app", "gateway", "--profile", "custom",
                   "--provider", "cometapi", "--upstream", f"http://127.0.0.1:{upstream_port}/v1",
                   "--port", str(port), flag], {**env, "SPENDTRAIL_SPOOL_DIR": str(spool)}, log)
-    wait_http(f"http://127.0.0.1:{port}/healthz", proc, "the gateway", log)
+    wait_http(f"http://127.0.0.1:{port}/readyz", proc, "the gateway", log)
     return proc, port
 
 

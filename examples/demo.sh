@@ -54,8 +54,10 @@ for _ in range(300):
     try:
         urllib.request.urlopen(sys.argv[1], timeout=1)
         break
-    except urllib.error.HTTPError:  # any HTTP answer means it is up
-        break
+    except urllib.error.HTTPError as error:  # any answer but 503 (not ready yet) means up
+        if error.code != 503:
+            break
+        time.sleep(0.1)
     except OSError:
         time.sleep(0.1)
 else:
@@ -85,7 +87,7 @@ SPENDTRAIL_UPSTREAM_KEY="sk-demo-simulated-provider" spendtrail gateway --profil
   > demo-out/gateway.log 2>&1 &
 gateway_pid=$!
 pids+=("$gateway_pid")
-wait_ready "http://127.0.0.1:$GW_PORT/healthz" demo-out/gateway.log
+wait_ready "http://127.0.0.1:$GW_PORT/readyz" demo-out/gateway.log
 python examples/traffic.py "http://127.0.0.1:$GW_PORT/v1" demo-out/keys.txt
 deliberate "the refusals above are the budget cap and the registry's policy at work"
 kill -TERM "$gateway_pid"; wait "$gateway_pid" || true  # a clean stop ingests the last events

@@ -101,7 +101,7 @@ class GatewayProcess:
             deadline = time.monotonic() + 60
             while True:
                 try:
-                    with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=1):
+                    with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/readyz", timeout=1):
                         return self
                 except OSError:
                     assert self.process.poll() is None, self.log.read_text()

@@ -163,8 +163,8 @@ def test_gateway_command_serves_and_seals_the_spool_on_exit(tmp_path):
         deadline = time.monotonic() + 20
         while True:
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as r:
-                    assert json.loads(r.read())["status"] == "ok"
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as r:
+                    assert json.loads(r.read())["status"] == "ready"
                     break
             except OSError:
                 assert server.poll() is None and time.monotonic() < deadline

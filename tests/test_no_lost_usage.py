@@ -91,7 +91,7 @@ class Gateway:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=1):
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/readyz", timeout=1):
                     return
             except OSError:
                 assert self.process.poll() is None, self.log.read_text()

@@ -170,7 +170,8 @@ def gateway(
         float, typer.Option(min=0.1, help="Longest silence from the provider, in seconds.")
     ] = 600.0,
     ingest: Annotated[
-        bool, typer.Option(help="Move journaled events into the ledger from this process; "
+        bool, typer.Option(envvar="SPENDTRAIL_GATEWAY_INGEST",
+                           help="Move journaled events into the ledger from this process; "
                            "--no-ingest when `spendtrail ingest --follow` runs elsewhere.")
     ] = True,
     budget_counters: Annotated[

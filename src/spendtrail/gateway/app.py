@@ -2,7 +2,11 @@
 
 ``make_app`` builds the app; ``serve`` runs it until cancelled or stopped by a signal (then
 calls in flight get ``config.grace_seconds`` to finish); ``GatewayServer`` runs it on a
-thread of its own (tests, embedding), returning its base URL.
+thread of its own (tests, embedding), returning its base URL once it is ready.
+
+``/healthz`` answers while the process is alive (an orchestrator's liveness probe);
+``/readyz`` answers 200 only once keys, registry and prices are loaded and the journal
+takes writes (its readiness probe: no calls are routed here before).
 """
 
 from __future__ import annotations
@@ -10,10 +14,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import socket
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -34,6 +40,8 @@ from spendtrail.redact import RedactingFilter
 log = logging.getLogger("spendtrail.gateway")
 
 PROXY = web.AppKey("proxy", Proxy)
+LOADED = web.AppKey("loaded", asyncio.Event)  # set once the first snapshot is loaded
+_LOAD_ERROR = web.AppKey("load_error", list)  # why the first load failed, while it does
 _STALE_AFTER = 60.0  # seconds without a successful refresh before /healthz says so
 MAX_LINE_BYTES = 8190  # aiohttp's limit for the request line and each header line
 # Loggers that may see what a client or the provider sent: aiohttp's and ours.
@@ -56,7 +64,10 @@ def make_app(config: GatewayConfig) -> web.Application:
     spool = Spool(config.spool_dir, max_age=config.rotate_seconds, fsync=config.spool_fsync)
     proxy = Proxy(config, spool, Metrics())
     app[PROXY] = proxy
+    app[LOADED] = asyncio.Event()
+    app[_LOAD_ERROR] = []
     app.router.add_get("/healthz", _healthz)
+    app.router.add_get("/readyz", _readyz)
     app.router.add_get("/metrics", _metrics)
     app.router.add_route("*", "/v1/{tail:.*}", proxy.handle)
     app.router.add_route("*", "/{tail:.*}", _not_found)
@@ -65,23 +76,12 @@ def make_app(config: GatewayConfig) -> web.Application:
 
 
 async def _lifecycle(app: web.Application):
-    """Load keys, registry and prices before the first request; keep them fresh; seal the
-    spool periodically so the ingester sees events of a gateway that runs for days."""
+    """Load keys, registry and prices (in the background: the server answers /healthz and
+    /readyz meanwhile, and refuses calls with 503); keep them fresh; seal the spool
+    periodically so the ingester sees events of a gateway that runs for days."""
     proxy = app[PROXY]
     config = proxy.config
     engine = make_engine(config.ledger_url)
-    try:
-        proxy.snapshot = await asyncio.to_thread(load_snapshot, engine)
-    except Exception as exc:
-        engine.dispose()
-        raise RuntimeError(f"cannot load gateway keys, registry and prices from "
-                           f"{redact_url(config.ledger_url)}: {exc}") from None
-    latest = proxy.snapshot.registry.latest()
-    unknown = config.policy.unknown_environments(latest[1]) if latest else []
-    if unknown:
-        log.warning("the header policy names %s, not an environment of the latest registry "
-                    "(%s); its rule applies to no call", ", ".join(unknown),
-                    ", ".join(latest[1].environments))
     proxy.session = aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
         timeout=aiohttp.ClientTimeout(total=None, sock_connect=config.connect_timeout,
@@ -89,7 +89,7 @@ async def _lifecycle(app: web.Application):
         auto_decompress=True,
         skip_auto_headers=("User-Agent",),
     )
-    task = asyncio.create_task(_background(proxy, engine))
+    task = asyncio.create_task(_background(app, engine))
     stop_ingest = threading.Event()
     ingester = threading.Thread(
         target=follow, args=(config.ledger_url, config.spool_dir),
@@ -114,8 +114,34 @@ def _ledger_outage(error: Exception) -> None:
     log.warning("ledger unavailable (%s); events wait in the journal", type(error).__name__)
 
 
-async def _background(proxy: Proxy, engine) -> None:
+async def _load(app: web.Application, engine) -> None:
+    """The first snapshot, retried every refresh interval until the ledger answers."""
+    proxy = app[PROXY]
     config = proxy.config
+    while True:
+        try:
+            proxy.snapshot = await asyncio.to_thread(load_snapshot, engine)
+            break
+        except Exception as exc:
+            error = (f"cannot load gateway keys, registry and prices from "
+                     f"{redact_url(config.ledger_url)}: {type(exc).__name__}")
+            app[_LOAD_ERROR][:] = [error]
+            log.warning("%s; retrying in %g s", error, config.refresh_seconds)
+            await asyncio.sleep(config.refresh_seconds)
+    app[_LOAD_ERROR].clear()
+    app[LOADED].set()
+    latest = proxy.snapshot.registry.latest()
+    unknown = config.policy.unknown_environments(latest[1]) if latest else []
+    if unknown:
+        log.warning("the header policy names %s, not an environment of the latest registry "
+                    "(%s); its rule applies to no call", ", ".join(unknown),
+                    ", ".join(latest[1].environments))
+
+
+async def _background(app: web.Application, engine) -> None:
+    proxy = app[PROXY]
+    config = proxy.config
+    await _load(app, engine)
     while True:
         await asyncio.sleep(config.refresh_seconds)
         try:
@@ -131,40 +157,79 @@ async def _background(proxy: Proxy, engine) -> None:
 
 
 def _snapshot_age(proxy: Proxy) -> float:
-    return time.monotonic() - proxy.snapshot.checked_at
+    return time.monotonic() - proxy.snapshot.checked_at if proxy.snapshot else 0.0
+
+
+def _stale(proxy: Proxy) -> bool:
+    return _snapshot_age(proxy) >= max(_STALE_AFTER, 10 * proxy.config.refresh_seconds)
 
 
 async def _healthz(request: web.Request) -> web.Response:
+    """Alive: always 200 while the event loop answers. A stale snapshot (the ledger has not
+    answered for a while) is reported, not a reason to restart: the gateway serves with it."""
     proxy = request.app[PROXY]
-    age = _snapshot_age(proxy)
-    healthy = age < max(_STALE_AFTER, 10 * proxy.config.refresh_seconds)
     snapshot = proxy.snapshot
+    if snapshot is None:
+        return web.json_response({"status": "starting", "provider": proxy.config.provider,
+                                  "journal_errors": proxy.metrics.journal_errors})
     latest = snapshot.registry.latest()
     return web.json_response(
         {
-            "status": "ok" if healthy else "stale",
+            "status": "stale" if _stale(proxy) else "ok",
             "provider": proxy.config.provider,
-            "snapshot_age_seconds": round(age, 3),
+            "snapshot_age_seconds": round(_snapshot_age(proxy), 3),
             "keys": len(snapshot.keys),
             "registry_version": latest[0] if latest else None,
             "price_entries": len(snapshot.catalog.entries),
             "journal_errors": proxy.metrics.journal_errors,
-        },
-        status=200 if healthy else 503,
-    )
+        })
+
+
+async def _readyz(request: web.Request) -> web.Response:
+    """Ready for calls: keys, registry and prices loaded, and the journal takes a write.
+    The ledger's reachability is reported but does not make a replica unready: every replica
+    shares one ledger, and each serves on with its snapshot while events wait in its journal."""
+    app = request.app
+    proxy = app[PROXY]
+    problems = []
+    if proxy.snapshot is None:
+        problems += app[_LOAD_ERROR] or ["keys, registry and prices are not loaded yet"]
+    if (journal := await asyncio.to_thread(_journal_problem, proxy.config.spool_dir)):
+        problems.append(journal)
+    ledger = "unknown" if proxy.snapshot is None else (
+        "unreachable" if _stale(proxy) else "reachable")
+    return web.json_response(
+        {"status": "not_ready" if problems else "ready", "problems": problems,
+         "ledger": ledger, "journal_errors": proxy.metrics.journal_errors},
+        status=503 if problems else 200)
+
+
+def _journal_problem(spool_dir: Path) -> str | None:
+    """Why the spool cannot take an event now, or None: a byte written and removed (the
+    permission bits alone say nothing for root or a read-only mount)."""
+    probe = spool_dir / f".readyz-{os.getpid()}"
+    try:
+        spool_dir.mkdir(parents=True, exist_ok=True)
+        with probe.open("wb") as file:
+            file.write(b"\n")
+        probe.unlink()
+    except OSError as exc:
+        return f"the journal {spool_dir} is not writable: {exc.strerror or exc}"
+    return None
 
 
 async def _metrics(request: web.Request) -> web.Response:
     proxy = request.app[PROXY]
+    keys = len(proxy.snapshot.keys) if proxy.snapshot else 0
     text = proxy.metrics.render(spool=proxy.config.spool_dir, snapshot_age=_snapshot_age(proxy),
-                                keys=len(proxy.snapshot.keys))
+                                keys=keys)
     return web.Response(text=text, content_type="text/plain", charset="utf-8",
                         headers={"X-Prometheus-Format": "0.0.4"})
 
 
 async def _not_found(request: web.Request) -> web.Response:
     return error_response(404, f"no route {request.method} {request.path}; the gateway serves "
-                          "/v1/*, /healthz and /metrics", "not_found")
+                          "/v1/*, /healthz, /readyz and /metrics", "not_found")
 
 
 def listen(host: str, port: int) -> socket.socket:
@@ -212,6 +277,7 @@ async def serve(config: GatewayConfig, host: str = "127.0.0.1", port: int = 0,
         if bound is not None:
             bound.extend(sock.getsockname()[:2])
         if started is not None:
+            await app[LOADED].wait()
             started.set()
         await stopping.wait()
         await site.stop()

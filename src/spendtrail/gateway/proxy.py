@@ -127,7 +127,10 @@ class Proxy:
         if bad_header is not None:
             return self._refuse(bad_header)
         snapshot = self.snapshot
-        assert snapshot is not None, "the app's startup loads the snapshot"
+        if snapshot is None:  # the start-up load has not finished (see /readyz)
+            return self._refuse(Refusal(503, "the gateway is starting: its keys, registry "
+                                        "and prices are not loaded yet", "gateway_not_ready",
+                                        None))
         key = self._authenticate(request.headers.get("Authorization"), snapshot, started)
         if isinstance(key, Refusal):
             return self._refuse(key)
