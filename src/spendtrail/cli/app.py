@@ -36,7 +36,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "keys": ("gateway_cmd", "keys_app", "Gateway keys: create, list, revoke, rotate."),
     "simulate-provider": ("simulator_cmd", "simulate_provider", "Run an OpenAI-compatible "
                           "provider simulator (a test double) until interrupted."),
-    "bills": ("bills_cmd", "app", "The provider's bills: import and list."),
+    "bills": ("bills_cmd", "app", "The provider's bills: import, fetch and list."),
     "reconcile": ("reconcile_cmd", "reconcile", "Match a bill against the ledger for a period "
                   "and record the result."),
     "reprice": ("reprice_cmd", "reprice", "Reprice the period's events at their own time with "
