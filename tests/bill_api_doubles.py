@@ -63,8 +63,11 @@ class Faults:
 
 
 def openai_error(status: int) -> dict[str, Any]:
-    kind = "rate_limit_exceeded" if status == 429 else "server_error"
-    return {"error": {"message": f"simulated {status}", "type": kind, "param": None, "code": kind}}
+    kind, code = {
+        429: ("requests", "rate_limit_exceeded"),
+        401: ("invalid_request_error", "invalid_api_key"),
+    }.get(status, ("server_error", None))
+    return {"error": {"message": f"simulated {status}", "type": kind, "param": None, "code": code}}
 
 
 def anthropic_error(status: int) -> dict[str, Any]:
@@ -102,8 +105,12 @@ class BucketApi:
                 )
             else:
                 good = request.headers.get("Authorization") == f"Bearer {self.key}"
-            if not good:
-                return web.json_response(error(401), status=401)
+            if not good:  # as OpenAI does, the message quotes the key it refused
+                sent = request.headers.get("x-api-key") or request.headers.get("Authorization", "")
+                sent = sent.removeprefix("Bearer ")
+                body = error(401)
+                body["error"]["message"] = f"Incorrect API key provided: {sent}"
+                return web.json_response(body, status=401)
             query = request.query
             try:
                 if self.style == "anthropic":

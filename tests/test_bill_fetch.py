@@ -250,6 +250,7 @@ def test_a_refused_key_is_not_retried_and_never_shown(ledger, tmp_path, openai_a
             retrying=FAST,
         )
     assert len(faults.seen) == 1 and "sk-admin-wrong-key" not in str(caught.value)
+    assert "Incorrect API key provided: <redacted>" in str(caught.value)
 
 
 def _anthropic_cost(cents: str) -> dict:

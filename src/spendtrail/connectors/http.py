@@ -21,6 +21,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 from spendtrail.errors import SpendtrailError
+from spendtrail.redact import redact
 
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504, 529})
 MAX_RETRY_AFTER = 300.0  # seconds: a longer wait is cut to this
@@ -65,7 +66,7 @@ def get_json(
         except urllib.error.HTTPError as exc:
             text = exc.read()
             if exc.code not in RETRY_STATUSES or attempt == retrying.attempts:
-                raise FetchError(_failure(url, exc.code, text, attempt)) from None
+                raise FetchError(_safe(_failure(url, exc.code, text, attempt), headers)) from None
             wait = _retry_after(exc.headers.get("Retry-After"))
         except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
             if attempt == retrying.attempts:
@@ -73,10 +74,23 @@ def get_json(
                 raise FetchError(f"{url}: no answer after {attempt} attempts: {reason}") from None
             wait = None
         else:
-            return _decode(url, body)
+            try:
+                return _decode(url, body)
+            except FetchError as bad:
+                raise FetchError(_safe(str(bad), headers)) from None
         counts.retries += 1
         sleep(retrying.backoff * 2 ** (attempt - 1) if wait is None else wait)
     raise AssertionError("unreachable: the last attempt returns or raises")
+
+
+def _safe(message: str, headers: Mapping[str, str]) -> str:
+    """A message quoting the provider, with the key we sent and any other credential masked
+    (an error body may echo the key)."""
+    for name, value in headers.items():
+        secret = value.removeprefix("Bearer ").strip()
+        if name.lower() in ("authorization", "x-api-key") and secret:
+            message = message.replace(secret, "<redacted>")
+    return redact(message)
 
 
 def _decode(url: str, body: bytes) -> dict[str, Any]:
