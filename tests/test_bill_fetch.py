@@ -196,6 +196,35 @@ def test_nothing_is_stored_twice_when_the_cursor_is_lost(ledger, tmp_path, opena
     assert again.through == _day(3)
 
 
+def test_a_fetch_that_would_skip_unfetched_days_is_refused(ledger, tmp_path, openai_api):
+    _, faults, url = openai_api
+    fetch_bills(
+        ledger,
+        "openai",
+        parse_period("2026-10-01"),
+        key=KEY,
+        actor="ana",
+        out_dir=tmp_path,
+        base_url=url,
+        now=_now(4),
+        retrying=FAST,
+    )
+    asked = len(faults.seen)
+    with pytest.raises(FetchError, match="start the period at 2026-10-02"):
+        fetch_bills(
+            ledger,
+            "openai",
+            parse_period("2026-10-03"),
+            key=KEY,
+            actor="ana",
+            out_dir=tmp_path,
+            base_url=url,
+            now=_now(4),
+            retrying=FAST,
+        )
+    assert len(faults.seen) == asked and len(_bills(ledger)) == 2
+
+
 def test_open_days_are_not_fetched(ledger, tmp_path, openai_api):
     _, faults, url = openai_api
     result = fetch_bills(

@@ -71,6 +71,12 @@ def fetch_bills(
     with engine.connect() as conn:
         cursor = read_cursor(conn, source.name, account)
     first = max(period.start, cursor + timedelta(days=1)) if cursor else period.start
+    if cursor is not None and cursor + timedelta(days=1) < first:
+        # Moving the cursor past days never fetched would leave them out for good.
+        raise FetchError(
+            f"{source.name} {account}: fetched through {cursor}; a fetch from {first} would "
+            f"skip the days between; start the period at {cursor + timedelta(days=1)}"
+        )
     end = min(period.end, today)
     result = FetchResult(source.name, account, first if first < end else None, cursor)
     try:
