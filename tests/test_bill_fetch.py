@@ -505,6 +505,8 @@ def test_reconcile_daily_judges_each_fetched_day_once(cli_ledger, tmp_path, monk
         "reconcile: 2026-10-06 cometapi variance -0.00015 USD (-25.0000%) is "
         "over the tolerance of 1% (reconciliation 2)"
     ]
+    no_source = runner.invoke(cli, ["reconcile", "--daily", "--reviewer", "Ben"])
+    assert no_source.exit_code == 2 and "--daily takes --bill-source" in no_source.stderr
     again = runner.invoke(cli, args)  # each day is judged once
     assert again.exit_code == 0 and "no closed day" in again.stdout
 

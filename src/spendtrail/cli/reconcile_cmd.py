@@ -68,8 +68,9 @@ def reconcile(
     )
 
     if daily:
-        if bill_source is None or period is not None or bill is not None:
-            fail("--daily takes --bill-source and no --period or --bill")
+        if bill_source is None or period or bill is not None or provider:
+            fail("--daily takes --bill-source (the provider) and no --period, --bill or "
+                 "--provider")
         _daily(bill_source, reviewer, tolerance)
     if period is None or bill is None:
         fail("name the --period and the --bill to reconcile (or use --daily --bill-source S)")
