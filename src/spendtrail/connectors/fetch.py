@@ -108,25 +108,31 @@ def fetch_bills(
 
 
 def _save_pages(source: Source, fetch: Fetch, run_dir: Path) -> dict[date, list[tuple[Path, str]]]:
-    """Page every report over the range; each API page's entries go to their day's file as
-    one JSONL page. An entry whose time cannot be read goes to the first day's file, so its
-    import reports it. Returns, per day, the files written and their formats."""
+    """Page every report over the range; each entry goes to its day's file as a one-entry
+    JSONL page. An entry whose time cannot be read goes to the first day's file, so its
+    import reports it. The APIs answer day after day (buckets in order, log rows newest
+    first), so one file is open at a time however long the range. Returns, per day, the files
+    written and their formats."""
     run_dir.mkdir(parents=True, exist_ok=True)
     files: dict[date, list[tuple[Path, str]]] = {}
     for report in source.reports:
-        handles: dict[date, IO[bytes]] = {}
+        written: set[date] = set()
+        current: tuple[date, IO[bytes]] | None = None
         try:
             for entry, day in report.entries(fetch):
                 day = day if day is not None and fetch.first <= day < fetch.end else fetch.first
-                handle = handles.get(day)
-                if handle is None:
+                if current is None or current[0] != day:
+                    if current is not None:
+                        current[1].close()
                     path = run_dir / f"{day.isoformat()}.{report.format}.jsonl"
-                    handle = handles[day] = path.open("wb")
-                    files.setdefault(day, []).append((path, report.format))
-                handle.write(_json.encode({"data": [entry]}) + b"\n")
+                    current = (day, path.open("ab" if day in written else "wb"))
+                    if day not in written:
+                        written.add(day)
+                        files.setdefault(day, []).append((path, report.format))
+                current[1].write(_json.encode({"data": [entry]}) + b"\n")
         finally:
-            for handle in handles.values():
-                handle.close()
+            if current is not None:
+                current[1].close()
     return files
 
 
