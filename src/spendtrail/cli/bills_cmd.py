@@ -84,7 +84,8 @@ def fetch_command(
                      "TOKEN, OPENAI_ADMIN_KEY or ANTHROPIC_ADMIN_API_KEY)."),
     ] = None,
     out: Annotated[
-        Path | None, typer.Option(help="Where the fetched pages are kept (default: $SPENDTRAIL_HOME/bills).")
+        Path | None,
+        typer.Option(help="Where the fetched pages are kept (default: $SPENDTRAIL_HOME/bills)."),
     ] = None,
 ) -> None:
     """Fetch the closed UTC days of the period not fetched yet from the provider's API, and
