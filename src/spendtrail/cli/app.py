@@ -40,7 +40,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
                "(LiteLLM spend logs)."),
     "otlp": ("integrations_cmd", "otlp", "Receive OpenTelemetry traces (OTLP/HTTP) and "
              "journal their GenAI model calls."),
-    "bills": ("bills_cmd", "app", "The provider's bills: import and list."),
+    "bills": ("bills_cmd", "app", "The provider's bills: import, fetch, list and void."),
     "reconcile": ("reconcile_cmd", "reconcile", "Match a bill against the ledger for a period "
                   "and record the result."),
     "reprice": ("reprice_cmd", "reprice", "Reprice the period's events at their own time with "

@@ -1,4 +1,5 @@
-"""`spendtrail bills`: import provider bill exports into the ledger, list and void them."""
+"""`spendtrail bills`: import provider bill exports into the ledger or fetch them from the
+provider's API, list and void them."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import typer
 from rich.markup import escape
 
 from spendtrail.bills.formats import FORMATS  # named in --format's help
-from spendtrail.cli.common import actor, console, err_console, fail, ledger
+from spendtrail.cli.common import PeriodOption, actor, console, err_console, fail, ledger, settings
 from spendtrail.cli.render import Format, render
 from spendtrail.errors import SpendtrailError
 
@@ -68,6 +69,56 @@ def import_command(
                           f"(spendtrail bills errors {bill.id})", highlight=False)
     if bill.error_count:
         raise typer.Exit(1)
+
+
+@app.command("fetch")
+def fetch_command(
+    source: Annotated[str, typer.Argument(help="cometapi, openai or anthropic.")],
+    period: PeriodOption,
+    base_url: Annotated[
+        str | None, typer.Option(help="The API's base URL (default: the provider's).")
+    ] = None,
+    key_env: Annotated[
+        str | None,
+        typer.Option(help="The environment variable holding the key (default: COMETAPI_ACCESS_"
+                     "TOKEN, OPENAI_ADMIN_KEY or ANTHROPIC_ADMIN_API_KEY)."),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Where the fetched pages are kept (default: $SPENDTRAIL_HOME/bills)."),
+    ] = None,
+) -> None:
+    """Fetch the closed UTC days of the period not fetched yet from the provider's API, and
+    import each day's pages as bills (one per report). The next fetch starts after the last
+    day fetched. Exit 0 fetched (or nothing due), 2 an error: nothing after the last day
+    stored was kept."""
+    import os
+
+    from spendtrail.connectors import fetch_bills, source_named
+    from spendtrail.periods import parse_period
+
+    try:
+        bill_source = source_named(source)
+        variable = key_env or bill_source.key_env
+        result = fetch_bills(ledger(), source, parse_period(period),
+                             key=os.environ.get(variable, ""), actor=actor(),
+                             out_dir=out or settings().home / "bills", base_url=base_url)
+    except SpendtrailError as exc:
+        fail(str(exc))
+    if result.first is None:
+        console.print(f"{source}: nothing to fetch in {escape(period)} (fetched through "
+                      f"{result.through or 'no day yet'}; a day closes at 00:00 UTC)",
+                      highlight=False)
+        return
+    console.print(f"{source}: fetched {result.first}..{result.through} from "
+                  f"{escape(result.account)} ({result.counts.requests} requests, "
+                  f"{result.counts.retries} retried)", highlight=False)
+    for bill in result.bills:
+        console.print(f"bill {bill.id}: {bill.line_count} lines, {bill.error_count} rows "
+                      f"rejected ({bill.format}, {escape(_span(bill))})", highlight=False)
+    for path in result.already_stored:
+        console.print(f"{escape(str(path))}: already imported, not stored again",
+                      highlight=False)
 
 
 @app.command("list")

@@ -27,9 +27,18 @@ class RecordFormat(StrEnum):
 
 
 def reconcile(
-    period: Annotated[str, typer.Option(help="YYYY-MM, YYYY-MM-DD or FIRST..LAST (UTC days).")],
-    bill: Annotated[int, typer.Option(help="The bill id (spendtrail bills list).")],
     reviewer: Annotated[str, typer.Option(help="Who reviews this reconciliation.")],
+    period: Annotated[
+        str | None, typer.Option(help="YYYY-MM, YYYY-MM-DD or FIRST..LAST (UTC days).")
+    ] = None,
+    bill: Annotated[int | None, typer.Option(help="The bill id (spendtrail bills list).")] = None,
+    daily: Annotated[
+        bool, typer.Option("--daily", help="Reconcile each closed day's fetched bill of "
+                           "--bill-source not reconciled yet, instead of --period/--bill.")
+    ] = False,
+    bill_source: Annotated[
+        str | None, typer.Option(help="With --daily: cometapi, openai or anthropic.")
+    ] = None,
     tolerance: Annotated[str, typer.Option(help="Accepted |variance| as % of billed.")] = "1%",
     provider: Annotated[
         str | None, typer.Option(help="The ledger provider to compare with (default: the bill's).")
@@ -40,7 +49,10 @@ def reconcile(
     ] = RecordFormat.table,
 ) -> None:
     """Match a bill line by line (request ids) or by (day, model) against the ledger, and
-    write an immutable, dated reconciliation record. Exit 0 pass, 1 fail, 3 inconclusive."""
+    write an immutable, dated reconciliation record. Exit 0 pass, 1 fail, 3 inconclusive.
+
+    With --daily: one record per closed day; a day over the tolerance is logged on stderr
+    with its variance, and the exit is 1 if any day failed, else 3 if any was inconclusive."""
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from spendtrail.reconcile import parse_tolerance
@@ -55,6 +67,13 @@ def reconcile(
         to_markdown,
     )
 
+    if daily:
+        if bill_source is None or period or bill is not None or provider:
+            fail("--daily takes --bill-source (the provider) and no --period, --bill or "
+                 "--provider")
+        _daily(bill_source, reviewer, tolerance)
+    if period is None or bill is None:
+        fail("name the --period and the --bill to reconcile (or use --daily --bill-source S)")
     try:
         with Progress(SpinnerColumn(), TextColumn("matching {task.completed:,.0f} requests"),
                       TimeElapsedColumn(), console=err_console, transient=True,
@@ -89,3 +108,28 @@ def reconcile(
             console.print("no differences")
         console.print(f"result: {escape(record.result)}", highlight=False)
     raise typer.Exit(EXIT_CODES[record.result])
+
+
+def _daily(source: str, reviewer: str, tolerance: str) -> None:
+    from spendtrail.money import format_amount, from_pico
+    from spendtrail.reconcile import parse_tolerance, reconcile_daily
+
+    try:
+        records = reconcile_daily(ledger(), source, reviewer=reviewer, actor=actor(),
+                                  tolerance=parse_tolerance(tolerance))
+    except SpendtrailError as exc:
+        fail(str(exc))
+    if not records:
+        console.print(f"{source}: no closed day with a fetched bill left to reconcile")
+    for record in records:
+        variance = f"{format_amount(from_pico(record.variance_pico))} {record.currency}"
+        percent = record.variance_percent
+        share = "" if percent is None else f" ({percent}%)"
+        console.print(f"{record.period.label} {source}: {record.result}, variance {variance}"
+                      f"{share}, reconciliation {record.id}", highlight=False)
+        if record.result == "fail":
+            err_console.print(
+                f"reconcile: {record.period.label} {source} variance {variance}{share} is over "
+                f"the tolerance of {tolerance} (reconciliation {record.id})", highlight=False)
+    results = {record.result for record in records}
+    raise typer.Exit(1 if "fail" in results else 3 if "inconclusive" in results else 0)

@@ -16,4 +16,5 @@ repricing, the audit log. Persistence of lower layers' values belongs here; the 
 - ``versions.py``: one store for whole reviewed documents kept as numbered versions.
 - ``registry_versions.py``: the owner registry's versions, over that store.
 - ``stats.py``: what the ledger holds, counted.
+- ``fetch_cursors.py``: how far each provider account's bill API has been read.
 """

@@ -576,3 +576,17 @@ pending_intents = sa.Table(
     sa.Column("intent", sa.Text, nullable=False),
     sa.Column("held_at", Timestamp, nullable=False),
 )
+
+# How far `spendtrail bills fetch` has read each provider account's API (docs/bills.md,
+# "Fetching bills"): every closed UTC day up to `fetched_through` is stored as bills, so the
+# next fetch starts the day after. `account` is the API's base URL, never a key.
+bill_fetch_cursors = sa.Table(
+    "bill_fetch_cursors",
+    metadata,
+    sa.Column("source", sa.String(40), nullable=False),
+    sa.Column("account", sa.String(2000), nullable=False),
+    sa.Column("fetched_through", sa.Date, nullable=False),
+    sa.Column("updated_at", Timestamp, nullable=False),
+    sa.Column("updated_by", sa.String(200), nullable=False),
+    sa.PrimaryKeyConstraint("source", "account", name="pk_bill_fetch_cursors"),
+)

@@ -5,8 +5,10 @@ its events, with an immutable, reviewed record of each run. Bills are parsed by 
 - ``match.py``: bill lines against events, set-based in SQL, classified differences.
 - ``record.py``: one run judged against a tolerance, written once with its reviewer.
 - ``render.py``: a record as rows, JSON and the Markdown summary.
+- ``daily.py``: each closed day's one-day bill reconciled once, as it arrives.
 """
 
+from spendtrail.reconcile.daily import DAILY_FORMATS, reconcile_daily
 from spendtrail.reconcile.match import DIFFERENCE_KINDS, UNATTRIBUTED, Difference, OwnerTotals
 from spendtrail.reconcile.record import (
     RESULTS,
@@ -30,6 +32,7 @@ from spendtrail.reconcile.store import (
 )
 
 __all__ = [
+    "DAILY_FORMATS",
     "DIFFERENCE_KINDS",
     "RESULTS",
     "UNATTRIBUTED",
@@ -49,5 +52,6 @@ __all__ = [
     "load_reconciliation",
     "parse_tolerance",
     "reconcile",
+    "reconcile_daily",
     "void_bill",
 ]
