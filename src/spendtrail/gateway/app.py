@@ -143,7 +143,7 @@ async def _healthz(request: web.Request) -> web.Response:
     return web.json_response(
         {
             "status": "ok" if healthy else "stale",
-            "provider": proxy.config.provider,
+            "providers": sorted({upstream.provider for upstream in proxy.routes.upstreams}),
             "snapshot_age_seconds": round(age, 3),
             "keys": len(snapshot.keys),
             "registry_version": latest[0] if latest else None,
@@ -192,7 +192,7 @@ async def serve(config: GatewayConfig, host: str = "127.0.0.1", port: int = 0,
     Signals are taken over whatever their disposition at start: a process started from a
     shell's background job inherits SIGINT ignored. `bound` receives the (host, port)
     actually bound (port 0); `sock` is a socket from ``listen``."""
-    guard_logs(config.upstream_key)
+    guard_logs(*config.routes.keys())
     app = make_app(config)
     # After the drain nothing is in flight; cancelled, the server waits this long at most.
     runner = _Runner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0,
