@@ -32,7 +32,7 @@ class RoutesError(SpendtrailError):
 @dataclass(frozen=True, slots=True)
 class Upstream:
     name: str
-    url: str  # the base URL, ending where its /chat/completions or /messages lives
+    url: str  # the base URL (no trailing /), where its /chat/completions or /messages lives
     key: str = field(repr=False)
     provider: str  # as in the events and the price catalog
     api: str = "openai"
@@ -49,7 +49,7 @@ class Routes:
     @classmethod
     def single(cls, url: str, key: str, provider: str, api: str = "openai") -> Routes:
         """The single-upstream options as a table: every call to the one upstream."""
-        upstream = Upstream(provider, url, key, provider, api)
+        upstream = Upstream(provider, url.rstrip("/"), key, provider, api)
         return cls((upstream,), (), upstream)
 
     def pick(self, model: str | None) -> Upstream | None:
@@ -112,7 +112,7 @@ def load_routes(path: Path, environ: Mapping[str, str] = os.environ) -> Routes:
                 reader.problem(fields["api"], f"{what}.api: expected one of {', '.join(APIS)}, "
                                f"got '{api}'")
         if url and key:
-            upstreams[name] = Upstream(name, url, key, provider, api)
+            upstreams[name] = Upstream(name, url.rstrip("/"), key, provider, api)
     if not listed and top["upstreams"] is not None and not reader.problems:
         reader.problem(top["upstreams"], "upstreams: name at least one upstream")
 
