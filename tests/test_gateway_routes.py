@@ -63,11 +63,16 @@ def seed(url: str, tmp: Path) -> str:
     sheet.write_text(SHEET)
     engine = make_engine(url)
     with engine.begin() as conn:
-        save_version(conn, load_registry(ROOT / "examples" / "registry.yaml"),
-                     source_path="examples/registry.yaml", actor="test")
+        save_version(
+            conn,
+            load_registry(ROOT / "examples" / "registry.yaml"),
+            source_path="examples/registry.yaml",
+            actor="test",
+        )
         add_entries(conn, load_sheet(sheet), actor="test")
-        _, key = create_key(conn, application="support-assistant", environment="production",
-                            actor="test")
+        _, key = create_key(
+            conn, application="support-assistant", environment="production", actor="test"
+        )
     engine.dispose()
     return key
 
@@ -77,16 +82,20 @@ def test_one_gateway_routes_each_model_to_its_upstream(ledger_url, doubles, tmp_
     key = seed(ledger_url, tmp_path)
     routes = tmp_path / "routes.yaml"
     routes.write_text(ROUTES.format(**urls))
-    with GatewayProcess(ledger_url, None, None, tmp_path / "home", "--routes", str(routes),
-                        env=ENV) as gateway:
+    with GatewayProcess(
+        ledger_url, None, None, tmp_path / "home", "--routes", str(routes), env=ENV
+    ) as gateway:
         client = openai.OpenAI(base_url=gateway.base_url + "/v1", api_key=key, max_retries=0)
         for model in ("gpt-4o", "deepseek-chat", "gpt-4o-mini"):
             reply = client.chat.completions.create(
-                model=model, messages=[{"role": "user", "content": "hi"}])
+                model=model, messages=[{"role": "user", "content": "hi"}]
+            )
             assert reply.model == model
-        chunks = list(client.chat.completions.create(
-            model="deepseek-reasoner", messages=[{"role": "user", "content": "hi"}],
-            stream=True))
+        chunks = list(
+            client.chat.completions.create(
+                model="deepseek-reasoner", messages=[{"role": "user", "content": "hi"}], stream=True
+            )
+        )
         assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
         assert client.models.list().data  # no model: the default upstream
 
@@ -111,9 +120,10 @@ def test_one_gateway_routes_each_model_to_its_upstream(ledger_url, doubles, tmp_
     for name, double in started.items():
         assert {r.headers["Authorization"] for r in double.received} == {f"Bearer {KEYS[name]}"}
     assert [r.json()["model"] for r in started["deepseek"].received] == [
-        "deepseek-chat", "deepseek-reasoner"]
-    assert {r.path for r in started["cometapi"].received} == {"/v1/chat/completions",
-                                                               "/v1/models"}
+        "deepseek-chat",
+        "deepseek-reasoner",
+    ]
+    assert {r.path for r in started["cometapi"].received} == {"/v1/chat/completions", "/v1/models"}
     log = gateway.output()
     assert not any(secret in log for secret in KEYS.values())
 
@@ -125,8 +135,9 @@ def test_an_unknown_model_without_a_default_is_a_400_naming_the_routes(
     key = seed(ledger_url, tmp_path)
     routes = tmp_path / "routes.yaml"
     routes.write_text(ROUTES.format(**urls).replace("default: comet\n", ""))
-    with GatewayProcess(ledger_url, None, None, tmp_path / "home", "--routes", str(routes),
-                        env=ENV) as gateway:
+    with GatewayProcess(
+        ledger_url, None, None, tmp_path / "home", "--routes", str(routes), env=ENV
+    ) as gateway:
         client = openai.OpenAI(base_url=gateway.base_url + "/v1", api_key=key, max_retries=0)
         with pytest.raises(openai.BadRequestError) as refused:
             client.chat.completions.create(model="mistral-large", messages=[])
@@ -135,7 +146,8 @@ def test_an_unknown_model_without_a_default_is_a_400_naming_the_routes(
         assert error["param"] == "model"
         assert error["message"] == (
             f"no upstream for this call: the model 'mistral-large' matches none of the routes "
-            f"in {routes} (gpt-4o -> openai, deepseek-* -> deepseek; no default)")
+            f"in {routes} (gpt-4o -> openai, deepseek-* -> deepseek; no default)"
+        )
         assert refused.value.status_code == 400
         assert gateway.events() == []
 
@@ -147,7 +159,9 @@ def write(tmp_path: Path, text: str) -> Path:
 
 
 def test_routes_file_problems_name_their_lines(tmp_path):
-    path = write(tmp_path, """\
+    path = write(
+        tmp_path,
+        """\
 upstreams:
   comet:
     url: https://api.cometapi.com/v1
@@ -163,7 +177,8 @@ routes:
     upstream: comet
   - model: gpt-4o
 default: openai
-""")
+""",
+    )
     with pytest.raises(RoutesError) as failed:
         load_routes(path, ENV)
     assert str(failed.value).splitlines() == [
@@ -182,14 +197,17 @@ default: openai
 
 
 def test_routes_pick_in_file_order_and_keep_keys_out_of_reprs(tmp_path):
-    path = write(tmp_path, """\
+    path = write(
+        tmp_path,
+        """\
 upstreams:
   comet: {url: "https://api.cometapi.com/v1/", key_env: COMETAPI_TEST_KEY}
   openai: {url: "https://api.openai.com/v1", key_env: OPENAI_TEST_KEY}
 routes:
   - {model: gpt-4o-mini, upstream: comet}
   - {model: "gpt-*", upstream: openai}
-""")
+""",
+    )
     routes = load_routes(path, ENV)
     assert routes.pick("gpt-4o-mini").name == "comet"
     assert routes.pick("gpt-4.1").provider == "openai"
@@ -199,13 +217,25 @@ routes:
 
 
 def test_gateway_config_takes_routes_or_one_upstream_not_both(tmp_path):
-    routes = load_routes(write(tmp_path, "upstreams:\n  a: {url: 'http://x/v1', key_env: "
-                               "OPENAI_TEST_KEY}\n"), ENV)
+    routes = load_routes(
+        write(tmp_path, "upstreams:\n  a: {url: 'http://x/v1', key_env: OPENAI_TEST_KEY}\n"), ENV
+    )
     with pytest.raises(GatewayConfigError):
-        GatewayConfig(routes=routes, upstream_url="http://y/v1", upstream_key="k",
-                      provider="p", ledger_url="sqlite://", spool_dir=tmp_path)
-    single = GatewayConfig(upstream_url="http://y/v1", upstream_key="k", provider="p",
-                           ledger_url="sqlite://", spool_dir=tmp_path)
+        GatewayConfig(
+            routes=routes,
+            upstream_url="http://y/v1",
+            upstream_key="k",
+            provider="p",
+            ledger_url="sqlite://",
+            spool_dir=tmp_path,
+        )
+    single = GatewayConfig(
+        upstream_url="http://y/v1",
+        upstream_key="k",
+        provider="p",
+        ledger_url="sqlite://",
+        spool_dir=tmp_path,
+    )
     assert single.routes.pick("anything").provider == "p"
 
 

@@ -59,8 +59,10 @@ class Routes:
         found = self._memo.get(model, False)
         if found is not False:
             return found
-        found = next((upstream for pattern, upstream in self.rules
-                      if fnmatch.fnmatchcase(model, pattern)), self.default)
+        found = next(
+            (upstream for pattern, upstream in self.rules if fnmatch.fnmatchcase(model, pattern)),
+            self.default,
+        )
         if len(self._memo) < _MEMO_LIMIT:
             self._memo[model] = found
         return found
@@ -85,32 +87,40 @@ def load_routes(path: Path, environ: Mapping[str, str] = os.environ) -> Routes:
     listed = reader.mapping(top["upstreams"], "upstreams", None) or {}
     for name, node in listed.items():
         what = f"upstreams.{name}"
-        fields = reader.mapping(node, what, ("url", "key_env", "provider", "api"),
-                                ("url", "key_env"))
+        fields = reader.mapping(
+            node, what, ("url", "key_env", "provider", "api"), ("url", "key_env")
+        )
         if fields is None or "url" not in fields or "key_env" not in fields:
             continue
         url = reader.string(fields["url"], f"{what}.url")
         if url is not None and not url.startswith(("http://", "https://")):
-            reader.problem(fields["url"], f"{what}.url: expected an http:// or https:// URL, "
-                           f"got '{url}'")
+            reader.problem(
+                fields["url"], f"{what}.url: expected an http:// or https:// URL, got '{url}'"
+            )
         key_env = reader.string(fields["key_env"], f"{what}.key_env")
         key = environ.get(key_env, "") if key_env else ""
         if key_env and not key:
-            reader.problem(fields["key_env"], f"{what}.key_env: {key_env} is not set in the "
-                           "gateway's environment")
+            reader.problem(
+                fields["key_env"],
+                f"{what}.key_env: {key_env} is not set in the gateway's environment",
+            )
         provider = name.lower()
         if "provider" in fields:
             provider = (reader.string(fields["provider"], f"{what}.provider") or "").lower()
         if not _PROVIDER.fullmatch(provider):
-            reader.problem(fields.get("provider", node), f"{what}.provider: expected a name of "
-                           f"lower-case letters, digits and _.- (as in the price catalog), got "
-                           f"'{provider}'")
+            reader.problem(
+                fields.get("provider", node),
+                f"{what}.provider: expected a name of "
+                f"lower-case letters, digits and _.- (as in the price catalog), got "
+                f"'{provider}'",
+            )
         api = "openai"
         if "api" in fields:
             api = reader.string(fields["api"], f"{what}.api") or "openai"
             if api not in APIS:
-                reader.problem(fields["api"], f"{what}.api: expected one of {', '.join(APIS)}, "
-                               f"got '{api}'")
+                reader.problem(
+                    fields["api"], f"{what}.api: expected one of {', '.join(APIS)}, got '{api}'"
+                )
         if url and key:
             upstreams[name] = Upstream(name, url.rstrip("/"), key, provider, api)
     if not listed and top["upstreams"] is not None and not reader.problems:
@@ -119,23 +129,29 @@ def load_routes(path: Path, environ: Mapping[str, str] = os.environ) -> Routes:
     def upstream_of(node, what: str) -> Upstream | None:
         name = reader.string(node, what)
         if name is not None and name not in listed:
-            reader.problem(node, f"{what}: no upstream named '{name}'; the upstreams are "
-                           f"{', '.join(listed) or 'none'}")
+            reader.problem(
+                node,
+                f"{what}: no upstream named '{name}'; the upstreams are "
+                f"{', '.join(listed) or 'none'}",
+            )
             return None
         return upstreams.get(name) if name else None
 
     rules: list[tuple[str, Upstream]] = []
     seen: dict[str, int] = {}
-    for index, node in enumerate(reader.sequence(top["routes"], "routes", "routes")
-                                 if "routes" in top else []):
+    for index, node in enumerate(
+        reader.sequence(top["routes"], "routes", "routes") if "routes" in top else []
+    ):
         what = f"routes[{index + 1}]"
         fields = reader.mapping(node, what, ("model", "upstream"), ("model", "upstream"))
         if not fields or "model" not in fields or "upstream" not in fields:
             continue
         pattern = reader.string(fields["model"], f"{what}.model")
         if pattern in seen:
-            reader.problem(fields["model"], f"{what}.model: '{pattern}' is already routed on "
-                           f"line {seen[pattern]}")
+            reader.problem(
+                fields["model"],
+                f"{what}.model: '{pattern}' is already routed on line {seen[pattern]}",
+            )
             continue
         upstream = upstream_of(fields["upstream"], f"{what}.upstream")
         if pattern is not None:
