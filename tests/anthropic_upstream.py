@@ -9,7 +9,8 @@ flow (docs.anthropic.com/en/docs/build-with-claude/streaming: ``message_start`` 
 the Message with empty content, ``content_block_start``/``_delta``/``_stop``, ``ping``,
 ``message_delta`` whose ``usage`` counts are cumulative, ``message_stop``; ``error`` events),
 errors as ``{"type": "error", "error": {"type", "message"}}`` and the ``request-id``
-response header. Authentication is ``x-api-key`` with an ``anthropic-version`` header.
+response header. Authentication is ``x-api-key`` or, as the anthropic SDK 2.x sends its key,
+``Authorization: Bearer``; an ``anthropic-version`` header is required.
 
 A call for the model ``claude-echo`` gets a 400 whose message echoes the key it was sent.
 """
@@ -89,7 +90,10 @@ class AnthropicDouble:
         body = await request.json()
         self.received.append(Received(request.path, dict(request.headers), body))
         headers = {"request-id": f"req_double{next(self._ids):06d}"}
-        if request.headers.get("x-api-key") != self.api_key:
+        if self.api_key not in (
+            request.headers.get("x-api-key"),
+            request.headers.get("Authorization", "").removeprefix("Bearer "),
+        ):
             return body, headers, _error(401, "authentication_error", "invalid x-api-key", headers)
         if not request.headers.get("anthropic-version"):
             return (

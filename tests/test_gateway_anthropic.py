@@ -153,13 +153,26 @@ def test_async_streams_and_errors_keep_the_provider_key_out(gateway):
     assert ANTHROPIC_KEY not in process.output()
 
 
-def test_a_wrong_gateway_key_in_x_api_key_is_refused(gateway):
-    process, _, claude, _ = gateway
-    client = anthropic.Anthropic(
-        base_url=process.base_url, api_key="sk-st-not-a-key", max_retries=0
-    )
-    with pytest.raises(anthropic.AuthenticationError):
-        client.messages.create(
-            model="claude-sonnet-4-5", max_tokens=10, messages=[{"role": "user", "content": "hi"}]
+def test_the_gateway_key_is_taken_from_x_api_key(gateway):
+    process, key, claude, _ = gateway
+
+    def client(sent: str) -> anthropic.Anthropic:
+        # the key in x-api-key alone, as older anthropic SDKs and curl examples send it
+        return anthropic.Anthropic(
+            base_url=process.base_url,
+            api_key=None,
+            max_retries=0,
+            default_headers={"x-api-key": sent},
         )
+
+    ask = {
+        "model": "claude-sonnet-4-5",
+        "max_tokens": 10,
+        "messages": [{"role": "user", "content": "hi"}],
+    }
+    with pytest.raises(anthropic.AuthenticationError):
+        client("sk-st-not-a-key").messages.create(**ask)
     assert claude.received == []
+    assert client(key).messages.create(**ask).usage.output_tokens == 40
+    [call] = claude.received
+    assert call.headers["x-api-key"] == ANTHROPIC_KEY
