@@ -176,3 +176,30 @@ def test_the_gateway_key_is_taken_from_x_api_key(gateway):
     assert client(key).messages.create(**ask).usage.output_tokens == 40
     [call] = claude.received
     assert call.headers["x-api-key"] == ANTHROPIC_KEY
+
+
+def test_the_anthropic_profile_is_a_one_route_gateway(ledger_url, tmp_path):
+    claude = AnthropicDouble(ANTHROPIC_KEY)
+    url = claude.start()
+    key = seed(ledger_url, tmp_path)
+    try:
+        with GatewayProcess(
+            ledger_url,
+            None,
+            None,
+            tmp_path / "home",
+            "--profile",
+            "anthropic",
+            "--upstream",
+            url,
+            env={"ANTHROPIC_API_KEY": ANTHROPIC_KEY, "SPENDTRAIL_UPSTREAM_KEY": ""},
+        ) as process:
+            client = anthropic.Anthropic(base_url=process.base_url, api_key=key, max_retries=0)
+            client.messages.create(
+                model="claude-opus-4-1", max_tokens=10, messages=[{"role": "user", "content": "hi"}]
+            )
+            [event] = process.wait_for_events(1)
+    finally:
+        claude.stop()
+    assert (event.provider, event.usage) == ("anthropic", METERS)
+    assert claude.received[0].headers["x-api-key"] == ANTHROPIC_KEY

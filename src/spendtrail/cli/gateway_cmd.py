@@ -221,8 +221,9 @@ def gateway(
         if routes is not None:
             table = load_routes(routes)
         else:
-            table = Routes.single(upstream or PROFILES[profile].base_url,
-                                  upstream_key(profile), (provider or profile).lower())
+            known = PROFILES.get(profile)
+            table = Routes.single(upstream or known.base_url, upstream_key(profile),
+                                  (provider or profile).lower(), known.api if known else "openai")
         chosen = load_policy(policy_file) if policy_file else Policy()
         chosen = _with_overrides(chosen, policy or [])
     except SpendtrailError as exc:

@@ -23,11 +23,13 @@ UPSTREAM_KEY_ENV = "SPENDTRAIL_UPSTREAM_KEY"
 class Profile:
     base_url: str
     key_env: str  # read when SPENDTRAIL_UPSTREAM_KEY is not set
+    api: str = "openai"  # how the key is sent: see routes.APIS
 
 
 PROFILES: dict[str, Profile] = {
     "cometapi": Profile("https://api.cometapi.com/v1", "COMETAPI_KEY"),
     "openai": Profile("https://api.openai.com/v1", "OPENAI_API_KEY"),
+    "anthropic": Profile("https://api.anthropic.com/v1", "ANTHROPIC_API_KEY", "anthropic"),
 }
 
 
