@@ -3,6 +3,8 @@ the real openai SDK as the client; and the routes file's problems, each with its
 
 from __future__ import annotations
 
+import json
+import urllib.request
 from pathlib import Path
 
 import openai
@@ -98,6 +100,9 @@ def test_one_gateway_routes_each_model_to_its_upstream(ledger_url, doubles, tmp_
         )
         assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
         assert client.models.list().data  # no model: the default upstream
+        with urllib.request.urlopen(gateway.base_url + "/healthz", timeout=10) as answer:
+            health = json.loads(answer.read())
+        assert health["providers"] == ["cometapi", "deepseek", "openai"]
 
         # A provider echoing its key gets it masked, as with one upstream.
         started["openai"].script("gpt-4o", ["echo_key"])
