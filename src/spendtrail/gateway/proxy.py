@@ -81,7 +81,6 @@ class Call:
     identity: Identity
     model_requested: str | None
     upstream: Upstream
-    secret: bytes  # the upstream's key, masked out of everything it sends back
     provider_request_id: str | None = None
     recorded: bool = False
     delivered: bool = False  # a stream's terminal event was written to the client
@@ -173,7 +172,7 @@ class Proxy:
             event_id=event_id,
         )
         call = Call(event_id, request_id, attempt, started, path[:200], key, identity, model,
-                    route, route.key.encode())
+                    route)
         ours = {
             "X-Spendtrail-Request-Id": request_id,
             "X-Spendtrail-Event-Id": event_id,
@@ -282,9 +281,9 @@ class Proxy:
         status = upstream.status
         facts = ResponseFacts()
         if status >= 400:
-            data = self._clean_error(status, data, call.secret)
+            data = self._clean_error(status, data, call.upstream.secret)
         else:
-            data = mask(data, call.secret)
+            data = mask(data, call.upstream.secret)
         if status < 400 and call.endpoint in METERED:
             document = json_object(data)
             if document is None:
@@ -318,7 +317,7 @@ class Proxy:
         headers.update(ours)
         headers["X-Spendtrail-Cost"] = "unmetered"
         response = web.StreamResponse(status=upstream.status, headers=headers)
-        masked = StreamMask(call.secret)
+        masked = StreamMask(call.upstream.secret)
         try:
             await _write(response.prepare(request))
             async for data in upstream.content.iter_any():
@@ -416,7 +415,7 @@ class Proxy:
             if event.forward:
                 out.append(event.raw)
         if out:  # whole events, so a key cannot straddle two writes
-            await _write(response.write(mask(b"".join(out), call.secret)))
+            await _write(response.write(mask(b"".join(out), call.upstream.secret)))
         call.delivered = call.delivered or terminal
 
     async def _abort(

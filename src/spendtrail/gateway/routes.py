@@ -36,6 +36,10 @@ class Upstream:
     key: str = field(repr=False)
     provider: str  # as in the events and the price catalog
     api: str = "openai"
+    secret: bytes = field(init=False, repr=False)  # the key, masked out of its answers
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "secret", self.key.encode())
 
 
 @dataclass
