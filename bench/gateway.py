@@ -6,13 +6,15 @@ Every server is its own process, and so is each load generator, so nothing measu
 
 - the upstream: a minimal HTTP/1.1 server answering every request with one fixed OpenAI-shaped
   chat completion (usage, an X-Oneapi-Request-Id header), a few microseconds a call;
-- three real `spendtrail gateway` processes (one worker each) on one fresh SQLite ledger
+- four real `spendtrail gateway` processes (one worker each) on one fresh SQLite ledger
   holding the example registry and prices, called with a key from `spendtrail keys create`;
   every call is journaled. They differ in when the journal reaches the ledger: `gateway` is
   the CLI default (the follow-mode ingester runs as a thread inside the gateway, during the
   measurement), `gateway + follow` runs `--no-ingest` with `spendtrail ingest --follow` as a
   separate process (also during the measurement), `gateway journal-only` runs `--no-ingest`
-  and its spool is ingested after the run;
+  and its spool is ingested after the run; `gateway routed` is `journal-only` started with
+  `--routes`: a routes file of 20 model patterns, the benchmark's model matching the last one
+  (routing side by side with the single-upstream gateway);
 - the load generator: keep-alive connections, one request in flight on each, a fixed number
   of requests after a warm-up; per-request latency, and the CPU used meanwhile by the server
   under test, by itself, and by everything else on the machine (`rest`: noise when high).
@@ -49,13 +51,16 @@ MODEL = "gpt-4o-mini"  # priced by examples/prices.yaml for provider cometapi
 APPLICATION = "support-assistant"  # has a default workload class: calls are allocated
 UPSTREAM_KEY = "bench-upstream-key"
 LITELLM_KEY = "sk-bench-litellm"
-# Three ways to run the gateway with the ledger on: (row name, spool folder, ingest flag,
-# whether a `spendtrail ingest --follow` process runs beside it during the measurement).
+# Ways to run the gateway with the ledger on: (row name, spool folder, ingest flag,
+# whether a `spendtrail ingest --follow` process runs beside it during the measurement,
+# whether it is started with a routes file instead of the single-upstream options).
 GATEWAYS = (
-    ("gateway", "spool", "--ingest", False),  # the CLI default: ingester thread in-process
-    ("gateway + follow", "spool-follow", "--no-ingest", True),  # ingester in its own process
-    ("gateway journal-only", "spool-journal", "--no-ingest", False),  # ingested after the run
+    ("gateway", "spool", "--ingest", False, False),  # the CLI default: ingester in-process
+    ("gateway + follow", "spool-follow", "--no-ingest", True, False),  # ingester beside it
+    ("gateway journal-only", "spool-journal", "--no-ingest", False, False),  # ingested after
+    ("gateway routed", "spool-routed", "--no-ingest", False, True),  # as journal-only, routed
 )
+ROUTE_PATTERNS = 20
 
 # The upstream's one answer. Content-Length framing, no chunking: cheapest for both sides.
 COMPLETION = json.dumps({
@@ -328,12 +333,28 @@ def start_litellm(upstream_port: int, workdir: Path) -> tuple[subprocess.Popen, 
     return proc, port
 
 
+def write_routes(path: Path, upstream_port: int) -> Path:
+    """Routes to two upstream names (both the benchmark's upstream), the model matching only
+    the last of ROUTE_PATTERNS patterns: the slowest match a routes file of that size has."""
+    url = f"http://127.0.0.1:{upstream_port}/v1"
+    routes = "".join(f"  - model: 'other-{n}-*'\n    upstream: spare\n"
+                     for n in range(ROUTE_PATTERNS - 1))
+    path.write_text(f"upstreams:\n"
+                    f"  comet: {{url: '{url}', key_env: SPENDTRAIL_UPSTREAM_KEY, "
+                    f"provider: cometapi}}\n"
+                    f"  spare: {{url: '{url}', key_env: SPENDTRAIL_UPSTREAM_KEY}}\n"
+                    f"routes:\n{routes}  - model: 'gpt-4o-*'\n    upstream: comet\n")
+    return path
+
+
 def start_gateway(env: dict, upstream_port: int, spool: Path,
-                  flag: str) -> tuple[subprocess.Popen, int]:
+                  flag: str, routes: Path | None) -> tuple[subprocess.Popen, int]:
     port = free_port()
     log = spool.with_suffix(".log")
-    proc = spawn([sys.executable, "-m", "spendtrail.cli.app", "gateway", "--profile", "custom",
-                  "--provider", "cometapi", "--upstream", f"http://127.0.0.1:{upstream_port}/v1",
+    upstream = (["--routes", str(routes)] if routes else
+                ["--profile", "custom", "--provider", "cometapi",
+                 "--upstream", f"http://127.0.0.1:{upstream_port}/v1"])
+    proc = spawn([sys.executable, "-m", "spendtrail.cli.app", "gateway", *upstream,
                   "--port", str(port), flag], {**env, "SPENDTRAIL_SPOOL_DIR": str(spool)}, log)
     wait_http(f"http://127.0.0.1:{port}/readyz", proc, "the gateway", log)
     return proc, port
@@ -400,8 +421,10 @@ def main() -> None:
         upstream_port = int(upstream.stdout.readline())
         # target name -> (port, pid of the server whose CPU is read, key to send)
         targets = {"direct": (upstream_port, upstream.pid, key)}
-        for name, spool, flag, follower in GATEWAYS:
-            proc, port = start_gateway(env, upstream_port, work / spool, flag)
+        routes = write_routes(work / "routes.yaml", upstream_port)
+        for name, spool, flag, follower, routed in GATEWAYS:
+            proc, port = start_gateway(env, upstream_port, work / spool, flag,
+                                       routes if routed else None)
             procs.append(proc)
             if follower:
                 procs.append(spawn(
@@ -476,7 +499,7 @@ def main() -> None:
 
     # The ledger was on: every call through a gateway must now be one event in it. What the
     # ingesters had not picked up when they stopped (and the journal-only spool) goes in now.
-    for _, spool, _, _ in GATEWAYS:
+    for _, spool, _, _, _ in GATEWAYS:
         spendtrail({**env, "SPENDTRAIL_SPOOL_DIR": str(work / spool)}, "ingest")
     events = ledger_events(work / "ledger.db")
     print(f"ledger: {events:,} events for {sum(served.values()):,} calls through the gateways"

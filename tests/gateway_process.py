@@ -3,7 +3,8 @@ manager (or from a fixture), so a failing test never leaves a gateway running.
 
 It listens on a port of its own choosing (``--port 0``; the banner says which), writes
 stdout and stderr to a log file the test can read, and journals to its own spool
-(``--no-ingest`` unless asked, so the spool files stay where tests read them).
+(``--no-ingest`` unless asked, so the spool files stay where tests read them). With
+``upstream`` None the arguments name the upstreams (``--routes FILE``).
 """
 
 from __future__ import annotations
@@ -29,8 +30,8 @@ class GatewayProcess:
     def __init__(
         self,
         ledger_url: str,
-        upstream: str,
-        upstream_key: str,
+        upstream: str | None,
+        upstream_key: str | None,
         home: Path,
         *args: str,
         env: dict[str, str] | None = None,
@@ -43,10 +44,11 @@ class GatewayProcess:
             "SPENDTRAIL_DATABASE_URL": ledger_url,
             "SPENDTRAIL_HOME": str(home),
             "SPENDTRAIL_SPOOL_DIR": str(self.spool),
-            "SPENDTRAIL_UPSTREAM_KEY": upstream_key,
             "COLUMNS": "200",
             **(env or {}),
         }
+        if upstream_key is not None:
+            self.env["SPENDTRAIL_UPSTREAM_KEY"] = upstream_key
         for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY"):
             self.env.pop(name, None)
         self.args = [
@@ -54,12 +56,8 @@ class GatewayProcess:
             "-m",
             "spendtrail.cli.app",
             "gateway",
-            "--profile",
-            "custom",
-            "--upstream",
-            upstream,
-            "--provider",
-            "cometapi",
+            *(("--profile", "custom", "--upstream", upstream, "--provider", "cometapi")
+              if upstream is not None else ()),
             "--refresh-seconds",
             "0.2",
             *args,

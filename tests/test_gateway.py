@@ -326,8 +326,8 @@ def test_missing_and_wrong_keys_get_401(gw, keys):
     status, body = http(gw.base + "/v1/chat/completions", CHAT)
     assert status == 401
     assert json.loads(body)["error"] == {
-        "message": "missing gateway key: send 'Authorization: Bearer sk-st-...' with a key "
-        "from `spendtrail keys create`",
+        "message": "missing gateway key: send 'Authorization: Bearer sk-st-...' (or "
+        "'x-api-key: sk-st-...') with a key from `spendtrail keys create`",
         "type": "authentication_error", "param": None, "code": "missing_api_key"}
     with pytest.raises(openai.AuthenticationError) as wrong:
         gw.client("sk-st-not-a-key").chat.completions.create(**CHAT)

@@ -1,5 +1,5 @@
-"""spendtrail: explainable AI API spend. ``spendtrail.instrument`` records an openai client's
-calls in process (see docs/hook.md)."""
+"""spendtrail: explainable AI API spend. ``spendtrail.instrument`` records an openai or anthropic
+client's calls in process (see docs/hook.md)."""
 
 from __future__ import annotations
 

@@ -1,8 +1,10 @@
 """In-process capture: ``instrument(client, ...)`` journals every HTTP attempt an ``openai``
-client makes as one UsageEvent (``source: "hook"``), without a gateway. See docs/hook.md.
+or ``anthropic`` client makes as one UsageEvent (``source: "hook"``), without a gateway. See
+docs/hook.md.
 
-The installed SDK (openai 3.x) sends every request through the ``httpx2`` client it keeps at
-``client._client``, which hands it to ``_transport`` (or to a proxy transport in ``_mounts``).
+Both SDKs (openai 3.x, anthropic 2.x, generated alike) send every request through the
+``httpx2`` client they keep at ``client._client``, which hands it to ``_transport`` (or to a
+proxy transport in ``_mounts``).
 Those private attributes are what we wrap: a transport that forwards each request unchanged
 (apart from ``stream_options.include_usage``, as the gateway does) and observes the response
 bytes as the SDK reads them. The events are the gateway's, built from the same parsers
@@ -59,7 +61,7 @@ CALL_KEY_HEADER = "X-Spendtrail-Call-Key"
 ROTATE_SECONDS = 30.0  # how long a hook-opened spool file stays open, as the gateway's
 MAX_BODY_BYTES = 64 * 1024 * 1024  # larger JSON bodies are passed on but not metered
 
-_PROVIDERS = {"cometapi.com": "cometapi", "openai.com": "openai"}
+_PROVIDERS = {"cometapi.com": "cometapi", "openai.com": "openai", "anthropic.com": "anthropic"}
 _encode = msgspec.json.Encoder()
 ClientT = TypeVar("ClientT")
 
@@ -79,9 +81,10 @@ def instrument(
     provider: str | None = None,
     spool: Spool | Path | None = None,
 ) -> ClientT:
-    """Record every HTTP attempt of an ``openai.OpenAI`` or ``AsyncOpenAI`` client; returns
-    the same client, instrumented in place. Clients derived with ``with_options`` share its
-    HTTP client and so are recorded too."""
+    """Record every HTTP attempt of an ``openai.OpenAI``/``AsyncOpenAI`` or
+    ``anthropic.Anthropic``/``AsyncAnthropic`` client; returns the same client, instrumented
+    in place. Clients derived with ``with_options`` share its HTTP client and so are recorded
+    too."""
     http = getattr(client, "_client", None)
     if isinstance(http, httpx2.Client):
         wrap: type[_SyncTransport] | type[_AsyncTransport] = _SyncTransport
@@ -89,19 +92,24 @@ def instrument(
         wrap = _AsyncTransport
     else:
         raise HookError(
-            f"instrument() expects an openai.OpenAI or AsyncOpenAI client using httpx2, "
+            f"instrument() expects an openai.OpenAI, AsyncOpenAI, anthropic.Anthropic or "
+            f"AsyncAnthropic client using httpx2, "
             f"got {type(client).__name__} with an HTTP client of type {type(http).__name__}")
     if isinstance(http._transport, _SyncTransport | _AsyncTransport):
         raise HookError("this client (or the HTTP client it shares) is already instrumented")
 
     base_url = httpx2.URL(str(client.base_url))
+    base_path = base_url.path
+    if type(client).__module__.split(".")[0] == "anthropic":
+        # Anthropic's base URL is the host; its paths carry /v1 themselves (/v1/messages).
+        base_path = base_path.rstrip("/") + "/v1/"
     provider = _checked_label(provider or provider_for(base_url.host), "provider")
     context = _checked_context(AllocationContext(
         application=application, environment=environment, workload_class=workload_class,
         job_id=job_id, tags=dict(tags or {})))
     recorder = _Recorder(
         spool=spool if isinstance(spool, Spool) else _shared_spool(spool or Settings().spool),
-        provider=provider, context=context, base_path=base_url.path)
+        provider=provider, context=context, base_path=base_path)
     if getattr(client, "_idempotency_header", "") is None:
         client._idempotency_header = CALL_KEY_HEADER
     http._transport = wrap(http._transport, recorder)

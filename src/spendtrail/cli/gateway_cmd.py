@@ -21,7 +21,7 @@ from spendtrail.gateway.config import PROFILES  # named in --profile's help
 
 if TYPE_CHECKING:
     from spendtrail.budgets import Counters
-    from spendtrail.gateway import GatewayKey, Policy
+    from spendtrail.gateway import GatewayKey, Policy, Routes
 
 keys_app = typer.Typer(
     help="Gateway keys: issued per application, shown once, stored hashed.",
@@ -152,6 +152,12 @@ def gateway(
         typer.Option(help="Provider name in events and the price catalog; default: the "
                      "profile name."),
     ] = None,
+    routes: Annotated[
+        Path | None,
+        typer.Option(help="YAML routes file: which upstream serves which model, each with "
+                     "its key variable (docs/gateway.md). Replaces --profile, --upstream and "
+                     "--provider."),
+    ] = None,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=0, max=65535)] = 8787,
     policy_file: Annotated[
@@ -194,16 +200,31 @@ def gateway(
     """Run the OpenAI-compatible gateway. The provider key comes from the environment
     (SPENDTRAIL_UPSTREAM_KEY, or the profile's variable such as COMETAPI_KEY)."""
     from spendtrail.budgets import BudgetGuard
-    from spendtrail.gateway import GatewayConfig, Policy, load_policy, upstream_key
+    from spendtrail.gateway import (
+        GatewayConfig,
+        Policy,
+        Routes,
+        load_policy,
+        load_routes,
+        upstream_key,
+    )
     from spendtrail.gateway.budget import GuardedBudgets
     from spendtrail.ledger.url import redact_url
 
     if profile not in PROFILES and profile != "custom":
         fail(f"--profile: expected one of {', '.join(PROFILES)}, custom; got '{profile}'")
-    if profile == "custom" and (upstream is None or provider is None):
+    if routes is not None and (upstream is not None or provider is not None
+                               or profile != "cometapi"):
+        fail("--routes names every upstream: leave out --profile, --upstream and --provider")
+    if routes is None and profile == "custom" and (upstream is None or provider is None):
         fail("--profile custom needs --upstream URL and --provider NAME")
     try:
-        key = upstream_key(profile)
+        if routes is not None:
+            table = load_routes(routes)
+        else:
+            known = PROFILES.get(profile)
+            table = Routes.single(upstream or known.base_url, upstream_key(profile),
+                                  (provider or profile).lower(), known.api if known else "openai")
         chosen = load_policy(policy_file) if policy_file else Policy()
         chosen = _with_overrides(chosen, policy or [])
     except SpendtrailError as exc:
@@ -216,9 +237,7 @@ def gateway(
         fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
     s = settings()
     config = GatewayConfig(
-        upstream_url=upstream or PROFILES[profile].base_url,
-        upstream_key=key,
-        provider=(provider or profile).lower(),
+        routes=table,
         ledger_url=s.ledger_url,
         spool_dir=s.spool,
         policy=chosen,
@@ -234,8 +253,8 @@ def gateway(
     rules = ", ".join(f"{env}={mode}" for env, mode in sorted(chosen.modes.items()))
     bound = sock.getsockname()[1]  # the port chosen when --port 0
     err_console.print(
-        f"spendtrail gateway on http://{host}:{bound}/v1 -> {escape(config.upstream_url)} "
-        f"(provider {config.provider}, key from the environment)\n"
+        f"spendtrail gateway on http://{host}:{bound}/v1 -> {escape(_upstreams(table))} "
+        f"(keys from the environment)\n"
         f"  ledger {escape(redact_url(s.ledger_url))}, spool {escape(str(s.spool))}\n"
         f"  header policy: {rules + ', ' if rules else ''}environments the registry marks "
         f"strict: reject, otherwise {chosen.default}",
@@ -250,6 +269,11 @@ def gateway(
     # the server runs is a plain interrupt.
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve(config, sock=sock, stop_on_signals=True))
+
+
+def _upstreams(routes: Routes) -> str:
+    return ", ".join(f"{upstream.url} (provider {upstream.provider})"
+                     for upstream in routes.upstreams)
 
 
 def _counters(store: CounterStore, redis_url: str) -> Counters:

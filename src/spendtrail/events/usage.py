@@ -8,7 +8,10 @@ or ``cached_creation_tokens`` (new-api gateways such as CometAPI) in the input d
 one-hour part from Anthropic's ``cache_creation.ephemeral_1h_input_tokens`` or new-api's
 ``claude_cache_creation_1_h_tokens``. Anthropic's own usage object (uncached
 ``input_tokens`` beside ``cache_read_input_tokens`` and ``cache_creation_input_tokens``) is
-converted to the same meters. The service tier is the response's ``service_tier`` (OpenAI)
+converted to the same meters; its streams (``message_start`` with the input side,
+``message_delta`` with cumulative counts, ``message_stop`` last) are merged the way the
+anthropic SDK merges them. Server tool use (``server_tool_use``) has no meter: it stays in
+``raw_usage``. The service tier is the response's ``service_tier`` (OpenAI)
 or ``usage.service_tier`` (Anthropic). A provider whose parts exceed their whole (cached >
 prompt) is clamped so the event stays valid; ``raw_usage`` keeps what it actually said.
 """
@@ -30,6 +33,7 @@ METERED = frozenset({
     "/v1/embeddings",
     "/v1/responses",
     "/v1/images/generations",
+    "/v1/messages",  # Anthropic's Messages API
 })
 # Endpoints whose streams report usage only when asked with stream_options.include_usage.
 INCLUDE_USAGE = frozenset({"/v1/chat/completions", "/v1/completions"})
@@ -40,8 +44,10 @@ _NULL_USAGE = re.compile(rb'"usage"\s*:\s*null')
 # The `"usage": null` field include_usage adds to every chunk. A quote after `,` or `{` is
 # outside any JSON string (inside one it would be escaped), so this never matches content.
 _NULL_USAGE_FIELD = re.compile(rb',\s*"usage"\s*:\s*null\b|(?<=\{)\s*"usage"\s*:\s*null\s*,?')
-# Responses API stream events after which nothing but the end of the stream follows.
-_TERMINAL_TYPES = {"response.completed", "response.failed", "response.incomplete", "error"}
+# Responses API and Anthropic Messages stream events after which nothing but the end of the
+# stream follows.
+_TERMINAL_TYPES = {"response.completed", "response.failed", "response.incomplete", "error",
+                   "message_stop"}
 _FAILED_TYPES = {"response.failed", "error"}
 _TERMINAL_MARKERS = tuple(b'"%s"' % kind.encode() for kind in _TERMINAL_TYPES)
 
@@ -145,7 +151,8 @@ def facts_from_body(endpoint: str, body: dict[str, Any]) -> ResponseFacts:
         facts.usage = usage_from_openai(facts.raw_usage or {}, images=images)
     elif isinstance(raw, dict):
         facts.raw_usage = raw
-        facts.usage = usage_from_raw(raw)
+        facts.usage = usage_from_anthropic(raw) if endpoint == "/v1/messages" else (
+            usage_from_raw(raw))
     facts.service_tier = _service_tier(body)
     return facts
 
@@ -241,7 +248,12 @@ class SseTracker:
 
     def _read(self, chunk: dict[str, Any], event: SseEvent) -> None:
         kind = chunk.get("type")
-        body = chunk.get("response") if isinstance(chunk.get("response"), dict) else chunk
+        if isinstance(chunk.get("response"), dict):  # the Responses API
+            body = chunk["response"]
+        elif kind == "message_start" and isinstance(chunk.get("message"), dict):  # Anthropic
+            body = chunk["message"]
+        else:
+            body = chunk
         if self.facts.response_id is None:
             self.facts.response_id = _text(body.get("id"))
         if self.facts.model is None:
@@ -249,9 +261,16 @@ class SseTracker:
         if "service_tier" in body:  # the last word counts: a stream may start with "auto"
             self.facts.service_tier = service_tier_of(body["service_tier"])
         raw = body.get("usage")
-        if isinstance(raw, dict):
+        if isinstance(raw, dict) and kind == "message_delta":
+            # Anthropic: cumulative counts of what changed, over message_start's usage
+            raw = {**(self.facts.raw_usage or {}),
+                   **{name: value for name, value in raw.items() if value is not None}}
             self.facts.raw_usage = raw
-            self.facts.usage = usage_from_raw(raw)
+            self.facts.usage = usage_from_anthropic(raw)
+        elif isinstance(raw, dict):
+            self.facts.raw_usage = raw
+            self.facts.usage = usage_from_anthropic(raw) if kind == "message_start" else (
+                usage_from_raw(raw))
             if self.strip_usage_chunk and chunk.get("choices") == []:
                 event.forward = False
         if kind in _TERMINAL_TYPES or (kind is None and "error" in chunk):
@@ -260,8 +279,8 @@ class SseTracker:
 
 
 # The provider's own id for a call: CometAPI (new-api) sends X-Oneapi-Request-Id, OpenAI
-# x-request-id. Reconciliation matches the provider's log on it, line by line.
-PROVIDER_ID_HEADERS = ("X-Oneapi-Request-Id", "x-request-id")
+# x-request-id, Anthropic request-id. Reconciliation matches the provider's log on it.
+PROVIDER_ID_HEADERS = ("X-Oneapi-Request-Id", "x-request-id", "request-id")
 
 
 def provider_request_id(headers: Any) -> str | None:

@@ -1,8 +1,11 @@
 """The OpenAI-compatible gateway (docs/gateway.md): authenticates callers with spendtrail keys,
-forwards to one upstream provider, and journals every attempt as a UsageEvent. It builds
-events with ``events.usage`` and ``events.linking``, which the in-process hook shares.
+forwards each call to the upstream provider its model is routed to, and journals every
+attempt as a UsageEvent. It builds events with ``events.usage`` and ``events.linking``, which
+the in-process hook shares.
 
-- ``config.py``: the upstream profile, its key from the environment, the header policy.
+- ``routes.py``: which upstream serves a model, from a reviewed routes file.
+- ``config.py``: the routes or one upstream's profile, keys from the environment, the header
+  policy.
 - ``keys.py``: gateway keys, shown once, stored as a hash.
 - ``headers.py``: what request header values may hold, checked before anything reads them.
 - ``identity.py``: who a call belongs to, checked against the registry.
@@ -34,6 +37,7 @@ from spendtrail.gateway.keys import (
     revoke_key,
     rotate_key,
 )
+from spendtrail.gateway.routes import Routes, RoutesError, Upstream, load_routes
 
 if TYPE_CHECKING:
     from spendtrail.gateway.app import GatewayServer, make_app, serve
@@ -53,9 +57,13 @@ __all__ = [
     "NoBudgets",
     "Policy",
     "PolicyError",
+    "Routes",
+    "RoutesError",
+    "Upstream",
     "create_key",
     "load_keys",
     "load_policy",
+    "load_routes",
     "make_app",
     "revoke_key",
     "rotate_key",

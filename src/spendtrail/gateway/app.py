@@ -169,14 +169,15 @@ async def _healthz(request: web.Request) -> web.Response:
     answered for a while) is reported, not a reason to restart: the gateway serves with it."""
     proxy = request.app[PROXY]
     snapshot = proxy.snapshot
+    providers = sorted({upstream.provider for upstream in proxy.routes.upstreams})
     if snapshot is None:
-        return web.json_response({"status": "starting", "provider": proxy.config.provider,
+        return web.json_response({"status": "starting", "providers": providers,
                                   "journal_errors": proxy.metrics.journal_errors})
     latest = snapshot.registry.latest()
     return web.json_response(
         {
             "status": "stale" if _stale(proxy) else "ok",
-            "provider": proxy.config.provider,
+            "providers": providers,
             "snapshot_age_seconds": round(_snapshot_age(proxy), 3),
             "keys": len(snapshot.keys),
             "registry_version": latest[0] if latest else None,
@@ -257,7 +258,7 @@ async def serve(config: GatewayConfig, host: str = "127.0.0.1", port: int = 0,
     Signals are taken over whatever their disposition at start: a process started from a
     shell's background job inherits SIGINT ignored. `bound` receives the (host, port)
     actually bound (port 0); `sock` is a socket from ``listen``."""
-    guard_logs(config.upstream_key)
+    guard_logs(*config.routes.keys())
     app = make_app(config)
     # After the drain nothing is in flight; cancelled, the server waits this long at most.
     runner = _Runner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0,

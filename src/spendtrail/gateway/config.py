@@ -1,5 +1,6 @@
-"""Gateway configuration: the upstream profile, its key from the environment, the header
-policy and the limits. The upstream key is never part of a repr, log line or message."""
+"""Gateway configuration: the upstreams (a routes table, or one upstream's profile and its
+key from the environment), the header policy and the limits. Upstream keys are never part
+of a repr, log line or message."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import yaml
 from spendtrail.errors import SpendtrailError
 from spendtrail.gateway.budget import BudgetGate, NoBudgets
 from spendtrail.gateway.identity import Policy
+from spendtrail.gateway.routes import Routes
 
 UPSTREAM_KEY_ENV = "SPENDTRAIL_UPSTREAM_KEY"
 
@@ -21,11 +23,13 @@ UPSTREAM_KEY_ENV = "SPENDTRAIL_UPSTREAM_KEY"
 class Profile:
     base_url: str
     key_env: str  # read when SPENDTRAIL_UPSTREAM_KEY is not set
+    api: str = "openai"  # how the key is sent: see routes.APIS
 
 
 PROFILES: dict[str, Profile] = {
     "cometapi": Profile("https://api.cometapi.com/v1", "COMETAPI_KEY"),
     "openai": Profile("https://api.openai.com/v1", "OPENAI_API_KEY"),
+    "anthropic": Profile("https://api.anthropic.com/v1", "ANTHROPIC_API_KEY", "anthropic"),
 }
 
 
@@ -33,11 +37,15 @@ class GatewayConfigError(SpendtrailError):
     """A gateway setting that cannot be used."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class GatewayConfig:
-    upstream_url: str
-    upstream_key: str = field(repr=False)
-    provider: str  # as in the price catalog and the events: "cometapi", "openai", ...
+    """Either ``routes`` or one upstream (``upstream_url``, ``upstream_key``, ``provider``),
+    which becomes a one-route table."""
+
+    routes: Routes | None = None
+    upstream_url: str | None = None
+    upstream_key: str | None = field(default=None, repr=False)
+    provider: str | None = None  # as in the price catalog and the events: "cometapi", ...
     ledger_url: str
     spool_dir: Path
     policy: Policy = field(default_factory=Policy)
@@ -51,6 +59,16 @@ class GatewayConfig:
     spool_fsync: bool = False
     grace_seconds: float = 10.0  # on SIGINT/SIGTERM, how long calls in flight may finish
     budget: BudgetGate = field(default_factory=NoBudgets)
+
+    def __post_init__(self) -> None:
+        single = (self.upstream_url, self.upstream_key, self.provider)
+        if self.routes is None:
+            if not all(single):
+                raise GatewayConfigError("the gateway needs routes, or an upstream URL, key "
+                                         "and provider")
+            object.__setattr__(self, "routes", Routes.single(*single))
+        elif any(single):
+            raise GatewayConfigError("give the gateway routes or one upstream, not both")
 
 
 def upstream_key(profile: str | None, environ: Mapping[str, str] = os.environ) -> str:

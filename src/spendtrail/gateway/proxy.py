@@ -38,6 +38,7 @@ from spendtrail.gateway.headers import check_headers
 from spendtrail.gateway.identity import CONTEXT_PREFIX, Identity, Refusal, resolve
 from spendtrail.gateway.keys import GatewayKey
 from spendtrail.gateway.metrics import Metrics
+from spendtrail.gateway.routes import Upstream
 from spendtrail.gateway.state import Snapshot
 from spendtrail.journal.spool import Spool
 from spendtrail.money import from_pico
@@ -52,7 +53,8 @@ _HOP_BY_HOP = frozenset({
     "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
     "transfer-encoding", "upgrade", "host", "content-length",
 })
-_NOT_UPSTREAM = _HOP_BY_HOP | {"authorization", "accept-encoding", "cookie"}
+# The client's credentials (a gateway key, in either scheme) never go upstream.
+_NOT_UPSTREAM = _HOP_BY_HOP | {"authorization", "x-api-key", "accept-encoding", "cookie"}
 # The body reaches the client decompressed, so the provider's encoding headers do not apply.
 _NOT_DOWNSTREAM = _HOP_BY_HOP | {"content-encoding", "set-cookie", "date", "server"}
 
@@ -78,6 +80,7 @@ class Call:
     key: GatewayKey
     identity: Identity
     model_requested: str | None
+    upstream: Upstream
     provider_request_id: str | None = None
     recorded: bool = False
     delivered: bool = False  # a stream's terminal event was written to the client
@@ -93,10 +96,7 @@ class Proxy:
         self.snapshot: Snapshot | None = None
         self.in_flight: set[asyncio.Task] = set()  # requests being handled, for the drain
         self.session: aiohttp.ClientSession | None = None
-        self._base = config.upstream_url.rstrip("/")
-        self._auth = f"Bearer {config.upstream_key}"
-        self._secret = config.upstream_key.encode()
-        self._secret_text = config.upstream_key
+        self.routes = config.routes
 
     # -- entry ----------------------------------------------------------------------------
 
@@ -131,7 +131,7 @@ class Proxy:
             return self._refuse(Refusal(503, "the gateway is starting: its keys, registry "
                                         "and prices are not loaded yet", "gateway_not_ready",
                                         None))
-        key = self._authenticate(request.headers.get("Authorization"), snapshot, started)
+        key = self._authenticate(request.headers, snapshot, started)
         if isinstance(key, Refusal):
             return self._refuse(key)
         try:
@@ -147,8 +147,16 @@ class Proxy:
             return self._refuse(identity)
         payload = json_object(body) if path in METERED else None
         model = _label(payload.get("model")) if payload else None
+        routed = model if payload is not None else _model_of(request, body)
+        route = self.routes.pick(routed)
+        if route is None:
+            named = (f"the model '{routed}' matches none of" if routed
+                     else "the call names no model and there is no default in")
+            return self._refuse(Refusal(400, f"no upstream for this call: {named} "
+                                        f"{self.routes.describe()}", "spendtrail_no_route",
+                                        "model"))
         event_id = new_event_id()
-        price = snapshot.catalog.lookup(self.config.provider, model, started) if model else None
+        price = snapshot.catalog.lookup(route.provider, model, started) if model else None
         budget = await self.config.budget.check(
             identity.budgeted, started, event_id, Outgoing(path, payload, len(body), price))
         if not budget.allow:
@@ -166,7 +174,8 @@ class Proxy:
             body=body,
             event_id=event_id,
         )
-        call = Call(event_id, request_id, attempt, started, path[:200], key, identity, model)
+        call = Call(event_id, request_id, attempt, started, path[:200], key, identity, model,
+                    route)
         ours = {
             "X-Spendtrail-Request-Id": request_id,
             "X-Spendtrail-Event-Id": event_id,
@@ -190,9 +199,9 @@ class Proxy:
         try:
             upstream = await self.session.request(
                 request.method,
-                self._base + request.raw_path[3:],  # raw_path starts with /v1
+                route.url + request.raw_path[3:],  # raw_path starts with /v1
                 data=body or None,
-                headers=self._upstream_headers(request),
+                headers=self._upstream_headers(request, route),
                 allow_redirects=False,
             )
         except TimeoutError:
@@ -206,7 +215,7 @@ class Proxy:
                                 f"connection to the provider failed ({type(exc).__name__})")
         self.metrics.observe_latency(time.monotonic() - sent)
         found_id = provider_request_id(upstream.headers)
-        call.provider_request_id = found_id and found_id.replace(self._secret_text, PLACEHOLDER)
+        call.provider_request_id = found_id and found_id.replace(route.key, PLACEHOLDER)
         if streaming and call.provider_request_id:  # a stream may be in flight for long
             self._intend(call)
         try:
@@ -232,12 +241,17 @@ class Proxy:
     # -- authentication and refusals -----------------------------------------------------
 
     def _authenticate(
-        self, header: str | None, snapshot: Snapshot, now: datetime
+        self, headers: Any, snapshot: Snapshot, now: datetime
     ) -> GatewayKey | Refusal:
+        # The openai SDKs send the key as a bearer token, the anthropic SDKs as x-api-key.
+        header = headers.get("Authorization")
         scheme, _, presented = (header or "").partition(" ")
+        if header is None and (api_key := headers.get("x-api-key")):
+            scheme, presented = "bearer", api_key
         if scheme.lower() != "bearer" or not presented.strip():
             return Refusal(401, "missing gateway key: send 'Authorization: Bearer sk-st-...' "
-                           "with a key from `spendtrail keys create`", "missing_api_key", None)
+                           "(or 'x-api-key: sk-st-...') with a key from `spendtrail keys "
+                           "create`", "missing_api_key", None)
         key = snapshot.keys.find(presented.strip())
         if key is None:  # never echo what was sent: it may be someone's provider key
             return Refusal(401, "invalid gateway key", "invalid_api_key", None)
@@ -270,9 +284,9 @@ class Proxy:
         status = upstream.status
         facts = ResponseFacts()
         if status >= 400:
-            data = self._clean_error(status, data)
+            data = self._clean_error(status, data, call.upstream.secret)
         else:
-            data = mask(data, self._secret)
+            data = mask(data, call.upstream.secret)
         if status < 400 and call.endpoint in METERED:
             document = json_object(data)
             if document is None:
@@ -280,14 +294,14 @@ class Proxy:
                                     "the provider's response is not a JSON object")
             facts = facts_from_body(call.endpoint, document)
         cost = self._record(call, status, outcome_for_status(status), facts)
-        headers = self._downstream_headers(upstream.headers)
+        headers = self._downstream_headers(upstream.headers, call.upstream.key)
         headers.update(ours)
         headers["X-Spendtrail-Cost"] = cost
         return web.Response(status=status, body=data, headers=headers)
 
-    def _clean_error(self, status: int, data: bytes) -> bytes:
+    def _clean_error(self, status: int, data: bytes, secret: bytes) -> bytes:
         """The provider's error, redacted, in the OpenAI shape even when it sent text."""
-        text = redact(mask(data, self._secret).decode("utf-8", "replace"))
+        text = redact(mask(data, secret).decode("utf-8", "replace"))
         document = json_object(text.encode())
         if document is not None and isinstance(document.get("error"), dict | str):
             return text.encode()
@@ -302,11 +316,11 @@ class Proxy:
         ours: dict[str, str],
     ) -> web.StreamResponse:
         """An unmetered body (models, files, audio, ...) goes through as it arrives."""
-        headers = self._downstream_headers(upstream.headers)
+        headers = self._downstream_headers(upstream.headers, call.upstream.key)
         headers.update(ours)
         headers["X-Spendtrail-Cost"] = "unmetered"
         response = web.StreamResponse(status=upstream.status, headers=headers)
-        masked = StreamMask(self._secret)
+        masked = StreamMask(call.upstream.secret)
         try:
             await _write(response.prepare(request))
             async for data in upstream.content.iter_any():
@@ -345,7 +359,7 @@ class Proxy:
         ours: dict[str, str],
         strip_usage: bool,
     ) -> web.StreamResponse:
-        headers = self._downstream_headers(upstream.headers)
+        headers = self._downstream_headers(upstream.headers, call.upstream.key)
         headers.update(ours)
         response = web.StreamResponse(status=200, headers=headers)
         tracker = SseTracker(strip_usage_chunk=strip_usage)
@@ -404,7 +418,7 @@ class Proxy:
             if event.forward:
                 out.append(event.raw)
         if out:  # whole events, so a key cannot straddle two writes
-            await _write(response.write(mask(b"".join(out), self._secret)))
+            await _write(response.write(mask(b"".join(out), call.upstream.secret)))
         call.delivered = call.delivered or terminal
 
     async def _abort(
@@ -438,7 +452,7 @@ class Proxy:
         try:
             self.spool.append_intent(UsageEvent(
                 event_id=call.event_id, request_id=call.request_id, attempt=call.attempt,
-                started_at=call.started_at, provider=self.config.provider,
+                started_at=call.started_at, provider=call.upstream.provider,
                 endpoint=call.endpoint, model_requested=call.model_requested,
                 outcome="interrupted", context=call.identity.context,
                 provider_request_id=call.provider_request_id, gateway_key_id=call.key.id,
@@ -461,7 +475,7 @@ class Proxy:
             attempt=call.attempt,
             started_at=call.started_at,
             ended_at=max(datetime.now(UTC), call.started_at),  # the wall clock may step back
-            provider=self.config.provider,
+            provider=call.upstream.provider,
             endpoint=call.endpoint,
             model_requested=call.model_requested,
             model_served=facts.model,
@@ -536,17 +550,20 @@ class Proxy:
 
     # -- headers -------------------------------------------------------------------------------
 
-    def _upstream_headers(self, request: web.Request) -> CIMultiDict[str]:
+    def _upstream_headers(self, request: web.Request, route: Upstream) -> CIMultiDict[str]:
         headers: CIMultiDict[str] = CIMultiDict()
         for name, value in request.headers.items():
             lower = name.lower()
             if lower in _NOT_UPSTREAM or lower.startswith(CONTEXT_PREFIX):
                 continue
             headers.add(name, value)
-        headers["Authorization"] = self._auth
+        if route.api == "anthropic":
+            headers["x-api-key"] = route.key
+        else:
+            headers["Authorization"] = f"Bearer {route.key}"
         return headers
 
-    def _downstream_headers(self, upstream: Any) -> CIMultiDict[str]:
+    def _downstream_headers(self, upstream: Any, secret: str) -> CIMultiDict[str]:
         """The provider's response headers for the client: hop-by-hop ones dropped, the
         provider key masked, and values that cannot be sent back as they came dropped."""
         headers: CIMultiDict[str] = CIMultiDict()
@@ -558,8 +575,7 @@ class Proxy:
                     value.encode("utf-8")
                 except UnicodeEncodeError:
                     continue
-            headers.add(name, value.replace(self._secret_text, PLACEHOLDER)
-                        if self._secret_text in value else value)
+            headers.add(name, value.replace(secret, PLACEHOLDER) if secret in value else value)
         return headers
 
 
@@ -576,9 +592,12 @@ def _scrub(value: Any) -> Any:
         return [_scrub(item) for item in value]
     return value
 
-
-
-
+def _model_of(request: web.Request, body: bytes) -> str | None:
+    """The model an unmetered JSON call names (``/v1/messages/count_tokens``), for its route."""
+    if request.content_type != "application/json":
+        return None
+    document = json_object(body)
+    return _label(document.get("model")) if document else None
 
 
 def _label(value: Any) -> str | None:
