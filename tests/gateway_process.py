@@ -19,8 +19,9 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-from spendtrail.events import UsageEvent, decode_event
-from spendtrail.journal.intents import is_intent
+from factories import journaled_events
+
+from spendtrail.events import UsageEvent
 
 _BANNER = re.compile(rb"spendtrail gateway on http://[^:]+:(\d+)/v1")
 
@@ -136,16 +137,7 @@ class GatewayProcess:
 
     def events(self) -> list[UsageEvent]:
         """Every event journaled so far (open and sealed spool files)."""
-        while True:
-            try:
-                return [
-                    decode_event(line)
-                    for path in sorted(self.spool.glob("*.jsonl*"))
-                    for line in path.read_bytes().splitlines()
-                    if line.strip() and not is_intent(line)
-                ]
-            except FileNotFoundError:  # an open file was sealed meanwhile: read again
-                continue
+        return journaled_events(self.spool)
 
     def wait_for_events(self, count: int, timeout: float = 10) -> list[UsageEvent]:
         deadline = time.monotonic() + timeout

@@ -17,16 +17,9 @@ import time
 
 import openai
 import pytest
-from factories import ROOT, SHEET
+from factories import gateway_ledger
 from gateway_process import GatewayProcess
 from gateway_upstream import UpstreamDouble
-
-from spendtrail.gateway import create_key
-from spendtrail.ledger.db import make_engine, migrate
-from spendtrail.ledger.prices import add_entries
-from spendtrail.ledger.registry_versions import save_version
-from spendtrail.pricing import load_sheet
-from spendtrail.registry import load_registry
 
 UPSTREAM_KEY = "sk-upstream-St0pSt0pSt0pSt0pSt0pSt0p"
 GRACE = 3.0
@@ -47,23 +40,7 @@ def upstream():
 @pytest.fixture
 def ledger(tmp_path) -> tuple[str, str]:
     url = f"sqlite:///{tmp_path / 'ledger.db'}"
-    engine = make_engine(url)
-    migrate(engine)
-    sheet = tmp_path / "prices.yaml"
-    sheet.write_text(SHEET)
-    with engine.begin() as conn:
-        save_version(
-            conn,
-            load_registry(ROOT / "examples" / "registry.yaml"),
-            source_path="examples/registry.yaml",
-            actor="test",
-        )
-        add_entries(conn, load_sheet(sheet), actor="test")
-        _, key = create_key(
-            conn, application="support-assistant", environment="production", actor="test"
-        )
-    engine.dispose()
-    return url, key
+    return url, gateway_ledger(url, tmp_path)
 
 
 class Load:
