@@ -17,6 +17,7 @@ import time
 
 import openai
 import pytest
+from client_threads import ClientThreads
 from factories import gateway_ledger
 from gateway_process import GatewayProcess
 from gateway_upstream import UpstreamDouble
@@ -43,18 +44,15 @@ def ledger(tmp_path) -> tuple[str, str]:
     return url, gateway_ledger(url, tmp_path)
 
 
-class Load:
+class Load(ClientThreads):
     """Client threads calling until the gateway goes away; keeps the event ids received."""
 
     def __init__(self, base_url: str, key: str, threads: int = 4) -> None:
         self.received: list[str] = []
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._threads = [
-            threading.Thread(target=self._run, args=(base_url, key)) for _ in range(threads)
-        ]
+        super().__init__(base_url, key, threads)
 
-    def _run(self, base_url: str, key: str) -> None:
+    def _run(self, base_url: str, key: str, n: int) -> None:
         client = openai.OpenAI(base_url=base_url, api_key=key, max_retries=0, timeout=30)
         while not self._stop.is_set():
             try:
@@ -72,16 +70,6 @@ class Load:
         while len(self.received) < count:
             assert time.monotonic() < deadline, "the load made no progress"
             time.sleep(0.02)
-
-    def __enter__(self) -> Load:
-        for thread in self._threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(30)
 
 
 def _ignore_sigint() -> None:

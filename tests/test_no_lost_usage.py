@@ -24,6 +24,7 @@ from pathlib import Path
 import openai
 import pytest
 import sqlalchemy as sa
+from client_threads import ClientThreads
 from factories import gateway_ledger
 from gateway_upstream import UpstreamDouble
 from private_postgres import PrivatePostgres
@@ -93,16 +94,14 @@ class Gateway:
             self.process.wait(10)
 
 
-class Load:
+class Load(ClientThreads):
     """Client threads sending chat completions; keeps what each received response said."""
 
     def __init__(self, base_url: str, key: str, threads: int = 4):
         self.received: list[tuple[str, str]] = []  # (event id, provider request id)
         self.failures = 0
-        self._stop = threading.Event()
         self._lock = threading.Lock()
-        self._threads = [threading.Thread(target=self._run, args=(base_url, key, n))
-                         for n in range(threads)]
+        super().__init__(base_url, key, threads)
 
     def _run(self, base_url: str, key: str, n: int) -> None:
         client = openai.OpenAI(base_url=base_url, api_key=key, max_retries=0, timeout=10)
@@ -121,16 +120,6 @@ class Load:
                 with self._lock:
                     self.failures += 1
                 time.sleep(0.01)
-
-    def __enter__(self) -> Load:
-        for thread in self._threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(30)
 
     def count(self) -> int:
         with self._lock:
@@ -188,13 +177,11 @@ def test_sigkill_under_load_loses_and_doubles_nothing(ledger_url, tmp_path):
     _assert_each_received_once(ledger_url, load.received)
 
 
-class InFlight:
+class InFlight(ClientThreads):
     """Client threads that keep slow calls in flight, streamed and not, until stopped."""
 
     def __init__(self, base_url: str, key: str, threads: int = 8):
-        self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._run, args=(base_url, key, n))
-                         for n in range(threads)]
+        super().__init__(base_url, key, threads)
 
     def _run(self, base_url: str, key: str, n: int) -> None:
         client = openai.OpenAI(base_url=base_url, api_key=key, max_retries=0, timeout=10)
@@ -212,15 +199,6 @@ class InFlight:
             except (openai.APIConnectionError, openai.APIStatusError):
                 time.sleep(0.01)
 
-    def __enter__(self) -> InFlight:
-        for thread in self._threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(30)
 
 
 def _settled(upstream: UpstreamDouble) -> list:
