@@ -7,15 +7,11 @@ import uuid
 
 import pytest
 import sqlalchemy as sa
-from factories import ROOT, SHEET
+from factories import seed_books
 
 from spendtrail.cli import common
 from spendtrail.ledger.db import make_engine, migrate
-from spendtrail.ledger.prices import add_entries
-from spendtrail.ledger.registry_versions import save_version
 from spendtrail.ledger.schema import metadata
-from spendtrail.pricing import load_sheet
-from spendtrail.registry import load_registry
 
 POSTGRES_URL = os.environ.get(
     "SPENDTRAIL_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
@@ -85,12 +81,8 @@ def _isolated_home(tmp_path, monkeypatch):
 @pytest.fixture
 def seeded(ledger, tmp_path):
     """A ledger with the example registry and a small CometAPI price sheet loaded."""
-    sheet = tmp_path / "prices.yaml"
-    sheet.write_text(SHEET)
     with ledger.begin() as conn:
-        save_version(conn, load_registry(ROOT / "examples" / "registry.yaml"),
-                     source_path="examples/registry.yaml", actor="test")
-        add_entries(conn, load_sheet(sheet), actor="test")
+        seed_books(conn, tmp_path)
     return ledger
 
 

@@ -9,7 +9,6 @@ stdout and stderr to a log file the test can read, and journals to its own spool
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
@@ -20,8 +19,9 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-from spendtrail.events import UsageEvent, decode_event
-from spendtrail.journal.intents import is_intent
+from factories import journaled_events
+
+from spendtrail.events import UsageEvent
 
 _BANNER = re.compile(rb"spendtrail gateway on http://[^:]+:(\d+)/v1")
 
@@ -96,10 +96,9 @@ class GatewayProcess:
                 self.port = int(found[1])
             if self.port is not None:
                 try:
-                    with urllib.request.urlopen(self.base_url + "/healthz", timeout=1) as r:
-                        if json.loads(r.read())["status"] == "ok":
-                            return
-                except OSError:
+                    with urllib.request.urlopen(self.base_url + "/readyz", timeout=1):
+                        return
+                except OSError:  # not listening yet, or 503 until its snapshot is loaded
                     pass
             if self.process.poll() is not None:
                 raise AssertionError(f"the gateway exited: {self.output()}")
@@ -134,16 +133,7 @@ class GatewayProcess:
 
     def events(self) -> list[UsageEvent]:
         """Every event journaled so far (open and sealed spool files)."""
-        while True:
-            try:
-                return [
-                    decode_event(line)
-                    for path in sorted(self.spool.glob("*.jsonl*"))
-                    for line in path.read_bytes().splitlines()
-                    if line.strip() and not is_intent(line)
-                ]
-            except FileNotFoundError:  # an open file was sealed meanwhile: read again
-                continue
+        return journaled_events(self.spool)
 
     def wait_for_events(self, count: int, timeout: float = 10) -> list[UsageEvent]:
         deadline = time.monotonic() + timeout

@@ -6,11 +6,10 @@ from datetime import date
 from fractions import Fraction
 
 import pytest
-from factories import ROOT
+from factories import ROOT, example_registry
 
 from spendtrail.allocation.rules import RulesError, load_rules, parse_rules
 from spendtrail.allocation.shared import check_rules
-from spendtrail.registry import load_registry
 
 EXAMPLE = ROOT / "examples" / "shared-cost-rules.yaml"
 
@@ -44,7 +43,7 @@ def test_the_example_loads_and_names_known_owners():
     assert fixed.coefficients == (Fraction(1, 2), Fraction(3, 10), Fraction(1, 5))
     assert rules[3].effective_to is None
     assert rules[1].line == 18 and rules[1].where.endswith("shared-cost-rules.yaml:18")
-    check_rules(rules, load_registry(ROOT / "examples" / "registry.yaml"))
+    check_rules(rules, example_registry())
 
 
 def test_fixed_coefficients_must_sum_to_exactly_100_percent():
@@ -144,6 +143,6 @@ def test_effective_window_is_half_open():
 def test_recipients_must_be_registry_owners():
     rules = one("even", "    recipients: [search-summaries, serch-summaries]\n")
     with pytest.raises(RulesError) as caught:
-        check_rules(rules, load_registry(ROOT / "examples" / "registry.yaml"))
+        check_rules(rules, example_registry())
     assert str(caught.value) == ("rules.yaml:2: rule 'r1': 'serch-summaries' is not an "
                                  "application or the shared pool in the registry")

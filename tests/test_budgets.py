@@ -10,7 +10,7 @@ from decimal import Decimal
 
 import pytest
 import sqlalchemy as sa
-from factories import AT, ROOT, event
+from factories import AT, event, example_registry
 
 from spendtrail.budgets import (
     NO_ESTIMATE,
@@ -29,9 +29,9 @@ from spendtrail.budgets.model import parse_limit, parse_thresholds
 from spendtrail.events import AllocationContext
 from spendtrail.ledger.ingest import Ingester
 from spendtrail.ledger.schema import budget_alerts
-from spendtrail.registry import Allocation, load_registry
+from spendtrail.registry import Allocation
 
-REGISTRY = load_registry(ROOT / "examples" / "registry.yaml")
+REGISTRY = example_registry()
 REDIS_URL = "redis://127.0.0.1:6379/0"
 COST = 450_000_000  # factories.event(): 1000 input + 500 output tokens of gpt-4o-mini, pico-USD
 TOKENS = 1500

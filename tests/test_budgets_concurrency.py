@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import pytest
-from factories import ROOT
+from factories import example_registry
 
 from spendtrail.budgets import (
     Budget,
@@ -31,7 +31,6 @@ from spendtrail.budgets import (
 )
 from spendtrail.events import AllocationContext
 from spendtrail.ledger.db import make_engine
-from spendtrail.registry import load_registry
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 COST = 7_000_000  # pico-USD per call
@@ -42,7 +41,7 @@ THREADS_PER_PROCESS = 3
 
 
 def _search():
-    registry = load_registry(ROOT / "examples" / "registry.yaml")
+    registry = example_registry()
     return registry.validate(
         AllocationContext(application="search-summaries", environment="production",
                           workload_class="batch")

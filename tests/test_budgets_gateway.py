@@ -10,13 +10,7 @@ so the spend must end at or under the limit: at most 4 calls pass, the rest get 
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 import uuid
 from decimal import Decimal
 from pathlib import Path
@@ -24,17 +18,14 @@ from pathlib import Path
 import openai
 import pytest
 import sqlalchemy as sa
-from factories import ROOT, SHEET
+from factories import seed_books
+from gateway_process import GatewayProcess
 
 from spendtrail.budgets import Budget, save_budget
 from spendtrail.gateway.keys import create_key
 from spendtrail.ledger.db import make_engine
-from spendtrail.ledger.prices import add_entries
-from spendtrail.ledger.registry_versions import save_version
 from spendtrail.ledger.schema import budget_counters
 from spendtrail.money import to_pico
-from spendtrail.pricing import load_sheet
-from spendtrail.registry import load_registry
 from spendtrail.simulator import SimulatorConfig, serve_in_thread
 
 UPSTREAM_KEY = "sk-simulated-upstream-for-budgets-0123456789"
@@ -47,77 +38,25 @@ CALL = {
 }
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+def gateway(url: str, upstream: str, home: Path, counters: str) -> GatewayProcess:
+    """The gateway with its budgets counted in `counters`, ingesting its spool."""
+    return GatewayProcess(
+        url,
+        upstream,
+        UPSTREAM_KEY,
+        home,
+        "--ingest",
+        "--budget-counters",
+        counters,
+        "--redis-url",
+        REDIS_URL,
+    )
 
 
 def _cost(raw) -> Decimal:
     amount, currency = raw.headers["X-Spendtrail-Cost"].split()
     assert currency == "USD"
     return Decimal(amount)
-
-
-class GatewayProcess:
-    def __init__(self, url: str, upstream: str, tmp_path: Path, counters: str) -> None:
-        self.port = _free_port()
-        self.log = tmp_path / "gateway.log"
-        self.env = {
-            **os.environ,
-            "SPENDTRAIL_DATABASE_URL": url,
-            "SPENDTRAIL_SPOOL_DIR": str(tmp_path / "spool"),
-            "SPENDTRAIL_HOME": str(tmp_path / "home"),
-            "SPENDTRAIL_UPSTREAM_KEY": UPSTREAM_KEY,
-        }
-        self.args = [
-            sys.executable,
-            "-m",
-            "spendtrail.cli.app",
-            "gateway",
-            "--profile",
-            "custom",
-            "--upstream",
-            upstream,
-            "--provider",
-            "cometapi",
-            "--port",
-            str(self.port),
-            "--budget-counters",
-            counters,
-            "--redis-url",
-            REDIS_URL,
-        ]
-        self.process: subprocess.Popen | None = None
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
-
-    def __enter__(self) -> GatewayProcess:
-        with self.log.open("ab") as log:
-            self.process = subprocess.Popen(self.args, env=self.env, stdout=log, stderr=log)
-        try:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/readyz", timeout=1):
-                        return self
-                except OSError:
-                    assert self.process.poll() is None, self.log.read_text()
-                    assert time.monotonic() < deadline, self.log.read_text()
-                    time.sleep(0.05)
-        except BaseException:
-            self.__exit__()
-            raise
-
-    def __exit__(self, *exc: object) -> None:
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(10)
 
 
 async def _burst(base_url: str, key: str) -> list:
@@ -161,17 +100,9 @@ def test_a_burst_cannot_pass_a_hard_money_limit(ledger_url, tmp_path, counters, 
             pytest.skip(f"Redis not reachable at {REDIS_URL}")
     budget_id = f"burst-{uuid.uuid4().hex[:12]}"
     redis_cleanup.append(budget_id)
-    sheet = tmp_path / "prices.yaml"
-    sheet.write_text(SHEET)
     engine = make_engine(ledger_url)
     with engine.begin() as conn:
-        save_version(
-            conn,
-            load_registry(ROOT / "examples" / "registry.yaml"),
-            source_path="examples/registry.yaml",
-            actor="test",
-        )
-        add_entries(conn, load_sheet(sheet), actor="test")
+        seed_books(conn, tmp_path)
         _, key = create_key(
             conn, application="search-summaries", environment="production", actor="test"
         )
@@ -181,8 +112,10 @@ def test_a_burst_cannot_pass_a_hard_money_limit(ledger_url, tmp_path, counters, 
 
     with serve_in_thread(SimulatorConfig(latency_ms=400)) as upstream:
         # What one call really costs, measured on another application (no budget).
-        with GatewayProcess(ledger_url, upstream, tmp_path, counters) as gateway:
-            probe = openai.OpenAI(base_url=gateway.base_url, api_key=probe_key, max_retries=0)
+        with gateway(ledger_url, upstream, tmp_path / "probe", counters) as running:
+            probe = openai.OpenAI(
+                base_url=running.base_url + "/v1", api_key=probe_key, max_retries=0
+            )
             one = _cost(probe.chat.completions.with_raw_response.create(**CALL))
         limit = 4 * one + one / 2
         with engine.begin() as conn:
@@ -199,8 +132,8 @@ def test_a_burst_cannot_pass_a_hard_money_limit(ledger_url, tmp_path, counters, 
                 actor="test",
                 reason="burst test",
             )
-        with GatewayProcess(ledger_url, upstream, tmp_path, counters) as gateway:
-            results = asyncio.run(_burst(gateway.base_url, key))
+        with gateway(ledger_url, upstream, tmp_path / "burst", counters) as running:
+            results = asyncio.run(_burst(running.base_url + "/v1", key))
             served = [r for r in results if not isinstance(r, openai.APIStatusError)]
             refused = [r for r in results if isinstance(r, openai.APIStatusError)]
             assert all(r.status_code == 429 and r.code == "budget_exceeded" for r in refused), [

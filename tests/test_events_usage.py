@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from factories import CLAUDE_METERS
 
 from spendtrail.events import Usage, new_event, service_tier_of
 from spendtrail.events.model import EventError
@@ -37,14 +38,7 @@ USAGES = [
             "claude_cache_creation_5_m_tokens": 1100,
             "claude_cache_creation_1_h_tokens": 400,
         },
-        Usage(
-            input_tokens=3000,
-            cached_input_tokens=1000,
-            cache_write_tokens=1500,
-            cache_write_1h_tokens=400,
-            output_tokens=40,
-            requests=1,
-        ),
+        CLAUDE_METERS,
     ),
     (
         "only the lifetimes reported: their sum is the writes",

@@ -46,14 +46,18 @@ def origin_key(row):
     return (row["ChargePeriodStart"], row["SkuPriceId"], row["ContractedUnitPrice"], row["Tags"])
 
 
+def save_example_rules(conn) -> None:
+    save_rules_version(
+        conn,
+        load_rules(ROOT / "examples" / "shared-cost-rules.yaml"),
+        source_path="rules.yaml",
+        actor="test",
+    )
+
+
 def test_shared_pool_rows_become_allocated_rows_that_sum_to_their_origin(books, tmp_path):
     with books.begin() as conn:
-        save_rules_version(
-            conn,
-            load_rules(ROOT / "examples" / "shared-cost-rules.yaml"),
-            source_path="rules.yaml",
-            actor="test",
-        )
+        save_example_rules(conn)
         registry = load_history(conn).latest()[1]
     _, origins = export(books, tmp_path, "1.2")  # 1.2 has no split cost allocation
     _, rows = export(books, tmp_path, "1.3")
@@ -288,12 +292,7 @@ def test_cli_selects_the_version(books, cli_ledger, tmp_path):
 
 def test_allocated_rows_stay_exact_in_parquet(books, tmp_path):
     with books.begin() as conn:
-        save_rules_version(
-            conn,
-            load_rules(ROOT / "examples" / "shared-cost-rules.yaml"),
-            source_path="rules.yaml",
-            actor="test",
-        )
+        save_example_rules(conn)
     _, rows = export(books, tmp_path, "1.3")
     path = tmp_path / "focus.parquet"
     export_focus(books, OCTOBER, path, "parquet", FocusOptions(version="1.3"))

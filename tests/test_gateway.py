@@ -18,13 +18,13 @@ from pathlib import Path
 import openai
 import pytest
 import sqlalchemy as sa
-from factories import ROOT
 from factories import SHEET as BASE_SHEET
+from factories import journaled_events, seed_books
 from gateway_upstream import CHAT_USAGE, RESPONSES_USAGE, UpstreamDouble
 
 from spendtrail.budgets import Budget, BudgetGuard
 from spendtrail.budgets.store import delete_budget, save_budget
-from spendtrail.events import Usage, UsageEvent, decode_event
+from spendtrail.events import Usage, UsageEvent
 from spendtrail.gateway import (
     GatewayConfig,
     GatewayServer,
@@ -33,14 +33,9 @@ from spendtrail.gateway import (
     revoke_key,
 )
 from spendtrail.gateway.budget import GuardedBudgets
-from spendtrail.journal.intents import is_intent
 from spendtrail.ledger.db import make_engine, migrate
 from spendtrail.ledger.ingest import Ingester
-from spendtrail.ledger.prices import add_entries
-from spendtrail.ledger.registry_versions import save_version
 from spendtrail.ledger.schema import cost_entries, events
-from spendtrail.pricing import load_sheet
-from spendtrail.registry import load_registry
 
 UPSTREAM_KEY = "sk-upstream-Zq9Zq9Zq9Zq9Zq9Zq9Zq9Zq9Zq9"
 SHEET = BASE_SHEET + """  - model: text-embedding-3-small
@@ -52,13 +47,9 @@ SHEET = BASE_SHEET + """  - model: text-embedding-3-small
 
 def seed(engine: sa.Engine, tmp: Path) -> dict[str, str]:
     """Registry, prices and gateway keys; returns key values by name."""
-    sheet = tmp / "prices.yaml"
-    sheet.write_text(SHEET)
     keys = {}
     with engine.begin() as conn:
-        save_version(conn, load_registry(ROOT / "examples" / "registry.yaml"),
-                     source_path="examples/registry.yaml", actor="test")
-        add_entries(conn, load_sheet(sheet), actor="test")
+        seed_books(conn, tmp, SHEET)
         for name, app, env in (("prod", "support-assistant", "production"),
                                ("staging", "support-assistant", "staging"),
                                ("any_env", "search-summaries", None)):
@@ -103,9 +94,7 @@ class Gateway:
         """The journaled events; waits until there are `count` of them."""
         deadline = time.monotonic() + timeout
         while True:
-            found = [decode_event(line) for path in sorted(self.spool.glob("*.jsonl*"))
-                     for line in path.read_bytes().splitlines()
-                     if line.strip() and not is_intent(line)]
+            found = journaled_events(self.spool)
             if count is None or len(found) >= count or time.monotonic() > deadline:
                 return found
             time.sleep(0.02)

@@ -12,23 +12,18 @@ import subprocess
 import sys
 import time
 import urllib.request
-from pathlib import Path
 
 import openai
 import sqlalchemy as sa
 import typer
+from factories import journaled_events, save_example_registry
 from gateway_upstream import UpstreamDouble
 from typer.testing import CliRunner
 
 from spendtrail.cli.gateway_cmd import gateway, keys_app
-from spendtrail.events import decode_event
-from spendtrail.journal.intents import is_intent
 from spendtrail.ledger.db import make_engine, migrate
-from spendtrail.ledger.registry_versions import save_version
 from spendtrail.ledger.schema import audit_log, events, gateway_keys
-from spendtrail.registry import load_registry
 
-ROOT = Path(__file__).resolve().parents[1]
 app = typer.Typer()
 app.add_typer(keys_app, name="keys")
 app.command("gateway")(gateway)
@@ -38,8 +33,7 @@ runner = CliRunner()
 
 def load_example_registry(engine: sa.Engine) -> None:
     with engine.begin() as conn:
-        save_version(conn, load_registry(ROOT / "examples" / "registry.yaml"),
-                     source_path="examples/registry.yaml", actor="test")
+        save_example_registry(conn)
 
 
 def create(*args: str) -> tuple[str, str]:
@@ -187,8 +181,7 @@ def test_gateway_command_serves_and_seals_the_spool_on_exit(tmp_path):
     # On the way out the gateway sealed its spool file and ingested it into the ledger.
     assert not list((tmp_path / "spool").glob("*.jsonl*"))
     [sealed] = (tmp_path / "spool" / "ingested").glob("*.jsonl")
-    [event] = [decode_event(line) for line in sealed.read_bytes().splitlines()
-               if not is_intent(line)]
+    [event] = journaled_events(sealed.parent)
     assert (event.outcome, event.context.application) == ("success", "support-assistant")
     engine = make_engine(url)
     with engine.connect() as conn:

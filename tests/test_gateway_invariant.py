@@ -12,20 +12,14 @@ from dataclasses import dataclass
 
 import openai
 import pytest
-from factories import ROOT, SHEET
+from factories import gateway_ledger, journaled_events
 from gateway_process import GatewayProcess
 from gateway_upstream import UpstreamDouble
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from spendtrail.gateway import GatewayConfig, GatewayServer, create_key
+from spendtrail.gateway import GatewayConfig, GatewayServer
 from spendtrail.gateway.budget import NoBudgets
-from spendtrail.journal.intents import is_intent
-from spendtrail.ledger.db import make_engine, migrate
-from spendtrail.ledger.prices import add_entries
-from spendtrail.ledger.registry_versions import save_version
-from spendtrail.pricing import load_sheet
-from spendtrail.registry import load_registry
 
 UPSTREAM_KEY = "sk-upstream-Inv4riant9Inv4riant9Inv4riant9"
 MODEL = "gpt-4o-mini"
@@ -47,23 +41,7 @@ def ledger(tmp_path_factory) -> tuple[str, str]:
     """(ledger url, a production gateway key of support-assistant)."""
     tmp = tmp_path_factory.mktemp("invariant-ledger")
     url = f"sqlite:///{tmp / 'ledger.db'}"
-    engine = make_engine(url)
-    migrate(engine)
-    sheet = tmp / "prices.yaml"
-    sheet.write_text(SHEET)
-    with engine.begin() as conn:
-        save_version(
-            conn,
-            load_registry(ROOT / "examples" / "registry.yaml"),
-            source_path="examples/registry.yaml",
-            actor="test",
-        )
-        add_entries(conn, load_sheet(sheet), actor="test")
-        _, key = create_key(
-            conn, application="support-assistant", environment="production", actor="test"
-        )
-    engine.dispose()
-    return url, key
+    return url, gateway_ledger(url, tmp)
 
 
 @pytest.fixture(scope="module")
@@ -276,14 +254,9 @@ def test_a_failure_after_the_provider_answered_neither_loses_the_event_nor_the_a
             assert client.chat.completions.create(**ask).usage.prompt_tokens == 12
     finally:
         server.stop()
-    lines = [
-        line
-        for path in (tmp_path / "spool").glob("*.jsonl*")
-        for line in path.read_bytes().splitlines()
-        if not is_intent(line)
-    ]
-    assert len(upstream.received) == served + 1 and len(lines) == 1
-    assert json.loads(lines[0])["event_id"] == budgets.recorded[0]
+    journaled = journaled_events(tmp_path / "spool")
+    assert len(upstream.received) == served + 1 and len(journaled) == 1
+    assert journaled[0].event_id == budgets.recorded[0]
     assert "pricing or budget settlement failed" in caplog.text
 
 

@@ -8,10 +8,10 @@ from decimal import Decimal
 
 import sqlalchemy as sa
 import test_gateway
+from factories import CLAUDE_METERS
 from gateway_upstream import CLAUDE_USAGE
 from test_gateway import CHAT, CHAT_METERS, seed
 
-from spendtrail.events import Usage
 from spendtrail.ledger.ingest import Ingester
 from spendtrail.ledger.prices import add_entries
 from spendtrail.ledger.schema import cost_entries, events
@@ -36,15 +36,7 @@ def test_claude_cache_writes_are_split_by_lifetime(gw, keys):
         )
     )
     plain, streamed = gw.events(2)
-    expected = Usage(
-        input_tokens=3000,
-        cached_input_tokens=1000,
-        cache_write_tokens=1500,
-        cache_write_1h_tokens=400,
-        output_tokens=40,
-        requests=1,
-    )
-    assert plain.usage == streamed.usage == expected
+    assert plain.usage == streamed.usage == CLAUDE_METERS
     assert plain.raw_usage == CLAUDE_USAGE
 
 

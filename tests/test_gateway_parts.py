@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
+from factories import example_registry
 from gateway_upstream import CHAT_USAGE
 
 from spendtrail.events import Usage
@@ -16,9 +16,7 @@ from spendtrail.events.usage import SseTracker, facts_from_body, usage_from_open
 from spendtrail.gateway import GatewayConfigError, Policy, PolicyError, load_policy, upstream_key
 from spendtrail.gateway.identity import Identity, Refusal, resolve
 from spendtrail.gateway.keys import GatewayKey
-from spendtrail.registry import RegistryError, load_registry, parse_registry
-
-ROOT = Path(__file__).resolve().parents[1]
+from spendtrail.registry import RegistryError, parse_registry
 
 
 def test_usage_maps_openai_details_onto_meters():
@@ -208,7 +206,7 @@ KEY = GatewayKey(id="gk_1", application="search-summaries", environment=None, ke
 
 @pytest.fixture(scope="module")
 def registry():
-    return load_registry(ROOT / "examples" / "registry.yaml")
+    return example_registry()
 
 
 def test_resolve_allocates_what_the_registry_allows(registry):

@@ -19,41 +19,15 @@ from pathlib import Path
 
 import openai
 import pytest
-from factories import ROOT, SHEET
+from factories import gateway_ledger
 from gateway_process import GatewayProcess
 from gateway_upstream import UpstreamDouble
 
-from spendtrail.gateway import create_key
 from spendtrail.journal.intents import is_intent
-from spendtrail.ledger.db import make_engine, migrate
-from spendtrail.ledger.prices import add_entries
-from spendtrail.ledger.registry_versions import save_version
-from spendtrail.pricing import load_sheet
 from spendtrail.redact import RedactingFilter, StreamMask, mask
-from spendtrail.registry import load_registry
 
 PROVIDER_KEY = "sk-canaryPROVIDERkey0c4n4ry0c4n4ry0c4n4ry"
 PROMPT = "canary-prompt-5e1f: what is the admin password?"
-
-
-def seed(url: str, tmp: Path) -> str:
-    engine = make_engine(url)
-    migrate(engine)
-    sheet = tmp / "prices.yaml"
-    sheet.write_text(SHEET)
-    with engine.begin() as conn:
-        save_version(
-            conn,
-            load_registry(ROOT / "examples" / "registry.yaml"),
-            source_path="examples/registry.yaml",
-            actor="test",
-        )
-        add_entries(conn, load_sheet(sheet), actor="test")
-        _, key = create_key(
-            conn, application="support-assistant", environment="production", actor="test"
-        )
-    engine.dispose()
-    return key
 
 
 def raw_call(port: int, head: bytes) -> bytes:
@@ -68,7 +42,7 @@ def raw_call(port: int, head: bytes) -> bytes:
 
 def test_canary_keys_and_prompt_never_leave_the_gateway(tmp_path):
     url = f"sqlite:///{tmp_path / 'ledger.db'}"
-    gateway_key = seed(url, tmp_path)
+    gateway_key = gateway_ledger(url, tmp_path)
     double = UpstreamDouble(PROVIDER_KEY)
     seen: list[bytes] = []  # everything a client received: bodies, headers, stream bytes
     try:

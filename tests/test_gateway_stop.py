@@ -17,16 +17,10 @@ import time
 
 import openai
 import pytest
-from factories import ROOT, SHEET
+from client_threads import ClientThreads
+from factories import gateway_ledger
 from gateway_process import GatewayProcess
 from gateway_upstream import UpstreamDouble
-
-from spendtrail.gateway import create_key
-from spendtrail.ledger.db import make_engine, migrate
-from spendtrail.ledger.prices import add_entries
-from spendtrail.ledger.registry_versions import save_version
-from spendtrail.pricing import load_sheet
-from spendtrail.registry import load_registry
 
 UPSTREAM_KEY = "sk-upstream-St0pSt0pSt0pSt0pSt0pSt0p"
 GRACE = 3.0
@@ -47,37 +41,18 @@ def upstream():
 @pytest.fixture
 def ledger(tmp_path) -> tuple[str, str]:
     url = f"sqlite:///{tmp_path / 'ledger.db'}"
-    engine = make_engine(url)
-    migrate(engine)
-    sheet = tmp_path / "prices.yaml"
-    sheet.write_text(SHEET)
-    with engine.begin() as conn:
-        save_version(
-            conn,
-            load_registry(ROOT / "examples" / "registry.yaml"),
-            source_path="examples/registry.yaml",
-            actor="test",
-        )
-        add_entries(conn, load_sheet(sheet), actor="test")
-        _, key = create_key(
-            conn, application="support-assistant", environment="production", actor="test"
-        )
-    engine.dispose()
-    return url, key
+    return url, gateway_ledger(url, tmp_path)
 
 
-class Load:
+class Load(ClientThreads):
     """Client threads calling until the gateway goes away; keeps the event ids received."""
 
     def __init__(self, base_url: str, key: str, threads: int = 4) -> None:
         self.received: list[str] = []
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._threads = [
-            threading.Thread(target=self._run, args=(base_url, key)) for _ in range(threads)
-        ]
+        super().__init__(base_url, key, threads)
 
-    def _run(self, base_url: str, key: str) -> None:
+    def _run(self, base_url: str, key: str, n: int) -> None:
         client = openai.OpenAI(base_url=base_url, api_key=key, max_retries=0, timeout=30)
         while not self._stop.is_set():
             try:
@@ -95,16 +70,6 @@ class Load:
         while len(self.received) < count:
             assert time.monotonic() < deadline, "the load made no progress"
             time.sleep(0.02)
-
-    def __enter__(self) -> Load:
-        for thread in self._threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(30)
 
 
 def _ignore_sigint() -> None:

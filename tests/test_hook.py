@@ -20,9 +20,10 @@ import httpx2
 import openai
 import pytest
 import sqlalchemy as sa
+from factories import journaled_events
 
 import spendtrail
-from spendtrail.events import AllocationContext, Usage, UsageEvent, decode_event
+from spendtrail.events import AllocationContext, Usage
 from spendtrail.hook import HookError, provider_for
 from spendtrail.journal.spool import Spool
 from spendtrail.ledger.ingest import Ingester
@@ -52,14 +53,6 @@ class Upstream:
             if len(rows) >= count or time.monotonic() > deadline:
                 return rows
             time.sleep(0.02)
-
-
-def journal(directory: Path) -> list[UsageEvent]:
-    """Every event in a spool folder, sealed or still open, in the order written."""
-    files = sorted([*directory.glob("*.jsonl"), *directory.glob("*.jsonl.open")],
-                   key=lambda path: path.name)
-    return [decode_event(line) for path in files
-            for line in path.read_bytes().splitlines() if line.strip()]
 
 
 def raw_journal(directory: Path) -> bytes:
@@ -156,7 +149,7 @@ def test_a_chat_call_is_one_event_with_the_gateways_fields(upstream, spool):
     client = hooked(upstream, spool)
     raw = client.chat.completions.with_raw_response.create(**CHAT)
     completion = raw.parse()
-    [event] = journal(spool.directory)  # written before create() returned
+    [event] = journaled_events(spool.directory)  # written before create() returned
 
     assert event.source == "hook" and event.provider == "cometapi"
     assert (event.endpoint, event.model_requested, event.model_served) == (
@@ -204,7 +197,7 @@ def test_a_stream_the_caller_reads_looks_as_if_uninstrumented(upstream, spool):
         **CHAT, stream=True)]
     stream = client.chat.completions.create(**CHAT, stream=True)
     seen = [without_ids(chunk.to_dict()) for chunk in stream]
-    [event] = journal(spool.directory)
+    [event] = journaled_events(spool.directory)
 
     assert seen == expected and all(chunk["choices"] for chunk in seen)
     assert all("usage" not in chunk for chunk in seen)
@@ -223,7 +216,7 @@ def test_a_stream_that_asked_for_usage_keeps_its_usage_chunk(upstream, spool):
                 for c in plain(upstream).chat.completions.create(**CHAT, **options)]
     client = hooked(upstream, spool)
     chunks = list(client.chat.completions.create(**CHAT, **options))
-    [event] = journal(spool.directory)
+    [event] = journaled_events(spool.directory)
 
     assert [without_ids(chunk.to_dict()) for chunk in chunks] == expected
     last = chunks[-1]
@@ -245,7 +238,7 @@ def test_compressed_responses_are_metered_and_reach_the_caller_intact(upstream, 
         **CHAT, stream=True)]
     seen = [without_ids(c.to_dict()) for c in client.chat.completions.create(**CHAT, stream=True)]
     completion = client.chat.completions.create(**CHAT)
-    _, streamed, answered = journal(spool.directory)
+    _, streamed, answered = journaled_events(spool.directory)
     assert seen == expected
     assert streamed.usage == answered.usage and answered.usage.output_tokens == (
         completion.usage.completion_tokens) > 0
@@ -257,7 +250,7 @@ def test_embeddings_responses_and_images(upstream, spool):
     response = client.responses.create(model="gpt-4o-mini", input=PROMPT)
     streamed = list(client.responses.create(model="gpt-4o-mini", input=PROMPT, stream=True))
     images = client.images.generate(model="dall-e-3", prompt="a lighthouse", n=2)
-    embedded, answered, streamed_event, drawn = journal(spool.directory)
+    embedded, answered, streamed_event, drawn = journaled_events(spool.directory)
 
     assert embedded.endpoint == "/v1/embeddings"
     assert embedded.usage == Usage(input_tokens=embedding.usage.prompt_tokens, requests=1)
@@ -270,7 +263,7 @@ def test_embeddings_responses_and_images(upstream, spool):
     assert streamed_event.usage.output_tokens == completed.response.usage.output_tokens
     assert drawn.endpoint == "/v1/images/generations" and len(images.data) == 2
     assert (drawn.usage.images, drawn.usage.requests) == (2, 1)
-    assert all(e.outcome == "success" for e in journal(spool.directory))
+    assert all(e.outcome == "success" for e in journaled_events(spool.directory))
 
 
 # -- retries and failures ----------------------------------------------------------------------
@@ -282,7 +275,7 @@ def test_sdk_retries_are_one_event_each_linked_into_one_request(upstream, spool,
     with pytest.raises(openai.APIStatusError) as raised:
         client.chat.completions.create(**CHAT, extra_headers={"X-Simulator-Fault": fault})
     assert raised.value.status_code == status
-    recorded = journal(spool.directory)
+    recorded = journaled_events(spool.directory)
     assert [e.attempt for e in recorded] == [1, 2, 3]
     assert len({e.request_id for e in recorded}) == 1
     assert len({e.event_id for e in recorded}) == 3
@@ -300,9 +293,9 @@ def test_a_retry_that_succeeds_joins_its_failed_attempts(tmp_path, spool):
         client = hooked(Upstream(url, log), spool, max_retries=4)
         for _ in range(10):  # the seeded draws decide when a call needs a retry
             client.chat.completions.create(**CHAT)
-            if journal(spool.directory)[-1].attempt > 1:
+            if journaled_events(spool.directory)[-1].attempt > 1:
                 break
-    recorded = journal(spool.directory)
+    recorded = journaled_events(spool.directory)
     last = recorded[-1]
     attempts = [e for e in recorded if e.request_id == last.request_id]
     assert [e.attempt for e in attempts] == list(range(1, len(attempts) + 1))
@@ -325,7 +318,7 @@ def test_concurrent_identical_calls_keep_their_retries_apart(upstream, spool):
     for thread in threads:
         thread.join()
     by_request: dict[str, list[int]] = {}
-    for event in journal(spool.directory):
+    for event in journaled_events(spool.directory):
         by_request.setdefault(event.request_id, []).append(event.attempt)
     assert sorted(sorted(a) for a in by_request.values()) == [[1, 2]] * 3
 
@@ -334,7 +327,7 @@ def test_an_idempotency_key_names_the_request(upstream, spool):
     client = hooked(upstream, spool)
     for _ in range(2):
         client.chat.completions.create(**CHAT, extra_headers={"Idempotency-Key": "job-7-row-1"})
-    first, second = journal(spool.directory)
+    first, second = journaled_events(spool.directory)
     assert first.request_id == second.request_id and first.request_id.startswith("ik-")
 
 
@@ -346,7 +339,7 @@ def test_a_cut_stream_is_recorded_when_it_breaks(upstream, spool):
             **CHAT, stream=True, extra_headers={"X-Simulator-Fault": "cut_stream"}
         ):
             received.append(chunk)
-    [event] = journal(spool.directory)
+    [event] = journaled_events(spool.directory)
     assert len(received) == 2
     assert (event.http_status, event.outcome) == (502, "upstream_error")
     # The usage of a chat stream comes last, so none was known; the provider bills the prompt
@@ -362,9 +355,9 @@ def test_an_abandoned_stream_is_recorded_when_it_closes(tmp_path, spool):
         client = hooked(Upstream(url, log), spool)
         stream = client.responses.create(model="gpt-4o-mini", input=PROMPT, stream=True)
         first = next(iter(stream))
-        assert journal(spool.directory) == []
+        assert journaled_events(spool.directory) == []
         stream.close()
-    [event] = journal(spool.directory)
+    [event] = journaled_events(spool.directory)
     assert (event.http_status, event.outcome) == (499, "cancelled")
     assert event.response_id == first.response.id and event.model_served == "gpt-4o-mini"
 
@@ -378,7 +371,7 @@ def test_connection_refused_is_an_event_per_attempt_without_status(spool):
         application="search-summaries", spool=spool)
     with pytest.raises(openai.APIConnectionError):
         client.embeddings.create(model="text-embedding-3-small", input=PROMPT)
-    recorded = journal(spool.directory)
+    recorded = journaled_events(spool.directory)
     assert [(e.attempt, e.http_status, e.outcome) for e in recorded] == [
         (1, None, "upstream_error"), (2, None, "upstream_error")]
     assert recorded[0].request_id == recorded[1].request_id
@@ -390,7 +383,7 @@ def test_a_timeout_is_an_event_without_status(upstream, spool):
     client = hooked(upstream, spool, timeout=0.3)
     with pytest.raises(openai.APITimeoutError):
         client.chat.completions.create(**CHAT, extra_headers={"X-Simulator-Fault": "timeout"})
-    [event] = journal(spool.directory)
+    [event] = journaled_events(spool.directory)
     assert (event.http_status, event.outcome, event.usage) == (None, "timeout", Usage())
 
 
@@ -399,13 +392,13 @@ def test_a_malformed_body_is_an_upstream_error(upstream, spool):
     with pytest.raises(json.JSONDecodeError):
         client.chat.completions.create(
             **CHAT, extra_headers={"X-Simulator-Fault": "malformed_json"})
-    [event] = journal(spool.directory)
+    [event] = journaled_events(spool.directory)
     assert (event.http_status, event.outcome) == (502, "upstream_error")
 
 
 def test_an_unmetered_call_from_a_derived_client_is_recorded_without_usage(upstream, spool):
     models = hooked(upstream, spool).with_options(timeout=9).models.list()
-    [event] = journal(spool.directory)
+    [event] = journaled_events(spool.directory)
     assert [m.id for m in models] and event.endpoint == "/v1/models"
     assert (event.http_status, event.outcome, event.usage) == (200, "success", Usage())
     assert event.context.job_id == "nightly-42"
@@ -450,7 +443,7 @@ def test_events_ingest_and_match_the_provider_log(upstream, tmp_path, ledger):
 def test_the_default_spool_is_the_settings_one(upstream):
     client = spendtrail.instrument(plain(upstream), application="search-summaries")
     client.chat.completions.create(**CHAT)
-    [event] = journal(Settings().spool)
+    [event] = journaled_events(Settings().spool)
     assert event.context.application == "search-summaries" and event.provider == (
         "openai-compatible")
 

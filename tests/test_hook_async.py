@@ -7,7 +7,8 @@ import asyncio
 
 import openai
 import pytest
-from test_hook import CHAT, KEY, PROMPT, journal, open_spool, running_upstream, without_ids
+from factories import journaled_events
+from test_hook import CHAT, KEY, PROMPT, open_spool, running_upstream, without_ids
 
 import spendtrail
 from spendtrail.events import Usage
@@ -45,7 +46,7 @@ def test_chat_streamed_and_not_with_either_http_client(upstream, spool, http):
         return completion, expected, seen, embedding
 
     completion, expected, seen, embedding = asyncio.run(calls())
-    answered, streamed, embedded = journal(spool.directory)
+    answered, streamed, embedded = journaled_events(spool.directory)
     assert seen == expected
     assert answered.response_id == completion.id
     assert (answered.usage.input_tokens, answered.usage.output_tokens) == (
@@ -70,7 +71,7 @@ def test_concurrent_identical_calls_keep_their_retries_apart(upstream, spool):
     results = asyncio.run(calls())
     assert all(isinstance(r, openai.RateLimitError) for r in results)
     by_request: dict[str, list[int]] = {}
-    for event in journal(spool.directory):
+    for event in journaled_events(spool.directory):
         assert (event.http_status, event.outcome) == (429, "client_error")
         by_request.setdefault(event.request_id, []).append(event.attempt)
     assert sorted(sorted(a) for a in by_request.values()) == [[1, 2]] * 4
@@ -95,7 +96,7 @@ def test_an_abandoned_stream_and_a_cancelled_call(tmp_path, spool):
     with serve_in_thread(SimulatorConfig(usage_log=log, chunk_delay_ms=20,
                                          timeout_hold_s=1.0)) as url:
         asyncio.run(calls(url))
-    abandoned, cancelled = journal(spool.directory)
+    abandoned, cancelled = journaled_events(spool.directory)
     assert (abandoned.http_status, abandoned.outcome) == (499, "cancelled")
     assert abandoned.response_id.startswith("chatcmpl-")
     assert (cancelled.http_status, cancelled.outcome, cancelled.usage) == (
@@ -115,6 +116,6 @@ def test_a_cut_stream(upstream, spool):
         return received
 
     assert asyncio.run(calls()) > 0
-    [event] = journal(spool.directory)
+    [event] = journaled_events(spool.directory)
     assert (event.http_status, event.outcome) == (502, "upstream_error")
     assert event.response_id.startswith("resp_") and event.endpoint == "/v1/responses"

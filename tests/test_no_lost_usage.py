@@ -24,21 +24,17 @@ from pathlib import Path
 import openai
 import pytest
 import sqlalchemy as sa
-from factories import ROOT, SHEET
+from client_threads import ClientThreads
+from factories import gateway_ledger
 from gateway_upstream import UpstreamDouble
 from private_postgres import PrivatePostgres
 
-from spendtrail.gateway.keys import create_key
 from spendtrail.journal.spool import recover_orphans
-from spendtrail.ledger.db import make_engine, open_ledger
+from spendtrail.ledger.db import make_engine
 from spendtrail.ledger.ingest import Ingester
-from spendtrail.ledger.prices import add_entries
-from spendtrail.ledger.registry_versions import save_version
 from spendtrail.ledger.schema import events
 from spendtrail.periods import parse_period
-from spendtrail.pricing import load_sheet
 from spendtrail.reconcile import import_bill, reconcile
-from spendtrail.registry import load_registry
 from spendtrail.simulator import SimulatorConfig, serve_in_thread
 
 UPSTREAM_KEY = "sk-simulated-upstream-secret-0123456789"
@@ -48,21 +44,6 @@ def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
-
-
-def _seed(url: str, tmp_path: Path) -> str:
-    """Registry, prices and one gateway key; returns the key's value."""
-    sheet = tmp_path / "prices.yaml"
-    sheet.write_text(SHEET)
-    engine = open_ledger(url)
-    with engine.begin() as conn:
-        save_version(conn, load_registry(ROOT / "examples" / "registry.yaml"),
-                     source_path="examples/registry.yaml", actor="test")
-        add_entries(conn, load_sheet(sheet), actor="test")
-        _, value = create_key(conn, application="search-summaries", environment="production",
-                              actor="test")
-    engine.dispose()
-    return value
 
 
 class Gateway:
@@ -113,16 +94,14 @@ class Gateway:
             self.process.wait(10)
 
 
-class Load:
+class Load(ClientThreads):
     """Client threads sending chat completions; keeps what each received response said."""
 
     def __init__(self, base_url: str, key: str, threads: int = 4):
         self.received: list[tuple[str, str]] = []  # (event id, provider request id)
         self.failures = 0
-        self._stop = threading.Event()
         self._lock = threading.Lock()
-        self._threads = [threading.Thread(target=self._run, args=(base_url, key, n))
-                         for n in range(threads)]
+        super().__init__(base_url, key, threads)
 
     def _run(self, base_url: str, key: str, n: int) -> None:
         client = openai.OpenAI(base_url=base_url, api_key=key, max_retries=0, timeout=10)
@@ -141,16 +120,6 @@ class Load:
                 with self._lock:
                     self.failures += 1
                 time.sleep(0.01)
-
-    def __enter__(self) -> Load:
-        for thread in self._threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(30)
 
     def count(self) -> int:
         with self._lock:
@@ -189,7 +158,7 @@ def _assert_each_received_once(url: str, received: list[tuple[str, str]]) -> Non
 
 
 def test_sigkill_under_load_loses_and_doubles_nothing(ledger_url, tmp_path):
-    key = _seed(ledger_url, tmp_path)
+    key = gateway_ledger(ledger_url, tmp_path, "search-summaries")
     with serve_in_thread(SimulatorConfig(latency_ms=3, seed=1)) as upstream:
         gateway = Gateway(ledger_url, upstream, tmp_path)
         try:
@@ -208,13 +177,11 @@ def test_sigkill_under_load_loses_and_doubles_nothing(ledger_url, tmp_path):
     _assert_each_received_once(ledger_url, load.received)
 
 
-class InFlight:
+class InFlight(ClientThreads):
     """Client threads that keep slow calls in flight, streamed and not, until stopped."""
 
     def __init__(self, base_url: str, key: str, threads: int = 8):
-        self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._run, args=(base_url, key, n))
-                         for n in range(threads)]
+        super().__init__(base_url, key, threads)
 
     def _run(self, base_url: str, key: str, n: int) -> None:
         client = openai.OpenAI(base_url=base_url, api_key=key, max_retries=0, timeout=10)
@@ -232,15 +199,6 @@ class InFlight:
             except (openai.APIConnectionError, openai.APIStatusError):
                 time.sleep(0.01)
 
-    def __enter__(self) -> InFlight:
-        for thread in self._threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(30)
 
 
 def _settled(upstream: UpstreamDouble) -> list:
@@ -267,7 +225,7 @@ def _bill_from(upstream_log: list, path: Path) -> Path:
 def test_sigkill_with_calls_in_flight_leaves_an_event_for_every_billed_call(
     ledger_url, tmp_path
 ):
-    key = _seed(ledger_url, tmp_path)
+    key = gateway_ledger(ledger_url, tmp_path, "search-summaries")
     upstream = UpstreamDouble(UPSTREAM_KEY)
     upstream.answer_delay = 0.2  # every call is in flight a while before its headers ...
     upstream.chunk_delay = 0.03  # ... and a stream a while after them
@@ -324,7 +282,7 @@ def test_database_outage_under_load_catches_up_when_it_returns(tmp_path):
     url = server.url
     gateway = None
     try:
-        key = _seed(url, tmp_path)
+        key = gateway_ledger(url, tmp_path, "search-summaries")
         with serve_in_thread(SimulatorConfig(latency_ms=2, seed=2)) as upstream:
             gateway = Gateway(url, upstream, tmp_path)
             gateway.start()
