@@ -75,7 +75,8 @@ def journal_url():
         pytest.skip("no NATS server with JetStream answers on 127.0.0.1:4222; start one with "
                     "`nats-server -a 127.0.0.1 -p 4222 -js`")
     stream = f"T{uuid.uuid4().hex[:12]}"
-    yield f"nats://127.0.0.1:4222/{stream}?intent_horizon=2"
+    # short horizon and ack wait: a killed ingester's batch comes again within seconds
+    yield f"nats://127.0.0.1:4222/{stream}?intent_horizon=2&ack_wait=3"
     _delete_stream("nats://127.0.0.1:4222", stream)
 
 
@@ -366,6 +367,16 @@ def test_a_gateway_and_an_ingester_killed_mid_load_lose_and_double_nothing(
         upstream.stop()
     assert len(load.received) >= 300
     _assert_every_billed_call_once(pg_url, billed, load.received)
+    assert _interrupted(pg_url), "no call was in flight at the kill"
+
+
+def _interrupted(url: str) -> int:
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        count = conn.execute(sa.select(sa.func.count()).select_from(events)
+                             .where(events.c.outcome == "interrupted")).scalar()
+    engine.dispose()
+    return count
 
 
 def _held(url: str) -> int:
@@ -407,7 +418,7 @@ class _NatsServer:
 def test_the_jetstream_server_restarted_mid_load_loses_and_doubles_nothing(pg_url, tmp_path):
     key = _seed(pg_url, tmp_path)
     server = _NatsServer(tmp_path / "jetstream").start()
-    journal_url = f"nats://127.0.0.1:{server.port}/RESTART?intent_horizon=2"
+    journal_url = f"nats://127.0.0.1:{server.port}/RESTART?intent_horizon=2&ack_wait=3"
     upstream = UpstreamDouble(UPSTREAM_KEY)
     base = upstream.start()
     gateway = _gateway(pg_url, base, key, tmp_path / "gw", journal_url, _free_port())

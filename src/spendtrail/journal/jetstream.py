@@ -46,6 +46,7 @@ class JetStreamTarget:
     max_age: float = 7 * 86400.0  # seconds the stream keeps a message, ingested or not
     intent_horizon: float = 3600.0  # longer than any call lasts: see docs/journal.md
     publish_timeout: float = 30.0  # how long an append waits for the server, retrying
+    ack_wait: float = 30.0  # a batch not acknowledged this long goes to another ingester
 
     @property
     def subject(self) -> str:
@@ -63,7 +64,7 @@ class JetStreamTarget:
         return f"nats://{host}{f':{port}' if port else ''}/{self.stream}"
 
 
-_NUMBERS = ("max_age", "intent_horizon", "publish_timeout")
+_NUMBERS = ("max_age", "intent_horizon", "publish_timeout", "ack_wait")
 
 
 def parse_journal_url(url: str) -> JetStreamTarget:
@@ -139,9 +140,15 @@ class _Client:
                 duplicate_window=DUPLICATE_WINDOW))
 
     def close(self) -> None:
+        async def close() -> None:
+            # Every publish was acknowledged and every ack flushed before returning, so
+            # nothing is left to send: close rather than drain (which waits on a pull
+            # subscription's timeout).
+            await self.nc.close()
+
         try:
-            self.run(self.nc.drain(), timeout=10)
-        except Exception:  # closing: the server may be gone; nothing is left to send
+            self.run(close(), timeout=10)
+        except Exception:  # closing: the server may be gone
             pass
         self._stop_loop()
 
@@ -228,13 +235,13 @@ class Progress:
 class JetStreamReader:
     """One member of the ingesters' durable pull consumer."""
 
-    def __init__(self, target: JetStreamTarget, *, ack_wait: float = 30.0) -> None:
+    def __init__(self, target: JetStreamTarget) -> None:
         from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
         self.target = target
         self._client = _Client(target)
         config = ConsumerConfig(durable_name=target.consumer, ack_policy=AckPolicy.EXPLICIT,
-                                deliver_policy=DeliverPolicy.ALL, ack_wait=ack_wait,
+                                deliver_policy=DeliverPolicy.ALL, ack_wait=target.ack_wait,
                                 max_deliver=-1)
         try:
             self._subscription = self._client.run(self._client.js.pull_subscribe(
