@@ -72,8 +72,10 @@ def _delete_stream(servers: str, stream: str) -> None:
 def journal_url():
     """A nats:// journal URL with a stream of this test's own; the stream is deleted after."""
     if not _answers(*NATS):
-        pytest.skip("no NATS server with JetStream answers on 127.0.0.1:4222; start one with "
-                    "`nats-server -a 127.0.0.1 -p 4222 -js`")
+        pytest.skip(
+            "no NATS server with JetStream answers on 127.0.0.1:4222; start one with "
+            "`nats-server -a 127.0.0.1 -p 4222 -js`"
+        )
     stream = f"T{uuid.uuid4().hex[:12]}"
     # short horizon and ack wait: a killed ingester's batch comes again within seconds
     yield f"nats://127.0.0.1:4222/{stream}?intent_horizon=2&ack_wait=3"
@@ -97,22 +99,38 @@ def _seed(url: str, tmp_path: Path) -> str:
     sheet.write_text(SHEET)
     engine = make_engine(url)
     with engine.begin() as conn:
-        save_version(conn, load_registry(ROOT / "examples" / "registry.yaml"),
-                     source_path="examples/registry.yaml", actor="test")
+        save_version(
+            conn,
+            load_registry(ROOT / "examples" / "registry.yaml"),
+            source_path="examples/registry.yaml",
+            actor="test",
+        )
         add_entries(conn, load_sheet(sheet), actor="test")
-        _, value = create_key(conn, application="search-summaries", environment="production",
-                              actor="test")
+        _, value = create_key(
+            conn, application="search-summaries", environment="production", actor="test"
+        )
     engine.dispose()
     return value
 
 
 def _event(n: int, **changes) -> UsageEvent:
-    fields = {"event_id": f"evt-{n:06d}", "request_id": f"req-{n:06d}", "attempt": 1,
-              "started_at": datetime.now(UTC), "provider": "cometapi",
-              "endpoint": "/v1/chat/completions", "model_requested": "gpt-4o-mini",
-              "outcome": "success", "http_status": 200, "source": "gateway",
-              "context": {"application": "search-summaries", "environment": "production",
-                          "workload_class": "batch"}}
+    fields = {
+        "event_id": f"evt-{n:06d}",
+        "request_id": f"req-{n:06d}",
+        "attempt": 1,
+        "started_at": datetime.now(UTC),
+        "provider": "cometapi",
+        "endpoint": "/v1/chat/completions",
+        "model_requested": "gpt-4o-mini",
+        "outcome": "success",
+        "http_status": 200,
+        "source": "gateway",
+        "context": {
+            "application": "search-summaries",
+            "environment": "production",
+            "workload_class": "batch",
+        },
+    }
     return UsageEvent(**{**fields, **changes})
 
 
@@ -137,8 +155,11 @@ class _Following:
     def __init__(self, url: str, journal_url: str) -> None:
         self.stop = threading.Event()
         self.reports = []
-        self.thread = threading.Thread(target=follow_stream, args=(url, journal_url), kwargs={
-            "interval": 0.2, "stop": self.stop, "on_report": self.reports.append})
+        self.thread = threading.Thread(
+            target=follow_stream,
+            args=(url, journal_url),
+            kwargs={"interval": 0.2, "stop": self.stop, "on_report": self.reports.append},
+        )
 
     def __enter__(self) -> _Following:
         self.thread.start()
@@ -194,16 +215,31 @@ class _IngestProcess:
     """`spendtrail ingest --follow` on the nats journal, as its own process."""
 
     def __init__(self, url: str, journal_url: str, log: Path) -> None:
-        self.env = {**os.environ, "SPENDTRAIL_DATABASE_URL": url,
-                    "SPENDTRAIL_JOURNAL_URL": journal_url, "COLUMNS": "200"}
+        self.env = {
+            **os.environ,
+            "SPENDTRAIL_DATABASE_URL": url,
+            "SPENDTRAIL_JOURNAL_URL": journal_url,
+            "COLUMNS": "200",
+        }
         self.log = log
         self.process: subprocess.Popen | None = None
 
     def start(self) -> _IngestProcess:
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "spendtrail.cli.app", "ingest", "--follow",
-                 "--interval", "0.2"], env=self.env, stdout=log, stderr=log)
+                [
+                    sys.executable,
+                    "-m",
+                    "spendtrail.cli.app",
+                    "ingest",
+                    "--follow",
+                    "--interval",
+                    "0.2",
+                ],
+                env=self.env,
+                stdout=log,
+                stderr=log,
+            )
         return self
 
     def inserted(self) -> int:
@@ -227,8 +263,9 @@ class _IngestProcess:
 def test_parallel_ingesters_write_each_event_once(pg_url, journal_url, tmp_path):
     _seed(pg_url, tmp_path)
     total = 3000
-    ingesters = [_IngestProcess(pg_url, journal_url, tmp_path / f"ingest-{n}.log")
-                 for n in range(3)]
+    ingesters = [
+        _IngestProcess(pg_url, journal_url, tmp_path / f"ingest-{n}.log") for n in range(3)
+    ]
     try:
         for ingester in ingesters:
             ingester.start()
@@ -255,8 +292,9 @@ class _Load:
         self.received: list[str] = []  # event ids of responses received to their last byte
         self._stop = threading.Event()
         self._lock = threading.Lock()
-        self._threads = [threading.Thread(target=self._run, args=(base_url, key, n))
-                         for n in range(threads)]
+        self._threads = [
+            threading.Thread(target=self._run, args=(base_url, key, n)) for n in range(threads)
+        ]
 
     def _run(self, base_url: str, key: str, n: int) -> None:
         client = openai.OpenAI(base_url=base_url, api_key=key, max_retries=0, timeout=20)
@@ -265,8 +303,10 @@ class _Load:
             i += 1
             try:
                 raw = client.chat.completions.with_raw_response.create(
-                    model="gpt-4o-mini", messages=[{"role": "user", "content": f"q {n} {i}"}],
-                    extra_headers={"X-Spendtrail-Workload": "batch"})
+                    model="gpt-4o-mini",
+                    messages=[{"role": "user", "content": f"q {n} {i}"}],
+                    extra_headers={"X-Spendtrail-Workload": "batch"},
+                )
                 raw.parse()
                 with self._lock:
                     self.received.append(raw.headers["X-Spendtrail-Event-Id"])
@@ -307,8 +347,9 @@ def _assert_every_billed_call_once(url: str, billed: list, received: list[str]) 
     is there."""
     engine = make_engine(url)
     with engine.connect() as conn:
-        rows = conn.execute(sa.select(events.c.event_id, events.c.outcome,
-                                      events.c.provider_request_id)).all()
+        rows = conn.execute(
+            sa.select(events.c.event_id, events.c.outcome, events.c.provider_request_id)
+        ).all()
         held = conn.execute(sa.select(sa.func.count()).select_from(pending_intents)).scalar()
     engine.dispose()
     by_rid = Counter(r.provider_request_id for r in rows if r.provider_request_id)
@@ -324,8 +365,15 @@ def _assert_every_billed_call_once(url: str, billed: list, received: list[str]) 
 
 
 def _gateway(url: str, upstream: str, key: str, home: Path, journal_url: str, port: int):
-    return GatewayProcess(url, upstream, UPSTREAM_KEY, home, "--port", str(port),
-                          env={"SPENDTRAIL_JOURNAL_URL": journal_url})
+    return GatewayProcess(
+        url,
+        upstream,
+        UPSTREAM_KEY,
+        home,
+        "--port",
+        str(port),
+        env={"SPENDTRAIL_JOURNAL_URL": journal_url},
+    )
 
 
 def _free_port() -> int:
@@ -342,8 +390,9 @@ def test_a_gateway_and_an_ingester_killed_mid_load_lose_and_double_nothing(
     upstream.answer_delay = 0.05  # calls are in flight when the gateway dies
     base = upstream.start()
     gateway = _gateway(pg_url, base, key, tmp_path / "gw", journal_url, _free_port())
-    ingesters = [_IngestProcess(pg_url, journal_url, tmp_path / f"ingest-{n}.log")
-                 for n in range(2)]
+    ingesters = [
+        _IngestProcess(pg_url, journal_url, tmp_path / f"ingest-{n}.log") for n in range(2)
+    ]
     try:
         for ingester in ingesters:
             ingester.start()
@@ -373,8 +422,9 @@ def test_a_gateway_and_an_ingester_killed_mid_load_lose_and_double_nothing(
 def _interrupted(url: str) -> int:
     engine = make_engine(url)
     with engine.connect() as conn:
-        count = conn.execute(sa.select(sa.func.count()).select_from(events)
-                             .where(events.c.outcome == "interrupted")).scalar()
+        count = conn.execute(
+            sa.select(sa.func.count()).select_from(events).where(events.c.outcome == "interrupted")
+        ).scalar()
     engine.dispose()
     return count
 
@@ -397,9 +447,19 @@ class _NatsServer:
 
     def start(self) -> _NatsServer:
         self.process = subprocess.Popen(
-            [shutil.which("nats-server") or "/usr/sbin/nats-server", "-a", "127.0.0.1",
-             "-p", str(self.port), "-js", "-sd", str(self.store)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [
+                shutil.which("nats-server") or "/usr/sbin/nats-server",
+                "-a",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-js",
+                "-sd",
+                str(self.store),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         _wait(lambda: _answers("127.0.0.1", self.port), 20, "the nats server")
         return self
 
@@ -413,8 +473,10 @@ class _NatsServer:
             self.process.wait(10)
 
 
-@pytest.mark.skipif(not (shutil.which("nats-server") or Path("/usr/sbin/nats-server").exists()),
-                    reason="nats-server is not installed: the restart test runs one of its own")
+@pytest.mark.skipif(
+    not (shutil.which("nats-server") or Path("/usr/sbin/nats-server").exists()),
+    reason="nats-server is not installed: the restart test runs one of its own",
+)
 def test_the_jetstream_server_restarted_mid_load_loses_and_doubles_nothing(pg_url, tmp_path):
     key = _seed(pg_url, tmp_path)
     server = _NatsServer(tmp_path / "jetstream").start()

@@ -71,14 +71,16 @@ def parse_journal_url(url: str) -> JetStreamTarget:
     """A ``nats://`` journal URL; raises SpendtrailError naming the part that is wrong."""
     parts = urlsplit(url)
     if parts.scheme not in ("nats", "tls"):
-        raise SpendtrailError(f"SPENDTRAIL_JOURNAL_URL: expected nats://host:port/STREAM, "
-                              f"got scheme '{parts.scheme}'")
+        raise SpendtrailError(
+            f"SPENDTRAIL_JOURNAL_URL: expected nats://host:port/STREAM, got scheme '{parts.scheme}'"
+        )
     if not parts.hostname:
         raise SpendtrailError("SPENDTRAIL_JOURNAL_URL: no host")
     stream = parts.path.strip("/") or JetStreamTarget.stream
     if not stream.replace("-", "").replace("_", "").isalnum():
-        raise SpendtrailError(f"SPENDTRAIL_JOURNAL_URL: stream name '{stream}': letters, "
-                              "digits, - and _ only")
+        raise SpendtrailError(
+            f"SPENDTRAIL_JOURNAL_URL: stream name '{stream}': letters, digits, - and _ only"
+        )
     options: dict[str, Any] = {}
     for name, values in parse_qs(parts.query).items():
         if name == "consumer":
@@ -87,13 +89,16 @@ def parse_journal_url(url: str) -> JetStreamTarget:
             try:
                 options[name] = float(values[-1])
             except ValueError:
-                raise SpendtrailError(f"SPENDTRAIL_JOURNAL_URL: {name}: expected seconds, "
-                                      f"got '{values[-1]}'") from None
+                raise SpendtrailError(
+                    f"SPENDTRAIL_JOURNAL_URL: {name}: expected seconds, got '{values[-1]}'"
+                ) from None
             if options[name] <= 0:
                 raise SpendtrailError(f"SPENDTRAIL_JOURNAL_URL: {name} must be positive")
         else:
-            raise SpendtrailError(f"SPENDTRAIL_JOURNAL_URL: unknown option '{name}' "
-                                  f"(expected consumer, {', '.join(_NUMBERS)})")
+            raise SpendtrailError(
+                f"SPENDTRAIL_JOURNAL_URL: unknown option '{name}' "
+                f"(expected consumer, {', '.join(_NUMBERS)})"
+            )
     servers = f"{parts.scheme}://{parts.netloc}"
     return JetStreamTarget(servers, stream, **options)
 
@@ -105,24 +110,35 @@ class _Client:
         try:
             import nats  # optional: pip install 'spendtrail[nats]'
         except ImportError:
-            raise SpendtrailError("a nats:// journal needs the nats-py package: "
-                                  "pip install 'spendtrail[nats]'") from None
+            raise SpendtrailError(
+                "a nats:// journal needs the nats-py package: pip install 'spendtrail[nats]'"
+            ) from None
         self.target = target
         self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True,
-                                         name="spendtrail-nats")
+        self._thread = threading.Thread(
+            target=self.loop.run_forever, daemon=True, name="spendtrail-nats"
+        )
         self._thread.start()
         try:
-            self.nc = self.run(nats.connect(
-                target.servers, connect_timeout=2, max_reconnect_attempts=-1,
-                reconnect_time_wait=0.25, error_cb=_quiet, disconnected_cb=_quiet_cb,
-                reconnected_cb=_quiet_cb), timeout=10)
+            self.nc = self.run(
+                nats.connect(
+                    target.servers,
+                    connect_timeout=2,
+                    max_reconnect_attempts=-1,
+                    reconnect_time_wait=0.25,
+                    error_cb=_quiet,
+                    disconnected_cb=_quiet_cb,
+                    reconnected_cb=_quiet_cb,
+                ),
+                timeout=10,
+            )
             self.js = self.nc.jetstream()
             self.run(self._ensure_stream(), timeout=10)
         except Exception as exc:
             self._stop_loop()
-            raise SpendtrailError(f"cannot open the journal at {target.display}: "
-                                  f"{type(exc).__name__} {exc}".rstrip()) from None
+            raise SpendtrailError(
+                f"cannot open the journal at {target.display}: {type(exc).__name__} {exc}".rstrip()
+            ) from None
 
     def run(self, coroutine: Coroutine, timeout: float | None = None) -> Any:
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
@@ -134,10 +150,15 @@ class _Client:
         try:
             await self.js.stream_info(self.target.stream)
         except NotFoundError:
-            await self.js.add_stream(StreamConfig(
-                name=self.target.stream, subjects=[self.target.subject],
-                storage=StorageType.FILE, max_age=self.target.max_age,
-                duplicate_window=DUPLICATE_WINDOW))
+            await self.js.add_stream(
+                StreamConfig(
+                    name=self.target.stream,
+                    subjects=[self.target.subject],
+                    storage=StorageType.FILE,
+                    max_age=self.target.max_age,
+                    duplicate_window=DUPLICATE_WINDOW,
+                )
+            )
 
     def close(self) -> None:
         async def close() -> None:
@@ -198,15 +219,19 @@ class JetStreamJournal:
         headers = {"Nats-Msg-Id": message_id}
         while True:
             try:
-                self._client.run(self._client.js.publish(
-                    self.target.subject, data, timeout=_ACK_TIMEOUT, headers=headers),
-                    timeout=_ACK_TIMEOUT + 1)
+                self._client.run(
+                    self._client.js.publish(
+                        self.target.subject, data, timeout=_ACK_TIMEOUT, headers=headers
+                    ),
+                    timeout=_ACK_TIMEOUT + 1,
+                )
                 return
             except Exception as exc:
                 if time.monotonic() >= deadline:
                     raise JournalUnavailable(
                         f"{self.target.display} did not store {message_id}: "
-                        f"{type(exc).__name__} {exc}".rstrip()) from None
+                        f"{type(exc).__name__} {exc}".rstrip()
+                    ) from None
                 time.sleep(0.1)
 
     def seal_if_idle(self) -> None:
@@ -240,17 +265,26 @@ class JetStreamReader:
 
         self.target = target
         self._client = _Client(target)
-        config = ConsumerConfig(durable_name=target.consumer, ack_policy=AckPolicy.EXPLICIT,
-                                deliver_policy=DeliverPolicy.ALL, ack_wait=target.ack_wait,
-                                max_deliver=-1)
+        config = ConsumerConfig(
+            durable_name=target.consumer,
+            ack_policy=AckPolicy.EXPLICIT,
+            deliver_policy=DeliverPolicy.ALL,
+            ack_wait=target.ack_wait,
+            max_deliver=-1,
+        )
         try:
-            self._subscription = self._client.run(self._client.js.pull_subscribe(
-                target.subject, durable=target.consumer, stream=target.stream,
-                config=config), timeout=10)
+            self._subscription = self._client.run(
+                self._client.js.pull_subscribe(
+                    target.subject, durable=target.consumer, stream=target.stream, config=config
+                ),
+                timeout=10,
+            )
         except Exception as exc:
             self._client.close()
-            raise SpendtrailError(f"cannot join the consumer {target.consumer} of "
-                                  f"{target.display}: {type(exc).__name__} {exc}") from None
+            raise SpendtrailError(
+                f"cannot join the consumer {target.consumer} of "
+                f"{target.display}: {type(exc).__name__} {exc}"
+            ) from None
 
     def fetch(self, batch: int, wait: float) -> list:
         """Up to `batch` messages, waiting at most `wait` seconds for the first; [] if none
@@ -258,8 +292,9 @@ class JetStreamReader:
         from nats.errors import TimeoutError as NoMessages
 
         try:
-            return self._client.run(self._subscription.fetch(batch, timeout=wait),
-                                    timeout=wait + 10)
+            return self._client.run(
+                self._subscription.fetch(batch, timeout=wait), timeout=wait + 10
+            )
         except NoMessages:
             return []
 
@@ -271,6 +306,7 @@ class JetStreamReader:
     def ack(self, messages: list) -> None:
         """Acknowledge messages whose records are committed (an ack lost on the way only
         makes them come again, and ingest skips what it holds)."""
+
         async def ack_all() -> None:
             for message in messages:
                 await message.ack()
@@ -281,6 +317,7 @@ class JetStreamReader:
 
     def release(self, messages: list) -> None:
         """Give messages back unacknowledged (the ledger is down): delivered again soon."""
+
         async def nak_all() -> None:
             for message in messages:
                 await message.nak(delay=1.0)
@@ -291,8 +328,7 @@ class JetStreamReader:
     def progress(self) -> Progress:
         async def read() -> Progress:
             stream = await self._client.js.stream_info(self.target.stream)
-            consumer = await self._client.js.consumer_info(self.target.stream,
-                                                           self.target.consumer)
+            consumer = await self._client.js.consumer_info(self.target.stream, self.target.consumer)
             return Progress(stream.state.last_seq, consumer.ack_floor.stream_seq)
 
         return self._client.run(read(), timeout=10)
