@@ -260,6 +260,35 @@ class _IngestProcess:
                 self.process.wait(10)
 
 
+def test_a_gateway_ingests_from_the_stream_and_refuses_to_start_without_it(
+    ledger_url, journal_url, tmp_path
+):
+    key = _seed(ledger_url, tmp_path)
+    upstream = UpstreamDouble(UPSTREAM_KEY)
+    base = upstream.start()
+    env = {"SPENDTRAIL_JOURNAL_URL": journal_url}
+    try:
+        with GatewayProcess(
+            ledger_url, base, UPSTREAM_KEY, tmp_path / "gw", "--ingest", env=env
+        ) as gateway:
+            client = openai.OpenAI(base_url=gateway.base_url + "/v1", api_key=key)
+            for n in range(5):
+                client.chat.completions.create(
+                    model="gpt-4o-mini",
+                    messages=[{"role": "user", "content": f"q {n}"}],
+                    extra_headers={"X-Spendtrail-Workload": "batch"},
+                )
+            _wait(lambda: sum(_ledger_ids(ledger_url).values()) == 5, 30, "the events")
+            assert not list((tmp_path / "gw" / "spool").glob("*.jsonl*"))  # nothing on disk
+        closed_port = _free_port()
+        env = {"SPENDTRAIL_JOURNAL_URL": f"nats://127.0.0.1:{closed_port}/X"}
+        with pytest.raises(AssertionError, match="the gateway exited") as failed:
+            GatewayProcess(ledger_url, base, UPSTREAM_KEY, tmp_path / "gw2", env=env).start()
+    finally:
+        upstream.stop()
+    assert f"cannot open the journal at nats://127.0.0.1:{closed_port}/X" in str(failed.value)
+
+
 def test_parallel_ingesters_write_each_event_once(pg_url, journal_url, tmp_path):
     _seed(pg_url, tmp_path)
     total = 3000

@@ -136,8 +136,13 @@ class _Client:
             self.run(self._ensure_stream(), timeout=10)
         except Exception as exc:
             self._stop_loop()
+            reason = (
+                "no JetStream server answered within 10 s"
+                if isinstance(exc, TimeoutError)
+                else f"{type(exc).__name__} {exc}".rstrip()
+            )
             raise SpendtrailError(
-                f"cannot open the journal at {target.display}: {type(exc).__name__} {exc}".rstrip()
+                f"cannot open the journal at {target.display}: {reason}"
             ) from None
 
     def run(self, coroutine: Coroutine, timeout: float | None = None) -> Any:
