@@ -533,3 +533,30 @@ def test_the_jetstream_server_restarted_mid_load_loses_and_doubles_nothing(pg_ur
     assert len(load.received) >= 300
     _assert_every_billed_call_once(pg_url, billed, load.received)
     assert "could not journal" not in gateway.output()  # no append gave up
+
+
+def test_the_spools_rule_leaves_intents_read_from_a_stream_alone(seeded, tmp_path):
+    """A held stream intent has no writer process: the spool's rule (a writer no longer
+    running) must not make it `interrupted` while its call may still complete."""
+    from spendtrail.events.model import encode_event
+    from spendtrail.journal.intents import encode_intent
+    from spendtrail.journal.reader import JournalLine
+    from spendtrail.ledger.ingest import Ingester
+
+    intent = _event(7, outcome="interrupted", http_status=None)
+    ingester = Ingester(seeded)
+    ingester.ingest_lines([JournalLine("nats:S", 1, encode_intent(intent), True)])
+    report = ingester.ingest_spool(tmp_path / "empty-spool")
+    assert (report.interrupted, report.pending) == (0, 0)
+    assert _held_in(seeded) == 1
+    # its completion, later from the stream, is ingested and the held intent dropped
+    ingester.ingest_lines([JournalLine("nats:S", 2, encode_event(_event(7)), True)])
+    ingester.ingest_spool(tmp_path / "empty-spool")
+    assert _held_in(seeded) == 0
+    with seeded.connect() as conn:
+        assert conn.execute(sa.select(events.c.outcome)).scalars().all() == ["success"]
+
+
+def _held_in(engine) -> int:
+    with engine.connect() as conn:
+        return conn.execute(sa.select(sa.func.count()).select_from(pending_intents)).scalar()
