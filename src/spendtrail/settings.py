@@ -30,6 +30,8 @@ class Settings:
     database_url: str | None = field(default_factory=lambda: _env("DATABASE_URL"))
     spool_dir: Path | None = field(default_factory=lambda: _path("SPOOL_DIR"))
     actor: str | None = field(default_factory=lambda: _env("ACTOR"))
+    # nats://host:port/STREAM: capture journals to NATS JetStream instead of the spool.
+    journal_url: str | None = field(default_factory=lambda: _env("JOURNAL_URL"))
 
     @property
     def ledger_url(self) -> str:

@@ -209,6 +209,7 @@ def gateway(
         upstream_key,
     )
     from spendtrail.gateway.budget import GuardedBudgets
+    from spendtrail.journal.jetstream import parse_journal_url
     from spendtrail.ledger.url import redact_url
 
     if profile not in PROFILES and profile != "custom":
@@ -227,6 +228,9 @@ def gateway(
                                   (provider or profile).lower(), known.api if known else "openai")
         chosen = load_policy(policy_file) if policy_file else Policy()
         chosen = _with_overrides(chosen, policy or [])
+        s = settings()
+        journal = (parse_journal_url(s.journal_url).display if s.journal_url
+                   else f"spool {s.spool}")
     except SpendtrailError as exc:
         fail(str(exc))
     from spendtrail.gateway.app import listen, serve  # aiohttp: only when serving
@@ -235,11 +239,11 @@ def gateway(
         sock = listen(host, port)
     except OSError as exc:
         fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
-    s = settings()
     config = GatewayConfig(
         routes=table,
         ledger_url=s.ledger_url,
         spool_dir=s.spool,
+        journal_url=s.journal_url,
         policy=chosen,
         refresh_seconds=refresh_seconds,
         connect_timeout=connect_timeout,
@@ -255,7 +259,7 @@ def gateway(
     err_console.print(
         f"spendtrail gateway on http://{host}:{bound}/v1 -> {escape(_upstreams(table))} "
         f"(keys from the environment)\n"
-        f"  ledger {escape(redact_url(s.ledger_url))}, spool {escape(str(s.spool))}\n"
+        f"  ledger {escape(redact_url(s.ledger_url))}, journal {escape(journal)}\n"
         f"  header policy: {rules + ', ' if rules else ''}environments the registry marks "
         f"strict: reject, otherwise {chosen.default}",
         highlight=False,

@@ -38,7 +38,8 @@ def ingest(
         int, typer.Option(min=1, help="processes for large files (default: one per CPU)")
     ] = os.cpu_count() or 1,
     follow_spool: Annotated[
-        bool, typer.Option("--follow", help="keep ingesting the spool until interrupted")
+        bool, typer.Option("--follow", help="keep ingesting the spool (or, with "
+                           "SPENDTRAIL_JOURNAL_URL set, the NATS journal) until interrupted")
     ] = False,
     interval: Annotated[float, typer.Option(min=0.05, help="seconds between rounds")] = 1.0,
 ) -> None:
@@ -80,6 +81,10 @@ def _follow(interval: float) -> None:
     from spendtrail.journal.spool import backlog
     from spendtrail.ledger.follow import follow
 
+    if settings().journal_url:
+        _follow_stream(interval)
+        return
+
     def outage(error: Exception) -> None:
         files, _, age = backlog(settings().spool)
         err_console.print(
@@ -101,6 +106,28 @@ def _follow(interval: float) -> None:
             on_report=report,
             on_outage=outage,
         )
+    except KeyboardInterrupt:
+        pass
+
+
+def _follow_stream(interval: float) -> None:
+    from spendtrail.journal.jetstream import parse_journal_url
+    from spendtrail.ledger.follow import follow_stream
+
+    target = parse_journal_url(settings().journal_url)
+
+    def outage(error: Exception) -> None:
+        err_console.print(f"ledger or journal unavailable ({type(error).__name__}); "
+                          "events wait in the stream; retrying", highlight=False)
+
+    def report(result: IngestReport) -> None:
+        _print_report(result)
+
+    ledger()  # create or migrate the ledger first, with the CLI's usual errors
+    console.print(f"following {target.display}, consumer {target.consumer} (Ctrl-C to stop)")
+    try:
+        follow_stream(settings().ledger_url, settings().journal_url, interval=interval,
+                      on_report=report, on_outage=outage)
     except KeyboardInterrupt:
         pass
 

@@ -31,9 +31,9 @@ from spendtrail.gateway.errors import error_body, error_response
 from spendtrail.gateway.metrics import Metrics
 from spendtrail.gateway.proxy import Proxy
 from spendtrail.gateway.state import load_snapshot, refresh_snapshot
-from spendtrail.journal.spool import Spool
+from spendtrail.journal.backend import open_journal
 from spendtrail.ledger.db import make_engine
-from spendtrail.ledger.follow import follow
+from spendtrail.ledger.follow import follow, follow_stream
 from spendtrail.ledger.url import redact_url
 from spendtrail.redact import RedactingFilter
 
@@ -61,7 +61,8 @@ def guard_logs(*secrets: str) -> None:
 
 def make_app(config: GatewayConfig) -> web.Application:
     app = web.Application(client_max_size=config.max_request_bytes)
-    spool = Spool(config.spool_dir, max_age=config.rotate_seconds, fsync=config.spool_fsync)
+    spool = open_journal(config.journal_url, config.spool_dir, max_age=config.rotate_seconds,
+                         fsync=config.spool_fsync)
     proxy = Proxy(config, spool, Metrics())
     app[PROXY] = proxy
     app[LOADED] = asyncio.Event()
@@ -91,8 +92,10 @@ async def _lifecycle(app: web.Application):
     )
     task = asyncio.create_task(_background(app, engine))
     stop_ingest = threading.Event()
+    # With a nats:// journal the thread is one more member of the ingesters' shared consumer.
     ingester = threading.Thread(
-        target=follow, args=(config.ledger_url, config.spool_dir),
+        target=follow_stream if config.journal_url else follow,
+        args=(config.ledger_url, config.journal_url or config.spool_dir),
         kwargs={"interval": config.rotate_seconds / 2, "stop": stop_ingest,
                 "on_outage": _ledger_outage},
         name="spendtrail-ingest", daemon=True)

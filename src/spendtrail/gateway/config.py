@@ -57,6 +57,7 @@ class GatewayConfig:
     max_request_bytes: int = 32 * 1024 * 1024
     max_response_bytes: int = 64 * 1024 * 1024  # non-streamed bodies
     spool_fsync: bool = False
+    journal_url: str | None = None  # nats://...: the journal on JetStream, not the spool
     grace_seconds: float = 10.0  # on SIGINT/SIGTERM, how long calls in flight may finish
     budget: BudgetGate = field(default_factory=NoBudgets)
 

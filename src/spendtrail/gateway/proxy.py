@@ -40,7 +40,7 @@ from spendtrail.gateway.keys import GatewayKey
 from spendtrail.gateway.metrics import Metrics
 from spendtrail.gateway.routes import Upstream
 from spendtrail.gateway.state import Snapshot
-from spendtrail.journal.spool import Spool
+from spendtrail.journal.backend import Journal
 from spendtrail.money import from_pico
 from spendtrail.pricing import INCOMPLETE, CostBreakdown, price_usage
 from spendtrail.redact import PLACEHOLDER, StreamMask, mask, redact
@@ -88,7 +88,7 @@ class Call:
 
 
 class Proxy:
-    def __init__(self, config: GatewayConfig, spool: Spool, metrics: Metrics) -> None:
+    def __init__(self, config: GatewayConfig, spool: Journal, metrics: Metrics) -> None:
         self.config = config
         self.spool = spool
         self.metrics = metrics

@@ -19,17 +19,23 @@ nothing more, and all it wrote was ingested first. Should one still come (a spoo
 hosts, whose process ids mean nothing here; files moved by hand), it is not dropped silently
 but rejected with its file and line (``late_completions``). Ingest stays idempotent: an
 intent read again is held again and dropped again, because its event is in the ledger.
+
+Intents read from a JetStream journal (source ``nats:<stream>``) have no writer process to
+watch; ``resolve_stream_intents`` applies their rule instead: held longer than the intent
+horizon (more than any call lasts) at a moment when every message published before it was
+committed (docs/journal.md).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import sqlalchemy as sa
 
 from spendtrail.events.model import INTERRUPTED, UsageEvent, decode_event, encode_event
+from spendtrail.journal.jetstream import SOURCE_PREFIX
 from spendtrail.journal.reader import JournalLine
 from spendtrail.journal.spool import writer_alive, writer_files, writer_pid
 from spendtrail.ledger.schema import events, pending_intents
@@ -68,30 +74,68 @@ def resolve_intents(
     """Apply the orphan rule to every held intent; returns (made interrupted, still pending).
     `spool` is the folder whose files count as not yet ingested (None: no such folder)."""
     p = pending_intents.c
-    completed = sa.exists().where(events.c.event_id == p.event_id)
-    with engine.begin() as conn:
-        conn.execute(sa.delete(pending_intents).where(completed))
-        held = conn.execute(sa.select(p.event_id, p.writer_pid, p.intent)).all()
+    held = _still_held(engine, ~p.source.startswith(SOURCE_PREFIX, autoescape=True))
     if not held:
         return 0, 0
     stopped: dict[int | None, bool] = {}
     orphans: list[UsageEvent] = []
-    for _, pid, intent in held:
+    for _, pid, intent, _ in held:
         if pid not in stopped:
             stopped[pid] = pid is None or not (
                 writer_alive(pid) or (spool is not None and writer_files(spool, pid))
             )
         if stopped[pid]:
             orphans.append(decode_event(intent))
-    if orphans:
-        ingest(orphans)  # idempotent: a crash before the delete below only repeats this
-        ids = [event.event_id for event in orphans]
-        with engine.begin() as conn:
-            for start in range(0, len(ids), 900):
-                conn.execute(
-                    sa.delete(pending_intents).where(p.event_id.in_(ids[start : start + 900]))
-                )
+    _interrupt(engine, orphans, ingest)
     return len(orphans), len(held) - len(orphans)
+
+
+def resolve_stream_intents(
+    engine: sa.Engine,
+    source: str,
+    committed_before: datetime,
+    horizon: float,
+    ingest: Callable[[list[UsageEvent]], object],
+) -> tuple[int, int]:
+    """The orphan rule for intents read from the stream `source`: every message published
+    before `committed_before` is in the ledger, so an intent held more than `horizon` seconds
+    before that moment, still without its event, belongs to a call that ended without one
+    (a call lasts less than `horizon`). Returns (made interrupted, still pending)."""
+    p = pending_intents.c
+    held = _still_held(engine, p.source == source)
+    cutoff = committed_before - timedelta(seconds=horizon)
+    orphans = [decode_event(intent) for _, _, intent, held_at in held
+               if _aware(held_at) < cutoff]
+    _interrupt(engine, orphans, ingest)
+    return len(orphans), len(held) - len(orphans)
+
+
+def _still_held(engine: sa.Engine, which: sa.ColumnElement[bool]) -> list:
+    """Drop the held intents whose event has come, return the rest of those `which` selects."""
+    p = pending_intents.c
+    completed = sa.exists().where(events.c.event_id == p.event_id)
+    with engine.begin() as conn:
+        conn.execute(sa.delete(pending_intents).where(completed))
+        return conn.execute(
+            sa.select(p.event_id, p.writer_pid, p.intent, p.held_at).where(which)).all()
+
+
+def _interrupt(
+    engine: sa.Engine, orphans: list[UsageEvent], ingest: Callable[[list[UsageEvent]], object]
+) -> None:
+    if not orphans:
+        return
+    ingest(orphans)  # idempotent: a crash before the delete below only repeats this
+    ids = [event.event_id for event in orphans]
+    p = pending_intents.c
+    with engine.begin() as conn:
+        for start in range(0, len(ids), 900):
+            conn.execute(sa.delete(pending_intents).where(p.event_id.in_(ids[start : start + 900])))
+
+
+def _aware(value: datetime) -> datetime:
+    """SQLite hands timestamps back naive (UTC)."""
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def late_completions(
