@@ -8,8 +8,8 @@ import asyncio
 import anthropic
 import pytest
 from anthropic_upstream import AnthropicDouble
+from factories import journaled_events
 from test_gateway_anthropic import METERS
-from test_hook import journal
 
 import spendtrail
 from spendtrail.events import Usage
@@ -49,7 +49,7 @@ def test_anthropic_calls_are_events_with_exact_meters(claude, tmp_path):
     )
     with pytest.raises(anthropic.BadRequestError):
         client.messages.create(**{**ASK, "model": "claude-echo"})
-    plain, streamed, counted, refused = journal(tmp_path)
+    plain, streamed, counted, refused = journaled_events(tmp_path)
     for event in (plain, streamed):
         assert (event.provider, event.endpoint, event.http_status, event.source) == (
             "anthropic",
@@ -86,7 +86,7 @@ def test_async_anthropic_streams_are_recorded(claude, tmp_path):
 
     kinds = asyncio.run(run())
     assert kinds[0] == "message_start" and kinds[-1] == "message_stop"
-    [event] = journal(tmp_path)
+    [event] = journaled_events(tmp_path)
     assert (event.endpoint, event.usage, event.outcome) == ("/v1/messages", METERS, "success")
 
 
