@@ -28,7 +28,7 @@ LAYERS: tuple[frozenset[str], ...] = tuple(
     frozenset(layer.split())
     for layer in (
         "errors",
-        "events money periods redact settings",
+        "events money periods redact settings foreground",
         "yamlfile journal",
         "pricing registry bills",
         "ledger",

@@ -60,6 +60,11 @@ class AllocationContext(
     tags: dict[str, str] = {}
 
 
+# The owner fields of a context, in the order every owner table and export uses.
+OWNER_FIELDS = ("business_unit", "application", "environment", "workload_class",
+                "cost_center", "budget_owner")
+
+
 class Usage(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
     """Usage meters. See the module docstring for which meters are parts of which."""
 

@@ -27,8 +27,8 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
 from spendtrail.errors import SpendtrailError
 from spendtrail.events import AllocationContext, EventError, Usage, UsageEvent, derived_event_id
-from spendtrail.events.model import outcome_for_status, service_tier_of
-from spendtrail.integrations.owners import OWNER_FIELDS, OwnerMap
+from spendtrail.events.model import OWNER_FIELDS, outcome_for_status, service_tier_of
+from spendtrail.integrations.owners import OwnerMap
 
 # gen_ai.operation.name values that are one call to a model (absent: taken as one); agent
 # and tool spans are not: an agent span's usage sums model calls that are spans of their own.

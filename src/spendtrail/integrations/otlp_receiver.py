@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 from collections.abc import Callable
-from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +20,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
+from spendtrail.foreground import run_until_signalled
 from spendtrail.integrations.otel import OtlpError, decode_request, spans_to_events
 from spendtrail.integrations.owners import OwnerMap
 from spendtrail.journal.spool import Spool
@@ -124,13 +123,4 @@ def run_receiver(
     on_ready: Callable[[str], None] | None = None,
 ) -> None:
     """Serve in the foreground until SIGINT or SIGTERM, then seal the spool."""
-
-    async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with suppress(NotImplementedError, RuntimeError):  # no signals off Unix/main thread
-                loop.add_signal_handler(sig, stop.set)
-        await serve(app, host, port, stop, on_ready)
-
-    asyncio.run(main())
+    run_until_signalled(lambda stop: serve(app, host, port, stop, on_ready))

@@ -14,16 +14,9 @@ from pathlib import Path
 from yaml.nodes import Node
 
 from spendtrail.errors import SpendtrailError
+from spendtrail.events.model import OWNER_FIELDS
 from spendtrail.yamlfile import Reader
 
-OWNER_FIELDS = (
-    "business_unit",
-    "application",
-    "environment",
-    "workload_class",
-    "cost_center",
-    "budget_owner",
-)
 LITELLM_SECTIONS = ("keys", "teams", "tags")
 OTEL_SECTIONS = ("services",)
 

@@ -18,7 +18,7 @@ import msgspec
 import sqlalchemy as sa
 
 from spendtrail.errors import SpendtrailError
-from spendtrail.events.model import INTERRUPTED, Usage
+from spendtrail.events.model import INTERRUPTED, OWNER_FIELDS, Usage
 from spendtrail.ledger.audit import record_change
 from spendtrail.ledger.costs import Cost, cost_of, rollup_measures
 from spendtrail.ledger.db import as_utc
@@ -113,8 +113,6 @@ class _Delta:
     rollup_values: tuple
 
 
-_OWNER_COLUMNS = ("business_unit", "application", "environment", "workload_class",
-                  "cost_center", "budget_owner")
 
 
 def reprice(
@@ -187,7 +185,7 @@ def _batch_query(period: Period, after: str, limit: int) -> sa.Select:
     return (
         sa.select(e.event_id, e.started_at, e.day, e.provider, e.model_served,
                   e.model_requested, e.outcome, e.usage, e.service_tier, e.allocation_status,
-                  *(e[name] for name in _OWNER_COLUMNS), c.revision, c.status,
+                  *(e[name] for name in OWNER_FIELDS), c.revision, c.status,
                   c.price_entry_id, c.currency, c.amount_pico, c.breakdown, c.flags)
         .select_from(events.join(cost_entries, sa.and_(c.event_id == e.event_id,
                                                        c.revision == latest)))
@@ -221,7 +219,7 @@ def _reprice_batch(
                         new.currency, new.amount_pico, _json.encode(new.breakdown).decode(),
                         ",".join(new.flags), now))
         dims = (writer.day(row.day), row.provider, model or "",
-                *((getattr(row, name) or "") for name in _OWNER_COLUMNS), row.allocation_status)
+                *((getattr(row, name) or "") for name in OWNER_FIELDS), row.allocation_status)
         if new.price_entry_id is not None:
             used.add((writer.day(row.day), row.provider, model or "", new.price_entry_id))
         success = row.outcome == "success"

@@ -37,7 +37,7 @@ import msgspec
 import sqlalchemy as sa
 
 from spendtrail.errors import SpendtrailError
-from spendtrail.events.model import Usage
+from spendtrail.events.model import OWNER_FIELDS, Usage
 from spendtrail.ledger.costs import is_current
 from spendtrail.ledger.db import as_utc
 from spendtrail.ledger.prices import load_catalog
@@ -64,8 +64,6 @@ from spendtrail.reports.focus_columns import (
 
 FocusFormat = Literal["csv", "parquet"]
 
-OWNER_FIELDS = ("business_unit", "application", "environment", "workload_class",
-                "cost_center", "budget_owner")
 # Context tags the registry rejected (by reason code) are never written as tags.
 REJECTED_BY = {
     "environment": ("unknown_environment", "environment_not_allowed", "missing_environment"),

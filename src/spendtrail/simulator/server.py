@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import signal
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from typing import Any
 
 from aiohttp import web
 
+from spendtrail.foreground import run_until_signalled
 from spendtrail.simulator.app import make_app
 from spendtrail.simulator.config import SimulatorConfig
 
@@ -44,16 +44,7 @@ def run_simulator(
     on_ready: Callable[[str], None] | None = None,
 ) -> None:
     """Serve in the foreground until SIGINT or SIGTERM, then close the usage log cleanly."""
-
-    async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with suppress(NotImplementedError, RuntimeError):  # no signals off Unix/main thread
-                loop.add_signal_handler(sig, stop.set)
-        await serve(config, host, port, stop, on_ready)
-
-    asyncio.run(main())
+    run_until_signalled(lambda stop: serve(config, host, port, stop, on_ready))
 
 
 @contextmanager
