@@ -5,7 +5,7 @@ rules (forecast, baseline) and the alerts file's errors."""
 from __future__ import annotations
 
 import json
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time
 from decimal import Decimal
 from fractions import Fraction
 
@@ -67,8 +67,9 @@ def _budget(
         )
 
 
-def _check(engine, at: datetime, *kinds: str, rules: Rules = Rules()):
-    return check_alerts(engine, AlertsConfig(rules=rules), now=at, kinds=kinds or KINDS)
+def _check(engine, at: datetime, *kinds: str, rules: Rules | None = None):
+    config = AlertsConfig(rules=rules or Rules())
+    return check_alerts(engine, config, now=at, kinds=kinds or KINDS)
 
 
 def test_every_kind_has_one_check_in_order():
