@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -13,7 +14,7 @@ from spendtrail.cli.render import Format, render
 from spendtrail.errors import SpendtrailError
 
 if TYPE_CHECKING:
-    from spendtrail.alerts import AlertsConfig, CheckResult
+    from spendtrail.alerts import AlertsConfig, CheckResult, Owner
 
 app = typer.Typer(
     help="Alerts: budget, forecast, anomaly, coverage, reconciliation and price conditions, "
@@ -119,26 +120,33 @@ def list_(
     if not found:
         console.print("no alerts")
         return
-    render(
-        [
+    if output_format is Format.table:  # the narrow view; the full one is --format json
+        rows = [
+            {
+                "id": a.id,
+                "created_at": f"{a.created_at:%Y-%m-%d %H:%M}",
+                "kind": a.kind,
+                "owner": _most_specific(a.owner),
+                "title": a.title,
+            }
+            for a in found
+        ]
+    else:
+        rows = [
             {
                 "id": a.id,
                 "created_at": a.created_at,
                 "kind": a.kind,
                 "period": a.period,
-                "owner": str(a.owner),
+                **dataclasses.asdict(a.owner),
                 "title": a.title,
-                **(
-                    {"message": a.message, "details": a.details, "key": a.key}
-                    if output_format is not Format.table
-                    else {}
-                ),
+                "message": a.message,
+                "details": a.details,
+                "key": a.key,
             }
             for a in found
-        ],
-        output_format,
-        title="Alerts",
-    )
+        ]
+    render(rows, output_format, title="Alerts")
 
 
 @app.command()
@@ -165,7 +173,7 @@ def deliveries(
                 "channel": d.channel,
                 "target": d.target,
                 "attempt": d.attempt,
-                "at": d.at,
+                "at": f"{d.at:%Y-%m-%d %H:%M:%S}" if output_format is Format.table else d.at,
                 "status": d.status,
                 "response": d.response,
             }
@@ -179,6 +187,8 @@ def deliveries(
 @app.command()
 def channels(config: ConfigOption = None, output_format: FormatOption = Format.table) -> None:
     """The channels of the alerts file, their scope and target (tokens masked)."""
+    from spendtrail.alerts import KINDS
+
     try:
         loaded = load(config)
     except SpendtrailError as exc:
@@ -193,13 +203,22 @@ def channels(config: ConfigOption = None, output_format: FormatOption = Format.t
                 "type": c.type,
                 "target": c.target,
                 "owner": "every owner" if c.owner is None else f"{c.owner[0]}={c.owner[1]}",
-                "kinds": ",".join(c.kinds),
+                "kinds": "every kind" if c.kinds == KINDS else ",".join(c.kinds),
                 "signed": bool(c.secret_env),
             }
             for c in loaded.channels
         ],
         output_format,
         title="Alert channels",
+    )
+
+
+def _most_specific(owner: Owner) -> str:
+    """The owner's narrowest named field (an application names the others), or company."""
+    from spendtrail.alerts.model import OWNER_FIELDS
+
+    return next(
+        (f"{name}={value}" for name in OWNER_FIELDS if (value := getattr(owner, name))), "company"
     )
 
 
