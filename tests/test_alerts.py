@@ -317,3 +317,17 @@ channels:
         + ", ".join(KINDS),
     ]
     assert json.dumps([p.line for p in caught.value.problems]) == "[2, 7, 9, 10, 13, 14, 15]"
+
+
+def test_urls_are_shown_with_their_tokens_masked():
+    from spendtrail.redact import mask_url
+
+    assert mask_url("https://hooks.slack.com/services/T0AB12CD/B0EF34GH/R4nd0mT0kenAbCdEfGh") == (
+        "https://hooks.slack.com/services/<redacted>/<redacted>/<redacted>"
+    )
+    assert mask_url("https://ana:pw@hooks.example.com:8443/alerts?token=abc&team=x") == (
+        "https://ana:<redacted>@hooks.example.com:8443/alerts?token=<redacted>&team=<redacted>"
+    )
+    assert mask_url("http://127.0.0.1:8080/hooks/spendtrail") == (
+        "http://127.0.0.1:8080/hooks/spendtrail"
+    )
