@@ -33,7 +33,7 @@ LAYERS: tuple[frozenset[str], ...] = tuple(
         "pricing registry bills",
         "ledger",
         "budgets allocation reconcile",
-        "gateway evidence reports simulator hook integrations connectors",
+        "gateway evidence reports simulator hook integrations connectors alerts",
         "smoke",
         "cli spendtrail",
     )

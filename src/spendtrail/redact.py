@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import math
 import re
+import urllib.parse
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -213,6 +214,31 @@ def redact(text: str) -> str:
             position = match.end
     parts.append(text[position:])
     return "".join(parts)
+
+
+_PLAIN_SEGMENT = re.compile(r"^[a-z][a-z_.\-]{0,19}$")  # a lower-case word, not long
+
+
+def mask_url(url: str) -> str:
+    """A URL safe to show: scheme, host and port kept, a password and every query value
+    masked, and each path segment that is not a plain word (a Slack webhook's
+    ``T000/B000/XXXX``, a token) replaced by ``<redacted>``."""
+    parts = urllib.parse.urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    if parts.username:
+        host = f"{parts.username}:{PLACEHOLDER}@{host}" if parts.password is not None else (
+            f"{PLACEHOLDER}@{host}")
+    path = "/".join(
+        segment if not segment or _PLAIN_SEGMENT.match(segment) else PLACEHOLDER
+        for segment in parts.path.split("/")
+    )
+    query = "&".join(
+        f"{name}={PLACEHOLDER}" for name, _ in urllib.parse.parse_qsl(
+            parts.query, keep_blank_values=True)
+    )
+    return urllib.parse.urlunsplit((parts.scheme, host, path, query, ""))
 
 
 _PLACEHOLDER_BYTES = PLACEHOLDER.encode()

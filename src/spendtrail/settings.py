@@ -32,6 +32,8 @@ class Settings:
     actor: str | None = field(default_factory=lambda: _env("ACTOR"))
     # nats://host:port/STREAM: capture journals to NATS JetStream instead of the spool.
     journal_url: str | None = field(default_factory=lambda: _env("JOURNAL_URL"))
+    # The alerts file (docs/alerts.md); default: alerts.yaml in the home, when it exists.
+    alerts_file: Path | None = field(default_factory=lambda: _path("ALERTS_FILE"))
 
     @property
     def ledger_url(self) -> str:
@@ -40,6 +42,11 @@ class Settings:
     @property
     def spool(self) -> Path:
         return self.spool_dir or self.home / "spool"
+
+    @property
+    def alerts(self) -> Path | None:
+        default = self.home / "alerts.yaml"
+        return self.alerts_file or (default if default.is_file() else None)
 
     @property
     def who(self) -> str:

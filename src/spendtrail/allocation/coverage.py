@@ -70,20 +70,27 @@ class Coverage:
     def unallocated_share(self, currency: CurrencyCoverage) -> Fraction:
         return (currency.share("quarantined") or Fraction(0)) + (self.unpriced_share or 0)
 
+    def over_threshold(self) -> list[tuple[str, Fraction]]:
+        """(currency, unallocated share) past the threshold; the currency is '' for unpriced
+        usage alone (a period without any cost)."""
+        over = [(c.currency, share) for c in self.currencies
+                if (share := self.unallocated_share(c)) > self.threshold]
+        unpriced = self.unpriced_share or Fraction(0)
+        if not self.currencies and unpriced > self.threshold:
+            over.append(("", unpriced))
+        return over
+
     def alerts(self) -> list[str]:
         """One message per currency (or for unpriced usage alone) past the threshold."""
         limit = f"{float(self.threshold * 100):g}%"
-        messages = [
-            f"unallocated {c.currency} spend is {percent(self.unallocated_share(c))} of "
-            f"{self.period.label} (quarantined cost + unpriced events), over {limit}"
-            for c in self.currencies
-            if self.unallocated_share(c) > self.threshold
+        return [
+            f"unallocated {currency} spend is {percent(share)} of {self.period.label} "
+            f"(quarantined cost + unpriced events), over {limit}"
+            if currency else
+            f"unpriced usage is {percent(share)} of the events of {self.period.label}, "
+            f"over {limit}"
+            for currency, share in self.over_threshold()
         ]
-        unpriced = self.unpriced_share or Fraction(0)
-        if not self.currencies and unpriced > self.threshold:
-            messages.append(f"unpriced usage is {percent(unpriced)} of the events of "
-                            f"{self.period.label}, over {limit}")
-        return messages
 
 
 def percent(share: Fraction | None, places: int = 2) -> str:

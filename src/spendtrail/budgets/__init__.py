@@ -39,7 +39,9 @@ from spendtrail.budgets.model import (
 )
 from spendtrail.budgets.spend import ledger_spend
 from spendtrail.budgets.store import (
+    Crossing,
     check_scope,
+    crossings_since,
     delete_budget,
     get_budget,
     list_alerts,
@@ -59,6 +61,7 @@ __all__ = [
     "BudgetPeriod",
     "BudgetState",
     "Charge",
+    "Crossing",
     "CounterKey",
     "Counters",
     "Estimate",
@@ -70,6 +73,7 @@ __all__ = [
     "Scope",
     "SqlCounters",
     "check_scope",
+    "crossings_since",
     "delete_budget",
     "get_budget",
     "ledger_spend",

@@ -3,6 +3,7 @@ in the same transaction."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Literal
 
@@ -40,6 +41,31 @@ def list_alerts(
         .order_by(a.threshold)
     )
     return [(threshold, at) for threshold, at in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class Crossing:
+    """A ``budget_alerts`` row: a soft threshold a budget reached in a period."""
+
+    budget_id: str
+    period_start: date
+    period_label: str
+    threshold: int
+    spent: int
+    limit_units: int
+    unit: str
+    at: datetime
+
+
+def crossings_since(conn: sa.Connection, since: datetime) -> list[Crossing]:
+    """Every soft threshold crossing recorded at or after `since`, oldest first."""
+    a = budget_alerts.c
+    rows = conn.execute(
+        sa.select(a.budget_id, a.period_start, a.period_label, a.threshold, a.spent,
+                  a.limit_units, a.unit, a.at)
+        .where(a.at >= since).order_by(a.at, a.id)
+    )
+    return [Crossing(*row) for row in rows]
 
 
 def check_scope(budget: Budget, registry: Registry) -> None:

@@ -32,6 +32,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "costs": ("costs_cmd", "costs", "Cost by owner, model and day for a period, with "
               "unpriced and quarantined counts."),
     "budgets": ("budgets_cmd", "app", "Budgets: limits per owner and period."),
+    "alerts": ("alerts_cmd", "app", "Alerts: check the books, deliver to webhooks and "
+               "e-mail, list them."),
     "gateway": ("gateway_cmd", "gateway", "Run the OpenAI-compatible gateway."),
     "keys": ("gateway_cmd", "keys_app", "Gateway keys: create, list, revoke, rotate."),
     "simulate-provider": ("simulator_cmd", "simulate_provider", "Run an OpenAI-compatible "

@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 
 from spendtrail.cli.budget_review_cmd import review
-from spendtrail.cli.common import actor, console, fail, ledger
+from spendtrail.cli.common import actor, console, fail, ledger, when
 from spendtrail.cli.render import Format, render
 from spendtrail.errors import SpendtrailError
 
@@ -159,15 +159,15 @@ def show(
     ledger does not hold yet. Gateways counting in memory or Redis are not seen here."""
     from spendtrail.budgets import BudgetGuard, SqlCounters, get_budget
 
-    when = datetime.now(UTC) if at is None else _when(at)
+    moment = datetime.now(UTC) if at is None else when(at)
     engine = ledger()
     with engine.connect() as conn:
         budget = get_budget(conn, budget_id)
     if budget is None:
         fail(f"no budget {budget_id!r}")
     guard = BudgetGuard(engine, SqlCounters(engine), read_only=True)
-    guard.reload(when)
-    state = next((s for s in guard.states(when) if s.budget.id == budget_id), None)
+    guard.reload(moment)
+    state = next((s for s in guard.states(moment) if s.budget.id == budget_id), None)
     machine = output_format is not Format.table
     row = _row(budget, machine)
     if state is None:
@@ -207,14 +207,6 @@ def _day(text: str, option: str) -> date:
         return date.fromisoformat(text)
     except ValueError:
         fail(f"{option} {text!r}: expected a day, YYYY-MM-DD")
-
-
-def _when(text: str) -> datetime:
-    try:
-        value = datetime.fromisoformat(text)
-    except ValueError:
-        fail(f"--at {text!r}: expected YYYY-MM-DD or an ISO 8601 time")
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
 def _summary(budget: Budget) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from functools import cache
 from typing import TYPE_CHECKING, Annotated, NoReturn
 
@@ -40,3 +41,12 @@ def actor() -> str:
 def fail(message: str, code: int = 2) -> NoReturn:
     err_console.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
+
+
+def when(text: str) -> datetime:
+    """An --at option: a UTC day (00:00) or an ISO 8601 time (UTC when it has no offset)."""
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        fail(f"--at {text!r}: expected YYYY-MM-DD or an ISO 8601 time")
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value

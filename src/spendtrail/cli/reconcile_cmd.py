@@ -132,4 +132,18 @@ def _daily(source: str, reviewer: str, tolerance: str) -> None:
                 f"reconcile: {record.period.label} {source} variance {variance}{share} is over "
                 f"the tolerance of {tolerance} (reconciliation {record.id})", highlight=False)
     results = {record.result for record in records}
+    if "fail" in results:
+        _alert_failures()
     raise typer.Exit(1 if "fail" in results else 3 if "inconclusive" in results else 0)
+
+
+def _alert_failures() -> None:
+    """A failed day is an alert too (docs/alerts.md), delivered to the alerts file's
+    channels; a problem with alerting is reported without hiding the reconciliation's exit."""
+    from spendtrail.alerts import check_alerts
+    from spendtrail.cli.alerts_cmd import load, report
+
+    try:
+        report(check_alerts(ledger(), load(None), kinds=("reconciliation_failed",)))
+    except SpendtrailError as exc:
+        err_console.print(f"alerts: {escape(str(exc))}", highlight=False)

@@ -590,3 +590,43 @@ bill_fetch_cursors = sa.Table(
     sa.Column("updated_by", sa.String(200), nullable=False),
     sa.PrimaryKeyConstraint("source", "account", name="pk_bill_fetch_cursors"),
 )
+
+# Alerts (spendtrail.alerts, docs/alerts.md): one row per condition and period, written once;
+# the unique dedup key is what keeps a second `alerts check` from alerting again. The owner
+# columns hold the owner the alert is about as the registry knows it (all NULL: company-wide),
+# so one owner's alerts are a WHERE away. `details` is JSON of the figures shown.
+alerts = sa.Table(
+    "alerts",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
+    sa.Column("dedup_key", sa.String(300), nullable=False),
+    sa.Column("kind", sa.String(40), nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("period_label", sa.String(40)),
+    sa.Column("application", sa.String(200)),
+    sa.Column("cost_center", sa.String(200)),
+    sa.Column("business_unit", sa.String(200)),
+    sa.Column("budget_owner", sa.String(200)),
+    sa.Column("title", sa.String(500), nullable=False),
+    sa.Column("message", sa.Text, nullable=False),
+    sa.Column("details", sa.Text, nullable=False),
+    sa.UniqueConstraint("dedup_key", name="uq_alerts_dedup_key"),
+    sa.Index("ix_alerts_created_at", "created_at"),
+)
+
+# Every attempt to deliver an alert to a channel: `status` delivered, retrying (another attempt
+# follows) or failed (given up); `response` the HTTP status or SMTP reply, or the error;
+# `target` the channel's address with its tokens masked. No secret is ever written here.
+alert_deliveries = sa.Table(
+    "alert_deliveries",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
+    sa.Column("alert_id", sa.BigInteger, nullable=False),
+    sa.Column("channel", sa.String(100), nullable=False),
+    sa.Column("target", sa.String(500), nullable=False),
+    sa.Column("attempt", sa.Integer, nullable=False),
+    sa.Column("at", Timestamp, nullable=False),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("response", sa.String(500), nullable=False),
+    sa.Index("ix_alert_deliveries_alert_channel", "alert_id", "channel"),
+)
