@@ -333,3 +333,36 @@ def _shared_document(result: SharedAllocation) -> dict:
             for u in result.uncovered
         ],
     }
+
+
+@allocation_app.command("run")
+def run(
+    period: Annotated[str, typer.Option(help="The month, YYYY-MM.")],
+    true_up: Annotated[str | None, typer.Option(
+        help="How the reconciled variance is carried: proportional (to matched billed cost, "
+             "the default) or central (held by the shared pool).")] = None,
+    fmt: FormatOption = Format.table,
+) -> None:
+    """Compute a month's allocation entries and store them (direct, reassigned, shared
+    splits, the true-up to the bill, adjustments of closed months); every report reads
+    them. A closed month's entries cannot change."""
+    from spendtrail.allocation.entries import run_allocation
+
+    try:
+        chosen = parse_period(period)
+        with ledger().begin() as conn:
+            result = run_allocation(conn, chosen, actor=actor(), true_up_rule=true_up)
+    except SpendtrailError as exc:
+        fail(str(exc))
+    rows = [
+        {"kind": e.kind if e.kind != "adjustment" else f"adjustment of {e.adjusts_period} "
+         f"{e.adjusts_kind}", "application": e.application, "rule": e.rule_id,
+         "ratio": e.ratio, "currency": e.currency or "(unpriced)",
+         "amount": _money(e.amount_pico, e.currency, fmt) if e.currency else "unpriced",
+         "events": e.events}
+        for e in result.entries
+    ]
+    render(rows, fmt, title=f"allocation entries {chosen.label} (true-up: "
+                            f"{result.true_up_rule})")
+    for application, money in result.charges().items():
+        console.print(f"{application}: {_amounts(money, fmt)}", highlight=False)
