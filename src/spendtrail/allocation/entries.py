@@ -106,7 +106,10 @@ def is_month(period: Period) -> bool:
 
 
 def period_entries(
-    conn: sa.Connection, period: Period, *, rules: list[Rule] | None = None,
+    conn: sa.Connection,
+    period: Period,
+    *,
+    rules: list[Rule] | None = None,
     rules_source: str | None = None,
 ) -> PeriodEntries:
     """What reports read for ``period``. ``rules`` given: computed with them (a what-if;
@@ -114,44 +117,73 @@ def period_entries(
     record = period_record(conn, period.label) if is_month(period) else None
     if rules is not None:
         if record is not None and record.closed:
-            raise SpendtrailError(f"{period.label} is closed: its allocation is final and "
-                                  "cannot be recomputed with other rules")
+            raise SpendtrailError(
+                f"{period.label} is closed: its allocation is final and "
+                "cannot be recomputed with other rules"
+            )
         return compute_entries(conn, period, rules=rules, rules_source=rules_source)
     if record is None:
         return compute_entries(conn, period)
     if not record.closed:
         basis = _basis(conn, period, record.true_up_rule)
         if basis != record.basis:
-            return replace(compute_entries(conn, period, true_up_rule=record.true_up_rule),
-                           stale=True)
+            return replace(
+                compute_entries(conn, period, true_up_rule=record.true_up_rule), stale=True
+            )
     entries = load_entries(conn, period.label)
     rules_found = _rules_of(conn, record.rules_version)
     return PeriodEntries(
-        period, entries, _shared_from(period, entries, rules_found),
-        "closed" if record.closed else "stored", record.rules_version,
-        _rules_text(conn, record.rules_version), record.true_up_rule, record,
-        basis=record.basis)
+        period,
+        entries,
+        _shared_from(period, entries, rules_found),
+        "closed" if record.closed else "stored",
+        record.rules_version,
+        _rules_text(conn, record.rules_version),
+        record.true_up_rule,
+        record,
+        basis=record.basis,
+    )
 
 
 def run_allocation(
-    conn: sa.Connection, period: Period, *, actor: str, true_up_rule: str | None = None,
+    conn: sa.Connection,
+    period: Period,
+    *,
+    actor: str,
+    true_up_rule: str | None = None,
 ) -> PeriodEntries:
     """(Re)compute an open month's entries and store them, in the caller's transaction."""
     if not is_month(period):
-        raise SpendtrailError(f"period {period.label!r}: allocation entries are stored per "
-                              "month (YYYY-MM)")
+        raise SpendtrailError(
+            f"period {period.label!r}: allocation entries are stored per month (YYYY-MM)"
+        )
     record = period_record(conn, period.label)
     rule = true_up_rule or (record.true_up_rule if record else DEFAULT_TRUE_UP)
     computed = compute_entries(conn, period, true_up_rule=rule)
-    save_entries(conn, period.label, computed.entries, basis=computed.basis, true_up_rule=rule,
-                 rules_version=computed.rules_version, actor=actor)
-    return replace(computed, source="stored", record=period_record(conn, period.label),
-                   entries=load_entries(conn, period.label))
+    save_entries(
+        conn,
+        period.label,
+        computed.entries,
+        basis=computed.basis,
+        true_up_rule=rule,
+        rules_version=computed.rules_version,
+        actor=actor,
+    )
+    return replace(
+        computed,
+        source="stored",
+        record=period_record(conn, period.label),
+        entries=load_entries(conn, period.label),
+    )
 
 
 def compute_entries(
-    conn: sa.Connection, period: Period, *, rules: list[Rule] | None = None,
-    rules_source: str | None = None, true_up_rule: str = DEFAULT_TRUE_UP,
+    conn: sa.Connection,
+    period: Period,
+    *,
+    rules: list[Rule] | None = None,
+    rules_source: str | None = None,
+    true_up_rule: str = DEFAULT_TRUE_UP,
 ) -> PeriodEntries:
     check_rule(true_up_rule)
     version, from_store = None, rules is None
@@ -166,28 +198,49 @@ def compute_entries(
         entries += _adjustments(conn, period, registry)
     entries = [_with_owner(e, registry) for e in entries]
     # Only entries from the stored rules can be stored, so only they need a basis.
-    return PeriodEntries(period, entries, shared, "computed", version, rules_source,
-                         true_up_rule, None,
-                         basis=_basis(conn, period, true_up_rule) if from_store else "")
+    return PeriodEntries(
+        period,
+        entries,
+        shared,
+        "computed",
+        version,
+        rules_source,
+        true_up_rule,
+        None,
+        basis=_basis(conn, period, true_up_rule) if from_store else "",
+    )
 
 
 # -- one month's own entries -------------------------------------------------------------
 
 
 def _own_entries(
-    conn: sa.Connection, period: Period, rules: list[Rule], version: int | None,
-    true_up_rule: str, registry: Registry | None,
+    conn: sa.Connection,
+    period: Period,
+    rules: list[Rule],
+    version: int | None,
+    true_up_rule: str,
+    registry: Registry | None,
 ) -> tuple[list[Entry], SharedAllocation]:
     shared = apply_rules(conn, rules, period)
     r = rollups_daily.c
     rows = conn.execute(
-        sa.select(r.application, r.allocation_status, r.currency, sa.func.sum(r.events),
-                  sa.func.sum(r.unpriced_events), sa.func.sum(r.amount_pico))
+        sa.select(
+            r.application,
+            r.allocation_status,
+            r.currency,
+            sa.func.sum(r.events),
+            sa.func.sum(r.unpriced_events),
+            sa.func.sum(r.amount_pico),
+        )
         .where(r.day >= period.start, r.day < period.end)
         .group_by(r.application, r.allocation_status, r.currency)
     ).all()
-    pools = ({rule.pool for rule in rules} | {u.pool for u in shared.uncovered}
-             | {app for app, status, *_ in rows if status == "shared"})
+    pools = (
+        {rule.pool for rule in rules}
+        | {u.pool for u in shared.uncovered}
+        | {app for app, status, *_ in rows if status == "shared"}
+    )
     direct: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0, 0])
     for app, status, currency, count, unpriced, amount in rows:
         if status == "quarantined" or app in pools:
@@ -196,50 +249,102 @@ def _own_entries(
         totals[0] += int(count)
         totals[1] += int(unpriced)
         totals[2] += int(amount)
-    entries = [Entry("direct", app, currency, amount, events=count, unpriced_events=unpriced)
-               for (app, currency), (count, unpriced, amount) in sorted(direct.items())]
+    entries = [
+        Entry("direct", app, currency, amount, events=count, unpriced_events=unpriced)
+        for (app, currency), (count, unpriced, amount) in sorted(direct.items())
+    ]
     for line in coverage(conn, period).lines:
         if line.status in ("reallocated", "quarantined"):
             kind = "reassigned" if line.status == "reallocated" else "quarantined"
-            entries.append(Entry(kind, line.owner, line.currency, line.cost_pico,
-                                 events=line.events))
+            entries.append(
+                Entry(kind, line.owner, line.currency, line.cost_pico, events=line.events)
+            )
     for charge in shared.charges:
-        common = {"pool": charge.rule.pool, "rule_id": charge.rule.id,
-                  "rules_version": version, "method": charge.rule.method,
-                  "origin": charge.id, "day_from": charge.start, "day_to": charge.end}
+        common = {
+            "pool": charge.rule.pool,
+            "rule_id": charge.rule.id,
+            "rules_version": version,
+            "method": charge.rule.method,
+            "origin": charge.id,
+            "day_from": charge.start,
+            "day_to": charge.end,
+        }
         if charge.children:
-            entries += [Entry("shared", child.recipient, charge.currency, child.amount_pico,
-                              ratio=str(child.ratio), **common) for child in charge.children]
+            entries += [
+                Entry(
+                    "shared",
+                    child.recipient,
+                    charge.currency,
+                    child.amount_pico,
+                    ratio=str(child.ratio),
+                    **common,
+                )
+                for child in charge.children
+            ]
         else:
-            entries.append(Entry("unallocated_pool", charge.rule.pool, charge.currency,
-                                 charge.amount_pico, detail=charge.detail, **common))
-    entries += [Entry("unallocated_pool", u.pool, u.currency, u.amount_pico, pool=u.pool,
-                      detail="no rule covers these days") for u in shared.uncovered]
+            entries.append(
+                Entry(
+                    "unallocated_pool",
+                    charge.rule.pool,
+                    charge.currency,
+                    charge.amount_pico,
+                    detail=charge.detail,
+                    **common,
+                )
+            )
+    entries += [
+        Entry(
+            "unallocated_pool",
+            u.pool,
+            u.currency,
+            u.amount_pico,
+            pool=u.pool,
+            detail="no rule covers these days",
+        )
+        for u in shared.uncovered
+    ]
     central = registry.shared_pool.id if registry is not None else "shared"
     entries += _true_ups(conn, period, entries, true_up_rule, central)
     return entries, shared
 
 
-def _true_ups(conn: sa.Connection, period: Period, entries: list[Entry], rule: str,
-              central: str) -> list[Entry]:
+def _true_ups(
+    conn: sa.Connection, period: Period, entries: list[Entry], rule: str, central: str
+) -> list[Entry]:
     r = rollups_daily.c
     found = []
-    for record_id, provider, currency, billed, summary in _passing_reconciliations(conn,
-                                                                                  period):
-        logged = int(conn.execute(
-            sa.select(sa.func.coalesce(sa.func.sum(r.amount_pico), 0)).where(
-                r.day >= period.start, r.day < period.end, r.provider == provider,
-                r.currency == currency)).scalar_one())
+    for record_id, provider, currency, billed, summary in _passing_reconciliations(conn, period):
+        logged = int(
+            conn.execute(
+                sa.select(sa.func.coalesce(sa.func.sum(r.amount_pico), 0)).where(
+                    r.day >= period.start,
+                    r.day < period.end,
+                    r.provider == provider,
+                    r.currency == currency,
+                )
+            ).scalar_one()
+        )
         charged = {e.application for e in entries if e.charged and e.currency == currency}
-        billed_by_owner = {o["owner"]: int(o["billed_pico"])
-                           for o in json.loads(summary)["owners"] if o["owner"] in charged}
+        billed_by_owner = {
+            o["owner"]: int(o["billed_pico"])
+            for o in json.loads(summary)["owners"]
+            if o["owner"] in charged
+        }
         for share in true_up(billed - logged, billed_by_owner, rule, central):
-            found.append(Entry(
-                "true_up", share.owner, currency, share.amount_pico, method=rule,
-                ratio=str(share.ratio), origin=f"reconciliation {record_id} ({provider})",
-                reconciliation_id=record_id,
-                detail=f"billed {billed} - ledger {logged} pico-units of {currency}"
-                + (f"; {share.note}" if share.note else "")))
+            found.append(
+                Entry(
+                    "true_up",
+                    share.owner,
+                    currency,
+                    share.amount_pico,
+                    method=rule,
+                    ratio=str(share.ratio),
+                    origin=f"reconciliation {record_id} ({provider})",
+                    reconciliation_id=record_id,
+                    detail=f"billed {billed} - ledger {logged} pico-units of {currency}"
+                    + (f"; {share.note}" if share.note else ""),
+                )
+            )
     return found
 
 
@@ -247,12 +352,18 @@ def _passing_reconciliations(conn: sa.Connection, period: Period) -> list[tuple]
     """(id, provider, currency, billed_pico, summary) of the latest reconciliation per
     provider of exactly this period, when that one passed."""
     r = reconciliations.c
-    latest = (sa.select(sa.func.max(r.id))
-              .where(r.period_start == period.start, r.period_end == period.end)
-              .group_by(r.provider))
-    return list(conn.execute(
-        sa.select(r.id, r.provider, r.currency, r.billed_pico, r.summary)
-        .where(r.id.in_(latest), r.result == "pass").order_by(r.provider)))
+    latest = (
+        sa.select(sa.func.max(r.id))
+        .where(r.period_start == period.start, r.period_end == period.end)
+        .group_by(r.provider)
+    )
+    return list(
+        conn.execute(
+            sa.select(r.id, r.provider, r.currency, r.billed_pico, r.summary)
+            .where(r.id.in_(latest), r.result == "pass")
+            .order_by(r.provider)
+        )
+    )
 
 
 # -- adjustments of closed months --------------------------------------------------------
@@ -271,19 +382,25 @@ def _adjusted_months(conn: sa.Connection, period: Period) -> list[str]:
     return sorted(found)
 
 
-def _adjustments(conn: sa.Connection, period: Period, registry: Registry | None
-                 ) -> list[Entry]:
+def _adjustments(conn: sa.Connection, period: Period, registry: Registry | None) -> list[Entry]:
     found = []
     for month in _adjusted_months(conn, period):
         record = period_record(conn, month)
         assert record is not None and record.closed_at is not None
         closed = parse_period(month)
-        now, _ = _own_entries(conn, closed, _rules_of(conn, record.rules_version) or [],
-                              record.rules_version, record.true_up_rule,
-                              _registry_at(conn, closed))
+        now, _ = _own_entries(
+            conn,
+            closed,
+            _rules_of(conn, record.rules_version) or [],
+            record.rules_version,
+            record.true_up_rule,
+            _registry_at(conn, closed),
+        )
         before = [e for e in load_entries(conn, month) if e.kind != ADJUSTMENT]
-        before += [replace(e, kind=e.adjusts_kind)
-                   for e in adjustments_of(conn, month, besides=period.label)]
+        before += [
+            replace(e, kind=e.adjusts_kind)
+            for e in adjustments_of(conn, month, besides=period.label)
+        ]
         change: dict[tuple, list[int]] = defaultdict(lambda: [0, 0])
         for sign, items in ((1, now), (-1, before)):
             for e in items:
@@ -292,22 +409,35 @@ def _adjustments(conn: sa.Connection, period: Period, registry: Registry | None
                 totals[1] += sign * (e.events + e.unpriced_events)
         ids = {_key(e): e.id for e in load_entries(conn, month) if e.kind != ADJUSTMENT}
         late, repriced = late_changes(conn, closed.start, closed.end, record.closed_at)
-        why = (f"{month} changed after its close on {record.closed_at:%Y-%m-%d}: {late} "
-               f"events ingested late, {repriced} cost entries repriced")
+        why = (
+            f"{month} changed after its close on {record.closed_at:%Y-%m-%d}: {late} "
+            f"events ingested late, {repriced} cost entries repriced"
+        )
         for key, (amount, count) in sorted(change.items(), key=lambda kv: _sortable(kv[0])):
             if amount or count:
                 kind, app, currency, pool, rule_id, origin, reconciliation = key
-                found.append(Entry(
-                    ADJUSTMENT, app, currency, amount, events=count, pool=pool,
-                    rule_id=rule_id, origin=origin, reconciliation_id=reconciliation,
-                    adjusts_period=month, adjusts_kind=kind, adjusts_entry_id=ids.get(key),
-                    detail=why))
+                found.append(
+                    Entry(
+                        ADJUSTMENT,
+                        app,
+                        currency,
+                        amount,
+                        events=count,
+                        pool=pool,
+                        rule_id=rule_id,
+                        origin=origin,
+                        reconciliation_id=reconciliation,
+                        adjusts_period=month,
+                        adjusts_kind=kind,
+                        adjusts_entry_id=ids.get(key),
+                        detail=why,
+                    )
+                )
     return found
 
 
 def _key(e: Entry) -> tuple:
-    return (e.kind, e.application, e.currency, e.pool, e.rule_id, e.origin,
-            e.reconciliation_id)
+    return (e.kind, e.application, e.currency, e.pool, e.rule_id, e.origin, e.reconciliation_id)
 
 
 def _sortable(key: tuple) -> tuple:
@@ -331,20 +461,34 @@ def _basis(conn: sa.Connection, period: Period, true_up_rule: str) -> str:
     parts: dict[str, object] = {"true_up": true_up_rule}
     for month in months:
         sums = conn.execute(
-            sa.select(r.provider, r.currency, r.allocation_status, r.application,
-                      sa.func.sum(r.events), sa.func.sum(r.unpriced_events),
-                      sa.func.sum(r.amount_pico))
+            sa.select(
+                r.provider,
+                r.currency,
+                r.allocation_status,
+                r.application,
+                sa.func.sum(r.events),
+                sa.func.sum(r.unpriced_events),
+                sa.func.sum(r.amount_pico),
+            )
             .where(r.day >= month.start, r.day < month.end)
             .group_by(r.provider, r.currency, r.allocation_status, r.application)
-            .order_by(r.provider, r.currency, r.allocation_status, r.application)).all()
+            .order_by(r.provider, r.currency, r.allocation_status, r.application)
+        ).all()
         moved = conn.execute(
-            sa.select(sa.func.count(), sa.func.sum(m.amount_pico))
-            .where(m.day >= month.start, m.day < month.end)).one()
+            sa.select(sa.func.count(), sa.func.sum(m.amount_pico)).where(
+                m.day >= month.start, m.day < month.end
+            )
+        ).one()
         recs = conn.execute(
-            sa.select(rec.id).where(rec.period_start == month.start,
-                                    rec.period_end == month.end).order_by(rec.id)).scalars()
-        parts[month.label] = [[list(map(str, row)) for row in sums], list(map(str, moved)),
-                              list(recs)]
+            sa.select(rec.id)
+            .where(rec.period_start == month.start, rec.period_end == month.end)
+            .order_by(rec.id)
+        ).scalars()
+        parts[month.label] = [
+            [list(map(str, row)) for row in sums],
+            list(map(str, moved)),
+            list(recs),
+        ]
     stored = latest_version(conn)
     parts["rules"] = None if stored is None else stored.version
     latest = load_history(conn).latest()
@@ -355,8 +499,9 @@ def _basis(conn: sa.Connection, period: Period, true_up_rule: str) -> str:
 # -- shared charges rebuilt from stored entries ------------------------------------------
 
 
-def _shared_from(period: Period, entries: list[Entry], rules: list[Rule] | None
-                 ) -> SharedAllocation:
+def _shared_from(
+    period: Period, entries: list[Entry], rules: list[Rule] | None
+) -> SharedAllocation:
     """The period's shared-cost charges as ``apply_rules`` returned them when the entries
     were computed: every shared and unallocated pool entry, grouped by origin charge."""
     by_id = {rule.id: rule for rule in rules or ()}
@@ -369,15 +514,31 @@ def _shared_from(period: Period, entries: list[Entry], rules: list[Rule] | None
             uncovered.append(Uncovered(e.pool, e.currency, e.amount_pico))
         elif e.kind == "unallocated_pool":
             status = "held" if e.method == "hold" else "unsplit"
-            charges.append(OriginCharge(_rule(by_id, e), e.currency, e.day_from, e.day_to,
-                                        e.amount_pico, status, (), e.detail))
+            charges.append(
+                OriginCharge(
+                    _rule(by_id, e),
+                    e.currency,
+                    e.day_from,
+                    e.day_to,
+                    e.amount_pico,
+                    status,
+                    (),
+                    e.detail,
+                )
+            )
     for items in children.values():
         first = items[0]
-        charges.append(OriginCharge(
-            _rule(by_id, first), first.currency, first.day_from, first.day_to,
-            sum(e.amount_pico for e in items),
-            "central" if first.method == "central" else "split",
-            tuple(Child(e.application, e.amount_pico, Fraction(e.ratio)) for e in items)))
+        charges.append(
+            OriginCharge(
+                _rule(by_id, first),
+                first.currency,
+                first.day_from,
+                first.day_to,
+                sum(e.amount_pico for e in items),
+                "central" if first.method == "central" else "split",
+                tuple(Child(e.application, e.amount_pico, Fraction(e.ratio)) for e in items),
+            )
+        )
     charges.sort(key=lambda c: (c.rule.pool, c.start, c.currency))
     return SharedAllocation(period, tuple(charges), tuple(uncovered))
 
@@ -389,8 +550,7 @@ def _rule(by_id: dict[str, Rule], entry: Entry) -> Rule:
     # Rules versions are only ever added, so this is a ledger edited by hand: keep what the
     # entry knows.
     method = entry.method if entry.method in ("central", "hold") else "fixed"
-    return Rule(entry.rule_id, entry.pool, method, entry.day_from, entry.day_to, "",
-                entry.day_from)
+    return Rule(entry.rule_id, entry.pool, method, entry.day_from, entry.day_to, "", entry.day_from)
 
 
 def _rules_of(conn: sa.Connection, version: int | None) -> list[Rule] | None:
@@ -418,9 +578,13 @@ def _with_owner(entry: Entry, registry: Registry | None) -> Entry:
     if registry is None or not entry.charged:
         return entry
     known = registry.applications.get(entry.application) or (
-        registry.shared_pool if registry.shared_pool.id == entry.application else None)
+        registry.shared_pool if registry.shared_pool.id == entry.application else None
+    )
     if known is None:
         return entry
-    return replace(entry, business_unit=known.business_unit, cost_center=known.cost_center,
-                   budget_owner=known.budget_owner)
-
+    return replace(
+        entry,
+        business_unit=known.business_unit,
+        cost_center=known.cost_center,
+        budget_owner=known.budget_owner,
+    )

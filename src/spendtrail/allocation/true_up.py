@@ -34,8 +34,7 @@ class TrueUpShare:
 
 def check_rule(rule: str) -> str:
     if rule not in TRUE_UP_RULES:
-        raise SpendtrailError(f"true-up rule {rule!r}: expected one of "
-                              f"{', '.join(TRUE_UP_RULES)}")
+        raise SpendtrailError(f"true-up rule {rule!r}: expected one of {', '.join(TRUE_UP_RULES)}")
     return rule
 
 
@@ -50,10 +49,18 @@ def true_up(
     if rule == "central":
         return [TrueUpShare(central_owner, variance_pico, Fraction(1), "held centrally")]
     if not weights:
-        return [TrueUpShare(central_owner, variance_pico, Fraction(1),
-                            "held centrally: no owner's matched billed cost to weigh by")]
+        return [
+            TrueUpShare(
+                central_owner,
+                variance_pico,
+                Fraction(1),
+                "held centrally: no owner's matched billed cost to weigh by",
+            )
+        ]
     owners = list(weights)
     shares = ratios([weights[owner] for owner in owners])
     parts = split(variance_pico, shares)
-    return [TrueUpShare(owner, part, share)
-            for owner, part, share in zip(owners, parts, shares, strict=True)]
+    return [
+        TrueUpShare(owner, part, share)
+        for owner, part, share in zip(owners, parts, shares, strict=True)
+    ]

@@ -16,18 +16,31 @@ from spendtrail.periods import parse_period
 
 def close(
     period: Annotated[str, typer.Option(help="The month to close, YYYY-MM.")],
-    accept: Annotated[list[str] | None, typer.Option(
-        help="A blocker code to close despite (repeat; each with its --reason).")] = None,
-    reason: Annotated[list[str] | None, typer.Option(
-        help="Why the --accept at the same position is accepted; kept in the audit log.")
+    accept: Annotated[
+        list[str] | None,
+        typer.Option(help="A blocker code to close despite (repeat; each with its --reason)."),
     ] = None,
-    check: Annotated[bool, typer.Option(
-        "--check", help="Only list the blockers; close nothing.")] = False,
-    spool: Annotated[Path | None, typer.Option(
-        help="The capture spool to check is drained (default: SPENDTRAIL_SPOOL_DIR or the "
-             "home's spool).")] = None,
-    true_up: Annotated[str | None, typer.Option(
-        help="proportional (default) or central: how the reconciled variance is carried.")
+    reason: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Why the --accept at the same position is accepted; kept in the audit log."
+        ),
+    ] = None,
+    check: Annotated[
+        bool, typer.Option("--check", help="Only list the blockers; close nothing.")
+    ] = False,
+    spool: Annotated[
+        Path | None,
+        typer.Option(
+            help="The capture spool to check is drained (default: SPENDTRAIL_SPOOL_DIR or the "
+            "home's spool)."
+        ),
+    ] = None,
+    true_up: Annotated[
+        str | None,
+        typer.Option(
+            help="proportional (default) or central: how the reconciled variance is carried."
+        ),
     ] = None,
 ) -> None:
     """List what blocks closing a month (spool not drained, unpriced usage, stale prices,
@@ -50,9 +63,14 @@ def close(
                 console.print(f"BLOCKER {blocker.code}: {blocker.message}", highlight=False)
             console.print(f"{chosen.label}: {len(found)} blocker(s)", highlight=False)
             raise typer.Exit(1 if found else 0)
-        result = close_period(ledger(), chosen, actor=actor(),
-                              accept=dict(zip(codes, reasons, strict=True)),
-                              spool_dir=spool_dir, true_up_rule=true_up)
+        result = close_period(
+            ledger(),
+            chosen,
+            actor=actor(),
+            accept=dict(zip(codes, reasons, strict=True)),
+            spool_dir=spool_dir,
+            true_up_rule=true_up,
+        )
     except CloseError as exc:
         for blocker in exc.blockers:
             console.print(f"BLOCKER {blocker.code}: {blocker.message}", highlight=False)
@@ -60,14 +78,20 @@ def close(
     except SpendtrailError as exc:
         fail(str(exc))
     for blocker in result.blockers:
-        console.print(f"accepted {blocker.code}: {blocker.message} "
-                      f"({result.accepted[blocker.code]})", highlight=False)
+        console.print(
+            f"accepted {blocker.code}: {blocker.message} ({result.accepted[blocker.code]})",
+            highlight=False,
+        )
     for application, money in result.charges.items():
-        amounts = ", ".join(f"{format_amount(from_pico(p), 12)} {c}"
-                            for c, p in sorted(money.items()))
+        amounts = ", ".join(
+            f"{format_amount(from_pico(p), 12)} {c}" for c, p in sorted(money.items())
+        )
         console.print(f"  {application}: {amounts}", highlight=False)
-    console.print(f"{chosen.label} closed: {result.entries} allocation entries, "
-                  f"{len(result.snapshots)} statement snapshots", highlight=False)
+    console.print(
+        f"{chosen.label} closed: {result.entries} allocation entries, "
+        f"{len(result.snapshots)} statement snapshots",
+        highlight=False,
+    )
 
 
 def reopen(

@@ -96,15 +96,26 @@ def period_record(conn: sa.Connection, period: str) -> PeriodRecord | None:
     row = conn.execute(sa.select(allocation_periods).where(p.period == period)).first()
     if row is None:
         return None
-    return PeriodRecord(row.period, as_utc(row.computed_at), row.computed_by, row.true_up_rule,
-                        row.rules_version, row.basis, as_utc(row.closed_at), row.closed_by,
-                        json.loads(row.accepted) if row.accepted else {})
+    return PeriodRecord(
+        row.period,
+        as_utc(row.computed_at),
+        row.computed_by,
+        row.true_up_rule,
+        row.rules_version,
+        row.basis,
+        as_utc(row.closed_at),
+        row.closed_by,
+        json.loads(row.accepted) if row.accepted else {},
+    )
 
 
 def closed_periods(conn: sa.Connection) -> list[str]:
     p = allocation_periods.c
-    return list(conn.execute(sa.select(p.period).where(p.closed_at.is_not(None))
-                             .order_by(p.period)).scalars())
+    return list(
+        conn.execute(
+            sa.select(p.period).where(p.closed_at.is_not(None)).order_by(p.period)
+        ).scalars()
+    )
 
 
 def load_entries(conn: sa.Connection, period: str) -> list[Entry]:
@@ -116,8 +127,9 @@ def load_entries(conn: sa.Connection, period: str) -> list[Entry]:
 def adjustments_of(conn: sa.Connection, period: str, *, besides: str) -> list[Entry]:
     """Adjustment entries other months (not ``besides``) carry for ``period``."""
     a = allocation_entries.c
-    return _entries(conn, sa.select(allocation_entries).where(
-        a.adjusts_period == period, a.period != besides))
+    return _entries(
+        conn, sa.select(allocation_entries).where(a.adjusts_period == period, a.period != besides)
+    )
 
 
 def _entries(conn: sa.Connection, query: sa.Select) -> list[Entry]:
@@ -126,35 +138,55 @@ def _entries(conn: sa.Connection, query: sa.Select) -> list[Entry]:
 
 
 def save_entries(
-    conn: sa.Connection, period: str, entries: list[Entry], *, basis: str, true_up_rule: str,
-    rules_version: int | None, actor: str,
+    conn: sa.Connection,
+    period: str,
+    entries: list[Entry],
+    *,
+    basis: str,
+    true_up_rule: str,
+    rules_version: int | None,
+    actor: str,
 ) -> None:
     """Replace an open month's entries, in the caller's transaction."""
     record = period_record(conn, period)
     if record is not None and record.closed:
-        raise PeriodClosedError(f"{period} is closed ({_closed_text(record)}); its entries "
-                                "are final (spendtrail reopen to change them)")
+        raise PeriodClosedError(
+            f"{period} is closed ({_closed_text(record)}); its entries "
+            "are final (spendtrail reopen to change them)"
+        )
     conn.execute(allocation_entries.delete().where(allocation_entries.c.period == period))
     if entries:
-        rows = [{"period": period, **{name: getattr(e, name) for name in _COLUMNS}}
-                for e in entries]
+        rows = [
+            {"period": period, **{name: getattr(e, name) for name in _COLUMNS}} for e in entries
+        ]
         for start in range(0, len(rows), 5000):
-            conn.execute(allocation_entries.insert(), rows[start:start + 5000])
-    values = {"computed_at": datetime.now(UTC), "computed_by": actor,
-              "true_up_rule": true_up_rule, "rules_version": rules_version, "basis": basis}
+            conn.execute(allocation_entries.insert(), rows[start : start + 5000])
+    values = {
+        "computed_at": datetime.now(UTC),
+        "computed_by": actor,
+        "true_up_rule": true_up_rule,
+        "rules_version": rules_version,
+        "basis": basis,
+    }
     if record is None:
         conn.execute(allocation_periods.insert().values(period=period, **values))
     else:
-        conn.execute(allocation_periods.update()
-                     .where(allocation_periods.c.period == period).values(**values))
+        conn.execute(
+            allocation_periods.update()
+            .where(allocation_periods.c.period == period)
+            .values(**values)
+        )
 
 
-def mark_closed(conn: sa.Connection, period: str, *, actor: str,
-                accepted: dict[str, str]) -> datetime:
+def mark_closed(
+    conn: sa.Connection, period: str, *, actor: str, accepted: dict[str, str]
+) -> datetime:
     now = datetime.now(UTC)
-    conn.execute(allocation_periods.update().where(allocation_periods.c.period == period)
-                 .values(closed_at=now, closed_by=actor,
-                         accepted=json.dumps(accepted, sort_keys=True)))
+    conn.execute(
+        allocation_periods.update()
+        .where(allocation_periods.c.period == period)
+        .values(closed_at=now, closed_by=actor, accepted=json.dumps(accepted, sort_keys=True))
+    )
     return now
 
 
@@ -162,43 +194,59 @@ def mark_reopened(conn: sa.Connection, period: str) -> list[dict[str, str]]:
     """Clear the close and drop the month's snapshots; returns what was dropped (scope,
     format, sha256) for the audit record."""
     s = statement_snapshots.c
-    dropped = [dict(row) for row in conn.execute(
-        sa.select(s.scope, s.format, s.sha256).where(s.period == period)
-        .order_by(s.scope, s.format)).mappings()]
+    dropped = [
+        dict(row)
+        for row in conn.execute(
+            sa.select(s.scope, s.format, s.sha256)
+            .where(s.period == period)
+            .order_by(s.scope, s.format)
+        ).mappings()
+    ]
     conn.execute(statement_snapshots.delete().where(s.period == period))
-    conn.execute(allocation_periods.update().where(allocation_periods.c.period == period)
-                 .values(closed_at=None, closed_by=None, accepted=None))
+    conn.execute(
+        allocation_periods.update()
+        .where(allocation_periods.c.period == period)
+        .values(closed_at=None, closed_by=None, accepted=None)
+    )
     return dropped
 
 
-def save_snapshot(conn: sa.Connection, period: str, scope: str, fmt: str,
-                  content: bytes) -> str:
+def save_snapshot(conn: sa.Connection, period: str, scope: str, fmt: str, content: bytes) -> str:
     digest = hashlib.sha256(content).hexdigest()
-    conn.execute(statement_snapshots.insert().values(
-        period=period, scope=scope, format=fmt, content=content, sha256=digest,
-        created_at=datetime.now(UTC)))
+    conn.execute(
+        statement_snapshots.insert().values(
+            period=period,
+            scope=scope,
+            format=fmt,
+            content=content,
+            sha256=digest,
+            created_at=datetime.now(UTC),
+        )
+    )
     return digest
 
 
-def load_snapshot(conn: sa.Connection, period: str, scope: str, fmt: str
-                  ) -> tuple[bytes, str] | None:
+def load_snapshot(
+    conn: sa.Connection, period: str, scope: str, fmt: str
+) -> tuple[bytes, str] | None:
     """(content, sha256) of a closed month's statement, if one was taken."""
     s = statement_snapshots.c
-    row = conn.execute(sa.select(s.content, s.sha256).where(
-        s.period == period, s.scope == scope, s.format == fmt)).first()
+    row = conn.execute(
+        sa.select(s.content, s.sha256).where(s.period == period, s.scope == scope, s.format == fmt)
+    ).first()
     return None if row is None else (bytes(row.content), row.sha256)
 
 
-def late_changes(conn: sa.Connection, start: date, end: date, since: datetime
-                 ) -> tuple[int, int]:
+def late_changes(conn: sa.Connection, start: date, end: date, since: datetime) -> tuple[int, int]:
     """Events of [start, end) ingested after ``since``, and cost entries of its events
     written after ``since`` by a repricing (revision > 1): what moved a closed month."""
     e, c = events.c, cost_entries.c
-    late = conn.execute(sa.select(sa.func.count()).where(
-        e.day >= start, e.day < end, e.ingested_at > since)).scalar_one()
+    late = conn.execute(
+        sa.select(sa.func.count()).where(e.day >= start, e.day < end, e.ingested_at > since)
+    ).scalar_one()
     repriced = conn.execute(
-        sa.select(sa.func.count()).select_from(events.join(cost_entries,
-                                                           c.event_id == e.event_id))
+        sa.select(sa.func.count())
+        .select_from(events.join(cost_entries, c.event_id == e.event_id))
         .where(e.day >= start, e.day < end, c.revision > 1, c.priced_at > since)
     ).scalar_one()
     return int(late), int(repriced)

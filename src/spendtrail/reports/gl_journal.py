@@ -24,8 +24,9 @@ DEFAULT_CREDIT_ACCOUNT = "AI-API-CLEARING"
 COLUMNS = ("date", "debit_cost_center", "credit_account", "currency", "amount", "memo")
 
 
-def gl_lines(conn: sa.Connection, period: Period,
-             credit_account: str = DEFAULT_CREDIT_ACCOUNT) -> list[dict[str, str]]:
+def gl_lines(
+    conn: sa.Connection, period: Period, credit_account: str = DEFAULT_CREDIT_ACCOUNT
+) -> list[dict[str, str]]:
     entries = period_entries(conn, period)
     totals: dict[tuple[str, str, str], int] = defaultdict(int)
     kinds: dict[tuple[str, str, str], set[str]] = defaultdict(set)
@@ -37,11 +38,17 @@ def gl_lines(conn: sa.Connection, period: Period,
     day = date.fromordinal(period.end.toordinal() - 1).isoformat()
     status = "final" if entries.closed else "preliminary"
     return [
-        {"date": day, "debit_cost_center": cost_center, "credit_account": credit_account,
-         "currency": currency, "amount": plain_decimal(from_pico(pico)),
-         "memo": f"spendtrail {period.label} AI API charges ({status}): {application} "
-                 f"({', '.join(sorted(kinds[cost_center, application, currency]))})"}
-        for (cost_center, application, currency), pico in sorted(totals.items()) if pico
+        {
+            "date": day,
+            "debit_cost_center": cost_center,
+            "credit_account": credit_account,
+            "currency": currency,
+            "amount": plain_decimal(from_pico(pico)),
+            "memo": f"spendtrail {period.label} AI API charges ({status}): {application} "
+            f"({', '.join(sorted(kinds[cost_center, application, currency]))})",
+        }
+        for (cost_center, application, currency), pico in sorted(totals.items())
+        if pico
     ]
 
 

@@ -26,21 +26,28 @@ def render_statement(statement: Statement, fmt: str, decimals: int | None = None
         from spendtrail.reports.render_pdf import to_pdf  # WeasyPrint: heavy, optional
 
         return to_pdf(statement, decimals)
-    renderers = {"md": lambda s: to_markdown(s, decimals), "html": lambda s: to_html(s, decimals),
-                 "csv": to_csv, "json": to_json}
+    renderers = {
+        "md": lambda s: to_markdown(s, decimals),
+        "html": lambda s: to_html(s, decimals),
+        "csv": to_csv,
+        "json": to_json,
+    }
     if fmt not in renderers:
         raise SpendtrailError(f"statement format {fmt!r}: expected one of {', '.join(FORMATS)}")
     return renderers[fmt](statement).encode()
 
 
 def statement_document(
-    conn: sa.Connection, period: Period, scope: Scope, fmt: str, *,
+    conn: sa.Connection,
+    period: Period,
+    scope: Scope,
+    fmt: str,
+    *,
     decimals: int | None = None,
 ) -> tuple[bytes, Statement | None]:
     """The statement's bytes, and the statement when it was built (None: a snapshot)."""
     if decimals is None:
-        snapshot = load_snapshot(conn, period.label, str(scope),
-                                 "html" if fmt == "pdf" else fmt)
+        snapshot = load_snapshot(conn, period.label, str(scope), "html" if fmt == "pdf" else fmt)
         if snapshot is not None:
             if fmt != "pdf":
                 return snapshot[0], None
