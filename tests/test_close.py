@@ -10,14 +10,12 @@ from __future__ import annotations
 import csv
 import io
 import json
-from datetime import datetime
 from decimal import Decimal
 
 import pytest
 import sqlalchemy as sa
 import typer
-from factories import AT
-from test_reconcile import _bill, _row
+from test_reconcile import _bill, _event, _row
 from test_reprice import CLOSE_ON_OCT_1, FIXED_MINI, _add_prices
 from typer.testing import CliRunner
 
@@ -28,7 +26,6 @@ from spendtrail.allocation.rules import parse_rules
 from spendtrail.budgets import Budget, save_budget
 from spendtrail.cli.reconcile_cmd import reconcile as reconcile_command
 from spendtrail.close import CloseError, blockers, close_period, reopen_period
-from spendtrail.events import AllocationContext, Usage, new_event
 from spendtrail.evidence.budget_review import review_budgets
 from spendtrail.ledger.allocation_entries import PeriodClosedError, load_snapshot
 from spendtrail.ledger.ingest import Ingester
@@ -72,17 +69,8 @@ rules:
 OWNERS = ("contract-review", "search-summaries")
 
 
-def call(rid: str, app: str, at: datetime = AT):
-    return new_event(
-        started_at=at,
-        provider="cometapi",
-        model_requested="gpt-4o-mini",
-        provider_request_id=rid,
-        context=AllocationContext(
-            application=app, environment="production", workload_class="batch"
-        ),
-        usage=Usage(input_tokens=1000, output_tokens=500),
-    )
+def call(rid: str, app: str):
+    return _event(rid, app=app, input_tokens=1000, output_tokens=500)
 
 
 @pytest.fixture

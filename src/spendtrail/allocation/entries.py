@@ -223,26 +223,14 @@ def _own_entries(
     registry: Registry | None,
 ) -> tuple[list[Entry], SharedAllocation]:
     shared = apply_rules(conn, rules, period)
-    r = rollups_daily.c
-    rows = conn.execute(
-        sa.select(
-            r.application,
-            r.allocation_status,
-            r.currency,
-            sa.func.sum(r.events),
-            sa.func.sum(r.unpriced_events),
-            sa.func.sum(r.amount_pico),
-        )
-        .where(r.day >= period.start, r.day < period.end)
-        .group_by(r.application, r.allocation_status, r.currency)
-    ).all()
+    rows = _rollup_sums(conn, period)
     pools = (
         {rule.pool for rule in rules}
         | {u.pool for u in shared.uncovered}
-        | {app for app, status, *_ in rows if status == "shared"}
+        | {app for _, _, status, app, *_ in rows if status == "shared"}
     )
     direct: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0, 0])
-    for app, status, currency, count, unpriced, amount in rows:
+    for _, currency, status, app, count, unpriced, amount in rows:
         if status == "quarantined" or app in pools:
             continue  # quarantined: from coverage, net of reassignments; pools: split below
         totals = direct[app, currency]
@@ -304,26 +292,43 @@ def _own_entries(
         for u in shared.uncovered
     ]
     central = registry.shared_pool.id if registry is not None else "shared"
-    entries += _true_ups(conn, period, entries, true_up_rule, central)
+    ledger: dict[tuple[str, str], int] = defaultdict(int)
+    for provider, currency, *_, amount in rows:
+        ledger[provider, currency] += amount
+    entries += _true_ups(conn, period, entries, ledger, true_up_rule, central)
     return entries, shared
 
 
-def _true_ups(
-    conn: sa.Connection, period: Period, entries: list[Entry], rule: str, central: str
-) -> list[Entry]:
+def _rollup_sums(conn: sa.Connection, period: Period) -> list[tuple]:
+    """(provider, currency, allocation status, application, events, unpriced events,
+    amount) summed over the period's rollups, in order."""
     r = rollups_daily.c
+    keys = (r.provider, r.currency, r.allocation_status, r.application)
+    rows = conn.execute(
+        sa.select(
+            *keys,
+            sa.func.sum(r.events),
+            sa.func.sum(r.unpriced_events),
+            sa.func.sum(r.amount_pico),
+        )
+        .where(r.day >= period.start, r.day < period.end)
+        .group_by(*keys)
+        .order_by(*keys)
+    )
+    return [(*row[:4], *map(int, row[4:])) for row in rows]
+
+
+def _true_ups(
+    conn: sa.Connection,
+    period: Period,
+    entries: list[Entry],
+    ledger: dict[tuple[str, str], int],
+    rule: str,
+    central: str,
+) -> list[Entry]:
     found = []
     for record_id, provider, currency, billed, summary in _passing_reconciliations(conn, period):
-        logged = int(
-            conn.execute(
-                sa.select(sa.func.coalesce(sa.func.sum(r.amount_pico), 0)).where(
-                    r.day >= period.start,
-                    r.day < period.end,
-                    r.provider == provider,
-                    r.currency == currency,
-                )
-            ).scalar_one()
-        )
+        logged = ledger.get((provider, currency), 0)
         charged = {e.application for e in entries if e.charged and e.currency == currency}
         billed_by_owner = {
             o["owner"]: int(o["billed_pico"])
@@ -457,23 +462,10 @@ def _basis(conn: sa.Connection, period: Period, true_up_rule: str) -> str:
     closed months') rollup sums and reassignments, the latest rules and registry versions,
     the reconciliations, the true-up rule."""
     months = [period, *(parse_period(m) for m in _adjusted_months(conn, period))]
-    r, m, rec = rollups_daily.c, reallocations.c, reconciliations.c
+    m, rec = reallocations.c, reconciliations.c
     parts: dict[str, object] = {"true_up": true_up_rule}
     for month in months:
-        sums = conn.execute(
-            sa.select(
-                r.provider,
-                r.currency,
-                r.allocation_status,
-                r.application,
-                sa.func.sum(r.events),
-                sa.func.sum(r.unpriced_events),
-                sa.func.sum(r.amount_pico),
-            )
-            .where(r.day >= month.start, r.day < month.end)
-            .group_by(r.provider, r.currency, r.allocation_status, r.application)
-            .order_by(r.provider, r.currency, r.allocation_status, r.application)
-        ).all()
+        sums = _rollup_sums(conn, month)
         moved = conn.execute(
             sa.select(sa.func.count(), sa.func.sum(m.amount_pico)).where(
                 m.day >= month.start, m.day < month.end
