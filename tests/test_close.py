@@ -318,3 +318,35 @@ def test_gl_journal_lines_add_up_to_the_charges(month, tmp_path):
     assert all("(preliminary)" in line["memo"] for line in lines)
     parsed = list(csv.DictReader(io.StringIO(to_csv(lines))))
     assert parsed == lines
+
+
+def test_the_cli_closes_reads_the_snapshot_exports_gl_and_reopens(month, cli_ledger):
+    from spendtrail.cli.app import app
+
+    runner = CliRunner()
+    check = runner.invoke(app, ["close", "--period", "2026-10", "--check"])
+    assert check.exit_code == 1 and "BLOCKER no_reconciliation" in check.output
+    unpaired = runner.invoke(app, ["close", "--period", "2026-10", "--accept", "unallocated"])
+    assert unpaired.exit_code != 0 and "one --reason per --accept" in unpaired.output
+    closed = runner.invoke(
+        app,
+        ["close", "--period", "2026-10", "--accept", "no_reconciliation", "--reason", "bill late"],
+    )
+    assert closed.exit_code == 0, closed.output
+    assert "2026-10 closed" in closed.output
+    statement = runner.invoke(
+        app, ["report", "chargeback", "--period", "2026-10", "--format", "csv"]
+    )
+    with month.connect() as conn:
+        snapshot = load_snapshot(conn, "2026-10", "company", "csv")
+    assert statement.exit_code == 0 and snapshot is not None
+    assert statement.stdout_bytes == snapshot[0]
+    rerun = runner.invoke(app, ["allocation", "run", "--period", "2026-10"])
+    assert rerun.exit_code != 0 and "is closed" in rerun.output
+    gl = runner.invoke(app, ["export", "gl", "--period", "2026-10"])
+    assert gl.exit_code == 0
+    lines = list(csv.DictReader(io.StringIO(gl.output)))
+    assert sum(Decimal(line["amount"]) for line in lines) == from_pico(LEDGER_TOTAL)
+    assert all("(final)" in line["memo"] for line in lines)
+    reopened = runner.invoke(app, ["reopen", "--period", "2026-10", "--reason", "bill came"])
+    assert reopened.exit_code == 0 and "reopened" in reopened.output
