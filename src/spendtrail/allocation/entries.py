@@ -68,7 +68,7 @@ Money = dict[str, int]
 class PeriodEntries:
     """A period's entries and where they come from: ``closed`` (stored, final), ``stored``
     (stored, still current), ``computed`` (in memory: not stored, or stored from books that
-    have changed since: ``stale``)."""
+    have changed since)."""
 
     period: Period
     entries: list[Entry]
@@ -79,7 +79,6 @@ class PeriodEntries:
     true_up_rule: str
     record: PeriodRecord | None
     basis: str = ""
-    stale: bool = False
 
     @property
     def closed(self) -> bool:
@@ -92,10 +91,6 @@ class PeriodEntries:
             if entry.charged and entry.currency:
                 result[entry.application][entry.currency] += entry.amount_pico
         return {app: dict(money) for app, money in sorted(result.items())}
-
-    def owners(self) -> list[str]:
-        """Applications with any charged entry, priced or not."""
-        return sorted({e.application for e in self.entries if e.charged})
 
     def of(self, *kinds: str) -> list[Entry]:
         return [e for e in self.entries if e.kind in kinds]
@@ -127,9 +122,7 @@ def period_entries(
     if not record.closed:
         basis = _basis(conn, period, record.true_up_rule)
         if basis != record.basis:
-            return replace(
-                compute_entries(conn, period, true_up_rule=record.true_up_rule), stale=True
-            )
+            return compute_entries(conn, period, true_up_rule=record.true_up_rule)
     entries = load_entries(conn, period.label)
     rules_found = _rules_of(conn, record.rules_version)
     return PeriodEntries(

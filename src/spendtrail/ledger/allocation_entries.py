@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from datetime import UTC, date, datetime
 
 import sqlalchemy as sa
@@ -250,14 +250,6 @@ def late_changes(conn: sa.Connection, start: date, end: date, since: datetime) -
         .where(e.day >= start, e.day < end, c.revision > 1, c.priced_at > since)
     ).scalar_one()
     return int(late), int(repriced)
-
-
-def entry_record(entry: Entry) -> dict[str, object]:
-    """JSON-able, dates as ISO text."""
-    data = asdict(entry)
-    for name in ("day_from", "day_to"):
-        data[name] = data[name] and data[name].isoformat()
-    return data
 
 
 def _closed_text(record: PeriodRecord) -> str:
