@@ -1,4 +1,5 @@
-"""Closing the books at scale: reconcile a CometAPI export, then a month's chargeback statement.
+"""Closing the books at scale: reconcile a CometAPI export, close the month, then a month's
+chargeback statement.
 
     python bench/books.py [--events 1000000] [--chargeback-events 10000000] [--backends sqlite]
 
@@ -10,6 +11,10 @@
    refund rows and error rows. A fresh ledger (example registry and sheet) ingests the events
    (workers=2); a child process imports the bill; another child reconciles the month. Each
    child reports its time and peak RSS; the differences found must equal the planted ones.
+   Then the month is closed (``spendtrail.close.close_period``, every blocker accepted): its
+   allocation entries and true-up stored, the statements of the company and every owner
+   snapshotted in four formats; a child writes the FOCUS export; a child reads the closed
+   month's company statement back (the snapshot).
 2. A child process builds the chargeback statement for the month from a ledger holding
    `--chargeback-events` events (the reconcile ledger when the counts are equal).
 Figures are printed as a table and as JSON.
@@ -38,7 +43,7 @@ QUOTA_PICO = 2_000_000  # one CometAPI quota unit (1/500,000 USD) in pico-USD
 
 # Models of examples/prices.yaml (cometapi) with uncached input/output prices in USD per 1M
 # tokens; the event carries no cached or cache-write tokens, and stays under the claude tier.
-MODELS = {"gpt-4o-mini": ("0.12", "0.48"), "gpt-4o": ("2.00", "8.00"),
+MODELS = {"gpt-4o-mini": ("0.15", "0.60"), "gpt-4o": ("2.00", "8.00"),
           "claude-sonnet-4-20250514": ("2.40", "12.00")}
 # Planted differences: kind -> how many.
 PLANTED = {"in_ledger_not_billed": 100, "billed_not_in_ledger": 100, "token_mismatch": 100,
@@ -149,6 +154,27 @@ def child(step: str, url: str, arg: str) -> None:
                            actor="bench")
         figures = {"result": record.result, "counts": record.counts,
                    "variance_pico": record.variance_pico, "reasons": record.reasons}
+    elif step == "close":
+        from spendtrail.close import BLOCKERS, close_period
+
+        result = close_period(engine, period, actor="bench",
+                              accept=dict.fromkeys(BLOCKERS, "bench: accepted to time the close"))
+        figures = {"entries": result.entries, "snapshots": len(result.snapshots),
+                   "blockers": [b.code for b in result.blockers],
+                   "owners": len(result.charges)}
+    elif step == "focus":
+        from spendtrail.reports.focus import export_focus
+
+        summary = export_focus(engine, period, Path(arg), "csv")
+        figures = {"rows": summary.rows, "exported_events": summary.exported_events}
+    elif step == "closed-statement":
+        from spendtrail.reports.chargeback import Scope
+        from spendtrail.reports.statement_file import statement_document
+
+        begin = time.perf_counter()  # the read, not the imports
+        with engine.connect() as conn:
+            content, built = statement_document(conn, period, Scope(), "md")
+        figures = {"bytes": len(content), "snapshot": built is None}
     else:
         import sqlalchemy as sa
 
@@ -219,6 +245,22 @@ def main() -> None:
         results.append({"backend": backend, "step": "reconcile", "events": args.events,
                         "ingest": ingest, "import": imported, "reconcile": rec,
                         "planted": PLANTED, "found": found, "all_found": ok})
+        closed = run_child("close", url, "")
+        print(f"{backend}: closed {PERIOD} ({args.events} events, blockers accepted: "
+              f"{', '.join(closed['blockers']) or 'none'}): {closed['entries']} allocation "
+              f"entries, {closed['snapshots']} statement snapshots for {closed['owners']} "
+              f"owners in {closed['seconds']:.1f}s, peak RSS {closed['peak_rss_mib']:.0f} MiB",
+              flush=True)
+        focus = run_child("focus", url, str(OUT / f"books-focus-{backend}-{args.events}.csv"))
+        print(f"{backend}: FOCUS export, {focus['rows']} rows from {focus['exported_events']} "
+              f"events, in {focus['seconds']:.1f}s, peak RSS {focus['peak_rss_mib']:.0f} MiB",
+              flush=True)
+        read = run_child("closed-statement", url, "")
+        print(f"{backend}: the closed month's statement ({read['bytes']} bytes, snapshot: "
+              f"{read['snapshot']}) in {read['seconds']:.3f}s, peak RSS "
+              f"{read['peak_rss_mib']:.0f} MiB", flush=True)
+        results.append({"backend": backend, "step": "close", "events": args.events,
+                        "close": closed, "focus": focus, "closed_statement": read})
 
         if args.chargeback_events != args.events:
             cb_events, _ = ensure_data(args.chargeback_events)

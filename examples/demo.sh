@@ -2,7 +2,8 @@
 # The spendtrail demo on the embedded default (SQLite), in a fresh folder: demo-out/.
 # The story: capture through the gateway -> the month's books -> a reconciliation that finds a
 # (deliberate) price-sheet error -> fix, reprice, reconcile again -> statements -> review notes
-# -> a smoke test of the request path -> the handoff. Every deliberate failure says so.
+# -> a smoke test of the request path -> the handoff -> the month closed, its statement equal
+# to the bill. Every deliberate failure says so.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export SPENDTRAIL_HOME="$PWD/demo-out" SPENDTRAIL_ACTOR="demo-operator" COLUMNS="${COLUMNS:-160}"
@@ -176,7 +177,31 @@ spendtrail followups list
 spendtrail handoff new > /dev/null && spendtrail handoff show
 result "handoff: decision 'review' while the failing sample row's follow-up is open"
 
-step "16. the ledger"
+step "16. close the month: the queue emptied, reconciled again, blockers, the close, the final statement"
+for group in $(spendtrail exceptions list --format json | python -c '
+import json, sys
+print(" ".join(g["group"] for g in json.load(sys.stdin) if g["oldest"].startswith(sys.argv[1])))
+' "$MONTH"); do
+  spendtrail exceptions assign "$group" --to contract-review \
+    --reason "demo: the contracts team confirmed these calls are theirs"
+done
+echo "The smoke test (step 14) added calls after reconciliation 2: reconcile the month again."
+reconcile 3 || true
+summary demo-out/reconciliation-3.md
+expect_failure "demo price entries were checked in September, more than 30 days before the close" \
+  spendtrail close --period "$MONTH" --check
+spendtrail close --period "$MONTH" --accept stale_prices \
+  --reason "demo: list prices re-checked against the provider page on the close date"
+expect_failure "a closed month's allocation entries are final" \
+  spendtrail allocation run --period "$MONTH"
+spendtrail report chargeback --period "$MONTH" --decimals 6 --format md \
+  --output "demo-out/chargeback-$MONTH-final.md"
+grep -E '^\*\*|^- \*\*(Status|Total charged|Billed)' "demo-out/chargeback-$MONTH-final.md" || true
+grep -E '^\| (Total charged|Billed, reconciled|Ledger total)' "demo-out/chargeback-$MONTH-final.md"
+spendtrail export gl --period "$MONTH" --output "demo-out/gl-$MONTH.csv"
+result "close: $MONTH closed; final statement total = the reconciled bill; GL journal demo-out/gl-$MONTH.csv"
+
+step "17. the ledger"
 spendtrail ledger stats
 
 step "the demo's results"

@@ -97,8 +97,11 @@ def test_removed_and_added_rules_are_named(ledger):
 
 def test_cli_rules_load_then_shared_uses_the_stored_version(books, cli_ledger, tmp_path):
     runner = CliRunner()
-    missing = runner.invoke(allocation_app, ["shared", "--period", "2026-10"])
-    assert missing.exit_code == 2 and "no shared-cost rules stored" in missing.output
+    # No rules stored: the month's allocation splits nothing; the pool stays unallocated.
+    missing = runner.invoke(allocation_app, ["shared", "--period", "2026-10", "--format", "json"])
+    assert missing.exit_code == 0, missing.output
+    assert json.loads(missing.output)["charges"] == []
+    assert json.loads(missing.output)["uncovered"]
 
     loaded = runner.invoke(allocation_app, ["rules-load", str(RULES), "--reason", "Q4 review"])
     assert loaded.exit_code == 0, loaded.output

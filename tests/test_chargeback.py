@@ -71,7 +71,9 @@ def test_totals_tie_out_exactly_with_rules(books_with_budget):
     tie = result.tie_out()["USD"]
     assert tie == {"direct": 3 * MINI + FULL, "reallocated": 0,
                    "shared_allocations": 3 * MINI + FULL, "quarantined": 2 * MINI,
-                   "unallocated_pool": 0, "ledger_total": OCTOBER_TOTAL, "difference": 0}
+                   "unallocated_pool": 0, "true_up": 0, "adjustments": 0,
+                   "adjustments_not_charged": 0, "ledger_total": OCTOBER_TOTAL,
+                   "difference": 0}
     owners = by_owner(result)
     assert owners["search-summaries"].direct == {"USD": 3 * MINI}
     assert owners["contract-review"].direct == {"USD": FULL}
@@ -181,7 +183,8 @@ def test_every_section_in_markdown_html_and_json(books_with_budget):
     # Exact decimal strings, never floats.
     assert document["tie_out"]["rows"] == [{
         "currency": "USD", "direct": "0.00885", "reallocated": "0",
-        "shared_allocations": "0.00885", "quarantined": "0.0009", "unallocated_pool": "0",
+        "shared_allocations": "0.00885", "true_up": "0", "adjustments": "0",
+        "quarantined": "0.0009", "unallocated_pool": "0", "adjustments_not_charged": "0",
         "ledger_total": "0.0186", "difference": "0"}]
     shares = {(r["recipient"], r["rule_id"]): r["amount"] for r in document["shared"]["rows"]}
     assert shares["search-summaries", "platform-proportional-q4"] == "0.000144642857"

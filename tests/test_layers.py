@@ -34,7 +34,7 @@ LAYERS: tuple[frozenset[str], ...] = tuple(
         "ledger",
         "budgets allocation reconcile",
         "gateway evidence reports simulator hook integrations connectors alerts",
-        "smoke",
+        "smoke close",
         "cli spendtrail",
     )
 )

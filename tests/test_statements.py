@@ -357,7 +357,7 @@ def test_an_owner_whose_usage_is_all_unpriced_stays_in_every_rollup(books):
     text = to_markdown(result)
     assert (
         "| Evaluation Harness | Platform Engineering | Platform and Infrastructure | "
-        "Dana Kim | unpriced | unpriced | unpriced | unpriced | 1 | 1 |"
+        "Dana Kim | unpriced | unpriced | unpriced | unpriced | unpriced | unpriced | 1 | 1 |"
     ) in text
     assert "| Platform Engineering | 1 | unpriced | 1 |" in text
     assert "| Platform and Infrastructure | 1 | unpriced | 1 |" in text

@@ -9,4 +9,7 @@ coverage KPIs and the exception queue. Layer 5: reads and writes the books throu
 - ``coverage.py``: the share of cost allocated, shared and quarantined, per currency.
 - ``exceptions.py``: the exception queue; assigning an owner writes reallocations, never
   edits an event.
+- ``true_up.py``: the true-up rule: a reconciled variance carried to owners, exactly.
+- ``entries.py``: a month's allocation entries (direct, reassigned, shared, true-up,
+  adjustments of closed months), computed once, stored, and read by every report.
 """

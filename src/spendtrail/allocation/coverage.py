@@ -2,8 +2,9 @@
 
 Per currency: the share of cost allocated to an owner, shared, and quarantined; unpriced
 usage has no cost, so its share is counted in events. Cost the exception queue reassigned
-counts as allocated (and no longer as quarantined). Unallocated = quarantined cost share +
-unpriced event share; past the threshold (default 5%) the coverage carries an alert.
+counts as allocated (and no longer as quarantined), at the event's current cost.
+Unallocated = quarantined cost share + unpriced event share; past the threshold (default 5%)
+the coverage carries an alert.
 Untagged usage is its own line, never merged into an owner it resembles.
 """
 
@@ -18,7 +19,8 @@ import sqlalchemy as sa
 
 from spendtrail.allocation.exceptions import UNTAGGED
 from spendtrail.errors import SpendtrailError
-from spendtrail.ledger.schema import reallocations, rollups_daily
+from spendtrail.ledger.costs import is_current
+from spendtrail.ledger.schema import cost_entries, reallocations, rollups_daily
 from spendtrail.periods import Period
 
 DEFAULT_THRESHOLD = Fraction(5, 100)
@@ -123,12 +125,16 @@ def coverage(
         .where(r.day >= period.start, r.day < period.end)
         .group_by(r.allocation_status, r.application, r.currency)
     ).all()
-    m = reallocations.c
+    m, c = reallocations.c, cost_entries.c
+    # A reassigned event moves at its current cost: a repricing after the assignment moves
+    # with it.
     moved = conn.execute(
-        sa.select(m.from_application, m.to_application, m.currency, sa.func.count(),
-                  sa.func.sum(m.amount_pico))
+        sa.select(m.from_application, m.to_application, c.currency, sa.func.count(),
+                  sa.func.sum(c.amount_pico))
+        .select_from(reallocations.outerjoin(
+            cost_entries, sa.and_(c.event_id == m.event_id, is_current())))
         .where(m.day >= period.start, m.day < period.end)
-        .group_by(m.from_application, m.to_application, m.currency)
+        .group_by(m.from_application, m.to_application, c.currency)
     ).all()
 
     by_currency: dict[str, CurrencyCoverage] = {}

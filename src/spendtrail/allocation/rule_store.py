@@ -126,7 +126,16 @@ def _audit_sides(previous: dict[str, Any] | None, document: dict[str, Any]) -> A
 
 def latest_version(conn: sa.Connection) -> RulesVersion | None:
     """The latest stored rules version, or None if rules were never loaded."""
-    row = latest_row(conn, shared_cost_rule_versions)
+    return _version(latest_row(conn, shared_cost_rule_versions))
+
+
+def stored_version(conn: sa.Connection, version: int) -> RulesVersion | None:
+    """Stored rules version ``version``, or None if there is none of that number."""
+    t = shared_cost_rule_versions
+    return _version(conn.execute(sa.select(t).where(t.c.version == version)).first())
+
+
+def _version(row: sa.Row | None) -> RulesVersion | None:
     if row is None:
         return None
     return RulesVersion(

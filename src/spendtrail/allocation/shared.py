@@ -4,8 +4,8 @@ currency, split into allocated children that sum to it exactly and carry their r
 A rule's segment is the part of the period its effective window covers. The pool's cost in
 the segment comes from the daily rollups (shared or allocated usage naming the pool);
 ``proportional`` weighs recipients by their direct cost in the same segment and currency,
-including cost the exception queue reallocated to them. Pool cost on days no rule covers is
-reported as uncovered: it stays with the pool, visibly.
+including cost the exception queue reallocated to them (at its current cost). Pool cost on
+days no rule covers is reported as uncovered: it stays with the pool, visibly.
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ import sqlalchemy as sa
 from spendtrail.allocation.rules import Rule, RulesError
 from spendtrail.allocation.split import SplitError, ratios, split
 from spendtrail.errors import Problem
-from spendtrail.ledger.schema import reallocations, rollups_daily
+from spendtrail.ledger.costs import is_current
+from spendtrail.ledger.schema import cost_entries, reallocations, rollups_daily
 from spendtrail.periods import Period
 from spendtrail.registry import Registry
 
@@ -190,11 +191,13 @@ def _pool_cost(
 def _direct_cost(conn: sa.Connection, start: date, end: date) -> dict[str, dict[str, int]]:
     """Allocated usage plus what the exception queue reallocated to each owner."""
     result = _cost(conn, start, end, rollups_daily.c.allocation_status == "allocated")
-    m = reallocations.c
+    m, c = reallocations.c, cost_entries.c
     for currency, application, amount in conn.execute(
-        sa.select(m.currency, m.to_application, sa.func.sum(m.amount_pico))
-        .where(m.day >= start, m.day < end, m.currency.is_not(None))
-        .group_by(m.currency, m.to_application)
+        sa.select(c.currency, m.to_application, sa.func.sum(c.amount_pico))
+        .select_from(reallocations.join(
+            cost_entries, sa.and_(c.event_id == m.event_id, is_current())))
+        .where(m.day >= start, m.day < end, c.currency.is_not(None))
+        .group_by(c.currency, m.to_application)
     ):
         result[currency][application] += int(amount)
     return result

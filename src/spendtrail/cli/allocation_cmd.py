@@ -217,25 +217,16 @@ def _kpi_rows(result: Coverage, fmt: Format) -> list[dict]:
     return rows
 
 
-def _rules(path: Path | None) -> list[Rule]:
-    """The rules file at ``path``, else the latest stored version, checked against the latest
-    registry."""
-    from spendtrail.allocation.rule_store import latest_version
+def _rules(path: Path) -> list[Rule]:
+    """The rules file at ``path``, checked against the latest registry."""
     from spendtrail.allocation.rules import load_rules
     from spendtrail.allocation.shared import check_rules
 
     with ledger().connect() as conn:
         latest = load_history(conn).latest()
-        stored = latest_version(conn) if path is None else None
     if latest is None:
         fail("no registry loaded; load one with spendtrail registry load")
-    if path is None:
-        if stored is None:
-            fail("no shared-cost rules stored; load them with spendtrail allocation rules-load "
-                 "FILE --reason TEXT, or pass --rules FILE")
-        rules = stored.rules
-    else:
-        rules = _run(lambda: load_rules(path))
+    rules = _run(lambda: load_rules(path))
     _run(lambda: check_rules(rules, latest[1]))
     return rules
 
@@ -275,18 +266,23 @@ def shared(
     period: PeriodOption,
     rules: Annotated[
         Path | None,
-        typer.Option(help="The shared-cost rules YAML; default: the latest stored version."),
+        typer.Option(help="A shared-cost rules YAML to try (a what-if); default: the "
+                          "period's allocation entries."),
     ] = None,
     fmt: FormatOption = Format.table,
 ) -> None:
-    """Apply the rules to a period: per pool, currency and rule segment, the origin charge
-    and its allocated children, which sum to it exactly and carry their ratios."""
+    """The period's shared-cost charges: per pool, currency and rule segment, the origin
+    charge and its allocated children, which sum to it exactly and carry their ratios. From
+    the period's allocation entries, or with --rules, from those rules."""
+    from spendtrail.allocation.entries import period_entries
     from spendtrail.allocation.shared import apply_rules, ratio_text
 
     chosen = _run(lambda: parse_period(period))
-    loaded = _rules(rules)
     with ledger().connect() as conn:
-        result = apply_rules(conn, loaded, chosen)
+        if rules is None:
+            result = _run(lambda: period_entries(conn, chosen).shared)
+        else:
+            result = apply_rules(conn, _rules(rules), chosen)
     if fmt is Format.json:
         console.print_json(json.dumps(_shared_document(result)))
         return
@@ -333,3 +329,36 @@ def _shared_document(result: SharedAllocation) -> dict:
             for u in result.uncovered
         ],
     }
+
+
+@allocation_app.command("run")
+def run(
+    period: Annotated[str, typer.Option(help="The month, YYYY-MM.")],
+    true_up: Annotated[str | None, typer.Option(
+        help="How the reconciled variance is carried: proportional (to matched billed cost, "
+             "the default) or central (held by the shared pool).")] = None,
+    fmt: FormatOption = Format.table,
+) -> None:
+    """Compute a month's allocation entries and store them (direct, reassigned, shared
+    splits, the true-up to the bill, adjustments of closed months); every report reads
+    them. A closed month's entries cannot change."""
+    from spendtrail.allocation.entries import run_allocation
+
+    try:
+        chosen = parse_period(period)
+        with ledger().begin() as conn:
+            result = run_allocation(conn, chosen, actor=actor(), true_up_rule=true_up)
+    except SpendtrailError as exc:
+        fail(str(exc))
+    rows = [
+        {"kind": e.kind if e.kind != "adjustment" else f"adjustment of {e.adjusts_period} "
+         f"{e.adjusts_kind}", "application": e.application, "rule": e.rule_id,
+         "ratio": e.ratio, "currency": e.currency or "(unpriced)",
+         "amount": _money(e.amount_pico, e.currency, fmt) if e.currency else "unpriced",
+         "events": e.events}
+        for e in result.entries
+    ]
+    render(rows, fmt, title=f"allocation entries {chosen.label} (true-up: "
+                            f"{result.true_up_rule})")
+    for application, money in result.charges().items():
+        console.print(f"{application}: {_amounts(money, fmt)}", highlight=False)

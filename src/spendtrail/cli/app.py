@@ -49,7 +49,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
                 "the current price catalog."),
     "report": ("report_cmd", "app", "Chargeback statements, unit cost, retries."),
     "export": ("export_cmd", "app", "Export the ledger in standard formats."),
-    "allocation": ("allocation_cmd", "allocation_app", "Coverage KPIs and shared-cost rules."),
+    "allocation": ("allocation_cmd", "allocation_app", "Coverage KPIs, shared-cost rules and "
+                   "the month's allocation entries."),
+    "close": ("close_cmd", "close", "Close a month: list its blockers, store its allocation "
+              "entries, snapshot its statements."),
+    "reopen": ("close_cmd", "reopen", "Reopen a closed month, with a reason (audited)."),
     "exceptions": ("allocation_cmd", "exceptions_app",
                    "The queue of quarantined (unallocated) usage."),
     "sources": ("evidence_cmd", "sources_app", "The register of sources relied on."),

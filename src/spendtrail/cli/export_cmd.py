@@ -1,4 +1,5 @@
-"""`spendtrail export focus`: the ledger as FOCUS cost-and-usage rows (1.3; 1.2 or 1.4)."""
+"""`spendtrail export focus`: the ledger as FOCUS cost-and-usage rows (1.3; 1.2 or 1.4);
+`spendtrail export gl`: a month's charges as a general-ledger journal (CSV)."""
 
 from __future__ import annotations
 
@@ -89,3 +90,28 @@ def focus(
             err_console.print(f"  {provider} {model or '(no model)'}: {count} events",
                               highlight=False)
         raise typer.Exit(1)
+
+
+@app.command()
+def gl(
+    period: Annotated[str, typer.Option(help="The month, YYYY-MM.")],
+    output: Annotated[Path | None, typer.Option(help="file to write (default: stdout)",
+                                                dir_okay=False)] = None,
+    credit_account: Annotated[str, typer.Option(
+        help="The account every line credits.")] = "AI-API-CLEARING",
+) -> None:
+    """A month's charges as a GL journal CSV an ERP can import: date, debit cost center,
+    credit account, currency, amount (exact), memo; the lines add up to the charges."""
+    from spendtrail.reports.gl_journal import gl_lines, to_csv
+
+    try:
+        chosen = parse_period(period)
+        with ledger().connect() as conn:
+            text = to_csv(gl_lines(conn, chosen, credit_account))
+    except SpendtrailError as exc:
+        fail(str(exc))
+    if output is None:
+        console.out(text, end="", highlight=False)
+    else:
+        output.write_text(text, encoding="utf-8")
+        console.print(f"wrote {output}", highlight=False)

@@ -55,11 +55,13 @@ def reconcile(
     with its variance, and the exit is 1 if any day failed, else 3 if any was inconclusive."""
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+    from spendtrail.allocation.entries import period_entries
     from spendtrail.reconcile import parse_tolerance
     from spendtrail.reconcile import reconcile as run_reconciliation
     from spendtrail.reconcile.render import (
         DIFFERENCE_FIELDS,
         SHOWN_DIFFERENCES,
+        charge_rows,
         difference_rows,
         owner_rows,
         summary_rows,
@@ -83,12 +85,14 @@ def reconcile(
                 ledger(), period=parse_period(period), bill_id=bill, reviewer=reviewer,
                 actor=actor(), tolerance=parse_tolerance(tolerance), provider=provider,
                 on_progress=lambda n: progress.advance(task, n))
+        with ledger().connect() as conn:
+            charges = period_entries(conn, record.period).charges()
     except SpendtrailError as exc:
         fail(str(exc))
     if output_format is RecordFormat.md:
-        sys.stdout.write(to_markdown(record))
+        sys.stdout.write(to_markdown(record, charges))
     elif output_format is RecordFormat.json:
-        sys.stdout.write(json.dumps(to_json(record), indent=2) + "\n")
+        sys.stdout.write(json.dumps(to_json(record, charges), indent=2) + "\n")
     elif output_format is RecordFormat.csv:
         rows = difference_rows(record, plain=True)
         writer = csv.writer(sys.stdout, lineterminator="\n")
@@ -99,6 +103,8 @@ def reconcile(
     else:
         render(summary_rows(record), Format.table, title=f"Reconciliation {record.id}")
         render(owner_rows(record), Format.table, title="By owner")
+        render(charge_rows(record, charges), Format.table,
+               title="Charged per owner (allocation entries)")
         shown = difference_rows(record)[:SHOWN_DIFFERENCES]
         if shown:
             render(shown, Format.table, title="Differences")

@@ -3,9 +3,10 @@ spendtrail.reports, write."""
 
 from __future__ import annotations
 
+import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
@@ -14,9 +15,6 @@ from spendtrail.cli.render import Format, render
 from spendtrail.errors import SpendtrailError
 from spendtrail.periods import parse_period
 from spendtrail.reports.rounding import MAX_DECIMALS  # named in --decimals' help
-
-if TYPE_CHECKING:
-    from spendtrail.reports.chargeback import Statement
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -32,23 +30,6 @@ class StatementFormat(StrEnum):
     csv = "csv"
     json = "json"
     pdf = "pdf"
-
-
-def _render(fmt: StatementFormat, statement: Statement, decimals: int | None) -> str | bytes:
-    """Formats people read round to the currency's minor unit; CSV and JSON stay exact."""
-    from spendtrail.reports import chargeback, render_html, statement_view
-
-    if fmt is StatementFormat.csv:
-        return chargeback.to_csv(statement)
-    if fmt is StatementFormat.json:
-        return chargeback.to_json(statement)
-    if fmt is StatementFormat.pdf:
-        from spendtrail.reports.render_pdf import to_pdf  # WeasyPrint: heavy, optional
-
-        return to_pdf(statement, decimals)
-    view = {StatementFormat.md: statement_view.to_markdown,
-            StatementFormat.html: render_html.to_html}[fmt]
-    return view(statement, decimals)
 
 
 @app.command("chargeback")
@@ -72,36 +53,36 @@ def chargeback(
     """Showback/chargeback statement for a period, for the company or one owner: charges by
     application with their shared allocations, breakdowns by model, environment and
     workload, quarantined and unpriced usage, budgets, reconciliation and price sources,
-    tying out exactly. PRELIMINARY until the period is closed."""
+    tying out exactly. PRELIMINARY until the period is closed; a closed month's statement
+    is the one snapshotted at its close, byte for byte."""
     # The rules are loaded and checked against the registry as `allocation shared` does.
     from spendtrail.cli.allocation_cmd import _rules
     from spendtrail.reports.chargeback import build_statement, parse_scope
+    from spendtrail.reports.statement_file import render_statement, statement_document
 
     if fmt is StatementFormat.pdf and output is None:
         fail("--format pdf writes a file: give --output FILE.pdf")
     try:
         chosen = parse_period(period)
         scope = parse_scope(owner)
-    except SpendtrailError as exc:
-        fail(str(exc))
-    loaded = _rules(rules) if rules is not None else None
-    with ledger().connect() as conn:
-        statement = build_statement(conn, chosen, rules=loaded,
-                                    rules_file=f"{rules.name} (given with --rules)"
-                                    if rules else None, owner=scope)
-    if not scope.is_company and not statement.owners:
-        fail(f"no spend or allocation for {scope} in {chosen.label}")
-    try:
-        rendered = _render(fmt, statement, decimals)
+        with ledger().connect() as conn:
+            if rules is None:
+                rendered, _ = statement_document(conn, chosen, scope, fmt.value,
+                                                 decimals=decimals)
+            else:
+                statement = build_statement(conn, chosen, rules=_rules(rules),
+                                            rules_file=f"{rules.name} (given with --rules)",
+                                            owner=scope)
+                if not scope.is_company and not statement.owners:
+                    fail(f"no spend or allocation for {scope} in {chosen.label}")
+                rendered = render_statement(statement, fmt.value, decimals)
     except SpendtrailError as exc:
         fail(str(exc))
     if output is None:
-        console.out(rendered, end="", highlight=False)
-    elif isinstance(rendered, bytes):
-        output.write_bytes(rendered)
-        console.print(f"wrote {output}", highlight=False)
+        sys.stdout.buffer.write(rendered)
+        sys.stdout.flush()
     else:
-        output.write_text(rendered, encoding="utf-8")
+        output.write_bytes(rendered)
         console.print(f"wrote {output}", highlight=False)
 
 

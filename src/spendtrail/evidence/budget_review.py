@@ -14,6 +14,12 @@ Rule (docs/budget-review.md; the table ``RULES``), the most severe finding wins:
 
 Quarantined usage (owner unclear) never counts against a team budget; the review lists it in a
 separate held-out section with its amount and reasons.
+
+``charged`` is what the budget's owners are charged for the reviewed period: their allocation
+entries (direct, reassigned, shared, true-up, adjustments), the figure their statement shows.
+A money budget whose own period is the reviewed month (not limited to an environment, not
+the shared pool's: its usage is what the rules split) is judged on it; other budgets (a day,
+a week, an environment, the pool) on the ledger's spend in their period.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from datetime import UTC, date, datetime, time, timedelta
 
 import sqlalchemy as sa
 
+from spendtrail.allocation.entries import PeriodEntries, period_entries
 from spendtrail.allocation.exceptions import open_groups
 from spendtrail.budgets.enforce import BudgetState
 from spendtrail.budgets.model import COUNTED_STATUSES, Budget, BudgetPeriod
@@ -116,6 +123,7 @@ class BudgetReviewRow:
     budget_period: str = ""
     spent: str = ""
     limit: str = ""
+    charged: str = ""  # the owners' charges for the reviewed period (allocation entries)
     state: str = ""
     events: int = 0
     unpriced_events: int = 0
@@ -185,11 +193,12 @@ def review_budgets(
     registry_version, registry = (None, None) if latest is None else latest
     register_urls = {s.source.url for s in load_sources(conn)}
     smoke = latest_smoke_run(conn)
+    entries = period_entries(conn, period)
     rows = []
     for budget in list_budgets(conn):
         row = _review_one(conn, budget, period, review_date, reviewer_role, register_urls,
                           smoke, registry_version,
-                          None if registry is None else registry.shared_pool.id)
+                          None if registry is None else registry.shared_pool.id, entries)
         if open_follow_ups and row.decision != "proceed" and row.follow_up_owner:
             item = open_follow_up(
                 conn, origin="review", origin_id=f"budget-review:{budget.id}:{period.label}",
@@ -222,7 +231,7 @@ def budget_period(budget: Budget, period: Period, review_date: date) -> BudgetPe
 def _review_one(
     conn: sa.Connection, budget: Budget, period: Period, review_date: date, reviewer_role: str,
     register_urls: set[str], smoke: SmokeRun | None, registry_version: int | None,
-    shared_pool: str | None,
+    shared_pool: str | None, entries: PeriodEntries,
 ) -> BudgetReviewRow:
     e = events.c
     owner = sa.and_(
@@ -257,7 +266,16 @@ def _review_one(
     urls = tuple(sorted(register_urls | {url for _, url, _ in used}))
 
     bperiod = budget_period(budget, period, review_date)
-    state = BudgetState(budget, bperiod, ledger_spend(conn, budget, bperiod))
+    charged = None
+    if budget.currency:
+        charged = sum(e.amount_pico for e in entries.entries
+                      if e.charged and e.currency == budget.currency
+                      and getattr(e, budget.scope) == budget.scope_value)
+    is_pool = budget.scope == "application" and budget.scope_value == shared_pool
+    judged_on_charges = (charged is not None and budget.environment is None and not is_pool
+                         and (bperiod.start, bperiod.end) == (period.start, period.end))
+    spent = charged if judged_on_charges else ledger_spend(conn, budget, bperiod)
+    state = BudgetState(budget, bperiod, spent)
     smoke_text = "no smoke test run"
     smoke_failed = False
     if smoke is not None:
@@ -294,7 +312,9 @@ def _review_one(
         unit_metric_name=unit,
         decision=decision, follow_up_owner=follow_up_owner, budget_id=budget.id,
         budget_period=bperiod.label, spent=_units(budget, state.spent),
-        limit=_units(budget, budget.limit_units), state=state.level, events=int(count),
+        limit=_units(budget, budget.limit_units),
+        charged="" if charged is None else _units(budget, charged), state=state.level,
+        events=int(count),
         unpriced_events=unpriced, reasons=tuple(rule.reason(seen) for rule in findings),
     )
 

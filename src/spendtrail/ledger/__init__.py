@@ -17,4 +17,6 @@ repricing, the audit log. Persistence of lower layers' values belongs here; the 
 - ``registry_versions.py``: the owner registry's versions, over that store.
 - ``stats.py``: what the ledger holds, counted.
 - ``fetch_cursors.py``: how far each provider account's bill API has been read.
+- ``allocation_entries.py``: a month's allocation entries, its record (stored, closed) and its
+  statement snapshots; a closed month's entries are never rewritten.
 """

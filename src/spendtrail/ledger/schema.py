@@ -630,3 +630,76 @@ alert_deliveries = sa.Table(
     sa.Column("response", sa.String(500), nullable=False),
     sa.Index("ix_alert_deliveries_alert_channel", "alert_id", "channel"),
 )
+
+# A month's allocation, computed once and stored (spendtrail.allocation.entries,
+# docs/allocation.md "Allocation entries"): one row per owner charge (direct, reassigned,
+# shared split, true-up, adjustment of a closed month) and per amount charged to no owner
+# (quarantined, unallocated pool), so the rows of a month add up to its ledger total plus
+# its adjustments. A shared split names its rule, rules version, origin charge, pool and
+# exact ratio; a true-up its reconciliation; an adjustment the closed month (and entry) it
+# adjusts. Rows of a closed month are never rewritten.
+EntryId = sa.BigInteger().with_variant(sa.Integer, "sqlite")
+
+allocation_entries = sa.Table(
+    "allocation_entries",
+    metadata,
+    sa.Column("id", EntryId, primary_key=True),
+    sa.Column("period", sa.String(7), nullable=False),  # YYYY-MM
+    sa.Column("kind", sa.String(20), nullable=False),
+    sa.Column("application", sa.String(200), nullable=False),
+    sa.Column("business_unit", sa.String(200), nullable=False, server_default=""),
+    sa.Column("cost_center", sa.String(200), nullable=False, server_default=""),
+    sa.Column("budget_owner", sa.String(200), nullable=False, server_default=""),
+    sa.Column("currency", sa.String(3), nullable=False),  # '' for unpriced usage
+    sa.Column("amount_pico", sa.BigInteger, nullable=False),
+    sa.Column("events", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("unpriced_events", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("pool", sa.String(200), nullable=False, server_default=""),
+    sa.Column("rule_id", sa.String(200), nullable=False, server_default=""),
+    sa.Column("rules_version", sa.Integer),
+    sa.Column("method", sa.String(20), nullable=False, server_default=""),
+    sa.Column("origin", sa.String(400), nullable=False, server_default=""),
+    sa.Column("ratio", sa.String(100), nullable=False, server_default=""),  # exact fraction
+    sa.Column("day_from", sa.Date),
+    sa.Column("day_to", sa.Date),  # exclusive
+    sa.Column("reconciliation_id", BillId),
+    sa.Column("adjusts_period", sa.String(7), nullable=False, server_default=""),
+    sa.Column("adjusts_kind", sa.String(20), nullable=False, server_default=""),
+    sa.Column("adjusts_entry_id", EntryId),
+    sa.Column("detail", sa.Text, nullable=False, server_default=""),
+    sa.Index("ix_allocation_entries_period", "period"),
+    sa.Index("ix_allocation_entries_adjusts", "adjusts_period"),
+)
+
+# One row per month whose allocation was stored: when and from what (``basis``: the JSON
+# fingerprint of the books the entries were computed from, so a reader knows whether they
+# are still current), and whether it is closed (``spendtrail close``; reopening clears it,
+# and both are in the audit log).
+allocation_periods = sa.Table(
+    "allocation_periods",
+    metadata,
+    sa.Column("period", sa.String(7), primary_key=True),
+    sa.Column("computed_at", Timestamp, nullable=False),
+    sa.Column("computed_by", sa.String(200), nullable=False),
+    sa.Column("true_up_rule", sa.String(20), nullable=False),
+    sa.Column("rules_version", sa.Integer),
+    sa.Column("basis", sa.Text, nullable=False),
+    sa.Column("closed_at", Timestamp),
+    sa.Column("closed_by", sa.String(200)),
+    sa.Column("accepted", sa.Text),  # JSON {blocker code: reason} accepted at the close
+)
+
+# The statements of a closed month as they were produced at the close: the bytes and their
+# sha256, per scope ("company", "application:ID", ...) and format, so the same statement is
+# returned later byte for byte.
+statement_snapshots = sa.Table(
+    "statement_snapshots",
+    metadata,
+    sa.Column("period", sa.String(7), nullable=False),
+    sa.Column("scope", sa.String(400), nullable=False),
+    sa.Column("format", sa.String(10), nullable=False),
+    sa.Column("content", sa.LargeBinary, nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.PrimaryKeyConstraint("period", "scope", "format", name="pk_statement_snapshots"),
+)

@@ -1,5 +1,10 @@
 """A reconciliation record as rows (table, CSV), a JSON document and the Markdown summary
-the review keeps: period, totals, variance, owner breakdown, differences, reviewer."""
+the review keeps: period, totals, variance, owner breakdown, differences, reviewer.
+
+The owner breakdown is the record's (billed amounts through the owners of the matched
+events, as captured). Given the period's charges per owner (its allocation entries, with
+reassignments, shared splits and the true-up), the rendering adds them, so the owner's
+figure here is the one every other report shows."""
 
 from __future__ import annotations
 
@@ -57,6 +62,15 @@ def owner_rows(record: Reconciliation) -> list[dict[str, Any]]:
     ]
 
 
+Charges = dict[str, dict[str, int]]  # application -> currency -> pico-units
+
+
+def charge_rows(record: Reconciliation, charges: Charges) -> list[dict[str, Any]]:
+    """Each owner's charges for the period in the record's currency (allocation entries)."""
+    return [{"owner": owner, "charged": record.money(money[record.currency])}
+            for owner, money in charges.items() if record.currency in money]
+
+
 def difference_rows(record: Reconciliation, *, plain: bool = False) -> list[dict[str, Any]]:
     """Amounts with their currency for reading; `plain`: bare decimal strings (CSV)."""
     money = (lambda pico: "" if pico is None else _amount(pico)) if plain else record.money
@@ -73,7 +87,7 @@ def _amount(pico: int) -> str:
     return plain_decimal(from_pico(pico))
 
 
-def to_json(record: Reconciliation) -> dict[str, Any]:
+def to_json(record: Reconciliation, charges: Charges | None = None) -> dict[str, Any]:
     """Amounts as exact, plain decimal strings in the record's currency."""
     def amount(pico: int | None) -> str | None:
         return None if pico is None else _amount(pico)
@@ -101,6 +115,9 @@ def to_json(record: Reconciliation) -> dict[str, Any]:
              "variance": amount(o.logged_pico - o.billed_pico)}
             for o in record.owners
         ],
+        "charged": None if charges is None else {
+            owner: amount(money[record.currency])
+            for owner, money in charges.items() if record.currency in money},
         "differences": [
             {**asdict(d), "day": d.day and d.day.isoformat(),
              "logged": amount(d.logged_pico), "billed": amount(d.billed_pico)}
@@ -109,7 +126,7 @@ def to_json(record: Reconciliation) -> dict[str, Any]:
     }
 
 
-def to_markdown(record: Reconciliation) -> str:
+def to_markdown(record: Reconciliation, charges: Charges | None = None) -> str:
     """The dated reconciliation summary of the review record."""
     lines = [
         f"# Reconciliation {record.id}: {record.provider}, {record.period.label}",
@@ -128,6 +145,10 @@ def to_markdown(record: Reconciliation) -> str:
         "",
         *_table(owner_rows(record)),
         "",
+        *(["## Charged per owner (allocation entries)", "",
+           "What each owner is charged for the period (direct, reassigned, shared, true-up): "
+           "the figure of its statement.", "", *_table(charge_rows(record, charges)), ""]
+          if charges is not None else []),
         "## Differences",
         "",
         ", ".join(f"{kind}: {record.counts.get(kind, 0)}" for kind in DIFFERENCE_KINDS),

@@ -6,6 +6,9 @@ from the daily rollups and cost entries. Every amount exact, per currency.
   scope's to its own.
 - ``statement_view.py``: the statement as people read it: registry names, amounts to the
   currency's minor unit that still add up, totals rows; Markdown.
+- ``statement_file.py``: a statement as the bytes of one format; a closed month's as
+  snapshotted at its close.
+- ``gl_journal.py``: a month's charges as a GL journal CSV an ERP imports.
 - ``rounding.py``: minor units and largest-remainder rounding of displayed amounts.
 - ``render_html.py``: a statement as one self-contained HTML page with print CSS.
 - ``render_pdf.py``: that page as PDF (WeasyPrint, the ``pdf`` extra).

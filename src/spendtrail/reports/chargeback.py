@@ -22,11 +22,12 @@ from fractions import Fraction
 import sqlalchemy as sa
 
 from spendtrail.allocation.coverage import Coverage, OwnerLine, coverage, percent
-from spendtrail.allocation.rule_store import latest_version
+from spendtrail.allocation.entries import PeriodEntries, period_entries
 from spendtrail.allocation.rules import Rule
-from spendtrail.allocation.shared import OriginCharge, SharedAllocation, apply_rules, ratio_text
+from spendtrail.allocation.shared import OriginCharge, SharedAllocation, ratio_text
 from spendtrail.budgets import Budget, BudgetPeriod, BudgetState, ledger_spend, list_budgets
 from spendtrail.errors import SpendtrailError
+from spendtrail.ledger.allocation_entries import Entry
 from spendtrail.ledger.registry_versions import load_history
 from spendtrail.ledger.schema import (
     price_entries,
@@ -152,6 +153,10 @@ class OwnerStatement:
     direct: Money = field(default_factory=lambda: defaultdict(int))
     reallocated: Money = field(default_factory=lambda: defaultdict(int))  # exception queue
     received: list[Received] = field(default_factory=list)
+    true_up: Money = field(default_factory=lambda: defaultdict(int))  # bill minus ledger
+    adjustments: Money = field(default_factory=lambda: defaultdict(int))  # of closed months
+    true_ups: list[Entry] = field(default_factory=list)
+    adjusted: list[Entry] = field(default_factory=list)
     unpriced_by_model: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     usage: dict[tuple[str, str, str, str], UsageLine] = field(default_factory=dict)
     budgets: list[BudgetLine] = field(default_factory=list)
@@ -162,7 +167,7 @@ class OwnerStatement:
 
     def total(self) -> Money:
         result: Money = defaultdict(int)
-        for amounts in (self.direct, self.reallocated):
+        for amounts in (self.direct, self.reallocated, self.true_up, self.adjustments):
             for currency, pico in amounts.items():
                 result[currency] += pico
         for item in self.received:
@@ -198,6 +203,7 @@ class Statement:
     price_sources: list[PriceSource]
     by_day: list[tuple[str, Money]]  # the company's ledger spend, or the scope's direct spend
     ledger_total: Money
+    entries: PeriodEntries | None = None  # the allocation entries the figures come from
     pool_name: str = ""
     # Registry names of applications, for usage captured under a known application that was
     # quarantined anyway (a refused environment, say).
@@ -232,15 +238,21 @@ class Statement:
             "reallocated": _sum(o.reallocated for o in self.owners),
             "shared_allocations": _sum(
                 {c.charge.currency: c.amount_pico} for o in self.owners for c in o.received),
+            "true_up": _sum(o.true_up for o in self.owners),
+            "adjustments": _sum(o.adjustments for o in self.owners),
         }
         if self.scope.is_company:
             parts["quarantined"] = _sum({q.currency: q.cost_pico} for q in self.quarantined)
             parts["unallocated_pool"] = self.unallocated_pool()
-            name, total = "ledger_total", self.ledger_total
+            parts["adjustments_not_charged"] = self.adjustments_not_charged()
+            # The ledger's total, and what the true-ups and adjustments add to it.
+            name, total = "ledger_total", _sum([
+                self.ledger_total, parts["true_up"], parts["adjustments"],
+                parts["adjustments_not_charged"]])
         else:
             name, total = "statement_total", _sum(
                 _sum(u.cost for u in o.usage.values()) for o in self.owners)
-            total = _sum([total, parts["reallocated"], parts["shared_allocations"]])
+            total = _sum([total, *(parts[key] for key in parts if key != "direct")])
         result = {}
         for currency in sorted(set(total) | {c for p in parts.values() for c in p}):
             if not currency:
@@ -250,6 +262,13 @@ class Statement:
             row["difference"] = row[name] - sum(v for k, v in row.items() if k != name)
             result[currency] = row
         return result
+
+    def adjustments_not_charged(self) -> Money:
+        """Adjustments of closed months' quarantined or unallocated pool cost."""
+        if self.entries is None:
+            return {}
+        return _sum({e.currency: e.amount_pico} for e in self.entries.of("adjustment")
+                    if not e.charged and e.currency)
 
     def rollup(self, dimension: str) -> dict[str, Money]:
         """Owner totals summed by business_unit, cost_center or budget_owner. An owner whose
@@ -262,12 +281,6 @@ class Statement:
         return dict(sorted(result.items()))
 
 
-def period_closed(conn: sa.Connection, period: Period) -> bool:
-    """Whether ``period`` is closed (``spendtrail close``): its figures are final. No period
-    can be closed until the ledger keeps closes, so every statement is preliminary."""
-    return False
-
-
 def build_statement(
     conn: sa.Connection,
     period: Period,
@@ -277,20 +290,17 @@ def build_statement(
     owner: Scope | None = None,
     generated_at: datetime | None = None,
 ) -> Statement:
-    """The statement for ``period`` and ``owner`` (default: the company). Without ``rules``
-    the latest stored shared-cost rules are used, if any were stored; ``[]`` uses none."""
+    """The statement for ``period`` and ``owner`` (default: the company), from the period's
+    allocation entries (``allocation.entries``): its charges are the entries', so every
+    report gives an owner the same figure. Without ``rules`` the entries follow the stored
+    shared-cost rules; given ``rules`` (``[]``: none) they are computed with those."""
     scope = owner or Scope()
     found = load_history(conn).at(datetime.combine(period.end, time(), UTC))
     registry = found[1] if found else None
-    rules_source = rules_file
-    if rules is None:
-        stored = latest_version(conn)
-        if stored is not None:
-            rules = stored.rules
-            rules_source = (f"stored version {stored.version} "
-                            f"(loaded {stored.loaded_at:%Y-%m-%d})")
-    shared = apply_rules(conn, rules or [], period)
-    pools = {r.pool for r in rules or ()} | {u.pool for u in shared.uncovered}
+    entries = period_entries(conn, period, rules=rules, rules_source=rules_file)
+    shared, rules_source = entries.shared, entries.rules_source
+    pools = ({c.rule.pool for c in shared.charges} | {u.pool for u in shared.uncovered}
+             | {e.pool for e in entries.of("shared", "unallocated_pool")})
     dims = ("application", "allocation_status", "model", "environment", "workload_class",
             "provider", "business_unit", "cost_center", "budget_owner")
     report = cost_report(conn, period, dims)
@@ -331,13 +341,24 @@ def build_statement(
         line.output_tokens += row.output_tokens
         for currency, pico in row.cost_pico.items():
             if currency:
-                target.direct[currency] += pico
                 line.cost[currency] += pico
 
     kpis = coverage(conn, period)
-    for line in kpis.lines:
-        if line.status == "reallocated" and line.currency:
-            statement_of(line.owner).reallocated[line.currency] += line.cost_pico
+    for entry in entries.entries:
+        if not entry.charged or not entry.currency:
+            continue
+        target = statement_of(entry.application)
+        kind = entry.adjusts_kind if entry.kind == "adjustment" else entry.kind
+        if entry.kind == "adjustment":
+            target.adjustments[entry.currency] += entry.amount_pico
+            target.adjusted.append(entry)
+        elif kind == "direct":
+            target.direct[entry.currency] += entry.amount_pico
+        elif kind == "reassigned":
+            target.reallocated[entry.currency] += entry.amount_pico
+        elif kind == "true_up":
+            target.true_up[entry.currency] += entry.amount_pico
+            target.true_ups.append(entry)
     for charge in shared.charges:
         for child in charge.children:
             statement_of(child.recipient).received.append(
@@ -364,7 +385,7 @@ def build_statement(
         generated_at=generated_at or datetime.now(UTC),
         scope=scope,
         scope_name=_scope_name(scope, registry),
-        closed=period_closed(conn, period),
+        closed=entries.closed,
         rules_source=rules_source,
         owners=selected,
         pools=dict(pool_cost),
@@ -379,6 +400,7 @@ def build_statement(
         pool_name=registry.shared_pool.name if registry else "",
         application_names={a.id: a.name for a in registry.applications.values()}
         if registry else {},
+        entries=entries,
     )
 
 
@@ -569,9 +591,19 @@ def line_items(statement: Statement) -> list[dict[str, str]]:
         for item in o.received:
             add(o, o.owner, "shared allocation", item.charge.currency, item.amount_pico,
                 rule=item.charge.rule, ratio=item.ratio, pool=item.charge.rule.pool)
+        for entry in o.true_ups:
+            add(o, o.owner, f"true-up ({entry.origin})", entry.currency, entry.amount_pico,
+                ratio=Fraction(entry.ratio))
+        for entry in o.adjusted:
+            add(o, o.owner, f"adjustment of {entry.adjusts_period} {entry.adjusts_kind}",
+                entry.currency, entry.amount_pico, entry.events)
     for q in statement.quarantined:
         add(None, q.owner, "quarantined", q.currency, q.cost_pico, q.events)
     if statement.scope.is_company:
+        for entry in statement.entries.of("adjustment") if statement.entries else ():
+            if not entry.charged and entry.currency:
+                add(None, entry.application, f"adjustment of {entry.adjusts_period} "
+                    f"{entry.adjusts_kind} (not charged)", entry.currency, entry.amount_pico)
         for charge in statement.shared.charges:
             if not charge.children:
                 add(None, charge.rule.pool, f"unallocated pool ({charge.status})",
@@ -601,6 +633,8 @@ def sections(statement: Statement) -> list[Section]:
              "reallocated": amount(o.reallocated.get(currency, 0)),
              "shared_allocations": amount(sum(r.amount_pico for r in o.received
                                               if r.charge.currency == currency)),
+             "true_up": amount(o.true_up.get(currency, 0)),
+             "adjustments": amount(o.adjustments.get(currency, 0)),
              "total": _owner_total(o, currency, pico), "events": str(o.events),
              "input_tokens": str(o.input_tokens), "output_tokens": str(o.output_tokens),
              "unpriced_events": str(o.unpriced_events)}
@@ -632,6 +666,19 @@ def sections(statement: Statement) -> list[Section]:
            if statement.rules_source else "No shared-cost rules: shared-pool cost stays "
                                           "unallocated."),
     ]
+    result.append(Section("true_up", "True-up to the bill", [
+        {"owner": o.owner, "reconciliation": str(e.reconciliation_id), "method": e.method,
+         "ratio": ratio_text(Fraction(e.ratio)), "currency": e.currency,
+         "amount": amount(e.amount_pico), "detail": e.detail}
+        for o in owners for e in o.true_ups
+    ], note="The reconciled variance (bill minus ledger) carried to owners by the true-up "
+            "rule (docs/allocation.md)."))
+    result.append(Section("adjustments", "Adjustments of closed months", [
+        {"owner": o.owner, "adjusts": f"{e.adjusts_period} {e.adjusts_kind}",
+         "entry": "" if e.adjusts_entry_id is None else str(e.adjusts_entry_id),
+         "currency": e.currency, "amount": amount(e.amount_pico), "detail": e.detail}
+        for o in owners for e in o.adjusted
+    ]))
     if company:
         result.append(Section("unallocated_pool", "Shared pool cost not allocated", [
             *({"pool": c.rule.pool, "reason": f"{c.status} ({c.rule.id}): {c.detail}",
@@ -695,9 +742,11 @@ def sections(statement: Statement) -> list[Section]:
         Section("tie_out", "Tie-out", [
             {"currency": currency, **{k: amount(v) for k, v in parts.items()}}
             for currency, parts in tie.items()
-        ], note="direct + reallocated + shared allocations + quarantined + unallocated pool "
-                "== ledger total (whole ledger for the period)." if company else
-                "direct + reallocated + shared allocations == this statement's total."),
+        ], note="direct + reallocated + shared allocations + true-up + adjustments + "
+                "quarantined + unallocated pool == ledger total + true-up + adjustments "
+                "(whole ledger for the period)." if company else
+                "direct + reallocated + shared allocations + true-up + adjustments == this "
+                "statement's total."),
     ]
     return result
 

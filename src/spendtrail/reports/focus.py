@@ -16,7 +16,10 @@ Owners: an event the exception queue reassigned is exported under the owner it w
 to; a quarantined one under no owner at all (the registry rejected its claim). Both keep the
 claim as captured in ``x_ClaimedOwner``. From 1.3, a pool's rows that a shared-cost rule
 splits are written as split cost allocation: one allocated row per recipient and origin row,
-carrying the recipient's exact share (``focus_allocation.shared_splits`` says how).
+its cost the recipient's share dealt exactly from the period's allocation entries
+(``focus_allocation``), so a recipient's rows add up to its shared entry to the pico-unit.
+The true-up to the reconciled bill is one ``Adjustment`` row per owner share, with the
+bill's InvoiceId: summed by owner, the export gives each owner its statement's figure.
 """
 
 from __future__ import annotations
@@ -30,12 +33,15 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal, localcontext
+from fractions import Fraction
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
 import msgspec
 import sqlalchemy as sa
 
+from spendtrail.allocation.entries import PeriodEntries, period_entries
+from spendtrail.allocation.shared import ratio_text
 from spendtrail.errors import SpendtrailError
 from spendtrail.events.model import OWNER_FIELDS, Usage
 from spendtrail.ledger.costs import is_current
@@ -52,7 +58,13 @@ from spendtrail.ledger.schema import (
 from spendtrail.money import from_pico, plain_decimal
 from spendtrail.periods import Period
 from spendtrail.pricing import TOKEN_METERS, Catalog, PriceEntry
-from spendtrail.reports.focus_allocation import METHOD_UNITS, Recipient, Split, shared_splits
+from spendtrail.reports.focus_allocation import (
+    METHOD_UNITS,
+    Recipient,
+    Shares,
+    Split,
+    shared_splits,
+)
 from spendtrail.reports.focus_columns import (
     ALLOWED,
     COLUMN_NAMES,
@@ -201,11 +213,13 @@ def focus_rows(
             )
         _add_event(row, entry, catalog, sums)
         summary.exported_events += 1
+    allocation = period_entries(conn, period)
     context = _Context(options, entries, _invoices(conn, period),
-                       [] if options.version == "1.2" else shared_splits(conn, period),
-                       _registry_owners(conn))
+                       [] if options.version == "1.2" else shared_splits(allocation),
+                       _registry_owners(conn), Shares())
     rows = [row for key, total in sorted(sums.items())
             for row in _focus_rows(key, total, context)]
+    rows += _true_up_rows(conn, allocation, period, context)
     summary.rows = len(rows)
     for key, total in sums.items():
         currency = entries[key.entry_id].currency
@@ -421,6 +435,7 @@ class _Context:
     invoices: Mapping[str, list[tuple[date, date, str]]]
     splits: list[Split]
     owners: Mapping[str, tuple[str, dict[str, str]]]
+    shares: Shares
 
     def invoice_id(self, provider: str, day: date) -> str | None:
         for start, end, invoice in self.invoices.get(provider, ()):
@@ -442,21 +457,25 @@ def _focus_rows(key: _RowKey, total: _Sum, context: _Context) -> list[dict[str, 
     found = context.split(key, row["BillingCurrency"])
     if found is None:
         return [row]
+    parts = context.shares.deal(found, total.cost_pico)
     # A recipient with a zero share (no direct cost in a proportional segment) gets no row.
-    return [_allocated(row, found, recipient, context) for recipient in found.recipients
-            if recipient.ratio]
+    return [_allocated(row, found, recipient, part, context)
+            for recipient, part in zip(found.recipients, parts, strict=True)
+            if recipient.ratio or part]
 
 
 def _allocated(
-    origin: dict[str, Any], found: Split, recipient: Recipient, context: _Context
+    origin: dict[str, Any], found: Split, recipient: Recipient, part_pico: int,
+    context: _Context,
 ) -> dict[str, Any]:
     ratio = recipient.ratio
     row = dict(origin)
     with localcontext() as ctx:
         ctx.prec = 80  # products of exact decimals stay exact
-        for column in ("BilledCost", "EffectiveCost", "ListCost", "ContractedCost",
-                       "PricingQuantity", "ConsumedQuantity"):
+        for column in ("ListCost", "ContractedCost", "PricingQuantity", "ConsumedQuantity"):
             row[column] = _plain(origin[column] * ratio)
+    # What the recipient is charged: its dealt share, so its rows add up to its entry.
+    row["BilledCost"] = row["EffectiveCost"] = _plain(from_pico(part_pico))
     name, owner = context.owners.get(
         recipient.application, (recipient.application, {"application": recipient.application}))
     row.update({
@@ -476,6 +495,74 @@ def _allocated(
     if "InvoiceDetailId" in row and row["InvoiceId"] is not None:
         row["InvoiceDetailId"] = _detail_id(origin["InvoiceDetailId"], recipient.application)
     return row
+
+
+def _true_up_rows(conn: sa.Connection, allocation: PeriodEntries, period: Period,
+                  context: _Context) -> list[dict[str, Any]]:
+    """One Adjustment row per true-up entry: the owner's share of the reconciled variance,
+    on the reconciled bill's invoice."""
+    ups = allocation.of("true_up")
+    if not ups:
+        return []
+    r, b = reconciliations.c, bill_imports.c
+    bills, providers = {}, {}
+    for record_id, provider, sha256 in conn.execute(
+        sa.select(r.id, r.provider, b.sha256).join(bill_imports, b.id == r.bill_import_id)
+        .where(r.id.in_([e.reconciliation_id for e in ups]))):
+        bills[record_id], providers[record_id] = f"sha256:{sha256[:16]}", provider
+    month_start = period.start.replace(day=1)
+    rows = []
+    for entry in ups:
+        provider = providers[entry.reconciliation_id]
+        provider_name, service_name = PROVIDERS.get(provider, (provider, f"{provider} API"))
+        name, tags = context.owners.get(entry.application,
+                                        (entry.application, {"application": entry.application}))
+        amount = _plain(from_pico(entry.amount_pico))
+        values: dict[str, Any] = {
+            "BilledCost": amount, "EffectiveCost": amount,
+            "ContractedCost": amount, "ListCost": amount,
+            "BillingAccountId": context.options.billing_account_id or provider,
+            "BillingAccountName": context.options.billing_account_name
+            or f"{provider_name} account",
+            "BillingAccountType": "Billing Account",
+            "BillingCurrency": entry.currency,
+            "BillingPeriodStart": _midnight(month_start),
+            "BillingPeriodEnd": _midnight(_next_month(month_start)),
+            "ChargeCategory": "Adjustment",
+            "ChargeDescription": f"true-up to the reconciled bill ({entry.origin}): "
+                                 f"{entry.detail}",
+            "ChargeFrequency": "One-Time",
+            "ChargePeriodStart": _midnight(period.start),
+            "ChargePeriodEnd": _midnight(period.end),
+            "HostProviderName": provider_name,
+            "InvoiceId": bills[entry.reconciliation_id],
+            "InvoiceDetailId": _detail_id(bills[entry.reconciliation_id], "true-up",
+                                          entry.application),
+            "InvoiceIssuerName": context.options.invoice_issuer or provider_name,
+            "ProviderName": provider_name, "PublisherName": provider_name,
+            "ServiceCategory": "AI and Machine Learning", "ServiceName": service_name,
+            "ServiceProviderName": provider_name, "ServiceSubcategory": "Generative AI",
+            "Tags": {**tags, "allocation_status": "allocated"},
+            "AllocatedMethodId": f"spendtrail-true-up/{entry.method}",
+            "AllocatedMethodDetails": {
+                "Elements": [{"AllocatedRatio": Decimal(ratio_text(Fraction(entry.ratio))),
+                              "UsageUnit": "Matched Billed Cost",
+                              "x_ExactRatio": entry.ratio}],
+                "x_ReconciliationId": entry.reconciliation_id},
+            "AllocatedResourceId": entry.application,
+            "AllocatedResourceName": name,
+            "AllocatedTags": tags,
+            "x_Meter": "true_up",
+            "x_PriceEntryId": f"reconciliation:{entry.reconciliation_id}",
+            "x_PriceKind": "bill",
+            "x_PriceSourceUrl": bills[entry.reconciliation_id],
+            "x_ListPriceEntryId": f"reconciliation:{entry.reconciliation_id}",
+            "x_AllocationStatus": "allocated",
+            "x_EventCount": 0,
+        }
+        rows.append({column: values.get(column) for column in COLUMN_NAMES[
+            context.options.version]})
+    return rows
 
 
 def _focus_row(key: _RowKey, total: _Sum, context: _Context) -> dict[str, Any]:

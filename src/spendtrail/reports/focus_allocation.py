@@ -1,12 +1,13 @@
 """The shared-cost splits the FOCUS export writes as split cost allocation (FOCUS 1.3+).
 
-``shared_splits`` is the one place the export learns how a pool's cost is split: today it
-applies the latest stored shared-cost rules to the period (``allocation.shared``); when
-allocation entries are stored per period it reads those instead, and nothing else changes.
+``shared_splits`` is the one place the export learns how a pool's cost is split: the
+period's allocation entries (``allocation.entries``), the same split every report shows.
 
 Each split names the pool, currency and days it covers, the recipients and their ratios as
 decimals of ``RATIO_PLACES`` places that sum to exactly 1 (the exact fractions rounded by
-largest remainder, so a child's share of an origin row is an exact decimal product).
+largest remainder), and each recipient's amount of the charge in pico-units. ``Shares``
+deals each origin row out to the recipients so that, over the split's rows, every recipient
+gets exactly its entry's amount and every row is split exactly.
 """
 
 from __future__ import annotations
@@ -16,12 +17,9 @@ from datetime import date
 from decimal import Decimal
 from fractions import Fraction
 
-import sqlalchemy as sa
-
-from spendtrail.allocation.rule_store import latest_version
-from spendtrail.allocation.shared import RATIO_PLACES, OriginCharge, apply_rules
-from spendtrail.allocation.split import split
-from spendtrail.periods import Period
+from spendtrail.allocation.entries import PeriodEntries
+from spendtrail.allocation.shared import RATIO_PLACES, OriginCharge
+from spendtrail.allocation.split import SplitError, split
 
 # How each rule method measures a recipient's share (AllocatedMethodDetails UsageUnit).
 METHOD_UNITS = {
@@ -37,6 +35,7 @@ class Recipient:
     application: str
     ratio: Decimal  # RATIO_PLACES places; a split's ratios sum to exactly 1
     exact: Fraction  # the rule's own ratio
+    amount_pico: int  # its share of the charge (its allocation entry)
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,28 +47,43 @@ class Split:
     end: date  # exclusive
     method: str
     rule_id: str
-    rules_version: int
+    rules_version: int | None
     recipients: tuple[Recipient, ...]
 
     def covers(self, pool: str, currency: str, day: date) -> bool:
         return (pool, currency) == (self.pool, self.currency) and self.start <= day < self.end
 
 
-def shared_splits(conn: sa.Connection, period: Period) -> list[Split]:
-    """The period's split (or centrally held) pool charges under the latest stored rules;
-    none when no rules were stored. Held and unsplittable charges stay with their pool."""
-    stored = latest_version(conn)
-    if stored is None:
-        return []
-    allocation = apply_rules(conn, stored.rules, period)
+def shared_splits(entries: PeriodEntries) -> list[Split]:
+    """The period's split (or centrally held) pool charges, from its allocation entries.
+    Held and unsplittable charges stay with their pool."""
     return [
-        _split(charge, stored.version)
-        for charge in allocation.charges
+        _split(charge, entries.rules_version)
+        for charge in entries.shared.charges
         if charge.status in ("split", "central")
     ]
 
 
-def _split(charge: OriginCharge, version: int) -> Split:
+class Shares:
+    """Deals origin rows out to a split's recipients: each row in proportion to what each
+    recipient is still owed, so the last row of a split settles every recipient exactly."""
+
+    def __init__(self) -> None:
+        self._owed: dict[str, list[int]] = {}
+
+    def deal(self, found: Split, row_pico: int) -> list[int]:
+        owed = self._owed.setdefault(found.origin_id,
+                                     [r.amount_pico for r in found.recipients])
+        try:
+            parts = split(row_pico, owed)
+        except SplitError:  # nothing owed any more (the books changed): by the ratios
+            parts = split(row_pico, [r.exact for r in found.recipients])
+        for index, part in enumerate(parts):
+            owed[index] -= part
+        return parts
+
+
+def _split(charge: OriginCharge, version: int | None) -> Split:
     exact = [child.ratio for child in charge.children]
     units = split(10**RATIO_PLACES, exact)  # sums to 10**RATIO_PLACES: ratios sum to 1
     return Split(
@@ -82,7 +96,8 @@ def _split(charge: OriginCharge, version: int) -> Split:
         rule_id=charge.rule.id,
         rules_version=version,
         recipients=tuple(
-            Recipient(child.recipient, Decimal(unit).scaleb(-RATIO_PLACES), child.ratio)
+            Recipient(child.recipient, Decimal(unit).scaleb(-RATIO_PLACES), child.ratio,
+                      child.amount_pico)
             for child, unit in zip(charge.children, units, strict=True)
         ),
     )

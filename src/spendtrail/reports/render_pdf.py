@@ -10,6 +10,10 @@ from spendtrail.reports.render_html import to_html
 
 
 def to_pdf(statement: Statement, decimals: int | None = None) -> bytes:
+    return html_to_pdf(to_html(statement, decimals))
+
+
+def html_to_pdf(html: str) -> bytes:
     try:
         from weasyprint import HTML
     except (ImportError, OSError) as exc:  # OSError: the package is there, Pango is not
@@ -18,4 +22,4 @@ def to_pdf(statement: Statement, decimals: int | None = None) -> bytes:
             "with: pip install 'spendtrail[pdf]' and apt-get install libpango-1.0-0 "
             "libpangoft2-1.0-0 (docs/reports.md)"
         ) from None
-    return HTML(string=to_html(statement, decimals)).write_pdf()
+    return HTML(string=html).write_pdf()

@@ -101,13 +101,15 @@ class _Currency:
         exact = [o.total().get(currency, 0) for o in self.owners]
         self.total_units = to_units(sum(exact), decimals)
         totals = spread(exact, decimals)
-        self.owner_units: dict[str, tuple[int, int, int, int]] = {}
+        # Per owner: direct, reallocated, shared, true-up, adjustments, total.
+        self.owner_units: dict[str, tuple[int, ...]] = {}
         for o, total in zip(self.owners, totals, strict=True):
             shared = sum(r.amount_pico for r in o.received if r.charge.currency == currency)
             parts = spread(
-                [o.direct.get(currency, 0), o.reallocated.get(currency, 0), shared], decimals, total
+                [o.direct.get(currency, 0), o.reallocated.get(currency, 0), shared,
+                 o.true_up.get(currency, 0), o.adjustments.get(currency, 0)], decimals, total
             )
-            self.owner_units[o.owner] = (*parts, total)  # type: ignore[assignment]
+            self.owner_units[o.owner] = (*parts, total)
         # Calls priced in this currency, and unpriced calls (shown in every currency's tables).
         self.calls = {
             o.owner: sum(u.events for u in o.usage.values() if self.counts(u)) for o in self.owners
@@ -116,8 +118,8 @@ class _Currency:
             o.owner: sum(u.unpriced_events for u in o.usage.values() if self.counts(u))
             for o in self.owners
         }
-        self.direct, self.reallocated, self.shared = (
-            sum(units[i] for units in self.owner_units.values()) for i in range(3)
+        self.direct, self.reallocated, self.shared, self.true_up, self.adjustments = (
+            sum(units[i] for units in self.owner_units.values()) for i in range(5)
         )
 
     def counts(self, line: UsageLine) -> bool:
@@ -189,6 +191,11 @@ def _summary(statement: Statement, f: _Currency) -> list[tuple[str, str]]:
     if statement.scope.is_company and f.currency:
         ledger = to_units(statement.ledger_total.get(f.currency, 0), f.decimals)
         rows.append((f"Ledger total ({f.currency})", f.text(ledger)))
+        billed = [r for r in statement.reconciliations
+                  if r.currency == f.currency and r.result == "pass"]
+        if billed:
+            rows.append((f"Billed, reconciled ({f.currency})",
+                         f.text(to_units(sum(r.billed_pico for r in billed), f.decimals))))
     return rows
 
 
@@ -205,6 +212,8 @@ def _currency_tables(statement: Statement, f: _Currency, suffix: str) -> list[Ta
             Column(f"Direct{cur}", True),
             Column(f"Reallocated{cur}", True),
             Column(f"Shared{cur}", True),
+            Column(f"True-up{cur}", True),
+            Column(f"Adjustments{cur}", True),
             Column(f"Total{cur}", True),
             Column("Calls", True),
             Column("Unpriced calls", True),
@@ -212,7 +221,7 @@ def _currency_tables(statement: Statement, f: _Currency, suffix: str) -> list[Ta
     )
     for o in f.owners:
         units = f.owner_units[o.owner]
-        shown = [f.text(u) for u in units] if f.priced(o) else [UNPRICED] * 4
+        shown = [f.text(u) for u in units] if f.priced(o) else [UNPRICED] * 6
         owners.rows.append(
             [
                 o.name,
@@ -232,13 +241,17 @@ def _currency_tables(statement: Statement, f: _Currency, suffix: str) -> list[Ta
         f.text(f.direct),
         f.text(f.reallocated),
         f.text(f.shared),
+        f.text(f.true_up),
+        f.text(f.adjustments),
         f.text(f.total_units),
         f"{sum(f.calls.values()):,}",
         f"{sum(f.unpriced.values()):,}",
     ]
     owners.note = (
         "Direct: the application's own calls. Reallocated: usage moved to it from "
-        "the exception queue. Shared: its share of the shared pool, by the rules."
+        "the exception queue. Shared: its share of the shared pool, by the rules. "
+        "True-up: its share of the reconciled bill's variance (bill minus ledger). "
+        "Adjustments: what changed in closed months since they were closed."
     )
     tables = [owners]
     scope = statement.scope
@@ -274,7 +287,7 @@ def _rollup(f: _Currency, dim: str, title: str, suffix: str) -> Table:
     )
     for name, members in sorted(groups.items()):
         priced = [o for o in members if f.priced(o)]
-        units = sum(f.owner_units[o.owner][3] for o in priced)
+        units = sum(f.owner_units[o.owner][-1] for o in priced)
         table.rows.append(
             [
                 name,
@@ -405,6 +418,8 @@ def _quarantine_and_tie_out(statement: Statement, f: _Currency, suffix: str) -> 
         ["Direct", f.text(f.direct)],
         ["Reallocated", f.text(f.reallocated)],
         ["Shared costs received", f.text(f.shared)],
+        ["True-up to the bill", f.text(f.true_up)],
+        ["Adjustments of closed months", f.text(f.adjustments)],
     ]
     tables = []
     if statement.scope.is_company:
@@ -418,18 +433,23 @@ def _quarantine_and_tie_out(statement: Statement, f: _Currency, suffix: str) -> 
             for u in statement.shared.uncovered
             if u.currency == f.currency
         ]
-        ledger = to_units(statement.ledger_total.get(f.currency, 0), f.decimals)
-        q_units, pool_units = spread(
-            [q_exact, sum(p[2] for p in pool)], f.decimals, ledger - f.total_units
+        exact = statement.tie_out().get(f.currency, {})
+        grand = to_units(exact.get("ledger_total", 0), f.decimals)
+        q_units, pool_units, adjusted_units = spread(
+            [q_exact, sum(p[2] for p in pool), exact.get("adjustments_not_charged", 0)],
+            f.decimals, grand - f.total_units
         )
         tie.rows += [
             ["Quarantined (not charged)", f.text(q_units)],
             ["Shared pool not allocated", f.text(pool_units)],
         ]
-        tie.totals = ["Ledger total", f.text(ledger)]
+        if adjusted_units:
+            tie.rows.append(["Adjustments charged to no owner", f.text(adjusted_units)])
+        tie.totals = ["Ledger total, with true-up and adjustments", f.text(grand)]
         tie.note = (
             "What the owners are charged, plus what is charged to no one, equals the "
-            "ledger's total for the period."
+            "ledger's total for the period plus the true-up to the bill and the adjustments "
+            "of closed months."
         )
         unallocated = Table(
             "unallocated_pool",
@@ -474,7 +494,7 @@ def _charts(statement: Statement, f: _Currency) -> list[Chart]:
     if not f.currency:
         return []
     by_owner = [
-        Bar(o.name, o.total()[f.currency], f.text(f.owner_units[o.owner][3]))
+        Bar(o.name, o.total()[f.currency], f.text(f.owner_units[o.owner][-1]))
         for o in f.owners
         if f.priced(o)
     ]

@@ -1,6 +1,7 @@
 """Unit economics: cost per unit per owner for a period.
 
-A unit metric divides an owner's direct cost (allocated usage, from the daily rollups) by a
+A unit metric divides an owner's charges for the period (its allocation entries: direct,
+reassigned, shared, true-up and adjustments; the same figure as its statement) by a
 denominator: ``tokens`` (input + output) and ``requests`` (recorded calls, retries included)
 come from the ledger; any other denominator is read from a CSV of ``owner,denominator,value``
 rows for the period. Costs are exact; the quotient is rounded half-even to 12 places.
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from spendtrail.allocation.entries import period_entries
 from spendtrail.errors import SpendtrailError
 from spendtrail.money import from_pico, parse_decimal, plain_decimal
 from spendtrail.periods import Period
@@ -33,7 +35,7 @@ class UnitCostError(SpendtrailError):
 @dataclass(frozen=True, slots=True)
 class UnitMetric:
     name: str
-    numerator: str  # "cost": the owner's direct cost
+    numerator: str  # "cost": the owner's charges
     denominator: str
     denominator_source: str
     refresh: str
@@ -121,21 +123,22 @@ def unit_costs(
     metrics: list[UnitMetric],
     denominators: dict[tuple[str, str], Decimal] | None = None,
 ) -> list[UnitCost]:
+    charges = period_entries(conn, period).charges()
     report = cost_report(conn, period, ("application", "allocation_status"))
-    owners = [row for row in report.rows if row.key["allocation_status"] == "allocated"]
+    usage = {row.key["application"]: row for row in report.rows
+             if row.key["allocation_status"] == "allocated"}
     results = []
     for metric in metrics:
-        for row in owners:
-            owner = row.key["application"]
+        for owner, money in charges.items():
+            row = usage.get(owner)
             if metric.denominator == "tokens":
-                units: Decimal | None = Decimal(row.input_tokens + row.output_tokens)
+                units: Decimal | None = Decimal(
+                    row.input_tokens + row.output_tokens if row else 0)
             elif metric.denominator == "requests":
-                units = Decimal(row.events)
+                units = Decimal(row.events if row else 0)
             else:
                 units = (denominators or {}).get((owner, metric.denominator))
-            for currency, pico in sorted(row.cost_pico.items()):
-                if not currency:
-                    continue
+            for currency, pico in sorted(money.items()):
                 cost = from_pico(pico)
                 per_unit = None
                 if units:
