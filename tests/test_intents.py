@@ -164,10 +164,27 @@ def test_a_completion_in_a_later_file_wins(seeded, tmp_path):
     # file is still in the spool, although the writer is dead.
     ingester.ingest_lines(read_lines(first))
     assert _pending(seeded) == [intent.event_id]
-    assert resolve_intents(seeded, tmp_path, ingester.ingest_events) == (0, 1)
+    assert resolve_intents(seeded, ingester.ingest_events) == (0, 1)
     assert intent.event_id not in _events(seeded)
     report = ingester.ingest_spool(tmp_path)
     assert (report.interrupted, report.pending) == (0, 0)
+    assert _events(seeded)[intent.event_id].outcome == "success"
+
+
+def test_the_ingester_of_another_spool_waits_for_this_spools_files(seeded, tmp_path):
+    """Gateways on one host, a spool and an ingester each, one ledger: the held intents are
+    the ledger's, so any ingester may resolve them; the files of a dead writer that its own
+    ingester has not read yet must keep its intents pending for all of them."""
+    spool, other = tmp_path / "a", tmp_path / "b"
+    intent = _intent()
+    _write_and_die(spool, [("intent", intent), ("rotate", None), ("event", _completion(intent))])
+    ingester = Ingester(seeded)
+    ingester.ingest_lines(read_lines(sealed_files(spool)[0]))  # its ingester, mid-round
+    other.mkdir()
+    report = ingester.ingest_spool(other)  # the other spool's ingester, meanwhile
+    assert (report.interrupted, report.pending) == (0, 1)
+    report = ingester.ingest_spool(spool)
+    assert (report.inserted, report.interrupted, report.pending, report.rejected) == (1, 0, 0, [])
     assert _events(seeded)[intent.event_id].outcome == "success"
 
 

@@ -110,7 +110,7 @@ class Ingester:
                 report.add(self.ingest_lines(read_lines(path), on_progress))
         # The files named are taken as all their writers wrote: only a running writer's
         # intents stay pending.
-        self._resolve(None, report)
+        self._resolve(report, all_ingested=True)
         return report
 
     def _ingest_parallel(
@@ -133,17 +133,19 @@ class Ingester:
     def ingest_spool(self, spool: Path) -> IngestReport:
         """Ingest every sealed spool file, then move it to ``ingested/``; files a killed
         writer left open are sealed first."""
+        spool = spool.absolute()  # held intents name their file, for any ingester to find
         recover_orphans(spool)
         report = IngestReport()
         for path in sealed_files(spool):
             report.add(self.ingest_lines(read_lines(path)))
             mark_ingested(path)
-        self._resolve(spool, report)
+        self._resolve(report)
         return report
 
-    def _resolve(self, spool: Path | None, report: IngestReport) -> None:
+    def _resolve(self, report: IngestReport, *, all_ingested: bool = False) -> None:
         interrupted, report.pending = resolve_intents(
-            self.engine, spool, lambda items: report.add(self.ingest_events(items)))
+            self.engine, lambda items: report.add(self.ingest_events(items)),
+            all_ingested=all_ingested)
         report.interrupted += interrupted
 
     def ingest_lines(

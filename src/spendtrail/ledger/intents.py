@@ -69,11 +69,16 @@ def hold_intents(engine: sa.Engine, intents: Iterable[tuple[JournalLine, UsageEv
 
 def resolve_intents(
     engine: sa.Engine,
-    spool: Path | None,
     ingest: Callable[[list[UsageEvent]], object],
+    *,
+    all_ingested: bool = False,
 ) -> tuple[int, int]:
     """Apply the orphan rule to every held intent; returns (made interrupted, still pending).
-    `spool` is the folder whose files count as not yet ingested (None: no such folder)."""
+
+    The ledger holds the intents of every spool that ingests into it, so a writer is looked
+    for in the folder its file came from, never in the caller's own spool: the ingester of
+    another spool on the host may still be reading that writer's last file. `all_ingested`:
+    the files named to ingest are all their writers wrote (no folder to look in)."""
     p = pending_intents.c
     held = _still_held(engine, ~p.source.startswith(SOURCE_PREFIX, autoescape=True))
     if not held:
@@ -81,14 +86,14 @@ def resolve_intents(
     stopped: dict[tuple[Path, Writer | None], bool] = {}
     orphans: list[UsageEvent] = []
     for row in held:
-        # The writer's lock is in the folder it wrote the file to.
+        # The writer's lock and its files not yet ingested are in the folder it wrote to.
         source = Path(row.source)
         key = (source.parent, writer_of(source.name))
         if key not in stopped:
             folder, writer = key
             stopped[key] = writer is None or not (
                 writer_running(folder, writer)
-                or (spool is not None and writer_files(spool, writer)))
+                or (not all_ingested and writer_files(folder, writer)))
         if stopped[key]:
             orphans.append(decode_event(row.intent))
     _interrupt(engine, orphans, ingest)
