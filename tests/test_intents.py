@@ -164,25 +164,33 @@ def test_a_completion_in_a_later_file_wins(seeded, tmp_path):
     # file is still in the spool, although the writer is dead.
     ingester.ingest_lines(read_lines(first))
     assert _pending(seeded) == [intent.event_id]
-    assert resolve_intents(seeded, ingester.ingest_events) == (0, 1)
+    assert resolve_intents(seeded, ingester.ingest_events, spool=tmp_path) == (0, 1)
     assert intent.event_id not in _events(seeded)
     report = ingester.ingest_spool(tmp_path)
     assert (report.interrupted, report.pending) == (0, 0)
     assert _events(seeded)[intent.event_id].outcome == "success"
 
 
-def test_the_ingester_of_another_spool_waits_for_this_spools_files(seeded, tmp_path):
-    """Gateways on one host, a spool and an ingester each, one ledger: the held intents are
-    the ledger's, so any ingester may resolve them; the files of a dead writer that its own
-    ingester has not read yet must keep its intents pending for all of them."""
-    spool, other = tmp_path / "a", tmp_path / "b"
+def test_an_ingester_judges_only_the_intents_of_its_own_spool(seeded, tmp_path):
+    """Replicas with a spool each, one ledger: the held intents are the ledger's, but only
+    a spool's own ingester can see its writers. Another replica's ingester, with its spool
+    at the same path in its own container, must leave them alone, even once that writer is
+    dead: its last file may not be read yet."""
+    spool = tmp_path / "spool"
     intent = _intent()
     _write_and_die(spool, [("intent", intent), ("rotate", None), ("event", _completion(intent))])
     ingester = Ingester(seeded)
     ingester.ingest_lines(read_lines(sealed_files(spool)[0]))  # its ingester, mid-round
-    other.mkdir()
-    report = ingester.ingest_spool(other)  # the other spool's ingester, meanwhile
-    assert (report.interrupted, report.pending) == (0, 1)
+    # another replica: its own volume mounted at the same path
+    spool.rename(tmp_path / "volume-a")
+    spool.mkdir()
+    for other in (spool, tmp_path / "elsewhere"):
+        other.mkdir(exist_ok=True)
+        report = ingester.ingest_spool(other)
+        assert (report.interrupted, report.pending) == (0, 0)
+        assert _pending(seeded) == [intent.event_id]
+    spool.rmdir()
+    (tmp_path / "volume-a").rename(spool)
     report = ingester.ingest_spool(spool)
     assert (report.inserted, report.interrupted, report.pending, report.rejected) == (1, 0, 0, [])
     assert _events(seeded)[intent.event_id].outcome == "success"

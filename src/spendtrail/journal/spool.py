@@ -236,6 +236,11 @@ def writer_files(directory: Path, writer: Writer) -> list[Path]:
             if p.name.endswith((".jsonl", OPEN_SUFFIX)) and writer_of(p.name) == writer]
 
 
+def in_spool(directory: Path, name: str) -> bool:
+    """Whether the spool file `name` belongs to this spool: waiting there, or ingested."""
+    return (directory / name).exists() or (directory / "ingested" / name).exists()
+
+
 def sealed_files(directory: Path) -> list[Path]:
     return sorted(directory.glob("*.jsonl")) if directory.is_dir() else []
 

@@ -29,7 +29,7 @@ committed (docs/journal.md).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -38,7 +38,7 @@ import sqlalchemy as sa
 from spendtrail.events.model import INTERRUPTED, UsageEvent, decode_event, encode_event
 from spendtrail.journal.jetstream import SOURCE_PREFIX
 from spendtrail.journal.reader import JournalLine
-from spendtrail.journal.spool import Writer, writer_files, writer_of, writer_running
+from spendtrail.journal.spool import Writer, in_spool, writer_files, writer_of, writer_running
 from spendtrail.ledger.schema import events, pending_intents
 
 
@@ -71,33 +71,43 @@ def resolve_intents(
     engine: sa.Engine,
     ingest: Callable[[list[UsageEvent]], object],
     *,
-    all_ingested: bool = False,
+    spool: Path | None = None,
+    files: Collection[str] = (),
 ) -> tuple[int, int]:
-    """Apply the orphan rule to every held intent; returns (made interrupted, still pending).
+    """Apply the orphan rule to the held intents this ingester can judge; returns (made
+    interrupted, still pending among those).
 
-    The ledger holds the intents of every spool that ingests into it, so a writer is looked
-    for in the folder its file came from, never in the caller's own spool: the ingester of
-    another spool on the host may still be reading that writer's last file. `all_ingested`:
-    the files named to ingest are all their writers wrote (no folder to look in)."""
+    The ledger holds the intents of every spool that ingests into it, and every replica's
+    spool has the same path inside its container, so a path says nothing: an intent is
+    `spool`'s when its file (named after its writer's random id) is in that spool, waiting
+    or ingested. Its writer is judged there: its lock, and its files not yet ingested. The
+    intents of other spools are left to their own ingesters, which can see their writers.
+    `files`: files named to ingest, taken as all their writers wrote."""
     p = pending_intents.c
     held = _still_held(engine, ~p.source.startswith(SOURCE_PREFIX, autoescape=True))
-    if not held:
-        return 0, 0
-    stopped: dict[tuple[Path, Writer | None], bool] = {}
-    orphans: list[UsageEvent] = []
+    stopped: dict[tuple[Path, Writer], bool] = {}
+    ours, orphans = 0, []
     for row in held:
-        # The writer's lock and its files not yet ingested are in the folder it wrote to.
         source = Path(row.source)
-        key = (source.parent, writer_of(source.name))
-        if key not in stopped:
-            folder, writer = key
-            stopped[key] = writer is None or not (
+        writer = writer_of(source.name)
+        if row.source in files:
+            folder, files_left = source.parent, False
+        elif spool is not None and in_spool(spool, source.name):
+            folder, files_left = spool, True
+        else:
+            continue
+        ours += 1
+        if writer is None:  # no writer to wait for
+            orphans.append(decode_event(row.intent))
+            continue
+        if (folder, writer) not in stopped:
+            stopped[folder, writer] = not (
                 writer_running(folder, writer)
-                or (not all_ingested and writer_files(folder, writer)))
-        if stopped[key]:
+                or (files_left and writer_files(folder, writer)))
+        if stopped[folder, writer]:
             orphans.append(decode_event(row.intent))
     _interrupt(engine, orphans, ingest)
-    return len(orphans), len(held) - len(orphans)
+    return len(orphans), ours - len(orphans)
 
 
 def resolve_stream_intents(
