@@ -1,7 +1,7 @@
 """Three gateway replicas on one PostgreSQL ledger, one of them SIGKILLed mid-load.
 
     python bench/replicas.py [--seconds 120] [--clients 24] [--journal spool|nats]
-                             [--budget-usd 0.05] [--latency-ms 20]
+                             [--budget-usd 0.008] [--latency-ms 20]
 
 Every part is a real process: the provider simulator (`spendtrail simulate-provider`, with
 its usage log: the provider's own record of every call it took), three `spendtrail gateway
@@ -62,7 +62,7 @@ import sqlalchemy as sa
 
 from spendtrail.events import Usage
 from spendtrail.ledger.prices import load_catalog
-from spendtrail.ledger.schema import cost_entries, events, pending_intents
+from spendtrail.ledger.schema import cost_entries, events, ingest_rejects, pending_intents
 from spendtrail.money import from_pico
 from spendtrail.pricing import price_usage
 
@@ -85,7 +85,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=120)
     parser.add_argument("--clients", type=int, default=24)
     parser.add_argument("--journal", choices=("spool", "nats"), default="spool")
-    parser.add_argument("--budget-usd", default="0.04", help="the hard monthly limit")
+    parser.add_argument("--budget-usd", default="0.008", help="the hard monthly limit")
     parser.add_argument("--latency-ms", type=int, default=20, help="the simulator's delay")
     parser.add_argument("--keep", action="store_true", help="keep the database and folder")
     args = parser.parse_args()
@@ -187,6 +187,10 @@ def main() -> None:
 
         load = asyncio.run(_load(ports, keys, args.clients, args.seconds, kill_and_restart))
         print(f"uptime at the end of the load: {_uptime()}")
+        if args.keep:  # what each answer said, to look into the ledger with
+            (work / "answered.txt").write_text(
+                "".join(f"{a.event_id} {a.application}\n" for a in load.answered)
+            )
         for n in range(GATEWAYS):
             procs.stop(f"gateway-{n}")
         procs.stop("simulator")  # closes its usage log
@@ -462,12 +466,19 @@ def _report(
             ).all()
         )
         catalog = load_catalog(conn)
+        rejects = conn.execute(sa.select(ingest_rejects.c.source, ingest_rejects.c.error)).all()
     engine.dispose()
 
     by_id = {row.event_id: row for row in rows}
     by_rid = Counter(row.provider_request_id for row in rows if row.provider_request_id)
     billed_set = set(billed)
     lost = [a.event_id for a in load.answered if a.event_id not in by_id]
+    # an answered call's event was journaled before its answer: it must not be `interrupted`
+    answered_interrupted = [
+        a.event_id
+        for a in load.answered
+        if a.event_id in by_id and by_id[a.event_id].outcome == "interrupted"
+    ]
     duplicated = sum(count - 1 for count in by_rid.values() if count > 1)
     phantom = [rid for rid in by_rid if rid not in billed_set]  # an event of no billed call
     interrupted = [row for row in rows if row.outcome == "interrupted"]
@@ -475,6 +486,7 @@ def _report(
     without_event = [rid for rid in billed if rid not in by_rid]
 
     answered = len(load.answered)
+    distinct = len({a.event_id for a in load.answered})
     print()
     print(
         f"journal: {args.journal}; {GATEWAYS} gateways, {args.clients} clients, "
@@ -497,6 +509,11 @@ def _report(
         f"caught up: {'yes' if caught_up else 'NO (timed out)'}; held intents: {held}"
     )
     print(f"  lost (answered, no event): {len(lost)}")
+    print(f"  answers carrying an event id another answer carried too: {answered - distinct}")
+    print(f"  answered but recorded as interrupted: {len(answered_interrupted)}")
+    print(f"  journal lines rejected at ingest: {len(rejects)}")
+    for source, error in rejects[:5]:
+        print(f"    {Path(source).name}: {error[:160]}")
     print(f"  duplicated (a provider call with two events): {duplicated}")
     print(f"  events of no provider call: {len(phantom)}")
     print(
