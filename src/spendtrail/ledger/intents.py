@@ -9,10 +9,11 @@ A held intent is resolved at the end of each ingest round:
 
 - an event with its id is in the ledger -> it completed; the intent is dropped;
 - else, once its writer has stopped (the writer named in the file's name no longer holds its
-  lock in the file's folder, journal/spool.py; never judged by process id, which containers
-  reuse) and none of that writer's files is left in the spool (every line it wrote has been
+  lock in the spool, journal/spool.py; never judged by process id, which containers reuse)
+  and none of that writer's files is left in the spool (every line it wrote has been
   ingested) -> it is ingested as an ``interrupted`` event: owner and model as the intent
-  says, usage unknown, so unpriced;
+  says, usage unknown, so unpriced. Only the spool's own ingester judges (see
+  ``resolve_intents``);
 - else it stays pending: a running gateway's calls in flight never look interrupted.
 
 A completion can therefore never follow its ``interrupted`` event: a stopped writer writes
