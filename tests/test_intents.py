@@ -7,9 +7,11 @@ does.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import msgspec
@@ -20,7 +22,7 @@ from factories import AT
 from spendtrail.events import AllocationContext, Usage, UsageEvent, encode_event, new_event
 from spendtrail.journal.intents import decode_intent, encode_intent, is_intent
 from spendtrail.journal.reader import read_lines
-from spendtrail.journal.spool import Spool, sealed_files
+from spendtrail.journal.spool import Spool, sealed_files, writer_of, writer_running
 from spendtrail.ledger.ingest import Ingester
 from spendtrail.ledger.intents import resolve_intents
 from spendtrail.ledger.reprice import reprice
@@ -162,10 +164,35 @@ def test_a_completion_in_a_later_file_wins(seeded, tmp_path):
     # file is still in the spool, although the writer is dead.
     ingester.ingest_lines(read_lines(first))
     assert _pending(seeded) == [intent.event_id]
-    assert resolve_intents(seeded, tmp_path, ingester.ingest_events) == (0, 1)
+    assert resolve_intents(seeded, ingester.ingest_events, spool=tmp_path) == (0, 1)
     assert intent.event_id not in _events(seeded)
     report = ingester.ingest_spool(tmp_path)
     assert (report.interrupted, report.pending) == (0, 0)
+    assert _events(seeded)[intent.event_id].outcome == "success"
+
+
+def test_an_ingester_judges_only_the_intents_of_its_own_spool(seeded, tmp_path):
+    """Replicas with a spool each, one ledger: the held intents are the ledger's, but only
+    a spool's own ingester can see its writers. Another replica's ingester, with its spool
+    at the same path in its own container, must leave them alone, even once that writer is
+    dead: its last file may not be read yet."""
+    spool = tmp_path / "spool"
+    intent = _intent()
+    _write_and_die(spool, [("intent", intent), ("rotate", None), ("event", _completion(intent))])
+    ingester = Ingester(seeded)
+    ingester.ingest_lines(read_lines(sealed_files(spool)[0]))  # its ingester, mid-round
+    # another replica: its own volume mounted at the same path
+    spool.rename(tmp_path / "volume-a")
+    spool.mkdir()
+    for other in (spool, tmp_path / "elsewhere"):
+        other.mkdir(exist_ok=True)
+        report = ingester.ingest_spool(other)
+        assert (report.interrupted, report.pending) == (0, 0)
+        assert _pending(seeded) == [intent.event_id]
+    spool.rmdir()
+    (tmp_path / "volume-a").rename(spool)
+    report = ingester.ingest_spool(spool)
+    assert (report.inserted, report.interrupted, report.pending, report.rejected) == (1, 0, 0, [])
     assert _events(seeded)[intent.event_id].outcome == "success"
 
 
@@ -249,3 +276,116 @@ def test_a_completion_after_its_interrupted_event_is_rejected_not_lost(seeded, t
     assert report.rejected[0].line == 1 and report.rejected[0].source.endswith(late.name)
     assert "already holds as interrupted" in report.rejected[0].error
     assert _events(seeded)[intent.event_id].outcome == "interrupted"
+
+
+def _unshare_works() -> bool:
+    try:
+        return subprocess.run(["unshare", "--pid", "--fork", "true"], timeout=30).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+needs_pid_namespaces = pytest.mark.skipif(
+    not _unshare_works(),
+    reason="`unshare --pid --fork` does not run here (needs root or user namespaces): the "
+    "writers cannot be made pid 1 as in containers",
+)
+
+
+def _pid_1_writer(spool: Path) -> subprocess.Popen:
+    """A writer process that is pid 1 of a pid namespace of its own, as a gateway in a
+    container is; it dies (SIGKILL) with the `unshare` process that started it."""
+    return subprocess.Popen(
+        ["unshare", "--pid", "--fork", "--kill-child", sys.executable, "-c", WRITER, str(spool)],
+        stdin=subprocess.PIPE,
+    )
+
+
+def _send(writer: subprocess.Popen, steps: list[tuple[str, UsageEvent | None]]) -> None:
+    writer.stdin.write(b"".join(
+        b"rotate\n" if kind == "rotate" else kind.encode() + b" " + encode_event(e) + b"\n"
+        for kind, e in steps))
+    writer.stdin.flush()
+
+
+def _until(condition, what: str) -> None:
+    deadline = time.monotonic() + 60
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)
+
+
+def _lines(paths) -> int:
+    return sum(len(path.read_bytes().splitlines()) for path in paths)
+
+
+@needs_pid_namespaces
+def test_writers_that_are_all_pid_1_are_told_apart(seeded, tmp_path):
+    """A gateway in a container is pid 1, and so is its replacement after a restart: the
+    orphan rule must see the first one stopped although a process with its pid runs (pid 1
+    of this host, too), and the second one running."""
+    spool = tmp_path / "spool"
+    done, cut, flying = _intent(), _intent(app="contract-review"), _intent()
+    first = _pid_1_writer(spool)
+    _send(first, [("intent", done), ("event", _completion(done)), ("intent", cut)])
+    _until(lambda: _lines(spool.glob("*.open")) == 3, "the first writer's lines")
+    (dead_file,) = spool.glob("*.open")
+    first.kill()  # SIGKILL; its pid-1 child is SIGKILLed with it
+    first.wait(30)
+    old = writer_of(dead_file.name)
+    _until(lambda: not writer_running(spool, old), "the kernel to drop the killed one's lock")
+    second = _pid_1_writer(spool)  # the restarted gateway: pid 1 again
+    try:
+        # a call in flight, its intent in a file the writer sealed (a rotation)
+        _send(second, [("intent", flying), ("rotate", None)])
+        _until(lambda: list(spool.glob("*.jsonl")), "the second writer's sealed file")
+        (live_file,) = spool.glob("*.jsonl")
+        new = writer_of(live_file.name)
+        assert old.pid == new.pid == 1 and old.id != new.id
+
+        report = Ingester(seeded).ingest_spool(spool)
+        # the dead writer's open file was sealed and ingested, its cut call interrupted;
+        # the running writer's call in flight is held, not interrupted
+        assert (report.inserted, report.interrupted, report.pending) == (2, 1, 1)
+        assert {e: r.outcome for e, r in _events(seeded).items()} == {
+            done.event_id: "success", cut.event_id: "interrupted"}
+        assert _pending(seeded) == [flying.event_id]
+
+        _send(second, [("event", _completion(flying))])
+        second.stdin.close()  # it ends without closing its spool
+        second.wait(30)
+    finally:
+        second.kill()
+        second.wait(30)
+    _until(lambda: not writer_running(spool, new), "the second writer's lock to go")
+    report = Ingester(seeded).ingest_spool(spool)
+    assert (report.inserted, report.interrupted, report.pending, report.rejected) == (1, 0, 0, [])
+    assert _events(seeded)[flying.event_id].outcome == "success"
+    assert not list(spool.glob("writer-*.lock"))  # stopped writers' locks are removed
+
+
+@needs_pid_namespaces
+def test_an_ingester_that_sees_other_pids_leaves_a_running_writer_alone(
+    seeded, ledger_url, tmp_path
+):
+    """An ingester in a container of its own sees none of the gateway's pids: a running
+    writer must not look stopped to it (its open file sealed under it, its call in flight
+    made `interrupted`)."""
+    spool = tmp_path / "spool"
+    writer = Spool(spool, max_age=3600)  # this process, running: a gateway with a call in flight
+    intent = _intent()
+    writer.append_intent(intent)
+    ingest = subprocess.run(
+        ["unshare", "--pid", "--fork", sys.executable, "-m", "spendtrail.cli.app", "ingest"],
+        env={**os.environ, "SPENDTRAIL_DATABASE_URL": ledger_url,
+             "SPENDTRAIL_SPOOL_DIR": str(spool), "SPENDTRAIL_HOME": str(tmp_path)},
+        capture_output=True, text=True, timeout=120,
+    )
+    assert ingest.returncode == 0, ingest.stderr
+    assert len(list(spool.glob("*.open"))) == 1  # not sealed under the writer
+    assert _events(seeded) == {}
+    writer.append(_completion(intent))
+    writer.close()
+    report = Ingester(seeded).ingest_spool(spool)
+    assert (report.inserted, report.interrupted, report.pending) == (1, 0, 0)
+    assert _events(seeded)[intent.event_id].outcome == "success"

@@ -1,11 +1,19 @@
 """The capture-side journal: append-only JSONL spool files.
 
-A writer appends to ``events-<time>-<pid>-<n>.jsonl.open``; when the file reaches its size or
-age limit, or the writer closes it, it is renamed to ``.jsonl`` ("sealed"). The ingester only
-reads sealed files and moves them to ``ingested/`` when every line is in the ledger, so a file
-is never read while it is still growing, and a crash between ingest and move only causes an
-idempotent replay. A writer killed outright leaves its ``.open`` file behind:
+A writer appends to ``events-<time>-<pid>-<writer>-<n>.jsonl.open``; when the file reaches its
+size or age limit, or the writer closes it, it is renamed to ``.jsonl`` ("sealed"). The
+ingester only reads sealed files and moves them to ``ingested/`` when every line is in the
+ledger, so a file is never read while it is still growing, and a crash between ingest and move
+only causes an idempotent replay. A writer killed outright leaves its ``.open`` file behind:
 ``recover_orphans`` seals the files of writers that no longer run.
+
+Whether a writer still runs is never told by its process id: in containers every gateway is
+pid 1 (a restarted one too), and an ingester in another container sees other pids. Each
+writer process has a random id (``<writer>``, in its files' names) and holds, for as long as
+it lives, an exclusive ``flock`` on ``writer-<writer>.lock`` in the spool folder. The kernel
+drops the lock when the process ends, however it ends, so a writer runs exactly while its
+lock is held: any process on the host that mounts the folder can tell (a local filesystem;
+not NFS, where flock is emulated per process).
 
 Each append is flushed to the operating system before it returns, which survives the death of
 the writing process (SIGKILL included); ``fsync=True`` also survives power loss, at a cost.
@@ -15,10 +23,13 @@ attempt goes upstream; see ``journal/intents.py``.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
+import secrets
 import threading
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -26,7 +37,19 @@ from spendtrail.events.model import UsageEvent, encode_event
 from spendtrail.journal.intents import encode_intent
 
 OPEN_SUFFIX = ".jsonl.open"
-_WRITER_PID = re.compile(r"-(\d+)-\d+\.jsonl(?:\.open)?$")
+_WRITER = re.compile(r"-(\d+)-([0-9a-f]{16})-\d+\.jsonl(?:\.open)?$")
+# Files named before writer ids: the pid alone, which only the pid rule can judge.
+_PID_ONLY = re.compile(r"-(\d+)-\d+\.jsonl(?:\.open)?$")
+LOCK_PREFIX, LOCK_SUFFIX = "writer-", ".lock"
+
+
+@dataclass(frozen=True, slots=True)
+class Writer:
+    """Who wrote a spool file: its process id (informative: reused across containers and
+    restarts) and its random writer id (None for a file named before writer ids)."""
+
+    pid: int
+    id: str | None
 
 
 class Spool:
@@ -47,6 +70,9 @@ class Spool:
         self._path: Path | None = None
         self._opened_at = 0.0
         self._sequence = 0
+        self._writer: str | None = None
+        self._writer_pid = 0
+        self._writer_lock = None  # held open for the process's life: the lock is the proof
         directory.mkdir(parents=True, exist_ok=True)
 
     def append(self, event: UsageEvent) -> None:
@@ -82,9 +108,14 @@ class Spool:
                 self._seal()
 
     def _open(self) -> None:
+        pid = os.getpid()
+        if self._writer_pid != pid:  # first file, or a process forked from the one that began
+            self._writer, self._writer_lock = _take_writer_lock(self.directory)
+            self._writer_pid = pid
         self._sequence += 1
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-        self._path = self.directory / f"events-{stamp}-{os.getpid()}-{self._sequence}{OPEN_SUFFIX}"
+        self._path = self.directory / (
+            f"events-{stamp}-{pid}-{self._writer}-{self._sequence}{OPEN_SUFFIX}")
         self._handle = self._path.open("ab")
         self._opened_at = time.monotonic()
 
@@ -101,30 +132,71 @@ class Spool:
         self.close()
 
 
+def _take_writer_lock(directory: Path):
+    """A new writer id and its lock file, locked. The file is locked under a temporary name
+    and then renamed, so no other process ever finds it unlocked while its writer lives."""
+    writer = secrets.token_hex(8)
+    final = directory / f"{LOCK_PREFIX}{writer}{LOCK_SUFFIX}"
+    temporary = final.with_name(final.name + ".new")
+    handle = temporary.open("wb")
+    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    temporary.rename(final)
+    return writer, handle
+
+
 def recover_orphans(directory: Path) -> list[Path]:
     """Seal the ``.open`` files of writers that are no longer running, so their events are
-    ingested. A torn last line (the writer died mid-append) is rejected at ingest; its client
-    never received the end of that response."""
+    ingested, and remove the lock files of stopped writers. A torn last line (the writer died
+    mid-append) is rejected at ingest; its client never received the end of that response."""
+    if not directory.is_dir():
+        return []
     recovered = []
-    for path in sorted(directory.glob(f"*{OPEN_SUFFIX}")) if directory.is_dir() else ():
-        pid = writer_pid(path.name)
-        if pid is None or writer_alive(pid):
+    for path in sorted(directory.glob(f"*{OPEN_SUFFIX}")):
+        writer = writer_of(path.name)
+        if writer is None or writer_running(directory, writer):
             continue
         sealed = path.with_name(path.name.removesuffix(".open"))
         path.rename(sealed)
         recovered.append(sealed)
+    for lock in directory.glob(f"{LOCK_PREFIX}*{LOCK_SUFFIX}"):
+        if not _lock_held(lock):  # stopped; with its lock file gone it still counts so
+            lock.unlink(missing_ok=True)
     return recovered
 
 
-def writer_pid(name: str) -> int | None:
-    """The writer's process id in a spool file's name (``events-<time>-<pid>-<n>.jsonl``,
-    sealed or open); None for a file named otherwise."""
-    match = _WRITER_PID.search(name)
-    return int(match[1]) if match else None
+def writer_of(name: str) -> Writer | None:
+    """The writer of a spool file, from its name (sealed or open); None for a file named
+    otherwise."""
+    if match := _WRITER.search(name):
+        return Writer(int(match[1]), match[2])
+    if match := _PID_ONLY.search(name):
+        return Writer(int(match[1]), None)
+    return None
 
 
-def writer_alive(pid: int) -> bool:
-    """Whether a process with this id runs on this host (a spool is local to one host)."""
+def writer_running(directory: Path, writer: Writer) -> bool:
+    """Whether the writer of files in `directory` still runs: its lock there is held. A file
+    named before writer ids falls back to its process id, on this host."""
+    if writer.id is None:
+        return _pid_running(writer.pid)
+    return _lock_held(directory / f"{LOCK_PREFIX}{writer.id}{LOCK_SUFFIX}")
+
+
+def _lock_held(path: Path) -> bool:
+    try:
+        handle = path.open("rb")
+    except FileNotFoundError:  # removed once its writer was found stopped
+        return False
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        return False
+
+
+def _pid_running(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -156,12 +228,17 @@ def backlog(directory: Path) -> tuple[int, int, float]:
     return files, size, 0.0 if oldest is None else max(0.0, time.time() - oldest)
 
 
-def writer_files(directory: Path, pid: int) -> list[Path]:
-    """The files of writer `pid` still in the spool (open, or sealed and not yet ingested)."""
+def writer_files(directory: Path, writer: Writer) -> list[Path]:
+    """The files of `writer` still in the spool (open, or sealed and not yet ingested)."""
     if not directory.is_dir():
         return []
     return [p for p in directory.iterdir()
-            if p.name.endswith((".jsonl", OPEN_SUFFIX)) and writer_pid(p.name) == pid]
+            if p.name.endswith((".jsonl", OPEN_SUFFIX)) and writer_of(p.name) == writer]
+
+
+def in_spool(directory: Path, name: str) -> bool:
+    """Whether the spool file `name` belongs to this spool: waiting there, or ingested."""
+    return (directory / name).exists() or (directory / "ingested" / name).exists()
 
 
 def sealed_files(directory: Path) -> list[Path]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass, field, fields
 from datetime import UTC, date, datetime
 from itertools import islice
@@ -101,7 +101,8 @@ class Ingester:
     ) -> IngestReport:
         """Ingest JSONL files and folders; `on_progress` receives bytes consumed."""
         report = IngestReport()
-        for path in event_files(paths):
+        named = event_files(paths)
+        for path in named:
             # Chunking reads the file once for its line numbers: only worth it to parallelize.
             chunks = file_chunks(path, CHUNK_BYTES) if self.workers > 1 else []
             if len(chunks) > 1:
@@ -110,7 +111,7 @@ class Ingester:
                 report.add(self.ingest_lines(read_lines(path), on_progress))
         # The files named are taken as all their writers wrote: only a running writer's
         # intents stay pending.
-        self._resolve(None, report)
+        self._resolve(report, files={str(path) for path in named})
         return report
 
     def _ingest_parallel(
@@ -138,12 +139,14 @@ class Ingester:
         for path in sealed_files(spool):
             report.add(self.ingest_lines(read_lines(path)))
             mark_ingested(path)
-        self._resolve(spool, report)
+        self._resolve(report, spool=spool)
         return report
 
-    def _resolve(self, spool: Path | None, report: IngestReport) -> None:
+    def _resolve(self, report: IngestReport, *, spool: Path | None = None,
+                 files: Collection[str] = ()) -> None:
         interrupted, report.pending = resolve_intents(
-            self.engine, spool, lambda items: report.add(self.ingest_events(items)))
+            self.engine, lambda items: report.add(self.ingest_events(items)),
+            spool=spool, files=files)
         report.interrupted += interrupted
 
     def ingest_lines(

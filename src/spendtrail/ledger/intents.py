@@ -8,15 +8,17 @@ rotates under calls in flight), or not yet written at all (the call is still in 
 A held intent is resolved at the end of each ingest round:
 
 - an event with its id is in the ledger -> it completed; the intent is dropped;
-- else, once its writer has stopped (no process with the id in the file's name runs on
-  this host) and none of that writer's files is left in the spool (every line it wrote has
-  been ingested) -> it is ingested as an ``interrupted`` event: owner and model as the
-  intent says, usage unknown, so unpriced;
+- else, once its writer has stopped (the writer named in the file's name no longer holds its
+  lock in the spool, journal/spool.py; never judged by process id, which containers reuse)
+  and none of that writer's files is left in the spool (every line it wrote has been
+  ingested) -> it is ingested as an ``interrupted`` event: owner and model as the intent
+  says, usage unknown, so unpriced. Only the spool's own ingester judges (see
+  ``resolve_intents``);
 - else it stays pending: a running gateway's calls in flight never look interrupted.
 
 A completion can therefore never follow its ``interrupted`` event: a stopped writer writes
 nothing more, and all it wrote was ingested first. Should one still come (a spool shared by
-hosts, whose process ids mean nothing here; files moved by hand), it is not dropped silently
+hosts, whose locks this host cannot see; files moved by hand), it is not dropped silently
 but rejected with its file and line (``late_completions``). Ingest stays idempotent: an
 intent read again is held again and dropped again, because its event is in the ledger.
 
@@ -28,7 +30,7 @@ committed (docs/journal.md).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -37,7 +39,7 @@ import sqlalchemy as sa
 from spendtrail.events.model import INTERRUPTED, UsageEvent, decode_event, encode_event
 from spendtrail.journal.jetstream import SOURCE_PREFIX
 from spendtrail.journal.reader import JournalLine
-from spendtrail.journal.spool import writer_alive, writer_files, writer_pid
+from spendtrail.journal.spool import Writer, in_spool, writer_files, writer_of, writer_running
 from spendtrail.ledger.schema import events, pending_intents
 
 
@@ -47,7 +49,7 @@ def hold_intents(engine: sa.Engine, intents: Iterable[tuple[JournalLine, UsageEv
     rows = [
         {
             "event_id": intent.event_id,
-            "writer_pid": writer_pid(Path(item.source).name),
+            "writer_pid": writer.pid if (writer := writer_of(Path(item.source).name)) else None,
             "source": item.source[:2000],
             "line": item.line,
             "intent": encode_event(intent).decode(),
@@ -68,26 +70,45 @@ def hold_intents(engine: sa.Engine, intents: Iterable[tuple[JournalLine, UsageEv
 
 def resolve_intents(
     engine: sa.Engine,
-    spool: Path | None,
     ingest: Callable[[list[UsageEvent]], object],
+    *,
+    spool: Path | None = None,
+    files: Collection[str] = (),
 ) -> tuple[int, int]:
-    """Apply the orphan rule to every held intent; returns (made interrupted, still pending).
-    `spool` is the folder whose files count as not yet ingested (None: no such folder)."""
+    """Apply the orphan rule to the held intents this ingester can judge; returns (made
+    interrupted, still pending among those).
+
+    The ledger holds the intents of every spool that ingests into it, and every replica's
+    spool has the same path inside its container, so a path says nothing: an intent is
+    `spool`'s when its file (named after its writer's random id) is in that spool, waiting
+    or ingested. Its writer is judged there: its lock, and its files not yet ingested. The
+    intents of other spools are left to their own ingesters, which can see their writers.
+    `files`: files named to ingest, taken as all their writers wrote."""
     p = pending_intents.c
     held = _still_held(engine, ~p.source.startswith(SOURCE_PREFIX, autoescape=True))
-    if not held:
-        return 0, 0
-    stopped: dict[int | None, bool] = {}
-    orphans: list[UsageEvent] = []
-    for _, pid, intent, _ in held:
-        if pid not in stopped:
-            stopped[pid] = pid is None or not (
-                writer_alive(pid) or (spool is not None and writer_files(spool, pid))
-            )
-        if stopped[pid]:
-            orphans.append(decode_event(intent))
+    stopped: dict[tuple[Path, Writer], bool] = {}
+    ours, orphans = 0, []
+    for row in held:
+        source = Path(row.source)
+        writer = writer_of(source.name)
+        if row.source in files:
+            folder, files_left = source.parent, False
+        elif spool is not None and in_spool(spool, source.name):
+            folder, files_left = spool, True
+        else:
+            continue
+        ours += 1
+        if writer is None:  # no writer to wait for
+            orphans.append(decode_event(row.intent))
+            continue
+        if (folder, writer) not in stopped:
+            stopped[folder, writer] = not (
+                writer_running(folder, writer)
+                or (files_left and writer_files(folder, writer)))
+        if stopped[folder, writer]:
+            orphans.append(decode_event(row.intent))
     _interrupt(engine, orphans, ingest)
-    return len(orphans), len(held) - len(orphans)
+    return len(orphans), ours - len(orphans)
 
 
 def resolve_stream_intents(
@@ -104,8 +125,7 @@ def resolve_stream_intents(
     p = pending_intents.c
     held = _still_held(engine, p.source == source)
     cutoff = committed_before - timedelta(seconds=horizon)
-    orphans = [decode_event(intent) for _, _, intent, held_at in held
-               if _aware(held_at) < cutoff]
+    orphans = [decode_event(row.intent) for row in held if _aware(row.held_at) < cutoff]
     _interrupt(engine, orphans, ingest)
     return len(orphans), len(held) - len(orphans)
 
@@ -117,7 +137,7 @@ def _still_held(engine: sa.Engine, which: sa.ColumnElement[bool]) -> list:
     with engine.begin() as conn:
         conn.execute(sa.delete(pending_intents).where(completed))
         return conn.execute(
-            sa.select(p.event_id, p.writer_pid, p.intent, p.held_at).where(which)).all()
+            sa.select(p.event_id, p.source, p.intent, p.held_at).where(which)).all()
 
 
 def _interrupt(

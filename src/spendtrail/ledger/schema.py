@@ -570,7 +570,9 @@ pending_intents = sa.Table(
     "pending_intents",
     metadata,
     sa.Column("event_id", sa.String(64), primary_key=True),
-    sa.Column("writer_pid", sa.Integer),  # from the spool file's name; NULL if it has none
+    # from the spool file's name; NULL if it has none. Informative only: the orphan rule goes
+    # by the writer's lock (journal/spool.py), as process ids repeat across containers.
+    sa.Column("writer_pid", sa.Integer),
     sa.Column("source", sa.String(2000), nullable=False),
     sa.Column("line", sa.Integer, nullable=False),
     sa.Column("intent", sa.Text, nullable=False),
