@@ -47,7 +47,10 @@ DIFFERENCE_KINDS = (
 )
 UNATTRIBUTED = "(unattributed)"
 UNMAPPED = "(unmapped account)"
-GATEWAY_SOURCE = "gateway"  # the UsageEvent.source of the calls the gateway served
+# The UsageEvent.source of calls served by a proxy that holds the provider key for several
+# owners (the gateway, a LiteLLM proxy whose spend logs were imported): they are billed on
+# the proxy's accounts, not on their owners' own.
+PROXY_SOURCES = ("gateway", "litellm")
 QUARANTINED = "(quarantined)"
 UNTAGGED = "(untagged)"
 NOT_SPEND = ("topup",)  # balance purchases are not spend
@@ -525,8 +528,9 @@ def _match_aggregates(
     result: Matching,
 ) -> None:
     """Per (day, model): lines on an account the registry maps to an owner are compared with
-    that owner's calls captured outside the gateway (the SDK hook, imports), which is how an
-    owner's own key is used; with none, they are billed outside the gateway. Lines on an
+    that owner's calls not served by a proxy (``PROXY_SOURCES``): the SDK hook's, the
+    OpenTelemetry spans', which is how an owner's own key is used; with none, they are
+    billed outside the gateway. Lines on an
     unmapped account are outside the gateway, unmapped. The rest (the gateway's accounts,
     lines naming no account, every line of a provider whose accounts are not mapped) is
     compared with the remaining events and split over their owners by logged cost."""
@@ -560,20 +564,20 @@ def _match_aggregates(
         else:
             unmapped[(day, model)].setdefault(claim.label, _Group()).add(*figures)
 
-    # Ledger side per (day, model, owner, through the gateway or not); tokens need each
+    # Ledger side per (day, model, owner, served by a proxy or not); tokens need each
     # event's usage, so events stream.
     model = sa.func.coalesce(e.model_served, e.model_requested, sa.literal(""))
     logged: dict[tuple, dict[tuple[str, bool], _Group]] = defaultdict(dict)
     query = (
         sa.select(e.day, model if by_model else sa.literal(""), _owner_column(),
-                  e.source == GATEWAY_SOURCE, e.usage, c.amount_pico, c.currency)
+                  e.source.in_(PROXY_SOURCES), e.usage, c.amount_pico, c.currency)
         .select_from(events.join(cost_entries, _current_cost()))
         .where(_in_period(provider, period), c.status != "no_usage")
     )
-    for day, event_model, owner, via_gateway, usage, amount, currency in (
+    for day, event_model, owner, via_proxy, usage, amount, currency in (
         conn.execute(query, execution_options=_STREAM)
     ):
-        group = logged[(day, event_model)].setdefault((owner, bool(via_gateway)),
+        group = logged[(day, event_model)].setdefault((owner, bool(via_proxy)),
                                                       _Group(0, 0, 0))
         meters = _usage.decode(usage)
         group.input_tokens += meters.input_tokens
