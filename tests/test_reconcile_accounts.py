@@ -23,7 +23,7 @@ from spendtrail.ledger.registry_versions import load_history
 from spendtrail.money import to_pico
 from spendtrail.periods import parse_period
 from spendtrail.pricing import load_sheet
-from spendtrail.reconcile import UNATTRIBUTED, import_bill, reconcile, reconcile_daily
+from spendtrail.reconcile import import_bill, reconcile, reconcile_daily
 from spendtrail.reconcile.match import UNMAPPED
 from spendtrail.reconcile.render import to_json, to_markdown
 from spendtrail.registry import RegistryError, parse_registry, registry_changes
@@ -203,17 +203,22 @@ def test_the_gateway_share_is_still_judged(books, tmp_path):
     assert owners["search-summaries"] == usd("0.0009") + usd("1")
 
 
-def test_a_provider_without_mapped_accounts_is_matched_as_before(books, tmp_path):
-    """A project no mapping lists is the gateway's when the organization is; and compared
-    with a provider that has no provider_accounts (cometapi) the bill is matched as before
-    accounts existed: nothing is 'unmapped'."""
+def test_accounts_are_the_billing_providers(books, tmp_path):
+    """A project no mapping lists is the gateway's when the organization is. Compared with
+    another ledger provider (--provider), the lines are still claimed by their own
+    provider's accounts: OpenAI's project is not taken for an unmapped Anthropic workspace,
+    and a bill compared with the wrong provider fails."""
     results = {AT.date(): [_openai_cost("0.00135", "proj_other")]}
     record = _run(books, tmp_path, "costs.json", _openai_month(results), "openai-costs")
     assert record.outside_pico == 0  # openai's organization makes proj_other the gateway's
     other = reconcile(books, period=OCTOBER, bill_id=record.bill_import_id, reviewer="Ben",
-                      actor="ana", provider="cometapi")
-    assert [d.kind for d in other.differences] == ["billed_not_in_ledger"]
-    assert {o.owner for o in other.owners} == {UNATTRIBUTED}
+                      actor="ana", provider="anthropic")
+    # The day's Claude calls are what the gateway's OpenAI line is compared with: a price
+    # mismatch, not usage outside the gateway.
+    assert [d.kind for d in other.differences] == ["price_mismatch"]
+    assert [(o.owner, o.billed_pico) for o in other.owners] == [
+        ("support-assistant", usd("0.00135"))]
+    assert (other.outside_pico, other.result) == (0, "fail")
 
 
 def test_daily_reconciliation_of_fetched_costs_names_the_outside_project(books, tmp_path):

@@ -540,22 +540,22 @@ def _match_aggregates(
     bill_model = b.model if by_model else sa.literal("")
     spend = sa.and_(in_bill, b.charge_kind.not_in(NOT_SPEND),
                     sa.or_(b.currency.is_(None), b.currency == result.currency))
-    claims = _Claims(conn, provider)
+    claims = _Claims(conn)
     shared: dict[tuple, _Group] = {}  # (day, model) -> the gateway's lines
     owned: dict[tuple, dict[str, _Group]] = defaultdict(dict)  # -> owner -> its accounts' lines
     accounts: dict[tuple, set[str]] = defaultdict(set)  # (day, model, owner) -> account labels
     unmapped: dict[tuple, dict[str, _Group]] = defaultdict(dict)  # -> label -> lines
     query = (
-        sa.select(b.day, bill_model.label("model"), b.key_name, b.project,
+        sa.select(b.day, bill_model.label("model"), b.provider, b.key_name, b.project,
                   sa.func.sum(b.amount_pico), sa.func.sum(b.input_tokens),
                   sa.func.sum(b.output_tokens), sa.func.min(b.line))
-        .where(spend).group_by(b.day, bill_model, b.key_name, b.project)
+        .where(spend).group_by(b.day, bill_model, b.provider, b.key_name, b.project)
     )
-    for day, model, key, project, amount, input_tokens, output_tokens, line in (
+    for day, model, biller, key, project, amount, input_tokens, output_tokens, line in (
         conn.execute(query)
     ):
         figures = (amount, input_tokens, output_tokens, line, key or project)
-        claim = claims.at(day, key, project)
+        claim = claims.at(day, biller, key, project)
         if claim is None or claim.gateway:
             shared.setdefault((day, model), _Group()).add(*figures)
         elif claim.owner is not None:
@@ -678,19 +678,21 @@ def _outside_difference(found: _Outside) -> Difference:
 
 
 class _Claims:
-    """Whose each bill line is, by the registry version in effect at the start of its day."""
+    """Whose each bill line is, by the registry version in effect at the start of its day.
+    Accounts are the billing provider's, as the line names it (not the ledger provider a
+    run compares with, which ``--provider`` may set to anything)."""
 
-    def __init__(self, conn: sa.Connection, provider: str) -> None:
+    def __init__(self, conn: sa.Connection) -> None:
         self.history = load_history(conn)
-        self.provider = provider
         self.by_day: dict[date, Registry | None] = {}
 
-    def at(self, day: date, api_key: str | None, project: str | None) -> Claim | None:
+    def at(self, day: date, provider: str, api_key: str | None,
+           project: str | None) -> Claim | None:
         if day not in self.by_day:
             found = self.history.at(datetime.combine(day, datetime.min.time(), UTC))
             self.by_day[day] = None if found is None else found[1]
         registry = self.by_day[day]
-        return None if registry is None else registry.claim(self.provider, api_key, project)
+        return None if registry is None else registry.claim(provider, api_key, project)
 
 
 def _bucket_tokens(group: _Group) -> str | None:
