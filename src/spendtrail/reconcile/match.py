@@ -10,6 +10,9 @@ per owner and the differences.
   is joined to the event carrying that id.
 - **aggregate** method (OpenAI/Anthropic/FOCUS buckets): bill and ledger are summed per
   (day, model) and the sums compared; a bill without models is compared per day.
+  Where the registry maps the billing provider's accounts (``registry.accounts``), each
+  (day, model) is first divided by account: an owner's own, the gateway's, or unmapped;
+  usage on an account no captured call matches is ``billed_outside_gateway``.
 
 An ``interrupted`` event (the gateway stopped before the provider answered: owner and model
 known, usage unknown) is matched to its bill line by request id when the gateway learnt it,
@@ -530,10 +533,10 @@ def _match_aggregates(
     """Per (day, model): lines on an account the registry maps to an owner are compared with
     that owner's calls not served by a proxy (``PROXY_SOURCES``): the SDK hook's, the
     OpenTelemetry spans', which is how an owner's own key is used; with none, they are
-    billed outside the gateway. Lines on an
-    unmapped account are outside the gateway, unmapped. The rest (the gateway's accounts,
-    lines naming no account, every line of a provider whose accounts are not mapped) is
-    compared with the remaining events and split over their owners by logged cost."""
+    billed outside the gateway. Lines on an unmapped account are outside the gateway,
+    unmapped. The rest (the gateway's accounts, lines naming no account, every line of a
+    provider whose accounts are not mapped) is compared with the remaining events and split
+    over their owners by logged cost."""
     b, e, c = bill_lines.c, events.c, cost_entries.c
     by_model = conn.execute(
         sa.select(sa.literal(1)).where(in_bill, b.model.is_not(None)).limit(1)).first()
