@@ -1,6 +1,7 @@
 """Gateway overhead: a static upstream called directly vs through `spendtrail gateway`.
 
     python bench/gateway.py [--requests 20000] [--warmup 1000] [--rss-requests 100000]
+    python bench/gateway.py --routing [--seconds 20] [--repeats 3]
 
 Every server is its own process, and so is each load generator, so nothing measures itself:
 
@@ -18,6 +19,12 @@ Every server is its own process, and so is each load generator, so nothing measu
 - the load generator: keep-alive connections, one request in flight on each, a fixed number
   of requests after a warm-up; per-request latency, and the CPU used meanwhile by the server
   under test, by itself, and by everything else on the machine (`rest`: noise when high).
+
+`--routing` runs only the routing comparison, for longer: the single-upstream gateway, one
+started with a routes file of three upstreams (the model chosen by pattern) and an identical
+second single-upstream gateway as a control, all journal-only on the same upstream double,
+each row --seconds long, --repeats rounds in rotating order; it prints req/s and the p50/p95
+latency each adds over the direct row of its round, and the medians over the rounds.
 
 For concurrency 1 and 16 it measures the upstream directly and each gateway in the same run,
 prints the added latency (gateway p50 - direct p50), keeps the default gateway busy until it
@@ -187,9 +194,11 @@ def cpu_seconds(pid: int) -> tuple[float, float]:
     return int(fields[11]) / tick, int(fields[12]) / tick
 
 
-async def run_load(port: int, key: str, concurrency: int, count: int, server_pid: int) -> dict:
-    """`count` requests over `concurrency` connections; returns rate and latency figures,
-    and the CPU the server (`server_pid`) used per request over the same window."""
+async def run_load(port: int, key: str, concurrency: int, count: int, server_pid: int,
+                   seconds: float = 0) -> dict:
+    """`count` requests (or, when `seconds` is given, as many as fit in that time) over
+    `concurrency` connections; returns rate and latency figures, and the CPU the server
+    (`server_pid`) used per request over the same window."""
     head = (
         f"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
         f"Authorization: Bearer {key}\r\nContent-Type: application/json\r\n"
@@ -202,10 +211,11 @@ async def run_load(port: int, key: str, concurrency: int, count: int, server_pid
     latencies: list[int] = []
     failures: list[bytes] = []
     remaining = count
+    deadline = time.perf_counter() + seconds
 
     async def worker(client: _Client) -> None:
         nonlocal remaining
-        while remaining > 0:
+        while time.perf_counter() < deadline if seconds else remaining > 0:
             remaining -= 1
             request = head + BODY_TEMPLATE % (pid, next(_sequence))
             begin = time.perf_counter_ns()
@@ -228,6 +238,7 @@ async def run_load(port: int, key: str, concurrency: int, count: int, server_pid
     latencies.sort()
     return {"requests": len(latencies), "seconds": seconds, "rate": len(latencies) / seconds,
             "p50_ms": latencies[len(latencies) // 2] / 1e6,
+            "p95_ms": latencies[min(len(latencies) - 1, len(latencies) * 95 // 100)] / 1e6,
             "p99_ms": latencies[min(len(latencies) - 1, len(latencies) * 99 // 100)] / 1e6,
             "server_cpu": cpu / seconds, "server_cpu_us": cpu / len(latencies) * 1e6,
             "server_sys": system / cpu if cpu else 0.0, "client_cpu": own / seconds,
@@ -237,11 +248,13 @@ async def run_load(port: int, key: str, concurrency: int, count: int, server_pid
             "errors": len(failures), "first_error": failures[0].decode()[:300] if failures else ""}
 
 
-def load(port: int, key: str, concurrency: int, count: int, warmup: int, pid: int) -> dict:
-    """Runs a load-generator process: warm-up requests first (not counted), then `count`."""
+def load(port: int, key: str, concurrency: int, count: int, warmup: int, pid: int,
+         seconds: float = 0) -> dict:
+    """Runs a load-generator process: warm-up requests first (not counted), then `count`
+    (or, with `seconds`, as many as that time allows)."""
     proc = subprocess.run(
         [sys.executable, __file__, "--load", str(port), key, str(concurrency), str(count),
-         str(warmup), str(pid)], capture_output=True, text=True)
+         str(warmup), str(pid), str(seconds)], capture_output=True, text=True)
     if proc.returncode:
         raise SystemExit(f"the load generator failed on port {port}:\n{proc.stderr[-3000:]}")
     figures = json.loads(proc.stdout)
@@ -251,11 +264,12 @@ def load(port: int, key: str, concurrency: int, count: int, warmup: int, pid: in
     return figures
 
 
-def load_child(port: int, key: str, concurrency: int, count: int, warmup: int, pid: int) -> None:
+def load_child(port: int, key: str, concurrency: int, count: int, warmup: int, pid: int,
+               seconds: float) -> None:
     async def both() -> dict:
         if warmup:
             await run_load(port, key, concurrency, warmup, pid)
-        return await run_load(port, key, concurrency, count, pid)
+        return await run_load(port, key, concurrency, count, pid, seconds)
 
     print(json.dumps(asyncio.run(both())))
 
@@ -375,6 +389,113 @@ def ledger_events(database: Path) -> int:
         return conn.execute("SELECT count(*) FROM events").fetchone()[0]
 
 
+# -- routing side by side ------------------------------------------------------------------------
+
+# "single upstream B" is a second, identical single-upstream gateway: the spread between the
+# two identical gateways is the noise the routed one is judged against.
+ROUTED_TARGETS = ("direct", "single upstream", "routes file", "single upstream B")
+
+
+def write_three_routes(path: Path, upstream_port: int) -> Path:
+    """Three upstreams (all the benchmark's upstream double, under three names and providers),
+    each chosen by a model pattern; the benchmark's model matches the last route."""
+    url = f"http://127.0.0.1:{upstream_port}/v1"
+    path.write_text(f"upstreams:\n"
+                    f"  openai: {{url: '{url}', key_env: SPENDTRAIL_UPSTREAM_KEY}}\n"
+                    f"  local: {{url: '{url}', key_env: SPENDTRAIL_UPSTREAM_KEY, "
+                    f"provider: vllm}}\n"
+                    f"  comet: {{url: '{url}', key_env: SPENDTRAIL_UPSTREAM_KEY, "
+                    f"provider: cometapi}}\n"
+                    f"routes:\n"
+                    f"  - {{model: 'gpt-4.1*', upstream: openai}}\n"
+                    f"  - {{model: 'meta-llama/*', upstream: local}}\n"
+                    f"  - {{model: 'gpt-4o-*', upstream: comet}}\n")
+    return path
+
+
+def compare_routing(args, env: dict, key: str, work: Path, upstream_port: int,
+                    upstream_pid: int, concurrencies: list[int]) -> None:
+    """The single-upstream gateway, one started with a routes file of three upstreams and a
+    second single-upstream gateway as a control, on the same upstream double, all
+    journal-only; each row runs --seconds, and the rounds rotate the gateways' order, so
+    slow drift of the shared machine's load falls on all of them."""
+    routes = write_three_routes(work / "routes-3.yaml", upstream_port)
+    gateways: list[tuple[subprocess.Popen, int]] = []
+    try:
+        for spool, file in (("spool-single", None), ("spool-routes", routes),
+                            ("spool-single-b", None)):
+            gateways.append(start_gateway(env, upstream_port, work / spool, "--no-ingest",
+                                          file))
+            check_gateway(gateways[-1][1], key)
+        targets = {"direct": (upstream_port, upstream_pid)}
+        for name, (proc, port) in zip(ROUTED_TARGETS[1:], gateways, strict=True):
+            targets[name] = (port, proc.pid)
+        print(f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}, load average "
+              f"{'/'.join(f'{x:.2f}' for x in os.getloadavg())}; {args.seconds:g} s per row "
+              f"after {args.warmup:,} warm-up requests, {args.repeats} rounds", flush=True)
+        print(f"{'round':>5} {'conc':>4} {'target':<16} {'requests':>9} {'req/s':>8} "
+              f"{'p50 ms':>8} {'p95 ms':>8} {'rest':>5}", flush=True)
+        rows = []
+        for round_ in range(1, args.repeats + 1):
+            for concurrency in concurrencies:
+                shift = (round_ - 1) % (len(ROUTED_TARGETS) - 1)  # each takes each place
+                gateways_order = ROUTED_TARGETS[1 + shift:] + ROUTED_TARGETS[1:1 + shift]
+                for name in ("direct", *gateways_order):
+                    port, pid = targets[name]
+                    figures = load(port, key, concurrency, 0, args.warmup, pid, args.seconds)
+                    rows.append({"round": round_, "target": name, "concurrency": concurrency,
+                                 **figures})
+                    print(f"{round_:>5} {concurrency:>4} {name:<16} {figures['requests']:>9,} "
+                          f"{figures['rate']:>8,.0f} {figures['p50_ms']:>8.3f} "
+                          f"{figures['p95_ms']:>8.3f} {figures['rest_cpu']:>5.0%}", flush=True)
+        print(f"load average {'/'.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
+        summary = routing_summary(rows, concurrencies)
+        print(json.dumps({"rows": rows, "summary": summary}, indent=2))
+    finally:
+        for proc, _ in gateways:
+            stop(proc)
+        if not args.keep:  # the spools: a few hundred MB after a full run
+            shutil.rmtree(work)
+
+
+def routing_summary(rows: list[dict], concurrencies: list[int]) -> dict:
+    """Per concurrency and gateway: the median over the rounds of req/s and of the latency
+    added over the direct row of the same round; and routes / single as ratios."""
+    def median(values: list[float]) -> float:
+        values = sorted(values)
+        middle = len(values) // 2
+        return values[middle] if len(values) % 2 else (values[middle - 1] + values[middle]) / 2
+
+    summary = {}
+    print(f"{'conc':>4} {'target':<16} {'req/s':>8} {'added p50 ms':>13} {'added p95 ms':>13}"
+          "   (medians over the rounds)", flush=True)
+    for concurrency in concurrencies:
+        direct = {r["round"]: r for r in rows
+                  if r["concurrency"] == concurrency and r["target"] == "direct"}
+        figures = {}
+        for name in ROUTED_TARGETS[1:]:
+            mine = [r for r in rows if r["concurrency"] == concurrency and r["target"] == name]
+            figures[name] = {
+                "rate": median([r["rate"] for r in mine]),
+                "added_p50_ms": median([r["p50_ms"] - direct[r["round"]]["p50_ms"]
+                                        for r in mine]),
+                "added_p95_ms": median([r["p95_ms"] - direct[r["round"]]["p95_ms"]
+                                        for r in mine]),
+            }
+            f = figures[name]
+            print(f"{concurrency:>4} {name:<16} {f['rate']:>8,.0f} {f['added_p50_ms']:>13.3f} "
+                  f"{f['added_p95_ms']:>13.3f}", flush=True)
+        single, routed = figures["single upstream"], figures["routes file"]
+        control = figures["single upstream B"]
+        figures["routes / single req/s"] = routed["rate"] / single["rate"]
+        figures["single B / single req/s"] = control["rate"] / single["rate"]
+        print(f"{concurrency:>4} routes file / single upstream: "
+              f"{figures['routes / single req/s']:.3f}x the req/s; the identical control "
+              f"gateway: {figures['single B / single req/s']:.3f}x", flush=True)
+        summary[f"c={concurrency}"] = figures
+    return summary
+
+
 # -- the run -----------------------------------------------------------------------------------
 
 def main() -> None:
@@ -387,7 +508,15 @@ def main() -> None:
     parser.add_argument("--concurrency", default="1,16")
     parser.add_argument("--keep", action="store_true",
                         help="keep the ledger, spools and server logs (bench/out/gateway-*)")
-    parser.add_argument("--load", nargs=6, help=argparse.SUPPRESS)
+    parser.add_argument("--routing", action="store_true",
+                        help="only the routing comparison: the single-upstream gateway beside "
+                             "one with a routes file of 3 upstreams and an identical "
+                             "single-upstream control, --seconds per row, --repeats rounds")
+    parser.add_argument("--seconds", type=float, default=20,
+                        help="with --routing: seconds measured per row")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="with --routing: rounds, the gateways' order rotating")
+    parser.add_argument("--load", nargs=7, help=argparse.SUPPRESS)
     parser.add_argument("--upstream", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.upstream:
@@ -395,7 +524,8 @@ def main() -> None:
             asyncio.run(run_upstream())
         return
     if args.load:
-        load_child(*map(int, args.load[:1]), args.load[1], *map(int, args.load[2:]))
+        load_child(int(args.load[0]), args.load[1], *map(int, args.load[2:6]),
+                   float(args.load[6]))
         return
     concurrencies = [int(c) for c in args.concurrency.split(",")]
     # Started in the background by a non-interactive shell, this script inherits an ignored
@@ -419,6 +549,9 @@ def main() -> None:
     served: dict[str, int] = {}
     try:
         upstream_port = int(upstream.stdout.readline())
+        if args.routing:
+            compare_routing(args, env, key, work, upstream_port, upstream.pid, concurrencies)
+            return
         # target name -> (port, pid of the server whose CPU is read, key to send)
         targets = {"direct": (upstream_port, upstream.pid, key)}
         routes = write_routes(work / "routes.yaml", upstream_port)

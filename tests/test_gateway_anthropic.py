@@ -1,6 +1,7 @@
 """Anthropic's Messages API through the gateway: the real anthropic SDK, changed only in
-``base_url``, against one `spendtrail gateway --routes FILE` process that also serves the
-openai SDK from an OpenAI-compatible double; metered exactly, streamed and not."""
+``base_url``, against one `spendtrail gateway --routes FILE` process routing to three
+upstream doubles (Anthropic, OpenAI, CometAPI) that also serves the real openai SDK;
+metered exactly, streamed and not."""
 
 from __future__ import annotations
 
@@ -18,7 +19,9 @@ from spendtrail.events import Usage
 
 ANTHROPIC_KEY = "sk-ant-api03-ROUTEcanary0aa1bb2cc3dd4ee5ff6gg7hh8"
 COMET_KEY = "sk-cometROUTEkey0a1b2c3d4e5f6a7b8c9d0e1f2"
-ENV = {"ANTHROPIC_TEST_KEY": ANTHROPIC_KEY, "COMETAPI_TEST_KEY": COMET_KEY}
+OPENAI_KEY = "sk-openaiROUTEkey9f8e7d6c5b4a3f2e1d0c9b8"
+ENV = {"ANTHROPIC_TEST_KEY": ANTHROPIC_KEY, "COMETAPI_TEST_KEY": COMET_KEY,
+       "OPENAI_TEST_KEY": OPENAI_KEY}
 # What the double's usage comes to: all input = uncached + cache reads + cache writes.
 METERS = Usage(
     input_tokens=50 + 1000 + 1500,
@@ -34,6 +37,7 @@ METERS = Usage(
 def gateway(ledger_url, tmp_path):
     claude = AnthropicDouble(ANTHROPIC_KEY)
     comet = UpstreamDouble(COMET_KEY)
+    chatgpt = UpstreamDouble(OPENAI_KEY)
     routes = tmp_path / "routes.yaml"
     routes.write_text(f"""\
 upstreams:
@@ -45,9 +49,14 @@ upstreams:
     url: {comet.start()}
     key_env: COMETAPI_TEST_KEY
     provider: cometapi
+  openai:
+    url: {chatgpt.start()}
+    key_env: OPENAI_TEST_KEY
 routes:
   - model: "claude-*"
     upstream: anthropic
+  - model: "gpt-4.1*"
+    upstream: openai
 default: comet
 """)
     key = seed(ledger_url, tmp_path)
@@ -55,14 +64,15 @@ default: comet
         with GatewayProcess(
             ledger_url, None, None, tmp_path / "home", "--routes", str(routes), env=ENV
         ) as process:
-            yield process, key, claude, comet
+            yield process, key, claude, comet, chatgpt
     finally:
         claude.stop()
         comet.stop()
+        chatgpt.stop()
 
 
 def test_the_anthropic_sdk_is_metered_exactly_streamed_and_not(gateway):
-    process, key, claude, comet = gateway
+    process, key, claude, comet, chatgpt = gateway
     client = anthropic.Anthropic(base_url=process.base_url, api_key=key, max_retries=0)
     ask = {
         "model": "claude-sonnet-4-5",
@@ -83,13 +93,16 @@ def test_the_anthropic_sdk_is_metered_exactly_streamed_and_not(gateway):
     counted = client.messages.count_tokens(model="claude-sonnet-4-5", messages=ask["messages"])
     assert counted.input_tokens == 42
 
-    # The same gateway serves the openai SDK from its default upstream.
+    # The same gateway serves the openai SDK: gpt-4.1 from OpenAI by its pattern, anything
+    # else from its default upstream.
     chat = openai.OpenAI(base_url=process.base_url + "/v1", api_key=key, max_retries=0)
     assert chat.chat.completions.create(model="gpt-4o-mini", messages=[]).choices
+    assert chat.chat.completions.create(model="gpt-4.1-mini", messages=[]).model == (
+        "gpt-4.1-mini")
 
-    events = process.wait_for_events(4)
-    assert len(events) == 4
-    plain, streamed, tokens, other = events
+    events = process.wait_for_events(5)
+    assert len(events) == 5
+    plain, streamed, tokens, other, routed = events
     for event in (plain, streamed):
         assert (event.provider, event.endpoint, event.http_status, event.outcome) == (
             "anthropic",
@@ -110,6 +123,10 @@ def test_the_anthropic_sdk_is_metered_exactly_streamed_and_not(gateway):
         Usage(),
     )
     assert (other.provider, other.endpoint) == ("cometapi", "/v1/chat/completions")
+    assert (routed.provider, routed.model_requested) == ("openai", "gpt-4.1-mini")
+    assert [r.json()["model"] for r in chatgpt.received] == ["gpt-4.1-mini"]
+    assert [r.json()["model"] for r in comet.received] == ["gpt-4o-mini"]
+    assert {r.headers["Authorization"] for r in chatgpt.received} == {f"Bearer {OPENAI_KEY}"}
 
     # The provider got its own key as x-api-key, never the gateway key, and the SDK's
     # anthropic-version header.
@@ -122,11 +139,11 @@ def test_the_anthropic_sdk_is_metered_exactly_streamed_and_not(gateway):
         "/v1/messages",
         "/v1/messages/count_tokens",
     ]
-    assert all(key not in str(call.headers) for call in comet.received)
+    assert all(key not in str(call.headers) for call in (*comet.received, *chatgpt.received))
 
 
 def test_async_streams_and_errors_keep_the_provider_key_out(gateway):
-    process, key, claude, _ = gateway
+    process, key, claude, _, _ = gateway
 
     async def run() -> tuple[str, str]:
         client = anthropic.AsyncAnthropic(base_url=process.base_url, api_key=key, max_retries=0)
@@ -154,7 +171,7 @@ def test_async_streams_and_errors_keep_the_provider_key_out(gateway):
 
 
 def test_the_gateway_key_is_taken_from_x_api_key(gateway):
-    process, key, claude, _ = gateway
+    process, key, claude, _, _ = gateway
 
     def client(sent: str) -> anthropic.Anthropic:
         # the key in x-api-key alone, as older anthropic SDKs and curl examples send it

@@ -126,6 +126,8 @@ def show(
         )
         return
     console.print(_applications_table(chosen, current))
+    if chosen.registry.provider_accounts:
+        console.print(_accounts_table(chosen.registry))
     console.print(_history_table(history, current))
 
 
@@ -199,6 +201,18 @@ def _application_cells(registry: Registry, app: Application, *, shared: bool) ->
         f"environments: {_choices(app.environments, app.default_environment)}\n"
         f"workloads: {_choices(app.workload_classes, app.default_workload_class)}",
     ]
+
+
+def _accounts_table(registry: Registry) -> Table:
+    from rich.table import Table
+
+    table = Table(title="Provider accounts (whose bill lines they are)")
+    for column in ("Provider", "Account", "Owner"):
+        table.add_column(column, overflow="fold")
+    for account in registry.provider_accounts:
+        owner = "the gateway" if account.gateway else account.application or ""
+        table.add_row(escape(account.provider), escape(account.label), escape(owner))
+    return table
 
 
 def _choices(allowed: tuple[str, ...], default: str | None) -> str:

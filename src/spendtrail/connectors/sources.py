@@ -88,6 +88,8 @@ def _bucket_pages(
         if not isinstance(buckets, list):
             raise FetchError(f"{fetch.base_url}{path}: expected a page with a 'data' list")
         for bucket in buckets:
+            if isinstance(bucket, dict) and bucket.get("results") == []:
+                continue  # a day without usage: nothing to store (a bill with no line is refused)
             try:
                 day = period(bucket)[0].astimezone(UTC).date() if isinstance(bucket, dict) else None
             except RowProblem:

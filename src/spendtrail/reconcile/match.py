@@ -10,6 +10,9 @@ per owner and the differences.
   is joined to the event carrying that id.
 - **aggregate** method (OpenAI/Anthropic/FOCUS buckets): bill and ledger are summed per
   (day, model) and the sums compared; a bill without models is compared per day.
+  Where the registry maps the billing provider's accounts (``registry.accounts``), each
+  (day, model) is first divided by account: an owner's own, the gateway's, or unmapped;
+  usage on an account no captured call matches is ``billed_outside_gateway``.
 
 An ``interrupted`` event (the gateway stopped before the provider answered: owner and model
 known, usage unknown) is matched to its bill line by request id when the gateway learnt it,
@@ -35,14 +38,22 @@ import sqlalchemy as sa
 
 from spendtrail.events import INTERRUPTED, Usage
 from spendtrail.ledger.costs import is_current
+from spendtrail.ledger.registry_versions import load_history
 from spendtrail.ledger.schema import bill_lines, cost_entries, events
 from spendtrail.periods import Period
+from spendtrail.registry import Claim, Registry
 
 DIFFERENCE_KINDS = (
     "in_ledger_not_billed", "billed_not_in_ledger", "duplicate_charge", "token_mismatch",
     "price_mismatch", "refund", "error_billed", "interrupted", "rejected_row",
+    "billed_outside_gateway",
 )
 UNATTRIBUTED = "(unattributed)"
+UNMAPPED = "(unmapped account)"
+# The UsageEvent.source of calls served by a proxy that holds the provider key for several
+# owners (the gateway, a LiteLLM proxy whose spend logs were imported): they are billed on
+# the proxy's accounts, not on their owners' own.
+PROXY_SOURCES = ("gateway", "litellm")
 QUARANTINED = "(quarantined)"
 UNTAGGED = "(untagged)"
 NOT_SPEND = ("topup",)  # balance purchases are not spend
@@ -92,6 +103,7 @@ class Matching:
     consumed_pico: int = 0  # billed: charges (consume / usage rows)
     refunded_pico: int = 0  # billed: refunds (negative)
     error_pico: int = 0  # billed: error rows
+    outside_pico: int = 0  # billed: on accounts no captured call matches (explained)
     events: int = 0
     unpriced_events: int = 0  # interrupted events count once matching leaves them unpriced
     interrupted_events: int = 0
@@ -488,79 +500,202 @@ class _Group:
     output_tokens: int | None = None
     line: int | None = None
     key_name: str | None = None
-    owners: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+
+    def add(self, amount, input_tokens, output_tokens, line, key_name) -> None:
+        """Sums, keeping None where the bill has no figure (cost-only or usage-only)."""
+        self.amount = _add(self.amount, amount)
+        self.input_tokens = _add(self.input_tokens, input_tokens)
+        self.output_tokens = _add(self.output_tokens, output_tokens)
+        self.line = line if self.line is None else min(self.line, line)
+        self.key_name = max(filter(None, (self.key_name, key_name)), default=None)
+
+
+def _add(total: int | None, value) -> int | None:
+    value = _int(value)
+    return total if value is None else (total or 0) + value
+
+
+@dataclass
+class _Outside:
+    """An account's lines no captured call matches, summed over the period: its own line."""
+
+    owner: str | None  # the application it is mapped to; None: unmapped
+    label: str  # project proj_X, workspace ws_Z, api key key_K
+    bill: _Group = field(default_factory=_Group)
+    days: set[date] = field(default_factory=set)
+    models: set[str] = field(default_factory=set)
 
 
 def _match_aggregates(
     conn: sa.Connection, in_bill, provider: str, period: Period, tolerance: Decimal,
     result: Matching,
 ) -> None:
+    """Per (day, model): lines on an account the registry maps to an owner are compared with
+    that owner's calls not served by a proxy (``PROXY_SOURCES``): the SDK hook's, the
+    OpenTelemetry spans', which is how an owner's own key is used; with none, they are
+    billed outside the gateway. Lines on an unmapped account are outside the gateway,
+    unmapped. The rest (the gateway's accounts, lines naming no account, every line of a
+    provider whose accounts are not mapped) is compared with the remaining events and split
+    over their owners by logged cost."""
     b, e, c = bill_lines.c, events.c, cost_entries.c
     by_model = conn.execute(
         sa.select(sa.literal(1)).where(in_bill, b.model.is_not(None)).limit(1)).first()
     bill_model = b.model if by_model else sa.literal("")
     spend = sa.and_(in_bill, b.charge_kind.not_in(NOT_SPEND),
                     sa.or_(b.currency.is_(None), b.currency == result.currency))
-    billed: dict[tuple, _Group] = {}
+    claims = _Claims(conn)
+    shared: dict[tuple, _Group] = {}  # (day, model) -> the gateway's lines
+    owned: dict[tuple, dict[str, _Group]] = defaultdict(dict)  # -> owner -> its accounts' lines
+    accounts: dict[tuple, set[str]] = defaultdict(set)  # (day, model, owner) -> account labels
+    unmapped: dict[tuple, dict[str, _Group]] = defaultdict(dict)  # -> label -> lines
     query = (
-        sa.select(b.day, bill_model.label("model"), sa.func.sum(b.amount_pico),
-                  sa.func.sum(b.input_tokens), sa.func.sum(b.output_tokens),
-                  sa.func.min(b.line), sa.func.max(sa.func.coalesce(b.key_name, b.project)))
-        .where(spend).group_by(b.day, bill_model)
+        sa.select(b.day, bill_model.label("model"), b.provider, b.key_name, b.project,
+                  sa.func.sum(b.amount_pico), sa.func.sum(b.input_tokens),
+                  sa.func.sum(b.output_tokens), sa.func.min(b.line))
+        .where(spend).group_by(b.day, bill_model, b.provider, b.key_name, b.project)
     )
-    for day, model, amount, input_tokens, output_tokens, line, key in conn.execute(query):
-        billed[(day, model)] = _Group(
-            _int(amount), _int(input_tokens), _int(output_tokens), line, key)
+    for day, model, biller, key, project, amount, input_tokens, output_tokens, line in (
+        conn.execute(query)
+    ):
+        figures = (amount, input_tokens, output_tokens, line, key or project)
+        claim = claims.at(day, biller, key, project)
+        if claim is None or claim.gateway:
+            shared.setdefault((day, model), _Group()).add(*figures)
+        elif claim.owner is not None:
+            owned[(day, model)].setdefault(claim.owner, _Group()).add(*figures)
+            accounts[(day, model, claim.owner)].add(claim.account.label)
+        else:
+            unmapped[(day, model)].setdefault(claim.label, _Group()).add(*figures)
 
-    # Ledger side per (day, model, owner); tokens need each event's usage, so events stream.
+    # Ledger side per (day, model, owner, served by a proxy or not); tokens need each
+    # event's usage, so events stream.
     model = sa.func.coalesce(e.model_served, e.model_requested, sa.literal(""))
-    logged: dict[tuple, _Group] = {}
+    logged: dict[tuple, dict[tuple[str, bool], _Group]] = defaultdict(dict)
     query = (
-        sa.select(e.day, model if by_model else sa.literal(""), _owner_column(), e.usage,
-                  c.amount_pico, c.currency)
+        sa.select(e.day, model if by_model else sa.literal(""), _owner_column(),
+                  e.source.in_(PROXY_SOURCES), e.usage, c.amount_pico, c.currency)
         .select_from(events.join(cost_entries, _current_cost()))
         .where(_in_period(provider, period), c.status != "no_usage")
     )
-    for day, event_model, owner, usage, amount, currency in (
+    for day, event_model, owner, via_proxy, usage, amount, currency in (
         conn.execute(query, execution_options=_STREAM)
     ):
-        group = logged.setdefault((day, event_model), _Group(0, 0, 0))
+        group = logged[(day, event_model)].setdefault((owner, bool(via_proxy)),
+                                                      _Group(0, 0, 0))
         meters = _usage.decode(usage)
         group.input_tokens += meters.input_tokens
         group.output_tokens += meters.output_tokens
         if currency == result.currency and amount:
             group.amount += amount
-            group.owners[owner] += amount
 
-    for key in sorted(billed.keys() | logged.keys(), key=lambda k: (k[0], k[1] or "")):
+    outside: dict[tuple[str | None, str], _Outside] = {}
+    keys = shared.keys() | owned.keys() | unmapped.keys() | logged.keys()
+    for key in sorted(keys, key=lambda k: (k[0], k[1] or "")):
         day, model_name = key
-        bill, ledger = billed.get(key), logged.get(key)
         common = {"day": day, "model": model_name or None}
-        if ledger is None:
+        rest = dict(logged.get(key, {}))
+        for owner, bill in sorted(owned.get(key, {}).items()):
+            mine = rest.pop((owner, False), None)
+            if mine is None:
+                for label in sorted(accounts[(*key, owner)]):
+                    _outside(outside, owner, label, bill, day, model_name)
+                result.owner(owner).billed_pico += bill.amount or 0
+                continue
+            result.matched += 1
+            result.owner(owner).billed_pico += bill.amount or 0
+            _compare_group(result, bill, mine, tolerance, owner=owner, **common)
+        for label, bill in sorted(unmapped.get(key, {}).items()):
+            _outside(outside, None, label, bill, day, model_name)
+            result.owner(UNMAPPED).billed_pico += bill.amount or 0
+        bill = shared.get(key)
+        if bill is None:
+            if rest:
+                ledger = _total(rest)
+                result.differences.append(Difference(
+                    "in_ledger_not_billed", "the bill has nothing on this day for this model",
+                    logged_pico=ledger.amount, logged_tokens=_pair(ledger.input_tokens,
+                                                                   ledger.output_tokens),
+                    **common))
+            continue
+        if not rest:
             result.owner(UNATTRIBUTED).billed_pico += bill.amount or 0
             result.differences.append(Difference(
                 "billed_not_in_ledger", "no ledger events on this day for this model",
                 bill_line=bill.line, key_name=bill.key_name, billed_pico=bill.amount,
                 billed_tokens=_bucket_tokens(bill), **common))
             continue
-        if bill is None:
-            result.differences.append(Difference(
-                "in_ledger_not_billed", "the bill has nothing on this day for this model",
-                logged_pico=ledger.amount, logged_tokens=_pair(ledger.input_tokens,
-                                                               ledger.output_tokens), **common))
-            continue
         result.matched += 1
-        _attribute(result, bill.amount or 0, ledger.owners)
-        found = {"bill_line": bill.line, "key_name": bill.key_name, "logged_pico": ledger.amount,
-                 "billed_pico": bill.amount, "billed_tokens": _bucket_tokens(bill),
-                 "logged_tokens": _pair(ledger.input_tokens, ledger.output_tokens), **common}
-        if bill.input_tokens is not None and found["billed_tokens"] != found["logged_tokens"]:
-            result.differences.append(Difference("token_mismatch", "token sums differ", **found))
-        elif bill.amount is not None and (
-            abs(bill.amount - ledger.amount) > tolerance * abs(bill.amount)
-        ):
-            result.differences.append(Difference(
-                "price_mismatch", "amounts differ beyond the tolerance", **found))
+        weights: dict[str, int] = defaultdict(int)
+        for (owner, _), group in rest.items():
+            weights[owner] += group.amount
+        _attribute(result, bill.amount or 0, {o: w for o, w in weights.items() if w})
+        _compare_group(result, bill, _total(rest), tolerance, **common)
+    for found in sorted(outside.values(), key=lambda o: (o.owner is None, o.owner or "",
+                                                         o.label)):
+        result.outside_pico += found.bill.amount or 0
+        result.differences.append(_outside_difference(found))
+
+
+def _compare_group(result: Matching, bill: _Group, ledger: _Group, tolerance: Decimal,
+                   **common) -> None:
+    found = {"bill_line": bill.line, "key_name": bill.key_name, "logged_pico": ledger.amount,
+             "billed_pico": bill.amount, "billed_tokens": _bucket_tokens(bill),
+             "logged_tokens": _pair(ledger.input_tokens, ledger.output_tokens), **common}
+    if bill.input_tokens is not None and found["billed_tokens"] != found["logged_tokens"]:
+        result.differences.append(Difference("token_mismatch", "token sums differ", **found))
+    elif bill.amount is not None and (
+        abs(bill.amount - ledger.amount) > tolerance * abs(bill.amount)
+    ):
+        result.differences.append(Difference(
+            "price_mismatch", "amounts differ beyond the tolerance", **found))
+
+
+def _total(owners: dict[tuple[str, bool], _Group]) -> _Group:
+    return _Group(sum(g.amount for g in owners.values()),
+                  sum(g.input_tokens for g in owners.values()),
+                  sum(g.output_tokens for g in owners.values()))
+
+
+def _outside(outside: dict, owner: str | None, label: str, bill: _Group, day: date,
+             model: str) -> None:
+    found = outside.get((owner, label))
+    if found is None:
+        found = outside[(owner, label)] = _Outside(owner, label)
+    found.bill.add(bill.amount, bill.input_tokens, bill.output_tokens, bill.line, None)
+    found.days.add(day)
+    if model:
+        found.models.add(model)
+
+
+def _outside_difference(found: _Outside) -> Difference:
+    first, last = min(found.days), max(found.days)
+    span = f"{first}" if first == last else f"{len(found.days)} days, {first}..{last}"
+    what = (f"outside the gateway: {found.label} → application {found.owner}"
+            if found.owner is not None else f"unmapped account {found.label}")
+    return Difference(
+        "billed_outside_gateway", f"{what} ({span}; no captured call matches it)",
+        day=first, bill_line=found.bill.line,
+        model=next(iter(found.models)) if len(found.models) == 1 else None,
+        key_name=found.label.rsplit(" ", 1)[-1], owner=found.owner,
+        billed_pico=found.bill.amount, billed_tokens=_bucket_tokens(found.bill))
+
+
+class _Claims:
+    """Whose each bill line is, by the registry version in effect at the start of its day.
+    Accounts are the billing provider's, as the line names it (not the ledger provider a
+    run compares with, which ``--provider`` may set to anything)."""
+
+    def __init__(self, conn: sa.Connection) -> None:
+        self.history = load_history(conn)
+        self.by_day: dict[date, Registry | None] = {}
+
+    def at(self, day: date, provider: str, api_key: str | None,
+           project: str | None) -> Claim | None:
+        if day not in self.by_day:
+            found = self.history.at(datetime.combine(day, datetime.min.time(), UTC))
+            self.by_day[day] = None if found is None else found[1]
+        registry = self.by_day[day]
+        return None if registry is None else registry.claim(provider, api_key, project)
 
 
 def _bucket_tokens(group: _Group) -> str | None:

@@ -2,10 +2,13 @@
 with its reviewer and its differences. Records are never updated; a new run is a new record.
 
 Variance is logged minus billed, in the bill's currency; variance % is relative to billed.
-Result: **inconclusive** when the comparison cannot be trusted (no bill lines in the period,
-a usage-only bill with no amounts, nothing matched, ledger events on days the bill does not
-cover, unpriced events, amounts in another currency, rows the import rejected), else **pass**
-when |variance| <= tolerance x |billed|, else **fail**.
+Usage billed on provider accounts no captured call matches (``billed_outside_gateway``:
+mapped to an owner, or unmapped) is explained, so the tolerance judges the rest: the
+variance plus that usage against the billed total without it. Result: **inconclusive**
+when the comparison cannot be trusted (no bill lines in the period, a usage-only bill with
+no amounts, nothing matched, ledger events on days the bill does not cover, unpriced events,
+amounts in another currency, rows the import rejected), else **pass** when
+|variance + outside| <= tolerance x |billed - outside|, else **fail**.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from spendtrail.periods import Period
 from spendtrail.reconcile.match import (
     DIFFERENCE_KINDS,
     UNATTRIBUTED,
+    UNMAPPED,
     Difference,
     Matching,
     OwnerTotals,
@@ -72,10 +76,16 @@ class Reconciliation:
     counts: dict[str, int]  # events, unpriced_events, bill_lines, matched, per difference kind
     owners: list[OwnerTotals]
     differences: list[Difference] = field(default_factory=list)
+    outside_pico: int = 0  # billed on accounts no captured call matches
 
     @property
     def variance_percent(self) -> Decimal | None:
         return variance_percent(self.variance_pico, self.billed_pico)
+
+    @property
+    def judged_variance_pico(self) -> int:
+        """The variance the tolerance judges: usage billed outside the gateway left out."""
+        return self.variance_pico + self.outside_pico
 
     def money(self, pico: int | None) -> str:
         return "" if pico is None else f"{format_amount(from_pico(pico))} {self.currency}"
@@ -135,16 +145,21 @@ def reconcile(
             Difference("rejected_row", f"not imported: {error}", bill_line=error.line)
             for error in errors)
         variance = found.logged_pico - found.billed_pico
-        within = abs(variance) <= tolerance * abs(found.billed_pico)
+        judged = variance + found.outside_pico
+        judged_billed = found.billed_pico - found.outside_pico
+        within = abs(judged) <= tolerance * abs(judged_billed)
         reasons = _inconclusive(found, period, errors, bill.id)
         if reasons:
             result = "inconclusive"
         elif within:
             result = "pass"
         else:
-            percent = variance_percent(variance, found.billed_pico)
-            reasons = [f"variance {format_amount(from_pico(variance))} {found.currency} "
-                       f"({percent}%) exceeds the tolerance of {tolerance * 100:f}%"]
+            percent = variance_percent(judged, judged_billed)
+            outside = (f" (usage billed outside the gateway, "
+                       f"{format_amount(from_pico(found.outside_pico))} {found.currency}, "
+                       "left out)" if found.outside_pico else "")
+            reasons = [f"variance {format_amount(from_pico(judged))} {found.currency} "
+                       f"({percent}%){outside} exceeds the tolerance of {tolerance * 100:f}%"]
             result = "fail"
         kinds = Counter(d.kind for d in found.differences)
         summary = {
@@ -152,6 +167,7 @@ def reconcile(
             "consumed_pico": found.consumed_pico,
             "refunded_pico": found.refunded_pico,
             "error_pico": found.error_pico,
+            "outside_pico": found.outside_pico,
             "counts": {
                 "events": found.events, "unpriced_events": found.unpriced_events,
                 "bill_lines": found.bill_lines, "matched": found.matched,
@@ -203,6 +219,7 @@ def load_reconciliation(conn: sa.Connection, record_id: int) -> Reconciliation |
         variance_pico=row.variance_pico, within_tolerance=row.within_tolerance,
         result=row.result, reasons=json.loads(row.reasons), counts=summary["counts"],
         owners=[OwnerTotals(**o) for o in summary["owners"]], differences=differences,
+        outside_pico=summary.get("outside_pico", 0),  # records before provider accounts: 0
     )
 
 
@@ -239,4 +256,5 @@ def _inconclusive(
 
 
 def _owner_order(owners: dict[str, OwnerTotals]) -> list[OwnerTotals]:
-    return sorted(owners.values(), key=lambda o: (o.owner == UNATTRIBUTED, o.owner))
+    return sorted(owners.values(),
+                  key=lambda o: (o.owner == UNATTRIBUTED, o.owner == UNMAPPED, o.owner))

@@ -40,6 +40,9 @@ def summary_rows(record: Reconciliation) -> list[dict[str, Any]]:
         "billed error rows": record.money(record.error_pico),
         "variance": record.money(record.variance_pico),
         "variance %": "n/a (nothing billed)" if percent is None else f"{percent}%",
+        **({"billed outside the gateway": record.money(record.outside_pico),
+            "variance judged": f"{record.money(record.judged_variance_pico)} (billed outside "
+                               "the gateway left out)"} if record.outside_pico else {}),
         "tolerance": f"{record.tolerance * 100:f}%",
         "within tolerance": "yes" if record.within_tolerance else "no",
         "result": record.result,
@@ -106,6 +109,8 @@ def to_json(record: Reconciliation, charges: Charges | None = None) -> dict[str,
         "billed_error_rows": amount(record.error_pico),
         "variance": amount(record.variance_pico),
         "variance_percent": None if percent is None else str(percent),
+        "billed_outside_gateway": amount(record.outside_pico),
+        "variance_judged": amount(record.judged_variance_pico),
         "tolerance_percent": plain_decimal(record.tolerance * 100),
         "within_tolerance": record.within_tolerance, "result": record.result,
         "reasons": record.reasons, "counts": record.counts,
@@ -140,8 +145,10 @@ def to_markdown(record: Reconciliation, charges: Charges | None = None) -> str:
         "",
         "## Owner breakdown",
         "",
-        "Billed amounts are attributed through the owners of the matched ledger events; "
-        "billed amounts that match no event are unattributed.",
+        "Billed amounts are attributed through the owners of the matched ledger events, or "
+        "of the provider accounts the registry maps; billed amounts that match no event are "
+        "unattributed, and those on accounts the registry does not map are "
+        "`(unmapped account)`.",
         "",
         *_table(owner_rows(record)),
         "",

@@ -4,12 +4,15 @@ which version was in effect when. Pure: the ledger stores the versions
 
 - ``model.py``: the registry, immutable; a change is a new version.
 - ``allocation.py``: one allocation context checked: allocated, shared or quarantined.
+- ``accounts.py``: provider accounts (organizations, projects, workspaces, API keys) and
+  whose bill lines they are: an owner's, the gateway's, or unmapped.
 - ``loader.py``: the registry YAML, every problem with its line.
 - ``errors.py``: the registry error and its problems.
 - ``changes.py``: what changed between two registries, entry by entry.
 - ``history.py``: the versions in effect over time, and which one held when.
 """
 
+from spendtrail.registry.accounts import ACCOUNT_KINDS, Claim, ProviderAccount
 from spendtrail.registry.allocation import REASON_CODES, Allocation, quarantine
 from spendtrail.registry.changes import SectionChanges, registry_changes
 from spendtrail.registry.errors import RegistryError
@@ -26,13 +29,16 @@ from spendtrail.registry.model import (
 )
 
 __all__ = [
+    "ACCOUNT_KINDS",
     "REASON_CODES",
     "Allocation",
     "Application",
     "BudgetOwner",
     "BusinessUnit",
+    "Claim",
     "CostCenter",
     "Environment",
+    "ProviderAccount",
     "Registry",
     "RegistryError",
     "RegistryHistory",

@@ -17,13 +17,14 @@ class SectionChanges:
 
 
 def registry_changes(old: Registry | None, new: Registry) -> dict[str, SectionChanges]:
-    """Changes per section (``shared_pool`` included); unchanged sections are left out."""
+    """Changes per section (``shared_pool`` and ``provider_accounts`` included); unchanged
+    sections are left out. A provider account is named ``provider kind account``."""
     old_document = old.to_document() if old is not None else {}
     new_document = new.to_document()
     result: dict[str, SectionChanges] = {}
-    for section in (*SECTIONS, "shared_pool"):
+    for section in (*SECTIONS, "shared_pool", "provider_accounts"):
         before = _by_id(old_document.get(section))
-        after = _by_id(new_document[section])
+        after = _by_id(new_document.get(section))
         changed = {
             key: {
                 name: (before[key].get(name), after[key].get(name))
@@ -45,4 +46,8 @@ def _by_id(entries: list[dict[str, Any]] | dict[str, Any] | None) -> dict[str, d
         return {}
     if isinstance(entries, dict):  # the shared pool is one entry, not a list
         entries = [entries]
-    return {entry["id"]: entry for entry in entries}
+    return {
+        entry["id"] if "id" in entry else f"{entry['provider']} {entry['kind']} {entry['account']}":
+        entry
+        for entry in entries
+    }

@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from yaml.nodes import Node
 
+from spendtrail.registry.accounts import ACCOUNT_KINDS, ProviderAccount
 from spendtrail.registry.errors import RegistryError
 from spendtrail.registry.model import SECTIONS, Application, Registry
 from spendtrail.yamlfile import Reader, line, named
@@ -57,7 +58,9 @@ FIELDS: dict[str, dict[str, _Field]] = {
     "applications": _APPLICATION_FIELDS,
     "shared_pool": _APPLICATION_FIELDS,
 }
-TOP_LEVEL_KEYS = ("effective_from", *SECTIONS, "shared_pool")
+TOP_LEVEL_KEYS = ("effective_from", *SECTIONS, "shared_pool", "provider_accounts")
+OPTIONAL_KEYS = ("effective_from", "provider_accounts")
+_ACCOUNT_KEYS = ("provider", *ACCOUNT_KINDS, "application", "gateway")
 _SINGULAR = {
     "business_units": "business unit",
     "cost_centers": "cost center",
@@ -104,7 +107,9 @@ class _Parser:
 
     def registry(self, root: Node | None) -> Registry:
         reader = self.reader
-        top = reader.document_keys(root, TOP_LEVEL_KEYS, TOP_LEVEL_KEYS[1:])
+        top = reader.document_keys(
+            root, TOP_LEVEL_KEYS, [key for key in TOP_LEVEL_KEYS if key not in OPTIONAL_KEYS]
+        )
         if top is None:
             raise reader.failure()
 
@@ -120,6 +125,10 @@ class _Parser:
         if "shared_pool" in top:
             pool = self.entry("shared_pool", top["shared_pool"], "shared pool")
         self.cross_check(sections, pool)
+        accounts = ()
+        if "provider_accounts" in top:
+            owners = [*sections.get("applications", ()), *([pool] if pool else [])]
+            accounts = self.accounts(top["provider_accounts"], owners)
         if reader.problems:
             raise reader.failure()
         assert pool is not None  # a missing shared_pool is a problem, raised above
@@ -130,6 +139,7 @@ class _Parser:
             },
             shared_pool=_build(Application, pool),
             effective_from=effective_from,
+            provider_accounts=accounts,
         )
 
     # --- shapes -----------------------------------------------------------------------------
@@ -197,6 +207,70 @@ class _Parser:
             self.reader.problem(node, f"{what}: longer than {MAX_ID_LENGTH} characters")
             return None
         return value
+
+    def accounts(self, node: Node, owners: list[_Entry]) -> tuple[ProviderAccount, ...]:
+        """Each entry names a provider, exactly one account (its kind is the key) and exactly
+        one owner: an application (or the shared pool) id, or ``gateway: true``. An account
+        mapped twice, or a second organization of one provider, is a problem: bills do not
+        say which organization a line is from, so two could not be told apart."""
+        reader = self.reader
+        items = reader.sequence(node, "provider_accounts", of="entries")
+        known = {entry.values["id"] for entry in owners if "id" in entry.values}
+        found: list[ProviderAccount] = []
+        first: dict[tuple[str, str, str], int] = {}
+        organizations: dict[str, int] = {}
+        for index, item in enumerate(items or ()):
+            label = f"provider_accounts[{index}]"
+            values = reader.mapping(item, label, _ACCOUNT_KEYS, ["provider"])
+            if values is None:
+                continue
+            kinds = [kind for kind in ACCOUNT_KINDS if kind in values]
+            owner_keys = [key for key in ("application", "gateway") if key in values]
+            if len(kinds) != 1:
+                reader.problem(item, f"{label}: name exactly one account: one of "
+                               f"{', '.join(ACCOUNT_KINDS)}"
+                               + (f" (got {', '.join(kinds)})" if kinds else ""))
+            if len(owner_keys) != 1:
+                reader.problem(item, f"{label}: name exactly one owner: application (an "
+                               "application or the shared pool id) or gateway: true")
+            provider = self.string(values["provider"], f"{label}: provider", identifier=True)
+            if len(kinds) != 1 or len(owner_keys) != 1 or provider is None:
+                continue
+            kind = kinds[0]
+            account = self.string(values[kind], f"{label}: {kind}", identifier=True)
+            application, gateway = None, False
+            if "gateway" in values:
+                flag = reader.flag(values["gateway"], f"{label}: gateway")
+                gateway = bool(flag)
+                if flag is False:
+                    reader.problem(values["gateway"], f"{label}: gateway: only true means "
+                                   "something; name the owner with application instead")
+            else:
+                application = self.string(
+                    values["application"], f"{label}: application", identifier=True)
+                if application is not None and known and application not in known:
+                    reader.problem(values["application"], f"{label}: unknown application "
+                                   f"'{application}'; known: {', '.join(sorted(known))}")
+                    application = None
+            if account is None or not (gateway or application):
+                continue
+            mapped = ProviderAccount(provider, kind, account, application, gateway)
+            where = line(item)
+            if mapped.key in first:
+                reader.problem(item, f"{label}: {provider} {mapped.label} is mapped twice "
+                               f"(first on line {first[mapped.key]})")
+                continue
+            if kind == "organization" and provider in organizations:
+                reader.problem(item, f"{label}: a second {provider} organization (the first "
+                               f"on line {organizations[provider]}); bills do not say which "
+                               "organization a line is from, so map projects, workspaces or "
+                               "keys instead")
+                continue
+            first[mapped.key] = where
+            if kind == "organization":
+                organizations[provider] = where
+            found.append(mapped)
+        return tuple(found)
 
     # --- references -------------------------------------------------------------------------
 

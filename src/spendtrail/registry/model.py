@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from spendtrail.events.model import AllocationContext
+from spendtrail.registry.accounts import Claim, ProviderAccount, index_accounts, resolve
 from spendtrail.registry.allocation import Allocation, quarantine
 from spendtrail.registry.errors import RegistryError
 
@@ -96,9 +97,21 @@ class Registry:
     applications: dict[str, Application]
     shared_pool: Application
     effective_from: datetime | None = None
+    provider_accounts: tuple[ProviderAccount, ...] = ()
+    _accounts: dict = field(default_factory=dict, init=False, repr=False, compare=False)
     _memo: dict[tuple[str | None, ...], Allocation] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
+
+    def __post_init__(self) -> None:
+        accounts = tuple(sorted(self.provider_accounts, key=lambda a: (a.key, a.kind)))
+        object.__setattr__(self, "provider_accounts", accounts)
+        object.__setattr__(self, "_accounts", index_accounts(accounts))
+
+    def claim(self, provider: str, api_key: str | None, project: str | None) -> Claim | None:
+        """Whose a bill line of ``provider`` is (``spendtrail.registry.accounts``); None when
+        no account of that provider is mapped."""
+        return resolve(self._accounts, provider, api_key, project)
 
     def validate(self, context: AllocationContext) -> Allocation:
         """Allocated, shared or quarantined, with every reason that applies.
@@ -122,7 +135,10 @@ class Registry:
         return found
 
     def counts(self) -> dict[str, int]:
-        return {name: len(getattr(self, name)) for name in SECTIONS}
+        counts = {name: len(getattr(self, name)) for name in SECTIONS}
+        if self.provider_accounts:
+            counts["provider_accounts"] = len(self.provider_accounts)
+        return counts
 
     def to_document(self) -> dict[str, Any]:
         """The normalized form that is stored and hashed: entries sorted by id, allowed lists
@@ -135,6 +151,8 @@ class Registry:
         document["shared_pool"] = _entry_document(self.shared_pool)
         if self.effective_from is not None:
             document["effective_from"] = self.effective_from.isoformat()
+        if self.provider_accounts:  # left out when empty: older versions keep their hash
+            document["provider_accounts"] = [_entry_document(a) for a in self.provider_accounts]
         return document
 
     @classmethod
@@ -154,6 +172,10 @@ class Registry:
                 effective_from=None
                 if effective_from is None
                 else datetime.fromisoformat(effective_from),
+                provider_accounts=tuple(
+                    _entry_from_document(ProviderAccount, item)
+                    for item in document.get("provider_accounts", ())
+                ),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise RegistryError(f"stored registry document is damaged: {exc!r}") from None
