@@ -217,7 +217,7 @@ def _reprice_batch(
         result.add_change(row.application or "", old, new)
         entries.append((row.event_id, row.revision + 1, new.status, new.price_entry_id,
                         new.currency, new.amount_pico, _json.encode(new.breakdown).decode(),
-                        ",".join(new.flags), now))
+                        ",".join(new.flags), now, writer.day(row.day)))
         dims = (writer.day(row.day), row.provider, model or "",
                 *((getattr(row, name) or "") for name in OWNER_FIELDS), row.allocation_status)
         if new.price_entry_id is not None:
