@@ -17,4 +17,6 @@ repricing, the audit log. Persistence of lower layers' values belongs here; the 
 - ``registry_versions.py``: the owner registry's versions, over that store.
 - ``stats.py``: what the ledger holds, counted.
 - ``fetch_cursors.py``: how far each provider account's bill API has been read.
+- ``partitions.py``: monthly partitions of events and cost entries (PostgreSQL), made ahead.
+- ``retention.py``: raw rows of closed months past the keep window dropped; rollups stay.
 """

@@ -258,8 +258,8 @@ class Ingester:
             cost.currency or "",
         )
         rollup_values = rollup_measures(event.outcome == "success", event.usage, cost)
-        return _Prepared(event.event_id, month_of(day), allocation.status, cost.status, event_row, cost_row,
-                         rollup_key, rollup_values)
+        return _Prepared(event.event_id, month_of(day), allocation.status, cost.status,
+                         event_row, cost_row, rollup_key, rollup_values)
 
     # -- writing ----------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ from datetime import date
 
 import sqlalchemy as sa
 
+from spendtrail.ledger.db import LedgerError
 from spendtrail.ledger.schema import retired_months
 
 PARTITIONED = ("events", "cost_entries")
@@ -55,16 +56,22 @@ def is_partitioned(conn: sa.Connection) -> bool:
 
 def partition_months(conn: sa.Connection) -> set[date]:
     """The months that have an events partition (retired ones included)."""
-    names = conn.execute(sa.text(
-        "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
-        "WHERE i.inhparent = 'events'::regclass")).scalars()
+    names = conn.execute(
+        sa.text(
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+            "WHERE i.inhparent = 'events'::regclass"
+        )
+    ).scalars()
     return {date(int(m[2]), int(m[3]), 1) for name in names if (m := _MONTHLY.match(name))}
 
 
 def default_months(conn: sa.Connection) -> set[date]:
     """The months of the rows the default events partition holds (normally none)."""
-    rows = conn.execute(sa.text(
-        f"SELECT DISTINCT date_trunc('month', day)::date FROM {default_partition('events')}"))
+    rows = conn.execute(
+        sa.text(
+            f"SELECT DISTINCT date_trunc('month', day)::date FROM {default_partition('events')}"
+        )
+    )
     return set(rows.scalars())
 
 
@@ -94,16 +101,33 @@ def _create(conn: sa.Connection, table: str, month: date) -> None:
     conn.exec_driver_sql(
         f"WITH moved AS (DELETE FROM {default_partition(table)} "
         f"WHERE day >= '{month}' AND day < '{end}' RETURNING *) "
-        f"INSERT INTO {name} SELECT * FROM moved")
+        f"INSERT INTO {name} SELECT * FROM moved"
+    )
     conn.exec_driver_sql(
-        f"ALTER TABLE {table} ATTACH PARTITION {name} FOR VALUES FROM ('{month}') TO ('{end}')")
+        f"ALTER TABLE {table} ATTACH PARTITION {name} FOR VALUES FROM ('{month}') TO ('{end}')"
+    )
+
+
+def maintain(engine: sa.Engine, today: date, ahead: int) -> tuple[list[date], list[Partition]]:
+    """Create the partitions of this month and ``ahead`` more; returns the months created
+    and every partition."""
+    if engine.dialect.name != "postgresql":
+        raise LedgerError(
+            "this SQLite ledger is not partitioned: only a PostgreSQL ledger "
+            "keeps events and cost entries in monthly partitions"
+        )
+    with engine.begin() as conn:
+        created = create_ahead(conn, today, ahead)
+    with engine.connect() as conn:
+        return created, list_partitions(conn)
 
 
 @dataclass(frozen=True, slots=True)
 class Partition:
     name: str
     month: date | None  # None: the default partition
-    rows: int  # PostgreSQL's estimate (exact for the default partition)
+    rows: int | None  # PostgreSQL's estimate, None before its first ANALYZE; the default
+    # partition's is counted, since any row there is one no month partition holds
     bytes: int  # with its indexes
     retired: bool
 
@@ -111,15 +135,19 @@ class Partition:
 def list_partitions(conn: sa.Connection) -> list[Partition]:
     """Every partition of both tables, by month and table, the default partitions last."""
     retired = retired_month_set(conn)
-    rows = conn.execute(sa.text(
-        "SELECT c.relname, c.reltuples::bigint, pg_total_relation_size(c.oid) "
-        "FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
-        "WHERE i.inhparent IN ('events'::regclass, 'cost_entries'::regclass)")).all()
+    rows = conn.execute(
+        sa.text(
+            "SELECT c.relname, c.reltuples::bigint, pg_total_relation_size(c.oid) "
+            "FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+            "WHERE i.inhparent IN ('events'::regclass, 'cost_entries'::regclass)"
+        )
+    ).all()
     found = []
     for name, estimate, size in rows:
         if match := _MONTHLY.match(name):
             month = date(int(match[2]), int(match[3]), 1)
-            found.append(Partition(name, month, max(estimate, 0), size, month in retired))
+            rows = estimate if estimate >= 0 else None
+            found.append(Partition(name, month, rows, size, month in retired))
         else:
             exact = conn.execute(sa.text(f"SELECT count(*) FROM {name}")).scalar_one()
             found.append(Partition(name, None, exact, size, False))

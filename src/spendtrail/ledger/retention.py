@@ -39,6 +39,7 @@ from spendtrail.ledger.partitions import (
     retired_month_set,
 )
 from spendtrail.ledger.schema import retired_months
+from spendtrail.periods import parse_period
 
 _KEEP = re.compile(r"^(\d+)m$")
 
@@ -53,6 +54,14 @@ def parse_keep(text: str) -> int:
     if not match or int(match[1]) < 1:
         raise RetentionError(f"--keep {text!r}: expected a number of months, e.g. 13m")
     return int(match[1])
+
+
+def parse_month(text: str) -> date:
+    """``2025-01`` -> its first day."""
+    period = parse_period(text)
+    if period.start.day != 1 or period.end != add_months(period.start, 1):
+        raise RetentionError(f"--month {text!r}: expected a month, YYYY-MM")
+    return period.start
 
 
 def first_kept(today: date, keep: int) -> date:
@@ -74,8 +83,7 @@ class MonthTotals:
     amount_pico: dict[str, int] = field(default_factory=dict)  # per currency
 
     def as_json(self) -> str:
-        return json.dumps({"events": self.events, "amount_pico": self.amount_pico},
-                          sort_keys=True)
+        return json.dumps({"events": self.events, "amount_pico": self.amount_pico}, sort_keys=True)
 
 
 def retire(
@@ -92,7 +100,8 @@ def retire(
     if engine.dialect.name != "postgresql":
         raise RetentionError(
             "retention drops monthly partitions, which only a PostgreSQL ledger has; this "
-            "SQLite ledger is not partitioned and keeps every event")
+            "SQLite ledger is not partitioned and keeps every event"
+        )
     kept = first_kept(today, keep)
     with engine.connect() as conn:
         retired = retired_month_set(conn)
@@ -106,24 +115,39 @@ def retire(
             totals = check_rollups(conn, old)
             if not dry_run:
                 _drop(conn, old)
-                conn.execute(retired_months.insert().values(
-                    month=old, retired_at=datetime.now(UTC), retired_by=actor,
-                    keep=f"{keep}m", events=totals.events, totals=totals.as_json()))
-                record_change(conn, actor=actor, action="retire", object_type="month",
-                              object_id=f"{old:%Y-%m}", after=json.loads(totals.as_json()),
-                              reason=f"retention --keep {keep}m")
+                conn.execute(
+                    retired_months.insert().values(
+                        month=old,
+                        retired_at=datetime.now(UTC),
+                        retired_by=actor,
+                        keep=f"{keep}m",
+                        events=totals.events,
+                        totals=totals.as_json(),
+                    )
+                )
+                record_change(
+                    conn,
+                    actor=actor,
+                    action="retire",
+                    object_type="month",
+                    object_id=f"{old:%Y-%m}",
+                    after=json.loads(totals.as_json()),
+                    reason=f"retention --keep {keep}m",
+                )
         done.append(totals)
     return done
 
 
-def _check_asked(conn: sa.Connection, month: date, kept: date, retired: set[date],
-                 candidates: set[date]) -> date:
+def _check_asked(
+    conn: sa.Connection, month: date, kept: date, retired: set[date], candidates: set[date]
+) -> date:
     month = month_of(month)
     label = f"{month:%Y-%m}"
     if month >= kept:
         raise RetentionError(
             f"{label} is inside the keep window (months from {kept:%Y-%m} are kept); "
-            "retention only drops older months")
+            "retention only drops older months"
+        )
     if not month_closed(conn, month):
         raise RetentionError(f"{label} is not closed; retention only drops closed months")
     if month in retired:
@@ -137,31 +161,50 @@ def check_rollups(conn: sa.Connection, month: date) -> MonthTotals:
     """The month's totals, after checking its daily rollups against its raw rows."""
     end = add_months(month, 1)
     span = {"start": month, "end": end}
-    raw_events = dict(conn.execute(sa.text(
-        "SELECT day, count(*) FROM events WHERE day >= :start AND day < :end GROUP BY day"),
-        span).all())
-    raw_costs = {(day, currency): (count, int(amount)) for day, currency, count, amount in
-                 conn.execute(sa.text(
-        "SELECT day, currency, count(*), sum(amount) FROM ("
-        " SELECT DISTINCT ON (event_id) day, COALESCE(currency, '') AS currency,"
-        "  COALESCE(amount_pico, 0) AS amount FROM cost_entries"
-        " WHERE day >= :start AND day < :end ORDER BY event_id, revision DESC) AS current"
-        " GROUP BY day, currency"), span).all()}
-    rolled = {(day, currency): (int(count), int(amount)) for day, currency, count, amount in
-              conn.execute(sa.text(
-        "SELECT day, currency, sum(events), sum(amount_pico) FROM rollups_daily "
-        "WHERE day >= :start AND day < :end GROUP BY day, currency HAVING sum(events) <> 0"),
-        span).all()}
+    raw_events = dict(
+        conn.execute(
+            sa.text(
+                "SELECT day, count(*) FROM events WHERE day >= :start AND day < :end GROUP BY day"
+            ),
+            span,
+        ).all()
+    )
+    raw_costs = {
+        (day, currency): (count, int(amount))
+        for day, currency, count, amount in conn.execute(
+            sa.text(
+                "SELECT day, currency, count(*), sum(amount) FROM ("
+                " SELECT DISTINCT ON (event_id) day, COALESCE(currency, '') AS currency,"
+                "  COALESCE(amount_pico, 0) AS amount FROM cost_entries"
+                " WHERE day >= :start AND day < :end ORDER BY event_id, revision DESC) AS current"
+                " GROUP BY day, currency"
+            ),
+            span,
+        ).all()
+    }
+    rolled = {
+        (day, currency): (int(count), int(amount))
+        for day, currency, count, amount in conn.execute(
+            sa.text(
+                "SELECT day, currency, sum(events), sum(amount_pico) FROM rollups_daily "
+                "WHERE day >= :start AND day < :end GROUP BY day, currency HAVING sum(events) <> 0"
+            ),
+            span,
+        ).all()
+    }
     rolled_events: dict[date, int] = {}
     for (day, _), (count, _) in rolled.items():
         rolled_events[day] = rolled_events.get(day, 0) + count
-    for label, raw, roll in (("events per day", raw_events, rolled_events),
-                             ("cost per day and currency", raw_costs, rolled)):
+    for label, raw, roll in (
+        ("events per day", raw_events, rolled_events),
+        ("cost per day and currency", raw_costs, rolled),
+    ):
         if raw != roll:
             key = min(k for k in raw.keys() | roll.keys() if raw.get(k) != roll.get(k))
             raise RetentionError(
                 f"{month:%Y-%m}: the daily rollups do not match the raw rows ({label}, at "
-                f"{key}: rollups {roll.get(key)}, raw {raw.get(key)}); nothing was dropped")
+                f"{key}: rollups {roll.get(key)}, raw {raw.get(key)}); nothing was dropped"
+            )
     totals = MonthTotals(month, sum(raw_events.values()))
     for (_, currency), (_, amount) in sorted(raw_costs.items(), key=lambda kv: kv[0][1]):
         if currency:
@@ -176,5 +219,6 @@ def _drop(conn: sa.Connection, month: date) -> None:
         name = partition_name(table, month)
         conn.exec_driver_sql(f"DROP TABLE {name}")
         conn.exec_driver_sql(
-            f"CREATE TABLE {name} PARTITION OF {table} FOR VALUES FROM ('{month}') TO ('{end}')")
+            f"CREATE TABLE {name} PARTITION OF {table} FOR VALUES FROM ('{month}') TO ('{end}')"
+        )
         conn.exec_driver_sql(f"ALTER TABLE {name} ADD CONSTRAINT retired CHECK (false)")

@@ -45,30 +45,35 @@ def upgrade() -> None:
             batch.alter_column("day", existing_type=sa.Date(), nullable=False)
             batch.drop_constraint("uq_cost_entries_event_revision", type_="unique")
             batch.create_unique_constraint(
-                "uq_cost_entries_event_revision", ["event_id", "revision", "day"])
+                "uq_cost_entries_event_revision", ["event_id", "revision", "day"]
+            )
         return
     _partition_postgresql()
 
 
 def _partition_postgresql() -> None:
     op.execute("ALTER TABLE cost_entries ADD COLUMN day date")
+    op.execute("UPDATE cost_entries c SET day = e.day FROM events e WHERE e.event_id = c.event_id")
     op.execute(
-        "UPDATE cost_entries c SET day = e.day FROM events e WHERE e.event_id = c.event_id")
-    op.execute("UPDATE cost_entries SET day = (priced_at AT TIME ZONE 'UTC')::date "
-               "WHERE day IS NULL")
+        "UPDATE cost_entries SET day = (priced_at AT TIME ZONE 'UTC')::date WHERE day IS NULL"
+    )
     op.execute("ALTER TABLE cost_entries ALTER COLUMN day SET NOT NULL")
     # The id sequence outlives the old table: the new one goes on numbering from it.
     op.execute("ALTER SEQUENCE cost_entries_id_seq OWNED BY NONE")
     for table in ("events", "cost_entries"):
         op.execute(f"ALTER TABLE {table} RENAME TO {table}_unpartitioned")
-        op.execute(f"CREATE TABLE {table} (LIKE {table}_unpartitioned INCLUDING DEFAULTS) "
-                   "PARTITION BY RANGE (day)")
+        op.execute(
+            f"CREATE TABLE {table} (LIKE {table}_unpartitioned INCLUDING DEFAULTS) "
+            "PARTITION BY RANGE (day)"
+        )
         op.execute(f"CREATE TABLE {default_partition(table)} PARTITION OF {table} DEFAULT")
     bind = op.get_bind()
-    months = bind.execute(sa.text(
-        "SELECT DISTINCT date_trunc('month', day)::date FROM events_unpartitioned "
-        "UNION SELECT DISTINCT date_trunc('month', day)::date FROM cost_entries_unpartitioned"
-    )).scalars()
+    months = bind.execute(
+        sa.text(
+            "SELECT DISTINCT date_trunc('month', day)::date FROM events_unpartitioned "
+            "UNION SELECT DISTINCT date_trunc('month', day)::date FROM cost_entries_unpartitioned"
+        )
+    ).scalars()
     create_months(bind, months)
     for table in ("events", "cost_entries"):
         op.execute(f"INSERT INTO {table} SELECT * FROM {table}_unpartitioned")
@@ -81,7 +86,8 @@ def _partition_postgresql() -> None:
     op.execute("ALTER TABLE cost_entries ADD PRIMARY KEY (id, day)")
     op.execute("ALTER SEQUENCE cost_entries_id_seq OWNED BY cost_entries.id")
     op.create_unique_constraint(
-        "uq_cost_entries_event_revision", "cost_entries", ["event_id", "revision", "day"])
+        "uq_cost_entries_event_revision", "cost_entries", ["event_id", "revision", "day"]
+    )
 
 
 def downgrade() -> None:
