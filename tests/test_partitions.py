@@ -23,10 +23,13 @@ from spendtrail.cli.ledger_cmd import app
 from spendtrail.ledger.db import _alembic_config, make_engine, migrate
 from spendtrail.ledger.ingest import Ingester
 from spendtrail.ledger.partitions import create_months, list_partitions, maintain
+from spendtrail.ledger.reprice import reprice
 from spendtrail.ledger.retention import RetentionError, check_rollups, retire
 from spendtrail.ledger.schema import cost_entries, events, ingest_rejects, rollups_daily
 from spendtrail.periods import parse_period
 from spendtrail.reports.chargeback import build_statement, to_csv, to_json
+from spendtrail.reports.focus import focus_rows
+from spendtrail.reports.retries import retry_inflation
 from spendtrail.reports.statement_view import to_markdown
 
 OCTOBER, OCT = parse_period("2026-10"), date(2026, 10, 1)
@@ -285,3 +288,16 @@ def test_the_commands(cli_ledger, ledger_url):
     assert retention.output.strip() == "[]"
     bad = runner.invoke(app, ["retention", "--keep", "13 months"])
     assert "expected a number of months, e.g. 13m" in str(bad.exception)
+
+
+def test_per_event_views_refuse_a_retired_month_rather_than_answer_without_it(own_books):
+    retire(own_books, 13, today=TODAY, actor="ana")
+    span = parse_period("2026-10-20..2026-11-30")
+    with own_books.connect() as conn:
+        for view in (focus_rows, retry_inflation):
+            with pytest.raises(RetentionError, match="dropped those of 2026-10; statements"):
+                view(conn, span)
+            view(conn, parse_period("2026-11"))
+    with pytest.raises(RetentionError, match="^repricing reads the events of 2026-10"):
+        reprice(own_books, OCTOBER, actor="ana")
+    assert reprice(own_books, parse_period("2026-11"), actor="ana").examined == 1

@@ -39,7 +39,7 @@ from spendtrail.ledger.partitions import (
     retired_month_set,
 )
 from spendtrail.ledger.schema import retired_months
-from spendtrail.periods import parse_period
+from spendtrail.periods import Period, parse_period
 
 _KEEP = re.compile(r"^(\d+)m$")
 
@@ -155,6 +155,20 @@ def _check_asked(
     if month not in candidates:
         raise RetentionError(f"{label} has no rows in the ledger")
     return month
+
+
+def require_raw_rows(conn: sa.Connection, period: Period, what: str) -> None:
+    """Refuse ``what``, which reads events one by one, for a period reaching into a retired
+    month: without the month's events its answer would be wrong, not merely empty."""
+    gone = sorted(
+        m for m in retired_month_set(conn) if m < period.end and period.start < add_months(m, 1)
+    )
+    if gone:
+        months = ", ".join(f"{m:%Y-%m}" for m in gone)
+        raise RetentionError(
+            f"{what} reads the events of {period.label}, and retention dropped those of "
+            f"{months}; statements, cost reports and coverage still hold the month (rollups)"
+        )
 
 
 def check_rollups(conn: sa.Connection, month: date) -> MonthTotals:
