@@ -8,6 +8,7 @@ Retention leaves partitions that refuse every row, so those tests get a database
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime
 
 import pytest
@@ -301,3 +302,15 @@ def test_per_event_views_refuse_a_retired_month_rather_than_answer_without_it(ow
     with pytest.raises(RetentionError, match="^repricing reads the events of 2026-10"):
         reprice(own_books, OCTOBER, actor="ana")
     assert reprice(own_books, parse_period("2026-11"), actor="ana").examined == 1
+
+
+def test_creators_running_at_once_make_each_month_once(own_books):
+    months = [date(2027, month, 1) for month in range(1, 7)]
+
+    def create(_):
+        with own_books.begin() as conn:
+            return create_months(conn, reversed(months))
+
+    with ThreadPoolExecutor(4) as pool:
+        created = [month for made in pool.map(create, range(4)) for month in made]
+    assert sorted(created) == months
