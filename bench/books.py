@@ -41,7 +41,7 @@ QUOTA_PICO = 2_000_000  # one CometAPI quota unit (1/500,000 USD) in pico-USD
 
 # Models of examples/prices.yaml (cometapi) with uncached input/output prices in USD per 1M
 # tokens; the event carries no cached or cache-write tokens, and stays under the claude tier.
-MODELS = {"gpt-4o-mini": ("0.12", "0.48"), "gpt-4o": ("2.00", "8.00"),
+MODELS = {"gpt-4o-mini": ("0.15", "0.60"), "gpt-4o": ("2.00", "8.00"),
           "claude-sonnet-4-20250514": ("2.40", "12.00")}
 # Planted differences: kind -> how many.
 PLANTED = {"in_ledger_not_billed": 100, "billed_not_in_ledger": 100, "token_mismatch": 100,
