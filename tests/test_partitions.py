@@ -15,13 +15,13 @@ import pytest
 import sqlalchemy as sa
 from factories import ROOT, seed_books, write_jsonl
 from test_allocation_helpers import BOOKS, NOVEMBER, usage_event
-from test_migrations import _fresh_postgres_database
+from test_migrations import _fresh_postgres_database, ledger_at
 from typer.testing import CliRunner
 
 from spendtrail.allocation.rule_store import save_rules_version
 from spendtrail.allocation.rules import load_rules
 from spendtrail.cli.ledger_cmd import app
-from spendtrail.ledger.db import _alembic_config, make_engine, migrate
+from spendtrail.ledger.db import make_engine, migrate
 from spendtrail.ledger.ingest import Ingester
 from spendtrail.ledger.partitions import create_months, list_partitions, maintain
 from spendtrail.ledger.reprice import reprice
@@ -216,14 +216,8 @@ def test_migration_copies_an_unpartitioned_ledger(tmp_path, request):
     day_of = {e["event_id"]: e["day"] for e in old_events} | {"gone": date(2026, 9, 30)}
 
     for backend in ("sqlite", "postgresql"):
-        if backend == "sqlite":
-            url, drop = f"sqlite:///{tmp_path / 'old.db'}", None
-        else:
-            url, drop = _fresh_postgres_database(request.getfixturevalue("postgres_url"))
-        engine = make_engine(url)
-        try:
+        with ledger_at("0013_bill_fetch_cursors", backend, tmp_path, request) as engine:
             with engine.begin() as conn:
-                command_upgrade(conn, "0013_bill_fetch_cursors")
                 conn.execute(events.insert(), old_events)
                 conn.execute(
                     sa.table("cost_entries", *(sa.column(k) for k in old_costs[0])).insert(),
@@ -259,16 +253,6 @@ def test_migration_copies_an_unpartitioned_ledger(tmp_path, request):
             with engine.connect() as conn:
                 new_id = conn.execute(sa.select(sa.func.max(cost_entries.c.id))).scalar_one()
             assert new_id > 101
-        finally:
-            engine.dispose()
-            if drop is not None:
-                drop()
-
-
-def command_upgrade(conn, revision: str) -> None:
-    from alembic import command
-
-    command.upgrade(_alembic_config(conn), revision)
 
 
 def test_the_commands(cli_ledger, ledger_url):
