@@ -2,6 +2,7 @@
 chargeback statement.
 
     python bench/books.py [--events 1000000] [--chargeback-events 10000000] [--backends sqlite]
+                          [--postgres postgresql://user@host:5432/db] [--chargeback-only]
 
 1. Writes N ledger events (provider cometapi, models of the example price sheet, UUIDv7-shaped
    ids, one `provider_request_id` each, one month) and the CometAPI usage-log CSV export that
@@ -17,6 +18,8 @@ chargeback statement.
    month's company statement back (the snapshot).
 2. A child process builds the chargeback statement for the month from a ledger holding
    `--chargeback-events` events (the reconcile ledger when the counts are equal).
+   `--chargeback-only` skips step 1; `--postgres` names the server PostgreSQL ledgers are
+   created on (a new database each).
 Figures are printed as a table and as JSON.
 """
 
@@ -35,7 +38,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import yaml
-from ledgers import OUT, ROOT, fresh_ledger
+from ledgers import OUT, POSTGRES_URL, ROOT, fresh_ledger
 
 PERIOD = "2026-10"
 MONTH_SECONDS = 31 * 86_400
@@ -217,6 +220,8 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--chargeback-events", type=int, default=10_000_000)
     parser.add_argument("--backends", default="sqlite")
+    parser.add_argument("--postgres", default=POSTGRES_URL, metavar="URL")
+    parser.add_argument("--chargeback-only", action="store_true")
     parser.add_argument("--child", nargs=3, metavar=("STEP", "URL", "ARG"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -225,9 +230,18 @@ def main() -> None:
 
     check_sheet()
     results = []
-    events_path, bill_path = ensure_data(args.events)
     for backend in args.backends.split(","):
-        url = fresh_ledger(backend, f"books_{backend}_{args.events}")
+        if args.chargeback_only:
+            cb_events, _ = ensure_data(args.chargeback_events)
+            url = fresh_ledger(backend, f"books_{backend}_{args.chargeback_events}",
+                               postgres_url=args.postgres)
+            ingest = run_child("ingest", url, str(cb_events))
+            print(f"{backend}: ingested {ingest['events']} events in {ingest['seconds']:.1f}s "
+                  f"(peak RSS {ingest['peak_rss_mib']:.0f} MiB)", flush=True)
+            results.append(chargeback(backend, url))
+            continue
+        events_path, bill_path = ensure_data(args.events)
+        url = fresh_ledger(backend, f"books_{backend}_{args.events}", postgres_url=args.postgres)
         ingest = run_child("ingest", url, str(events_path))
         print(f"{backend}: ingested {ingest['events']} events in {ingest['seconds']:.1f}s "
               f"(peak RSS {ingest['peak_rss_mib']:.0f} MiB)", flush=True)
@@ -264,16 +278,21 @@ def main() -> None:
 
         if args.chargeback_events != args.events:
             cb_events, _ = ensure_data(args.chargeback_events)
-            url = fresh_ledger(backend, f"books_{backend}_{args.chargeback_events}")
+            url = fresh_ledger(backend, f"books_{backend}_{args.chargeback_events}",
+                               postgres_url=args.postgres)
             run_child("ingest", url, str(cb_events))
-        statement = run_child("chargeback", url, "")
-        print(f"{backend}: chargeback statement for {PERIOD} ({statement['events']} events, "
-              f"{statement['rollup_rows']} rollup rows, {statement['owners']} owners) in "
-              f"{statement['seconds']:.2f}s (of which price sources "
-              f"{statement['price_sources_seconds']:.2f}s), peak RSS "
-              f"{statement['peak_rss_mib']:.0f} MiB", flush=True)
-        results.append({"backend": backend, "step": "chargeback", **statement})
+        results.append(chargeback(backend, url))
     print(json.dumps(results, indent=2))
+
+
+def chargeback(backend: str, url: str) -> dict:
+    statement = run_child("chargeback", url, "")
+    print(f"{backend}: chargeback statement for {PERIOD} ({statement['events']} events, "
+          f"{statement['rollup_rows']} rollup rows, {statement['owners']} owners) in "
+          f"{statement['seconds']:.2f}s (of which price sources "
+          f"{statement['price_sources_seconds']:.2f}s), peak RSS "
+          f"{statement['peak_rss_mib']:.0f} MiB", flush=True)
+    return {"backend": backend, "step": "chargeback", **statement}
 
 
 if __name__ == "__main__":

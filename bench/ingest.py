@@ -1,10 +1,13 @@
 """Ingest throughput and memory: N synthetic events into SQLite and PostgreSQL.
 
-    python bench/ingest.py [--events 1000000] [--backends sqlite,postgresql]
+    python bench/ingest.py [--events 1000000] [--backends sqlite,postgresql] [--months 1]
+                           [--postgres postgresql://user@host:5432/db]
 
 For each backend and for N/10 and N events (to show memory is flat in N), a fresh ledger is
 set up with the example registry and price sheet, then a child process ingests the JSONL
-file and reports events/s and its peak RSS. Figures are printed as a table and as JSON.
+file and reports events/s and its peak RSS (and, on PostgreSQL, the monthly partitions the
+ingester created). The events are spread over `--months` months from October 2026. Figures
+are printed as a table and as JSON.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import yaml
-from ledgers import OUT, ROOT, fresh_ledger
+from ledgers import OUT, POSTGRES_URL, ROOT, fresh_ledger
 
 # (provider, model) pairs: priced by the example sheet or genai-prices, plus one unpriced.
 MODELS = [
@@ -36,8 +39,9 @@ MODELS = [
 ]
 
 
-def generate(path: Path, count: int, seed: int = 7) -> None:
-    """Write `count` events; ~2% name an unknown application and ~1% an unpriced model."""
+def generate(path: Path, count: int, months: int = 1, seed: int = 7) -> None:
+    """Write `count` events over `months` months of 30 days; ~2% name an unknown application
+    and ~1% an unpriced model."""
     from spendtrail.events import AllocationContext, Usage, UsageEvent, encode_event
 
     registry = yaml.safe_load((ROOT / "examples" / "registry.yaml").read_text())
@@ -54,7 +58,7 @@ def generate(path: Path, count: int, seed: int = 7) -> None:
             if rng.random() < 0.01:
                 provider, model = MODELS[-1]
             prompt = rng.randint(50, 4000)
-            at = start + timedelta(seconds=i * 2_592_000 // count)
+            at = start + timedelta(seconds=i * 2_592_000 * months // count)
             event = UsageEvent(
                 # UUIDv7-shaped like real capture ids: time-ordered, random tail.
                 event_id=str(uuid.UUID(int=int(at.timestamp() * 1000) << 80 | 0x7 << 76
@@ -86,19 +90,28 @@ def child(url: str, path: str, batch_size: int, workers: int) -> None:
     begin = time.perf_counter()
     report = Ingester(engine, batch_size=batch_size, workers=workers).ingest_paths([Path(path)])
     seconds = time.perf_counter() - begin
+    partitions = None
+    if engine.dialect.name == "postgresql":
+        from spendtrail.ledger.partitions import partition_months
+
+        with engine.connect() as conn:
+            partitions = len(partition_months(conn))
     # The parent and its worker processes, each at its own peak.
     peak_kib = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
                    resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
     print(json.dumps({"events": report.inserted, "seconds": seconds,
                       "rate": report.inserted / seconds, "peak_rss_mib": peak_kib / 1024,
                       "quarantined": report.quarantined, "unpriced": report.unpriced,
-                      "rejected": len(report.rejected)}))
+                      "rejected": len(report.rejected), "month_partitions": partitions}))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--backends", default="sqlite,postgresql")
+    parser.add_argument("--months", type=int, default=1)
+    parser.add_argument("--postgres", default=POSTGRES_URL, metavar="URL",
+                        help="the server for the PostgreSQL ledgers (a new database each)")
     parser.add_argument("--batch-size", type=int, default=10_000)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--child", nargs=2, metavar=("URL", "FILE"), help=argparse.SUPPRESS)
@@ -109,13 +122,15 @@ def main() -> None:
 
     results = []
     for count in (args.events // 10, args.events):
-        path = OUT / f"events-{count}.jsonl"
+        path = OUT / (f"events-{count}.jsonl" if args.months == 1
+                      else f"events-{count}-{args.months}m.jsonl")
         if not path.exists():
             begin = time.perf_counter()
-            generate(path, count)
+            generate(path, count, args.months)
             print(f"generated {count} events in {time.perf_counter() - begin:.1f}s", flush=True)
         for backend in args.backends.split(","):
-            url = fresh_ledger(backend, f"bench_{backend}_{count}", list_prices=True)
+            url = fresh_ledger(backend, f"bench_{backend}_{count}", list_prices=True,
+                               postgres_url=args.postgres)
             proc = subprocess.run(
                 [sys.executable, __file__, "--batch-size", str(args.batch_size),
                  "--workers", str(args.workers), "--child", url, str(path)],
@@ -125,7 +140,8 @@ def main() -> None:
             print(f"{backend:<11} {figures['events']:>9} events  {figures['rate']:>9,.0f} ev/s  "
                   f"{args.workers} workers  "
                   f"{figures['seconds']:6.1f}s  peak RSS {figures['peak_rss_mib']:6.1f} MiB  "
-                  f"(quarantined {figures['quarantined']}, unpriced {figures['unpriced']})",
+                  f"(quarantined {figures['quarantined']}, unpriced {figures['unpriced']}, "
+                  f"month partitions {figures['month_partitions']})",
                   flush=True)
     print(json.dumps(results, indent=2))
 

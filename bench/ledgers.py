@@ -21,9 +21,11 @@ def spendtrail(url: str, *args: str) -> None:
                    stdout=subprocess.DEVNULL)
 
 
-def fresh_ledger(backend: str, name: str, *, list_prices: bool = False) -> str:
+def fresh_ledger(backend: str, name: str, *, list_prices: bool = False,
+                 postgres_url: str = POSTGRES_URL) -> str:
     """An empty ledger named `name` with the example registry and price sheet (and, with
-    `list_prices`, genai-prices' openai and anthropic list prices); returns its URL."""
+    `list_prices`, genai-prices' openai and anthropic list prices); returns its URL. A
+    PostgreSQL ledger is a new database on the server of `postgres_url`."""
     if backend == "sqlite":
         OUT.mkdir(parents=True, exist_ok=True)
         db = OUT / f"{name}.db"
@@ -33,14 +35,14 @@ def fresh_ledger(backend: str, name: str, *, list_prices: bool = False) -> str:
     else:
         import sqlalchemy as sa
 
-        admin = sa.create_engine(POSTGRES_URL.replace("postgresql://", "postgresql+psycopg://"),
+        admin = sa.create_engine(postgres_url.replace("postgresql://", "postgresql+psycopg://"),
                                  isolation_level="AUTOCOMMIT")
         database = f"spendtrail_{name}"
         with admin.connect() as conn:
             conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
             conn.execute(sa.text(f'CREATE DATABASE "{database}"'))
         admin.dispose()
-        url = POSTGRES_URL.rsplit("/", 1)[0] + f"/{database}"
+        url = postgres_url.rsplit("/", 1)[0] + f"/{database}"
     spendtrail(url, "registry", "load", str(ROOT / "examples" / "registry.yaml"))
     spendtrail(url, "prices", "import", "sheet", str(ROOT / "examples" / "prices.yaml"))
     if list_prices:

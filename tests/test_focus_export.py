@@ -316,12 +316,12 @@ def test_spendtrails_own_importer_reads_the_export(books, tmp_path):
 def test_current_cost_revision_wins(books):
     """A later revision supersedes the first: here it makes one event unpriced."""
     with books.begin() as conn:
-        event_id = conn.execute(
-            sa.select(events.c.event_id).where(events.c.model_requested == "gpt-4o")
-        ).scalar_one()
+        event_id, day = conn.execute(
+            sa.select(events.c.event_id, events.c.day).where(events.c.model_requested == "gpt-4o")
+        ).one()
         conn.execute(cost_entries.insert().values(
             event_id=event_id, revision=2, status="unpriced", breakdown="{}",
-            priced_at=datetime.now(UTC)))
+            priced_at=datetime.now(UTC), day=day))
         rows, summary = focus_rows(conn, PERIOD)
     assert not any(r["SkuId"].startswith("gpt-4o:") for r in rows)
     assert summary.unpriced_events == 2
@@ -335,7 +335,7 @@ def test_cost_that_disagrees_with_its_price_stops_the_export(books, tmp_path):
         conn.execute(cost_entries.insert().values(
             event_id=first["event_id"], revision=2, status="priced",
             price_entry_id=first["price_entry_id"], currency="USD", amount_pico=1,
-            breakdown='{"input_tokens": 1}', priced_at=datetime.now(UTC)))
+            breakdown='{"input_tokens": 1}', priced_at=datetime.now(UTC), day=first["day"]))
     path = tmp_path / "focus.csv"
     with pytest.raises(FocusExportError, match=f"event {first['event_id']}: input_tokens"):
         export_focus(books, PERIOD, path, "csv")

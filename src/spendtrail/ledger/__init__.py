@@ -19,4 +19,6 @@ repricing, the audit log. Persistence of lower layers' values belongs here; the 
 - ``fetch_cursors.py``: how far each provider account's bill API has been read.
 - ``allocation_entries.py``: a month's allocation entries, its record (stored, closed) and its
   statement snapshots; a closed month's entries are never rewritten.
+- ``partitions.py``: monthly partitions of events and cost entries (PostgreSQL), made ahead.
+- ``retention.py``: raw rows of closed months past the keep window dropped; rollups stay.
 """

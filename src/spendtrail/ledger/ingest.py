@@ -7,6 +7,9 @@ spool replayed after a crash or an outage never counts twice. A line that is not
 event is recorded in ``ingest_rejects`` with its file and line; the other lines go on.
 Intent records whose completion is not in the same file are held until it arrives or their
 writer has stopped, when they become ``interrupted`` events (``ledger/intents.py``).
+On PostgreSQL the partitions of the months a batch holds are created before it is written
+(``ledger/partitions.py``); an event of a month retention retired is rejected, never counted
+again in the rollups that kept it (``ledger/retention.py``).
 """
 
 from __future__ import annotations
@@ -27,7 +30,15 @@ from spendtrail.journal.intents import decode_intent, is_intent
 from spendtrail.journal.reader import Chunk, JournalLine, event_files, file_chunks, read_lines
 from spendtrail.journal.spool import mark_ingested, recover_orphans, sealed_files
 from spendtrail.ledger.costs import UNPRICED_STATUSES, cost_of, rollup_measures
+from spendtrail.ledger.db import LedgerError
 from spendtrail.ledger.intents import hold_intents, late_completions, resolve_intents
+from spendtrail.ledger.partitions import (
+    create_months,
+    is_partitioned,
+    month_of,
+    partition_months,
+    retired_month_set,
+)
 from spendtrail.ledger.prices import load_catalog
 from spendtrail.ledger.registry_versions import load_history
 from spendtrail.ledger.schema import ROLLUP_DIMENSIONS, ROLLUP_MEASURES, cost_entries, events
@@ -71,9 +82,14 @@ class IngestReport:
         self.rejected.extend(other.rejected)
 
 
+class RetiredMonthWritten(LedgerError):
+    """A batch held a row of a month retention retired since the ingester last looked."""
+
+
 @dataclass(slots=True)
 class _Prepared:
     event_id: str
+    month: date
     allocation_status: str
     cost_status: str
     event_row: tuple
@@ -92,6 +108,9 @@ class Ingester:
         with engine.connect() as conn:
             self.registry = load_history(conn)
             self.catalog = load_catalog(conn)
+            self._retired = retired_month_set(conn)
+            # Months with partitions; None on SQLite, which has none to create.
+            self._months = partition_months(conn) if is_partitioned(conn) else None
         self._writer = SqliteWriter() if engine.dialect.name == "sqlite" else PostgresWriter()
 
     # -- entry points -------------------------------------------------------------------
@@ -174,11 +193,15 @@ class Ingester:
                     rejected.append((item, message))
             report.read += len(batch) - intent_lines
             report.intents += intent_lines
-            inserted = self._write(prepared, report)
-            if len(inserted) < len(prepared):
+            inserted, retired = self._write(prepared, report)
+            item_of = {row.event_id: item for row, item in zip(prepared, sources, strict=True)}
+            rejected += [(item_of[row.event_id], _retired_message(row)) for row in retired]
+            if len(inserted) + len(retired) < len(prepared):
+                retired_ids = {row.event_id for row in retired}
                 rejected += late_completions(self.engine, {
-                    row.event_id: item for row, item in zip(prepared, sources, strict=True)
-                    if row.event_id not in inserted and row.event_row[_OUTCOME] != INTERRUPTED})
+                    row.event_id: item_of[row.event_id] for row in prepared
+                    if row.event_id not in inserted and row.event_id not in retired_ids
+                    and row.event_row[_OUTCOME] != INTERRUPTED})
             if rejected:
                 self._reject(rejected, report)
             if on_progress is not None:
@@ -192,7 +215,10 @@ class Ingester:
         for batch in _batched(items, self.batch_size):
             report.read += len(batch)
             now = self._writer.timestamp(datetime.now(UTC))
-            self._write([self._prepare(event, now) for event in batch], report)
+            _, retired = self._write([self._prepare(event, now) for event in batch], report)
+            if retired:  # intents held since before their month was retired
+                self._reject([(JournalLine(f"intent {row.event_id}", 0, b"", True),
+                               _retired_message(row)) for row in retired], report)
         return report
 
     # -- one event --------------------------------------------------------------------
@@ -228,32 +254,56 @@ class Ingester:
         )
         cost_row = (
             event.event_id, 1, cost.status, cost.price_entry_id, cost.currency, cost.amount_pico,
-            _json.encode(cost.breakdown).decode(), ",".join(cost.flags), now,
+            _json.encode(cost.breakdown).decode(), ",".join(cost.flags), now, w.day(day),
         )
         rollup_key = (
             w.day(day), event.provider, model or "", *_owner(allocation), allocation.status,
             cost.currency or "",
         )
         rollup_values = rollup_measures(event.outcome == "success", event.usage, cost)
-        return _Prepared(event.event_id, allocation.status, cost.status, event_row, cost_row,
-                         rollup_key, rollup_values)
+        return _Prepared(event.event_id, month_of(day), allocation.status, cost.status,
+                         event_row, cost_row, rollup_key, rollup_values)
 
     # -- writing ----------------------------------------------------------------------
 
-    def _write(self, prepared: list[_Prepared], report: IngestReport) -> set[str]:
+    def _write(
+        self, prepared: list[_Prepared], report: IngestReport
+    ) -> tuple[set[str], list[_Prepared]]:
+        """Write the batch's new events; returns their ids and the rows of retired months,
+        which are not written."""
         unique: dict[str, _Prepared] = {}
         for row in prepared:
             unique.setdefault(row.event_id, row)
-        rows = list(unique.values())
-        inserted = self._writer.write(self.engine, rows, sum_rollups) if rows else set()
+        while True:
+            rows = [row for row in unique.values() if row.month not in self._retired]
+            self._create_partitions(rows)
+            try:
+                inserted = self._writer.write(self.engine, rows, sum_rollups) if rows else set()
+                break
+            except RetiredMonthWritten:  # retention ran meanwhile: look again, write the rest
+                with self.engine.connect() as conn:
+                    retired = retired_month_set(conn)
+                if retired == self._retired:
+                    raise
+                self._retired = retired
+        retired = [row for row in unique.values() if row.month in self._retired]
         report.inserted += len(inserted)
-        report.duplicates += len(prepared) - len(inserted)
+        report.duplicates += len(prepared) - len(inserted) - len(retired)
         for row in rows:
             if row.event_id in inserted:
                 setattr(report, row.allocation_status,
                         getattr(report, row.allocation_status) + 1)
                 report.unpriced += row.cost_status in UNPRICED_STATUSES
-        return inserted
+        return inserted, retired
+
+    def _create_partitions(self, rows: list[_Prepared]) -> None:
+        if self._months is None:
+            return
+        missing = {row.month for row in rows} - self._months
+        if missing:
+            with self.engine.begin() as conn:
+                create_months(conn, missing)
+            self._months |= missing
 
     def _reject(self, rejected: list[tuple[JournalLine, str]], report: IngestReport) -> None:
         now = datetime.now(UTC)
@@ -285,6 +335,11 @@ def _init_worker(url: str, batch_size: int) -> None:
 def _ingest_chunk(job: tuple[str, Chunk]) -> IngestReport:
     path, chunk = job
     return _worker.ingest_lines(read_lines(Path(path), chunk))
+
+
+def _retired_message(row: _Prepared) -> str:
+    return (f"event {row.event_id} is of {row.month:%Y-%m}, a month retention retired: its "
+            "totals stay in the rollups; not ingested again (a replay of an old journal?)")
 
 
 def _owner(allocation: Allocation) -> tuple[str, ...]:
@@ -404,6 +459,8 @@ class PostgresWriter:
                 cursor.executemany(ROLLUP_UPSERT.replace("{p}", "%s"), rollups(new))
                 cursor.executemany(PRICES_USED_INSERT.replace("{p}", "%s"), prices_used(new))
             return {row.event_id for row in new}
+        except psycopg.errors.CheckViolation as exc:  # a retired month's partition refuses
+            raise RetiredMonthWritten(str(exc)) from None
         finally:
             raw.close()
 
@@ -416,7 +473,7 @@ class PostgresWriter:
         _copy(cursor, "staging_events", EVENT_COLUMNS, (r.event_row for r in rows))
         cursor.execute(
             f"INSERT INTO events ({columns}) SELECT {columns} FROM staging_events "
-            "ON CONFLICT (event_id) DO NOTHING RETURNING event_id")
+            "ON CONFLICT (event_id, day) DO NOTHING RETURNING event_id")
         inserted = {r[0] for r in cursor.fetchall()}
         return [row for row in rows if row.event_id in inserted]
 

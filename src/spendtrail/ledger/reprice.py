@@ -32,6 +32,7 @@ from spendtrail.ledger.ingest import (
     sum_rollups,
 )
 from spendtrail.ledger.prices import load_catalog
+from spendtrail.ledger.retention import require_raw_rows
 from spendtrail.ledger.schema import cost_entries, events
 from spendtrail.money import from_pico
 from spendtrail.periods import Period
@@ -130,6 +131,8 @@ def reprice(
     records the run in the audit log; with `dry_run`, computes the same result and writes
     nothing. `on_progress` receives the number of events examined per batch."""
     result = RepriceResult(period, dry_run)
+    with engine.connect() as conn:
+        require_raw_rows(conn, period, "repricing")
     writer = SqliteWriter() if engine.dialect.name == "sqlite" else PostgresWriter()
     with engine.connect() as conn:
         catalog = load_catalog(conn)
@@ -217,7 +220,7 @@ def _reprice_batch(
         result.add_change(row.application or "", old, new)
         entries.append((row.event_id, row.revision + 1, new.status, new.price_entry_id,
                         new.currency, new.amount_pico, _json.encode(new.breakdown).decode(),
-                        ",".join(new.flags), now))
+                        ",".join(new.flags), now, writer.day(row.day)))
         dims = (writer.day(row.day), row.provider, model or "",
                 *((getattr(row, name) or "") for name in OWNER_FIELDS), row.allocation_status)
         if new.price_entry_id is not None:

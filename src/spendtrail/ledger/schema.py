@@ -14,6 +14,10 @@ metadata = sa.MetaData()
 
 Timestamp = sa.DateTime(timezone=True)
 
+# On PostgreSQL, events and cost_entries are partitioned by month on `day` (the event's UTC
+# day; migration 0016, ledger/partitions.py), so their keys there include `day`: the events
+# key is (event_id, day). `day` comes from the event's own start time, so a replayed event
+# meets its first copy in the same partition (docs/ledger.md, "Partitions").
 events = sa.Table(
     "events",
     metadata,
@@ -70,7 +74,8 @@ cost_entries = sa.Table(
     sa.Column("breakdown", sa.Text, nullable=False),  # JSON {meter: amount in pico-units}
     sa.Column("flags", sa.String(500), nullable=False, server_default=""),
     sa.Column("priced_at", Timestamp, nullable=False),
-    sa.UniqueConstraint("event_id", "revision", name="uq_cost_entries_event_revision"),
+    sa.Column("day", sa.Date, nullable=False),  # its event's day: the partition key
+    sa.UniqueConstraint("event_id", "revision", "day", name="uq_cost_entries_event_revision"),
 )
 
 ROLLUP_DIMENSIONS = (
@@ -704,4 +709,19 @@ statement_snapshots = sa.Table(
     sa.Column("sha256", sa.String(64), nullable=False),
     sa.Column("created_at", Timestamp, nullable=False),
     sa.PrimaryKeyConstraint("period", "scope", "format", name="pk_statement_snapshots"),
+)
+
+# Months whose raw rows (events, cost entries) `spendtrail ledger retention` dropped
+# (docs/ledger.md, "Retention"): the daily rollups of the month stay, and were checked
+# against the raw rows just before the drop; `totals` is their JSON (events, pico-units per
+# currency). Ingest rejects an event of a retired month rather than count it again.
+retired_months = sa.Table(
+    "retired_months",
+    metadata,
+    sa.Column("month", sa.Date, primary_key=True),  # the month's first day
+    sa.Column("retired_at", Timestamp, nullable=False),
+    sa.Column("retired_by", sa.String(200), nullable=False),
+    sa.Column("keep", sa.String(20), nullable=False),  # the window it fell out of, e.g. 13m
+    sa.Column("events", sa.BigInteger, nullable=False),
+    sa.Column("totals", sa.Text, nullable=False),
 )

@@ -39,6 +39,7 @@ import sqlalchemy as sa
 from spendtrail.events import INTERRUPTED, Usage
 from spendtrail.ledger.costs import is_current
 from spendtrail.ledger.registry_versions import load_history
+from spendtrail.ledger.retention import require_raw_rows
 from spendtrail.ledger.schema import bill_lines, cost_entries, events
 from spendtrail.periods import Period
 from spendtrail.registry import Claim, Registry
@@ -140,6 +141,7 @@ def match_bill(
 ) -> Matching:
     """Match bill `import_id` against `provider`'s events in `period`. `tolerance` (a
     fraction) applies per (day, model) group in the aggregate method."""
+    require_raw_rows(conn, period, "reconciliation")
     b = bill_lines.c
     in_bill = sa.and_(b.import_id == import_id, b.day >= period.start, b.day < period.end)
     currency = _bill_currency(conn, in_bill)

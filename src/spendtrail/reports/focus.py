@@ -48,6 +48,7 @@ from spendtrail.ledger.costs import is_current
 from spendtrail.ledger.db import as_utc
 from spendtrail.ledger.prices import load_catalog
 from spendtrail.ledger.registry_versions import load_history
+from spendtrail.ledger.retention import require_raw_rows
 from spendtrail.ledger.schema import (
     bill_imports,
     cost_entries,
@@ -187,6 +188,7 @@ def focus_rows(
     conn: sa.Connection, period: Period, options: FocusOptions = FocusOptions()
 ) -> tuple[list[dict[str, Any]], FocusSummary]:
     """The export's rows (column name -> Python value) and its summary."""
+    require_raw_rows(conn, period, "the FOCUS export")
     catalog = load_catalog(conn)
     entries = {entry.id: entry for entry in catalog.entries}
     summary = FocusSummary(period)

@@ -13,6 +13,7 @@ import sqlalchemy as sa
 
 from spendtrail.allocation.exceptions import UNTAGGED
 from spendtrail.ledger.costs import is_current
+from spendtrail.ledger.retention import require_raw_rows
 from spendtrail.ledger.schema import cost_entries, events
 from spendtrail.money import from_pico, plain_decimal
 from spendtrail.periods import Period
@@ -40,6 +41,7 @@ class RetryInflation:
 
 
 def retry_inflation(conn: sa.Connection, period: Period) -> list[RetryInflation]:
+    require_raw_rows(conn, period, "retry inflation")
     e, c = events.c, cost_entries.c
     in_period = sa.and_(e.day >= period.start, e.day < period.end)
     last = (sa.select(e.request_id, sa.func.max(e.attempt).label("last"))
