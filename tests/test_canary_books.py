@@ -20,8 +20,8 @@ from spendtrail.journal.spool import Spool
 from spendtrail.simulator import SimulatorConfig, serve_in_thread
 
 PROVIDER_KEY = "sk-canaryHOOKkey0c4n4ry0c4n4ry0c4n4ry77"
-PROMPT = "canary-prompt-9d2c: the vault code is 4417"
-CANARIES = (PROVIDER_KEY.encode(), b"canary-prompt-9d2c", b"4417")
+PROMPT = "canary-prompt-9d2c: the vault code is 4417-qz8v-7731"
+CANARIES = (PROVIDER_KEY.encode(), b"canary-prompt-9d2c", b"4417-qz8v-7731")
 
 
 def cli(home: Path, *args: str) -> bytes:
