@@ -64,6 +64,8 @@ class GatewayProcess:
         ]
         if "--port" not in args:
             self.args += ["--port", "0"]
+        if "--workers" not in args:  # one process, as the tests of one gateway expect
+            self.args += ["--workers", "1"]
         if "--ingest" not in args:
             self.args.append("--no-ingest")
         self.preexec_fn = preexec_fn
