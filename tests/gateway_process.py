@@ -45,6 +45,7 @@ class GatewayProcess:
             "SPENDTRAIL_HOME": str(home),
             "SPENDTRAIL_SPOOL_DIR": str(self.spool),
             "COLUMNS": "200",
+            "SPENDTRAIL_GATEWAY_WORKERS": "1",  # one process, unless a test asks for more
             **(env or {}),
         }
         if upstream_key is not None:
@@ -64,8 +65,6 @@ class GatewayProcess:
         ]
         if "--port" not in args:
             self.args += ["--port", "0"]
-        if "--workers" not in args:  # one process, as the tests of one gateway expect
-            self.args += ["--workers", "1"]
         if "--ingest" not in args:
             self.args.append("--no-ingest")
         self.preexec_fn = preexec_fn

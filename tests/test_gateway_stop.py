@@ -145,9 +145,11 @@ def test_a_signal_under_load_drains_for_the_grace_period_and_exits(
     assert set(load.received) <= set(by_id)
 
 
-def test_a_second_gateway_on_a_busy_port_fails_in_one_line(upstream, ledger, tmp_path):
+@pytest.mark.parametrize("workers", [1, 2], ids=["one-worker", "two-workers"])
+def test_a_second_gateway_on_a_busy_port_fails_in_one_line(upstream, ledger, tmp_path, workers):
     url, _ = ledger
-    with GatewayProcess(url, upstream.url, UPSTREAM_KEY, tmp_path / "first") as first:
+    with GatewayProcess(url, upstream.url, UPSTREAM_KEY, tmp_path / "first", "--workers",
+                        str(workers)) as first:
         other_ledger = tmp_path / "second" / "ledger.db"
         second = GatewayProcess(
             f"sqlite:///{other_ledger}",
@@ -157,6 +159,8 @@ def test_a_second_gateway_on_a_busy_port_fails_in_one_line(upstream, ledger, tmp
             "--port",
             str(first.port),
             "--ingest",
+            "--workers",
+            str(workers),
         )
         done = subprocess.run(
             second.args, env=second.env, capture_output=True, text=True, timeout=60
