@@ -39,8 +39,7 @@ CALL = {
 }
 
 
-def gateway(url: str, upstream: str, home: Path, counters: str, workers: int = 1
-            ) -> GatewayProcess:
+def gateway(url: str, upstream: str, home: Path, counters: str, workers: int = 1) -> GatewayProcess:
     """The gateway with its budgets counted in `counters`, ingesting its spool."""
     return GatewayProcess(
         url,

@@ -148,8 +148,9 @@ def test_a_signal_under_load_drains_for_the_grace_period_and_exits(
 @pytest.mark.parametrize("workers", [1, 2], ids=["one-worker", "two-workers"])
 def test_a_second_gateway_on_a_busy_port_fails_in_one_line(upstream, ledger, tmp_path, workers):
     url, _ = ledger
-    with GatewayProcess(url, upstream.url, UPSTREAM_KEY, tmp_path / "first", "--workers",
-                        str(workers)) as first:
+    with GatewayProcess(
+        url, upstream.url, UPSTREAM_KEY, tmp_path / "first", "--workers", str(workers)
+    ) as first:
         other_ledger = tmp_path / "second" / "ledger.db"
         second = GatewayProcess(
             f"sqlite:///{other_ledger}",

@@ -57,8 +57,18 @@ def ledger(tmp_path) -> tuple[str, str]:
 
 
 def workers(url: str, upstream: str, home: Path, *args: str) -> GatewayProcess:
-    return GatewayProcess(url, upstream, UPSTREAM_KEY, home, "--workers", "2", "--ingest",
-                          "--grace", str(GRACE), *args)
+    return GatewayProcess(
+        url,
+        upstream,
+        UPSTREAM_KEY,
+        home,
+        "--workers",
+        "2",
+        "--ingest",
+        "--grace",
+        str(GRACE),
+        *args,
+    )
 
 
 class Load(ClientThreads):
@@ -78,7 +88,8 @@ class Load(ClientThreads):
             i += 1
             try:
                 raw = client.chat.completions.with_raw_response.create(
-                    model="gpt-4o-mini", messages=[{"role": "user", "content": f"q {n} {i}"}])
+                    model="gpt-4o-mini", messages=[{"role": "user", "content": f"q {n} {i}"}]
+                )
                 raw.parse()
                 with self._lock:
                     self.received.append(raw.headers["X-Spendtrail-Event-Id"])
@@ -117,8 +128,9 @@ def worker_pids(base_url: str, count: int = 2, timeout: float = 30) -> set[int]:
 def ledger_outcomes(url: str) -> list:
     engine = make_engine(url)
     with engine.connect() as conn:
-        rows = conn.execute(sa.select(events.c.event_id, events.c.outcome,
-                                      events.c.provider_request_id)).all()
+        rows = conn.execute(
+            sa.select(events.c.event_id, events.c.outcome, events.c.provider_request_id)
+        ).all()
     engine.dispose()
     return rows
 
@@ -135,8 +147,7 @@ def running(pid: int) -> bool:
     return True
 
 
-def test_two_workers_serve_and_stop_together_with_one_event_per_call(upstream, ledger,
-                                                                     tmp_path):
+def test_two_workers_serve_and_stop_together_with_one_event_per_call(upstream, ledger, tmp_path):
     url, key = ledger
     with workers(url, upstream.url, tmp_path / "home") as gateway:
         pids = worker_pids(gateway.base_url)
@@ -158,7 +169,8 @@ def test_two_workers_serve_and_stop_together_with_one_event_per_call(upstream, l
 
 
 def test_a_killed_worker_is_started_again_and_its_calls_in_flight_are_interrupted(
-        upstream, ledger, tmp_path):
+    upstream, ledger, tmp_path
+):
     url, key = ledger
     with workers(url, upstream.url, tmp_path / "home") as gateway:
         pids = worker_pids(gateway.base_url)
@@ -175,8 +187,9 @@ def test_a_killed_worker_is_started_again_and_its_calls_in_flight_are_interrupte
         while not spool_files_of(gateway.spool, replacement):
             assert time.monotonic() < deadline, "the replacement served no call"
             with openai.OpenAI(base_url=gateway.base_url + "/v1", api_key=key) as client:
-                client.chat.completions.create(model="gpt-4o-mini",
-                                               messages=[{"role": "user", "content": "hi"}])
+                client.chat.completions.create(
+                    model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}]
+                )
         gateway.signal(signal.SIGTERM)
         code = gateway.wait(GRACE + MARGIN)
     assert code == 0, gateway.output()
@@ -201,13 +214,24 @@ def test_memory_budget_counters_cannot_be_split_over_workers(upstream, ledger, t
     url, _ = ledger
     engine = make_engine(url)
     with engine.begin() as conn:
-        save_budget(conn, Budget(id="team", scope="application", scope_value="support-assistant",
-                                 period="month", limit_units=10**12, currency="USD"),
-                    actor="test", reason="workers")
+        save_budget(
+            conn,
+            Budget(
+                id="team",
+                scope="application",
+                scope_value="support-assistant",
+                period="month",
+                limit_units=10**12,
+                currency="USD",
+            ),
+            actor="test",
+            reason="workers",
+        )
     engine.dispose()
     explicit = workers(url, upstream.url, tmp_path / "explicit")
-    done = subprocess.run(explicit.args, env=explicit.env, capture_output=True, text=True,
-                          timeout=60)
+    done = subprocess.run(
+        explicit.args, env=explicit.env, capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 2
     assert "--workers 2 with --budget-counters memory" in done.stderr
     assert "use --budget-counters sql or redis, or --workers 1" in done.stderr

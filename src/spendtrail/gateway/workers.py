@@ -81,8 +81,11 @@ def listen_shared(host: str, port: int, count: int) -> list[socket.socket]:
     return sockets
 
 
-def supervise(sockets: list[socket.socket], worker: Callable[[socket.socket], None],
-              ingester: Callable[[threading.Event], None] | None) -> int:
+def supervise(
+    sockets: list[socket.socket],
+    worker: Callable[[socket.socket], None],
+    ingester: Callable[[threading.Event], None] | None,
+) -> int:
     """Run ``worker(sock)`` in a process per socket and ``ingester(stop)`` in one more, until
     SIGINT or SIGTERM; returns the exit status (0 once all stopped). Call it from a process
     that runs no other thread."""
@@ -112,8 +115,11 @@ def supervise(sockets: list[socket.socket], worker: Callable[[socket.socket], No
         info = signal.sigtimedwait(_SIGNALS, max(wait, 0.01))
         if info is not None and info.si_signo != signal.SIGCHLD:
             if not stopping:
-                log.warning("stopping %d workers: no new connections; calls in flight have "
-                            "their grace period", len(workers))
+                log.warning(
+                    "stopping %d workers: no new connections; calls in flight have "
+                    "their grace period",
+                    len(workers),
+                )
                 stopping = True
                 due.clear()
                 for sock in sockets:  # the workers close theirs: the port closes with the last
