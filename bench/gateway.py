@@ -53,12 +53,13 @@ UPSTREAM_KEY = "bench-upstream-key"
 LITELLM_KEY = "sk-bench-litellm"
 # Ways to run the gateway with the ledger on: (row name, spool folder, ingest flag,
 # whether a `spendtrail ingest --follow` process runs beside it during the measurement,
-# whether it is started with a routes file instead of the single-upstream options).
+# whether it is started with a routes file instead of the single-upstream options, workers).
 GATEWAYS = (
-    ("gateway", "spool", "--ingest", False, False),  # the CLI default: ingester in-process
-    ("gateway + follow", "spool-follow", "--no-ingest", True, False),  # ingester beside it
-    ("gateway journal-only", "spool-journal", "--no-ingest", False, False),  # ingested after
-    ("gateway routed", "spool-routed", "--no-ingest", False, True),  # as journal-only, routed
+    ("gateway", "spool", "--ingest", False, False, 1),  # ingester in-process
+    ("gateway 2 workers", "spool-workers", "--ingest", False, False, 2),  # + host ingester
+    ("gateway + follow", "spool-follow", "--no-ingest", True, False, 1),  # ingester beside it
+    ("gateway journal-only", "spool-journal", "--no-ingest", False, False, 1),  # ingested after
+    ("gateway routed", "spool-routed", "--no-ingest", False, True, 1),  # journal-only, routed
 )
 ROUTE_PATTERNS = 20
 
@@ -78,19 +79,40 @@ UPSTREAM_RESPONSE = (
 )
 REQUEST_BODY = json.dumps({"model": MODEL, "messages": [{"role": "user", "content": "Say hi"}]},
                           separators=(",", ":")).encode()
+STREAM_BODY = json.dumps({"model": MODEL, "stream": True,
+                          "messages": [{"role": "user", "content": "Say hi"}]},
+                         separators=(",", ":")).encode()
+# A streamed answer: two content chunks, the finish, the usage chunk (include_usage) and
+# [DONE], framed by Content-Length like the plain one (the gateway re-chunks it anyway).
+_CHUNK = {"id": "chatcmpl-bench", "object": "chat.completion.chunk", "created": 1763798400,
+          "model": MODEL}
+STREAM = b"".join(
+    b"data: " + json.dumps({**_CHUNK, **part}, separators=(",", ":")).encode() + b"\n\n"
+    for part in (
+        {"choices": [{"index": 0, "delta": {"role": "assistant", "content": "Hel"}}]},
+        {"choices": [{"index": 0, "delta": {"content": "lo!"}}]},
+        {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
+        {"choices": [], "usage": json.loads(COMPLETION)["usage"]},
+    )) + b"data: [DONE]\n\n"
+UPSTREAM_STREAM = (
+    b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+    b"X-Oneapi-Request-Id: 20261122000000000000bench\r\n"
+    b"Content-Length: " + str(len(STREAM)).encode() + b"\r\n\r\n" + STREAM
+)
 # The load generator's bodies differ in a fixed-width tail (its pid and a counter): every call
 # is a new logical request with its own entry in the gateway's retry linker, as in real traffic.
 BODY_TEMPLATE = REQUEST_BODY.replace(b"Say hi", b"Say hi %010d-%010d")
+STREAM_TEMPLATE = STREAM_BODY.replace(b"Say hi", b"Say hi %010d-%010d")
 _sequence = itertools.count()
 
 
 # -- HTTP/1.1 framing shared by the upstream and the load generator ------------------------------
 
-def _content_length(head: bytes) -> int:
-    """Content-Length of a header block; chunked bodies are not expected from either side."""
+def _content_length(head: bytes) -> int | None:
+    """Content-Length of a header block; None for a chunked body."""
     lower = head.lower()
     if b"transfer-encoding: chunked" in lower:
-        raise ValueError("chunked body: the benchmark expects Content-Length framing")
+        return None
     at = lower.find(b"\r\ncontent-length:")
     if at < 0:
         return 0
@@ -99,22 +121,30 @@ def _content_length(head: bytes) -> int:
 
 
 class _Messages:
-    """Splits a byte stream into complete HTTP messages (head + Content-Length body)."""
+    """Splits a byte stream into complete HTTP messages (head, body): Content-Length framed,
+    or chunked (the gateway's streams; the bodies here never hold the last-chunk bytes)."""
 
     def __init__(self) -> None:
         self.buffer = bytearray()
 
-    def feed(self, data: bytes) -> list[bytes]:
+    def feed(self, data: bytes) -> list[tuple[bytes, bytes]]:
         self.buffer += data
-        heads = []
+        found = []
         while (end := self.buffer.find(b"\r\n\r\n")) >= 0:
             head = bytes(self.buffer[:end])
-            size = end + 4 + _content_length(head)
+            length = _content_length(head)
+            if length is None:
+                last = self.buffer.find(b"\r\n0\r\n\r\n", end)
+                if last < 0:
+                    break
+                size = last + 7
+            else:
+                size = end + 4 + length
             if len(self.buffer) < size:
                 break
+            found.append((head, bytes(self.buffer[end + 4:size])))
             del self.buffer[:size]
-            heads.append(head)
-        return heads
+        return found
 
 
 # -- the static upstream ---------------------------------------------------------------------
@@ -128,13 +158,9 @@ class _Upstream(asyncio.Protocol):
         self.messages = _Messages()
 
     def data_received(self, data: bytes) -> None:
-        try:
-            count = len(self.messages.feed(data))
-        except ValueError:
-            self.transport.close()
-            return
-        if count:
-            self.transport.write(UPSTREAM_RESPONSE * count)
+        for _, body in self.messages.feed(data):
+            self.transport.write(UPSTREAM_STREAM if b'"stream":true' in body
+                                 else UPSTREAM_RESPONSE)
 
 
 async def run_upstream() -> None:
@@ -159,9 +185,9 @@ class _Client(asyncio.Protocol):
         self.transport = transport
 
     def data_received(self, data: bytes) -> None:
-        heads = self.messages.feed(data)
-        if heads and self.waiter is not None and not self.waiter.done():
-            self.waiter.set_result(heads[0])
+        messages = self.messages.feed(data)
+        if messages and self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(messages[0][0] + b"\r\n\r\n" + messages[0][1])
 
     def connection_lost(self, exc) -> None:
         if self.waiter is not None and not self.waiter.done():
@@ -181,19 +207,29 @@ def busy_cpu_seconds() -> float:
 
 
 def cpu_seconds(pid: int) -> tuple[float, float]:
-    """(user, system) CPU seconds of a process so far, from /proc/PID/stat."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    """(user, system) CPU seconds of a process and its running children (a gateway's
+    workers and ingester) so far, from /proc/PID/stat."""
     tick = os.sysconf("SC_CLK_TCK")
-    return int(fields[11]) / tick, int(fields[12]) / tick
+    user = system = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # gone meanwhile
+            continue
+        if stat.parent.name == str(pid) or fields[1] == str(pid):
+            user, system = user + int(fields[11]), system + int(fields[12])
+    return user / tick, system / tick
 
 
-async def run_load(port: int, key: str, concurrency: int, count: int, server_pid: int) -> dict:
+async def run_load(port: int, key: str, concurrency: int, count: int, server_pid: int,
+                   stream: bool = False) -> dict:
     """`count` requests over `concurrency` connections; returns rate and latency figures,
     and the CPU the server (`server_pid`) used per request over the same window."""
+    template = STREAM_TEMPLATE if stream else BODY_TEMPLATE
     head = (
         f"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
         f"Authorization: Bearer {key}\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {len(BODY_TEMPLATE % (0, 0))}\r\n\r\n"
+        f"Content-Length: {len(template % (0, 0))}\r\n\r\n"
     ).encode()
     pid = os.getpid()
     loop = asyncio.get_running_loop()
@@ -207,11 +243,11 @@ async def run_load(port: int, key: str, concurrency: int, count: int, server_pid
         nonlocal remaining
         while remaining > 0:
             remaining -= 1
-            request = head + BODY_TEMPLATE % (pid, next(_sequence))
+            request = head + template % (pid, next(_sequence))
             begin = time.perf_counter_ns()
             answer = await client.call(request)
             latencies.append(time.perf_counter_ns() - begin)
-            if not answer.startswith(b"HTTP/1.1 200"):
+            if not answer.startswith(b"HTTP/1.1 200") or (stream and b"[DONE]" not in answer):
                 failures.append(answer)
 
     user, system = cpu_seconds(server_pid)
@@ -237,11 +273,12 @@ async def run_load(port: int, key: str, concurrency: int, count: int, server_pid
             "errors": len(failures), "first_error": failures[0].decode()[:300] if failures else ""}
 
 
-def load(port: int, key: str, concurrency: int, count: int, warmup: int, pid: int) -> dict:
+def load(port: int, key: str, concurrency: int, count: int, warmup: int, pid: int,
+         stream: bool = False) -> dict:
     """Runs a load-generator process: warm-up requests first (not counted), then `count`."""
     proc = subprocess.run(
         [sys.executable, __file__, "--load", str(port), key, str(concurrency), str(count),
-         str(warmup), str(pid)], capture_output=True, text=True)
+         str(warmup), str(pid), str(int(stream))], capture_output=True, text=True)
     if proc.returncode:
         raise SystemExit(f"the load generator failed on port {port}:\n{proc.stderr[-3000:]}")
     figures = json.loads(proc.stdout)
@@ -251,11 +288,12 @@ def load(port: int, key: str, concurrency: int, count: int, warmup: int, pid: in
     return figures
 
 
-def load_child(port: int, key: str, concurrency: int, count: int, warmup: int, pid: int) -> None:
+def load_child(port: int, key: str, concurrency: int, count: int, warmup: int, pid: int,
+               stream: int) -> None:
     async def both() -> dict:
         if warmup:
-            await run_load(port, key, concurrency, warmup, pid)
-        return await run_load(port, key, concurrency, count, pid)
+            await run_load(port, key, concurrency, warmup, pid, bool(stream))
+        return await run_load(port, key, concurrency, count, pid, bool(stream))
 
     print(json.dumps(asyncio.run(both())))
 
@@ -347,15 +385,16 @@ def write_routes(path: Path, upstream_port: int) -> Path:
     return path
 
 
-def start_gateway(env: dict, upstream_port: int, spool: Path,
-                  flag: str, routes: Path | None) -> tuple[subprocess.Popen, int]:
+def start_gateway(env: dict, upstream_port: int, spool: Path, flag: str, routes: Path | None,
+                  workers: int) -> tuple[subprocess.Popen, int]:
     port = free_port()
     log = spool.with_suffix(".log")
     upstream = (["--routes", str(routes)] if routes else
                 ["--profile", "custom", "--provider", "cometapi",
                  "--upstream", f"http://127.0.0.1:{upstream_port}/v1"])
     proc = spawn([sys.executable, "-m", "spendtrail.cli.app", "gateway", *upstream,
-                  "--port", str(port), flag], {**env, "SPENDTRAIL_SPOOL_DIR": str(spool)}, log)
+                  "--port", str(port), "--workers", str(workers), flag],
+                 {**env, "SPENDTRAIL_SPOOL_DIR": str(spool)}, log)
     wait_http(f"http://127.0.0.1:{port}/readyz", proc, "the gateway", log)
     return proc, port
 
@@ -387,7 +426,11 @@ def main() -> None:
     parser.add_argument("--concurrency", default="1,16")
     parser.add_argument("--keep", action="store_true",
                         help="keep the ledger, spools and server logs (bench/out/gateway-*)")
-    parser.add_argument("--load", nargs=6, help=argparse.SUPPRESS)
+    parser.add_argument("--gateways", default=",".join(g[0] for g in GATEWAYS),
+                        help="which gateway rows to run, by name, comma-separated")
+    parser.add_argument("--modes", default="plain,stream",
+                        help="plain (non-streamed calls) and/or stream (streamed calls)")
+    parser.add_argument("--load", nargs=7, help=argparse.SUPPRESS)
     parser.add_argument("--upstream", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.upstream:
@@ -398,6 +441,8 @@ def main() -> None:
         load_child(*map(int, args.load[:1]), args.load[1], *map(int, args.load[2:]))
         return
     concurrencies = [int(c) for c in args.concurrency.split(",")]
+    chosen = [g for g in GATEWAYS if g[0] in args.gateways.split(",")]
+    modes = args.modes.split(",")
     # Started in the background by a non-interactive shell, this script inherits an ignored
     # SIGINT and so would every server: restore it, so stop() lets the gateways shut down
     # cleanly (seal the spool, last ingest round).
@@ -422,9 +467,9 @@ def main() -> None:
         # target name -> (port, pid of the server whose CPU is read, key to send)
         targets = {"direct": (upstream_port, upstream.pid, key)}
         routes = write_routes(work / "routes.yaml", upstream_port)
-        for name, spool, flag, follower, routed in GATEWAYS:
+        for name, spool, flag, follower, routed, workers in chosen:
             proc, port = start_gateway(env, upstream_port, work / spool, flag,
-                                       routes if routed else None)
+                                       routes if routed else None, workers)
             procs.append(proc)
             if follower:
                 procs.append(spawn(
@@ -434,8 +479,8 @@ def main() -> None:
             check_gateway(port, key)
             targets[name] = (port, proc.pid, key)
             served[name] = 1
-        gateway_pid = targets["gateway"][1]
-        started_rss = rss_mib(gateway_pid)[0]
+        gateway_pid = targets["gateway"][1] if "gateway" in targets else None
+        started_rss = rss_mib(gateway_pid)[0] if gateway_pid else 0.0
 
         litellm = importlib.util.find_spec("litellm") is not None
         if litellm:
@@ -449,16 +494,21 @@ def main() -> None:
               f"{args.warmup:,} warm-up", flush=True)
 
         rows = []
-        print(f"{'target':<20} {'conc':>4} {'requests':>9} {'req/s':>8} {'p50 ms':>8} "
+        # Each target in each mode: a streamed row is named "<target> stream".
+        runs = [(name + (" stream" if mode == "stream" else ""), name, mode == "stream")
+                for mode in modes for name in targets if not (mode == "stream" and
+                                                               name == "litellm")]
+        print(f"{'target':<27} {'conc':>4} {'requests':>9} {'req/s':>8} {'p50 ms':>8} "
               f"{'p99 ms':>8} {'server CPU':>10} {'CPU/req':>9} {'sys':>4} {'client':>6} "
               f"{'rest':>5}", flush=True)
         for concurrency in concurrencies:
-            for name, (port, pid, token) in targets.items():
-                figures = load(port, token, concurrency, args.requests, args.warmup, pid)
-                if name in served:
-                    served[name] += args.warmup + args.requests
+            for name, target, stream in runs:
+                port, pid, token = targets[target]
+                figures = load(port, token, concurrency, args.requests, args.warmup, pid, stream)
+                if target in served:
+                    served[target] += args.warmup + args.requests
                 rows.append({"target": name, "concurrency": concurrency, **figures})
-                print(f"{name:<20} {concurrency:>4} {figures['requests']:>9,} "
+                print(f"{name:<27} {concurrency:>4} {figures['requests']:>9,} "
                       f"{figures['rate']:>8,.0f} {figures['p50_ms']:>8.3f} "
                       f"{figures['p99_ms']:>8.3f} {figures['server_cpu']:>10.0%} "
                       f"{figures['server_cpu_us']:>6.0f} us {figures['server_sys']:>4.0%} "
@@ -467,13 +517,21 @@ def main() -> None:
         added = {}
         for concurrency in concurrencies:
             by = {r["target"]: r for r in rows if r["concurrency"] == concurrency}
-            direct = by["direct"]
             for name, row in by.items():
-                if name == "direct":
+                if name.startswith("direct"):
                     continue
+                direct = by["direct stream" if name.endswith(" stream") else "direct"]
                 added[f"{name} c={concurrency}"] = row["p50_ms"] - direct["p50_ms"]
-                print(f"c={concurrency:<3} {name:<20} adds {row['p50_ms'] - direct['p50_ms']:.3f}"
-                      f" ms at p50, {row['p99_ms'] - direct['p99_ms']:.3f} ms at p99", flush=True)
+                print(f"c={concurrency:<3} {name:<27} adds {row['p50_ms'] - direct['p50_ms']:.3f}"
+                      f" ms at p50, {row['p99_ms'] - direct['p99_ms']:.3f} ms at p99, "
+                      f"{row['rate'] / direct['rate']:.3f}x direct's req/s", flush=True)
+            for name in targets:
+                if name != "direct" and f"{name} stream" in by and name in by:
+                    print(f"c={concurrency:<3} {name:<27} streamed / plain req/s: "
+                          f"{by[name + ' stream']['rate'] / by[name]['rate']:.2f}", flush=True)
+            if "gateway" in by and "gateway 2 workers" in by:
+                print(f"c={concurrency:<3} 2 workers / 1 worker req/s: "
+                      f"{by['gateway 2 workers']['rate'] / by['gateway']['rate']:.2f}", flush=True)
             if "litellm" in by:
                 print(f"c={concurrency:<3} gateway / LiteLLM: "
                       f"{by['gateway']['rate'] / by['litellm']['rate']:.2f}x the req/s, "
@@ -482,24 +540,29 @@ def main() -> None:
 
         # Keep the default gateway busy until it has served --rss-requests calls, then read
         # its RSS (VmHWM is the peak over its whole life).
-        measured_rss = rss_mib(gateway_pid)[0]
-        if served["gateway"] < args.rss_requests:
+        measured_rss = rss = peak = 0.0
+        if gateway_pid is None:
+            print("the gateway row was not run: no RSS figures", flush=True)
+        else:
+            measured_rss = rss_mib(gateway_pid)[0]
+        if gateway_pid is not None and served["gateway"] < args.rss_requests:
             soak = load(targets["gateway"][0], key, 16, args.rss_requests - served["gateway"],
                         0, gateway_pid)
             served["gateway"] += soak["requests"]
             print(f"soak: {soak['requests']:,} more requests at c=16, {soak['rate']:,.0f} req/s",
                   flush=True)
-        rss, peak = rss_mib(gateway_pid)
-        print(f"load average {os.getloadavg()[0]:.1f}; gateway RSS: {started_rss:.1f} MiB after "
-              f"start, {measured_rss:.1f} MiB after the rows, {rss:.1f} MiB after "
-              f"{served['gateway']:,} requests (peak {peak:.1f} MiB)", flush=True)
+        if gateway_pid is not None:
+            rss, peak = rss_mib(gateway_pid)
+            print(f"load average {os.getloadavg()[0]:.1f}; gateway RSS: {started_rss:.1f} MiB "
+                  f"after start, {measured_rss:.1f} MiB after the rows, {rss:.1f} MiB after "
+                  f"{served['gateway']:,} requests (peak {peak:.1f} MiB)", flush=True)
     finally:
         for proc in reversed(procs):
             stop(proc)
 
     # The ledger was on: every call through a gateway must now be one event in it. What the
     # ingesters had not picked up when they stopped (and the journal-only spool) goes in now.
-    for _, spool, _, _, _ in GATEWAYS:
+    for _, spool, _, _, _, _ in chosen:
         spendtrail({**env, "SPENDTRAIL_SPOOL_DIR": str(work / spool)}, "ingest")
     events = ledger_events(work / "ledger.db")
     print(f"ledger: {events:,} events for {sum(served.values()):,} calls through the gateways"
