@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import functools
 import gc
@@ -198,6 +197,11 @@ def gateway(
                             help="On SIGINT or SIGTERM, seconds calls in flight may finish "
                             "before the gateway exits.")
     ] = 10.0,
+    loop: Annotated[
+        str, typer.Option(envvar="SPENDTRAIL_GATEWAY_LOOP",
+                          help="Event loop: uvloop (pip install 'spendtrail[uvloop]'), asyncio, "
+                          "or auto (uvloop when installed).")
+    ] = "auto",
     workers: Annotated[
         int | None, typer.Option(min=1, envvar="SPENDTRAIL_GATEWAY_WORKERS",
                                  help="Worker processes on the port, each an event loop of "
@@ -242,10 +246,17 @@ def gateway(
                    else f"spool {s.spool}")
     except SpendtrailError as exc:
         fail(str(exc))
+    from spendtrail.gateway.app import LOOPS, listen, run, serve  # aiohttp: only when serving
     from spendtrail.gateway.app import ingest as ingest_journal
-    from spendtrail.gateway.app import listen, serve  # aiohttp: only when serving
     from spendtrail.gateway.workers import default_workers, listen_shared, supervise
 
+    if loop not in LOOPS:
+        fail(f"--loop: expected one of {', '.join(LOOPS)}; got '{loop}'")
+    if loop == "uvloop":
+        try:
+            import uvloop  # noqa: F401  (checked before the port is taken)
+        except ImportError:
+            fail("--loop uvloop needs the uvloop package: pip install 'spendtrail[uvloop]'")
     count = workers or default_workers()
     try:  # first, so a busy port is the only thing a second gateway does
         sockets = listen_shared(host, port, count) if count > 1 else [listen(host, port)]
@@ -304,14 +315,14 @@ def gateway(
     # the server runs is a plain interrupt.
     if count == 1:
         with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(serve(config(guard, ingest), sock=sockets[0], stop_on_signals=True))
+            run(serve(config(guard, ingest), sock=sockets[0], stop_on_signals=True), loop)
         return
     ledger().dispose()  # no connection crosses a fork: each worker opens its own
 
     def worker(sock: socket.socket) -> None:
         ledger().dispose(close=False)
         with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(serve(config(None, False), sock=sock, stop_on_signals=True))
+            run(serve(config(None, False), sock=sock, stop_on_signals=True), loop)
 
     host_ingester = functools.partial(ingest_journal, config(guard, True)) if ingest else None
     raise typer.Exit(supervise(sockets, worker, host_ingester))
