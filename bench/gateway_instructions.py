@@ -4,8 +4,8 @@ does not change (CPU time and req/s do), to compare variants of the hot path.
     python bench/gateway_instructions.py [--requests 2000] [--loops asyncio,uvloop]
 
 For each event loop: one `spendtrail gateway --workers 1 --no-ingest` process runs under
-`valgrind --tool=callgrind` with collection off; after a warm-up (every cache and the retry
-linker in use) collection is switched on with `callgrind_control`, the load generator of
+`valgrind --tool=callgrind` with instrumentation off; after a warm-up (every cache and the
+retry linker in use) it is switched on with `callgrind_control -i on`, the load generator of
 bench/gateway.py sends --requests calls (concurrency 1, plain, then streamed), and the
 instructions counted in the gateway's user space are divided by the calls. Kernel work (the
 socket calls) is not counted: bench/gateway.py measures the whole.
@@ -40,11 +40,12 @@ from gateway import (  # noqa: E402  (bench/gateway.py, beside this file)
 
 
 def counted(out: Path) -> int:
-    """Instructions in the callgrind dumps written so far (the `summary:`/`totals:` lines)."""
+    """Instructions in the callgrind dumps written so far (each one's last `totals:` line;
+    its `summary:` line says 0 when instrumentation was switched on late)."""
     total = 0
     for dump in out.parent.glob(out.name + "*"):
-        found = re.search(rb"^(?:summary|totals): (\d+)", dump.read_bytes(), re.M)
-        total += int(found[1]) if found else 0
+        found = re.findall(rb"^totals: (\d+)", dump.read_bytes(), re.M)
+        total += int(found[-1]) if found else 0
     return total
 
 
@@ -53,7 +54,7 @@ def measure(env: dict, upstream_port: int, key: str, loop: str, requests: int,
     port = free_port()
     out = work / f"callgrind-{loop}.out"
     log = work / f"gateway-{loop}.log"
-    proc = spawn(["valgrind", "--tool=callgrind", "--collect-atstart=no",
+    proc = spawn(["valgrind", "--tool=callgrind", "--instr-atstart=no",
                   f"--callgrind-out-file={out}", sys.executable, "-m", "spendtrail.cli.app",
                   "gateway", "--profile", "custom", "--provider", "cometapi",
                   "--upstream", f"http://127.0.0.1:{upstream_port}/v1", "--port", str(port),

@@ -139,6 +139,18 @@ def spool_files_of(spool: Path, pid: int) -> list[Path]:
     return [p for p in spool.rglob("*.jsonl*") if writer_pid(p.name) == pid]
 
 
+def serve_a_call_on(gateway: GatewayProcess, key: str, pid: int) -> None:
+    """Calls on new connections (the kernel hashes each to a worker) until worker `pid` has
+    journaled one."""
+    deadline = time.monotonic() + 30
+    while not spool_files_of(gateway.spool, pid):
+        assert time.monotonic() < deadline, f"worker {pid} served no call"
+        with openai.OpenAI(base_url=gateway.base_url + "/v1", api_key=key) as client:
+            client.chat.completions.create(
+                model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}]
+            )
+
+
 def running(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -153,6 +165,8 @@ def test_two_workers_serve_and_stop_together_with_one_event_per_call(upstream, l
         pids = worker_pids(gateway.base_url)
         with Load(gateway.base_url + "/v1", key) as load:
             load.wait_for(300)
+            for pid in pids:  # the load's connections may all sit on one worker
+                serve_a_call_on(gateway, key, pid)
             gateway.signal(signal.SIGTERM)  # under load
             code = gateway.wait(GRACE + MARGIN)
     assert code == 0, gateway.output()
@@ -184,12 +198,7 @@ def test_a_killed_worker_is_started_again_and_its_calls_in_flight_are_interrupte
             (replacement,) = now - pids
             load.wait_for(100)
         # The clients' connections stay where they are; new ones reach the replacement too.
-        while not spool_files_of(gateway.spool, replacement):
-            assert time.monotonic() < deadline, "the replacement served no call"
-            with openai.OpenAI(base_url=gateway.base_url + "/v1", api_key=key) as client:
-                client.chat.completions.create(
-                    model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}]
-                )
+        serve_a_call_on(gateway, key, replacement)
         gateway.signal(signal.SIGTERM)
         code = gateway.wait(GRACE + MARGIN)
     assert code == 0, gateway.output()
