@@ -1,16 +1,20 @@
 """Gateway overhead: a static upstream called directly vs through `spendtrail gateway`.
 
     python bench/gateway.py [--requests 20000] [--warmup 1000] [--rss-requests 100000]
+                            [--gateways gateway,"gateway 2 workers"] [--modes plain,stream]
 
 Every server is its own process, and so is each load generator, so nothing measures itself:
 
 - the upstream: a minimal HTTP/1.1 server answering every request with one fixed OpenAI-shaped
   chat completion (usage, an X-Oneapi-Request-Id header), a few microseconds a call;
-- four real `spendtrail gateway` processes (one worker each) on one fresh SQLite ledger
+- real `spendtrail gateway` processes on one fresh SQLite ledger (`--gateways` picks them)
   holding the example registry and prices, called with a key from `spendtrail keys create`;
-  every call is journaled. They differ in when the journal reaches the ledger: `gateway` is
-  the CLI default (the follow-mode ingester runs as a thread inside the gateway, during the
-  measurement), `gateway + follow` runs `--no-ingest` with `spendtrail ingest --follow` as a
+  every call is journaled. `gateway 2 workers` is the default gateway with `--workers 2` (its
+  ingester a process beside the workers), `gateway asyncio` the default one on asyncio's event
+  loop instead of uvloop (`--loop asyncio`). The rest differ in when the journal reaches the
+  ledger: `gateway` is one worker (`--workers 1`; every row but `gateway 2 workers` is)
+  whose follow-mode ingester runs as a thread inside it, during the measurement,
+  `gateway + follow` runs `--no-ingest` with `spendtrail ingest --follow` as a
   separate process (also during the measurement), `gateway journal-only` runs `--no-ingest`
   and its spool is ingested after the run; `gateway routed` is `journal-only` started with
   `--routes`: a routes file of 20 model patterns, the benchmark's model matching the last one
@@ -19,6 +23,8 @@ Every server is its own process, and so is each load generator, so nothing measu
   of requests after a warm-up; per-request latency, and the CPU used meanwhile by the server
   under test, by itself, and by everything else on the machine (`rest`: noise when high).
 
+Each row runs with non-streamed calls and, named "<target> stream", with streamed ones (the
+upstream then answers an SSE stream of five events; `--modes`).
 For concurrency 1 and 16 it measures the upstream directly and each gateway in the same run,
 prints the added latency (gateway p50 - direct p50), keeps the default gateway busy until it
 has served --rss-requests calls and reads its RSS, then checks that the ledger holds one event
@@ -53,13 +59,15 @@ UPSTREAM_KEY = "bench-upstream-key"
 LITELLM_KEY = "sk-bench-litellm"
 # Ways to run the gateway with the ledger on: (row name, spool folder, ingest flag,
 # whether a `spendtrail ingest --follow` process runs beside it during the measurement,
-# whether it is started with a routes file instead of the single-upstream options, workers).
+# whether it is started with a routes file instead of the single-upstream options, more
+# options: workers, event loop; --loop auto picks uvloop where it is installed).
 GATEWAYS = (
-    ("gateway", "spool", "--ingest", False, False, 1),  # ingester in-process
-    ("gateway 2 workers", "spool-workers", "--ingest", False, False, 2),  # + host ingester
-    ("gateway + follow", "spool-follow", "--no-ingest", True, False, 1),  # ingester beside it
-    ("gateway journal-only", "spool-journal", "--no-ingest", False, False, 1),  # ingested after
-    ("gateway routed", "spool-routed", "--no-ingest", False, True, 1),  # journal-only, routed
+    ("gateway", "spool", "--ingest", False, False, ()),  # ingester in-process
+    ("gateway 2 workers", "spool-workers", "--ingest", False, False, ("--workers", "2")),
+    ("gateway asyncio", "spool-asyncio", "--ingest", False, False, ("--loop", "asyncio")),
+    ("gateway + follow", "spool-follow", "--no-ingest", True, False, ()),  # ingester beside it
+    ("gateway journal-only", "spool-journal", "--no-ingest", False, False, ()),  # ingested after
+    ("gateway routed", "spool-routed", "--no-ingest", False, True, ()),  # journal-only, routed
 )
 ROUTE_PATTERNS = 20
 
@@ -386,14 +394,14 @@ def write_routes(path: Path, upstream_port: int) -> Path:
 
 
 def start_gateway(env: dict, upstream_port: int, spool: Path, flag: str, routes: Path | None,
-                  workers: int) -> tuple[subprocess.Popen, int]:
+                  options: tuple[str, ...]) -> tuple[subprocess.Popen, int]:
     port = free_port()
     log = spool.with_suffix(".log")
     upstream = (["--routes", str(routes)] if routes else
                 ["--profile", "custom", "--provider", "cometapi",
                  "--upstream", f"http://127.0.0.1:{upstream_port}/v1"])
     proc = spawn([sys.executable, "-m", "spendtrail.cli.app", "gateway", *upstream,
-                  "--port", str(port), "--workers", str(workers), flag],
+                  "--port", str(port), "--workers", "1", flag, *options],  # the last --workers wins
                  {**env, "SPENDTRAIL_SPOOL_DIR": str(spool)}, log)
     wait_http(f"http://127.0.0.1:{port}/readyz", proc, "the gateway", log)
     return proc, port
@@ -467,9 +475,9 @@ def main() -> None:
         # target name -> (port, pid of the server whose CPU is read, key to send)
         targets = {"direct": (upstream_port, upstream.pid, key)}
         routes = write_routes(work / "routes.yaml", upstream_port)
-        for name, spool, flag, follower, routed, workers in chosen:
+        for name, spool, flag, follower, routed, options in chosen:
             proc, port = start_gateway(env, upstream_port, work / spool, flag,
-                                       routes if routed else None, workers)
+                                       routes if routed else None, options)
             procs.append(proc)
             if follower:
                 procs.append(spawn(
