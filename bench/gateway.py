@@ -308,6 +308,21 @@ def load_child(port: int, key: str, concurrency: int, count: int, warmup: int, p
 
 # -- set-up ------------------------------------------------------------------------------------
 
+def bench_ledger(prefix: str) -> tuple[Path, dict, str]:
+    """A fresh folder under bench/out with a SQLite ledger holding the example registry and
+    prices: (the folder, the environment naming it, a production key of APPLICATION)."""
+    OUT.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=prefix, dir=OUT))
+    env = {**os.environ, "SPENDTRAIL_HOME": str(work), "SPENDTRAIL_ACTOR": "bench",
+           "SPENDTRAIL_DATABASE_URL": f"sqlite:///{work / 'ledger.db'}",
+           "SPENDTRAIL_UPSTREAM_KEY": UPSTREAM_KEY}
+    spendtrail(env, "registry", "load", str(ROOT / "examples" / "registry.yaml"))
+    spendtrail(env, "prices", "import", "sheet", str(ROOT / "examples" / "prices.yaml"))
+    key = spendtrail(env, "keys", "create", "--application", APPLICATION,
+                     "--environment", "production").strip()
+    return work, env, key
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -456,15 +471,7 @@ def main() -> None:
     # cleanly (seal the spool, last ingest round).
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
-    OUT.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix="gateway-", dir=OUT))  # ledger, spools, server logs
-    env = {**os.environ, "SPENDTRAIL_HOME": str(work), "SPENDTRAIL_ACTOR": "bench",
-           "SPENDTRAIL_DATABASE_URL": f"sqlite:///{work / 'ledger.db'}",
-           "SPENDTRAIL_UPSTREAM_KEY": UPSTREAM_KEY}
-    spendtrail(env, "registry", "load", str(ROOT / "examples" / "registry.yaml"))
-    spendtrail(env, "prices", "import", "sheet", str(ROOT / "examples" / "prices.yaml"))
-    key = spendtrail(env, "keys", "create", "--application", APPLICATION,
-                     "--environment", "production").strip()
+    work, env, key = bench_ledger("gateway-")  # ledger, spools, server logs
 
     upstream = subprocess.Popen([sys.executable, __file__, "--upstream"],
                                 stdout=subprocess.PIPE, text=True)

@@ -19,21 +19,17 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from gateway import (  # noqa: E402  (bench/gateway.py, beside this file)
-    APPLICATION,
-    OUT,
     ROOT,
-    UPSTREAM_KEY,
+    bench_ledger,
     check_gateway,
     free_port,
     load,
     spawn,
-    spendtrail,
     stop,
     wait_http,
 )
@@ -88,15 +84,7 @@ def main() -> None:
     args = parser.parse_args()
     if not shutil.which("valgrind"):
         raise SystemExit("valgrind is not installed (apt-get install valgrind)")
-    OUT.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix="instructions-", dir=OUT))
-    env = {**os.environ, "SPENDTRAIL_HOME": str(work), "SPENDTRAIL_ACTOR": "bench",
-           "SPENDTRAIL_DATABASE_URL": f"sqlite:///{work / 'ledger.db'}",
-           "SPENDTRAIL_UPSTREAM_KEY": UPSTREAM_KEY}
-    spendtrail(env, "registry", "load", str(ROOT / "examples" / "registry.yaml"))
-    spendtrail(env, "prices", "import", "sheet", str(ROOT / "examples" / "prices.yaml"))
-    key = spendtrail(env, "keys", "create", "--application", APPLICATION,
-                     "--environment", "production").strip()
+    work, env, key = bench_ledger("instructions-")
     upstream = subprocess.Popen([sys.executable, str(ROOT / "bench" / "gateway.py"),
                                  "--upstream"], stdout=subprocess.PIPE, text=True)
     began = time.monotonic()

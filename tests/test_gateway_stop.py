@@ -18,7 +18,7 @@ import time
 import openai
 import pytest
 from client_threads import ClientThreads
-from factories import gateway_ledger
+from factories import sqlite_gateway_ledger
 from gateway_process import GatewayProcess
 from gateway_upstream import UpstreamDouble
 
@@ -29,19 +29,13 @@ MARGIN = 8.0  # start-up of the exit path (sealing the spool) on a loaded machin
 
 @pytest.fixture
 def upstream():
-    double = UpstreamDouble(UPSTREAM_KEY)
-    double.url = double.start()
-    try:
+    with UpstreamDouble.serving(UPSTREAM_KEY) as double:
         yield double
-    finally:
-        double.release.set()
-        double.stop()
 
 
 @pytest.fixture
 def ledger(tmp_path) -> tuple[str, str]:
-    url = f"sqlite:///{tmp_path / 'ledger.db'}"
-    return url, gateway_ledger(url, tmp_path)
+    return sqlite_gateway_ledger(tmp_path)
 
 
 class Load(ClientThreads):

@@ -13,7 +13,6 @@ import json
 import os
 import signal
 import subprocess
-import threading
 import time
 import urllib.request
 from collections import Counter
@@ -22,8 +21,8 @@ from pathlib import Path
 import openai
 import pytest
 import sqlalchemy as sa
-from client_threads import ClientThreads
-from factories import gateway_ledger
+from client_threads import ChatLoad
+from factories import sqlite_gateway_ledger
 from gateway_process import GatewayProcess
 from gateway_upstream import UpstreamDouble
 
@@ -40,20 +39,14 @@ MARGIN = 15.0  # the workers' exit path and the ingester's last round, on a load
 
 @pytest.fixture
 def upstream():
-    double = UpstreamDouble(UPSTREAM_KEY)
-    double.url = double.start()
-    double.answer_delay = 0.02  # calls stay in flight long enough to be cut by a kill
-    try:
+    with UpstreamDouble.serving(UPSTREAM_KEY) as double:
+        double.answer_delay = 0.02  # calls stay in flight long enough to be cut by a kill
         yield double
-    finally:
-        double.release.set()
-        double.stop()
 
 
 @pytest.fixture
 def ledger(tmp_path) -> tuple[str, str]:
-    url = f"sqlite:///{tmp_path / 'ledger.db'}"
-    return url, gateway_ledger(url, tmp_path)
+    return sqlite_gateway_ledger(tmp_path)
 
 
 def workers(url: str, upstream: str, home: Path, *args: str) -> GatewayProcess:
@@ -69,45 +62,6 @@ def workers(url: str, upstream: str, home: Path, *args: str) -> GatewayProcess:
         str(GRACE),
         *args,
     )
-
-
-class Load(ClientThreads):
-    """Client threads, each its own openai client (its own connections, so the kernel spreads
-    them over the workers), calling until stopped; failed calls are counted and retried."""
-
-    def __init__(self, base_url: str, key: str, threads: int = 6) -> None:
-        self.received: list[str] = []  # event ids of complete responses
-        self.failures = 0
-        self._lock = threading.Lock()
-        super().__init__(base_url, key, threads)
-
-    def _run(self, base_url: str, key: str, n: int) -> None:
-        client = openai.OpenAI(base_url=base_url, api_key=key, max_retries=0, timeout=30)
-        i = 0
-        while not self._stop.is_set():
-            i += 1
-            try:
-                raw = client.chat.completions.with_raw_response.create(
-                    model="gpt-4o-mini", messages=[{"role": "user", "content": f"q {n} {i}"}]
-                )
-                raw.parse()
-                with self._lock:
-                    self.received.append(raw.headers["X-Spendtrail-Event-Id"])
-            except (openai.APIConnectionError, openai.APIStatusError):
-                with self._lock:
-                    self.failures += 1
-                time.sleep(0.02)
-
-    def count(self) -> int:
-        with self._lock:
-            return len(self.received)
-
-    def wait_for(self, more: int, timeout: float = 60) -> None:
-        target = self.count() + more
-        deadline = time.monotonic() + timeout
-        while self.count() < target:
-            assert time.monotonic() < deadline, "the load made no progress"
-            time.sleep(0.02)
 
 
 def worker_pids(base_url: str, count: int = 2, timeout: float = 30) -> set[int]:
@@ -163,7 +117,7 @@ def test_two_workers_serve_and_stop_together_with_one_event_per_call(upstream, l
     url, key = ledger
     with workers(url, upstream.url, tmp_path / "home") as gateway:
         pids = worker_pids(gateway.base_url)
-        with Load(gateway.base_url + "/v1", key) as load:
+        with ChatLoad(gateway.base_url + "/v1", key, threads=6) as load:
             load.wait_for(300)
             for pid in pids:  # the load's connections may all sit on one worker
                 serve_a_call_on(gateway, key, pid)
@@ -178,7 +132,7 @@ def test_two_workers_serve_and_stop_together_with_one_event_per_call(upstream, l
     assert set(writers) == pids, f"files by writer: {writers}, workers {pids}"
     rows = ledger_outcomes(url)
     assert len(rows) == len(upstream.received)  # every call the provider took, once
-    assert set(load.received) <= {row.event_id for row in rows}
+    assert load.event_ids() <= {row.event_id for row in rows}
     assert "interrupted" not in {row.outcome for row in rows}
 
 
@@ -188,7 +142,7 @@ def test_a_killed_worker_is_started_again_and_its_calls_in_flight_are_interrupte
     url, key = ledger
     with workers(url, upstream.url, tmp_path / "home") as gateway:
         pids = worker_pids(gateway.base_url)
-        with Load(gateway.base_url + "/v1", key) as load:
+        with ChatLoad(gateway.base_url + "/v1", key, threads=6) as load:
             load.wait_for(200)
             victim = max(pids)
             os.kill(victim, signal.SIGKILL)
@@ -214,7 +168,7 @@ def test_a_killed_worker_is_started_again_and_its_calls_in_flight_are_interrupte
     assert len(completed) == len(set(completed)) and set(completed) <= billed
     assert len(billed - set(completed)) <= len(interrupted) <= load.failures
     assert len(rows) >= len(billed)
-    assert set(load.received) <= {row.event_id for row in rows}
+    assert load.event_ids() <= {row.event_id for row in rows}
     writers = {writer_pid(p.name) for p in (gateway.spool / "ingested").iterdir()}
     assert writers == pids | {replacement}
 
