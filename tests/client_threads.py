@@ -39,16 +39,22 @@ class ChatLoad(ClientThreads):
     and carries on after them."""
 
     def __init__(
-        self, base_url: str, key: str, threads: int = 4, headers: dict[str, str] | None = None
+        self,
+        base_url: str,
+        key: str,
+        threads: int = 4,
+        headers: dict[str, str] | None = None,
+        timeout: float = 10,
     ) -> None:
         self.received: list[tuple[str, str]] = []  # (event id, provider request id)
         self.failures = 0
         self._headers = headers or {}
+        self._timeout = timeout
         self._lock = threading.Lock()
         super().__init__(base_url, key, threads)
 
     def _run(self, base_url: str, key: str, n: int) -> None:
-        client = openai.OpenAI(base_url=base_url, api_key=key, max_retries=0, timeout=10)
+        client = openai.OpenAI(base_url=base_url, api_key=key, max_retries=0, timeout=self._timeout)
         i = 0
         while not self._stop.is_set():
             i += 1
