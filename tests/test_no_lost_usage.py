@@ -55,7 +55,10 @@ class Gateway:
         self.env = {**os.environ, "SPENDTRAIL_DATABASE_URL": url,
                     "SPENDTRAIL_SPOOL_DIR": str(self.spool),
                     "SPENDTRAIL_HOME": str(tmp_path / "home"),
-                    "SPENDTRAIL_UPSTREAM_KEY": UPSTREAM_KEY}
+                    "SPENDTRAIL_UPSTREAM_KEY": UPSTREAM_KEY,
+                    # one process, so SIGKILL cuts its calls in flight (with workers, they
+                    # would drain: test_gateway_workers.py)
+                    "SPENDTRAIL_GATEWAY_WORKERS": "1"}
         self.args = [sys.executable, "-m", "spendtrail.cli.app", "gateway", "--profile", "custom",
                      "--upstream", upstream, "--provider", "cometapi",
                      "--port", str(self.port), "--refresh-seconds", "0.5"]
