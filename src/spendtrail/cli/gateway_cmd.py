@@ -248,7 +248,12 @@ def gateway(
         fail(str(exc))
     from spendtrail.gateway.app import LOOPS, listen, run, serve  # aiohttp: only when serving
     from spendtrail.gateway.app import ingest as ingest_journal
-    from spendtrail.gateway.workers import default_workers, listen_shared, supervise
+    from spendtrail.gateway.workers import (
+        default_workers,
+        listen_shared,
+        plan_workers,
+        supervise,
+    )
 
     if loop not in LOOPS:
         fail(f"--loop: expected one of {', '.join(LOOPS)}; got '{loop}'")
@@ -281,20 +286,13 @@ def gateway(
         )
 
     guard = BudgetGuard.load(ledger(), _counters(budget_counters, redis_url))  # migrates first
-    note = ""
-    if count > 1 and not guard.counters.shared and guard.budgets():
-        if workers:
-            fail(f"--workers {count} with --budget-counters memory: each worker would count "
-                 "only its own calls against the ledger's budgets; use --budget-counters sql "
-                 "or redis, or --workers 1")
-        for extra in sockets[1:]:
-            extra.close()
-        sockets, count = sockets[:1], 1
-        note = ("\n  1 worker: budgets are defined and counted in memory (--budget-counters "
-                "sql or redis for one worker per core)")
-    elif count > 1 and not guard.counters.shared:
-        note = ("\n  budgets defined while it runs would be counted by each worker on its own: "
-                "--budget-counters sql or redis holds them across workers")
+    try:
+        count, note = plan_workers(workers, count, guard)
+    except SpendtrailError as exc:
+        fail(str(exc))
+    for extra in sockets[count:]:
+        extra.close()
+    del sockets[count:]
     rules = ", ".join(f"{env}={mode}" for env, mode in sorted(chosen.modes.items()))
     bound = sockets[0].getsockname()[1]  # the port chosen when --port 0
     err_console.print(
@@ -303,7 +301,7 @@ def gateway(
         f"  {count} worker{'s' if count > 1 else ''}, ledger "
         f"{escape(redact_url(s.ledger_url))}, journal {escape(journal)}\n"
         f"  header policy: {rules + ', ' if rules else ''}environments the registry marks "
-        f"strict: reject, otherwise {chosen.default}{note}",
+        f"strict: reject, otherwise {chosen.default}" + (f"\n  {note}" if note else ""),
         highlight=False,
     )
     # The start-up heap (the imported modules) lives as long as the process: keep it

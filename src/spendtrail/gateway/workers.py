@@ -33,6 +33,12 @@ import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from spendtrail.errors import SpendtrailError
+
+if TYPE_CHECKING:
+    from spendtrail.budgets import BudgetGuard
 
 log = logging.getLogger("spendtrail.gateway")
 
@@ -53,6 +59,31 @@ def default_workers() -> int:
     if quota == "max":
         return cores or 1
     return max(1, min(cores or 1, math.ceil(int(quota) / int(period))))
+
+
+def plan_workers(requested: int | None, available: int, guard: BudgetGuard) -> tuple[int, str]:
+    """How many workers to run (`requested`, else `available`) and a note for the banner.
+    In-memory budget counters cannot be shared by processes: with budgets defined, an
+    explicit request for several workers is refused (SpendtrailError) and the default falls
+    back to one; without budgets, the note warns about budgets defined later."""
+    count = requested or available
+    if count == 1 or guard.counters.shared:
+        return count, ""
+    if not guard.budgets():
+        return count, (
+            "budgets defined while it runs would be counted by each worker on its "
+            "own: --budget-counters sql or redis holds them across workers"
+        )
+    if requested:
+        raise SpendtrailError(
+            f"--workers {count} with --budget-counters memory: each worker would count only "
+            "its own calls against the ledger's budgets; use --budget-counters sql or redis, "
+            "or --workers 1"
+        )
+    return 1, (
+        "1 worker: budgets are defined and counted in memory (--budget-counters sql "
+        "or redis for one worker per core)"
+    )
 
 
 def listen_shared(host: str, port: int, count: int) -> list[socket.socket]:
