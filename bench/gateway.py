@@ -1,17 +1,21 @@
 """Gateway overhead: a static upstream called directly vs through `spendtrail gateway`.
 
     python bench/gateway.py [--requests 20000] [--warmup 1000] [--rss-requests 100000]
+                            [--gateways gateway,"gateway 2 workers"] [--modes plain,stream]
     python bench/gateway.py --routing [--seconds 20] [--repeats 3]
 
 Every server is its own process, and so is each load generator, so nothing measures itself:
 
 - the upstream: a minimal HTTP/1.1 server answering every request with one fixed OpenAI-shaped
   chat completion (usage, an X-Oneapi-Request-Id header), a few microseconds a call;
-- four real `spendtrail gateway` processes (one worker each) on one fresh SQLite ledger
+- real `spendtrail gateway` processes on one fresh SQLite ledger (`--gateways` picks them)
   holding the example registry and prices, called with a key from `spendtrail keys create`;
-  every call is journaled. They differ in when the journal reaches the ledger: `gateway` is
-  the CLI default (the follow-mode ingester runs as a thread inside the gateway, during the
-  measurement), `gateway + follow` runs `--no-ingest` with `spendtrail ingest --follow` as a
+  every call is journaled. `gateway 2 workers` is the default gateway with `--workers 2` (its
+  ingester a process beside the workers), `gateway asyncio` the default one on asyncio's event
+  loop instead of uvloop (`--loop asyncio`). The rest differ in when the journal reaches the
+  ledger: `gateway` is one worker (`--workers 1`; every row but `gateway 2 workers` is)
+  whose follow-mode ingester runs as a thread inside it, during the measurement,
+  `gateway + follow` runs `--no-ingest` with `spendtrail ingest --follow` as a
   separate process (also during the measurement), `gateway journal-only` runs `--no-ingest`
   and its spool is ingested after the run; `gateway routed` is `journal-only` started with
   `--routes`: a routes file of 20 model patterns, the benchmark's model matching the last one
@@ -26,6 +30,8 @@ second single-upstream gateway as a control, all journal-only on the same upstre
 each row --seconds long, --repeats rounds in rotating order; it prints req/s and the p50/p95
 latency each adds over the direct row of its round, and the medians over the rounds.
 
+Each row runs with non-streamed calls and, named "<target> stream", with streamed ones (the
+upstream then answers an SSE stream of five events; `--modes`).
 For concurrency 1 and 16 it measures the upstream directly and each gateway in the same run,
 prints the added latency (gateway p50 - direct p50), keeps the default gateway busy until it
 has served --rss-requests calls and reads its RSS, then checks that the ledger holds one event
@@ -60,12 +66,15 @@ UPSTREAM_KEY = "bench-upstream-key"
 LITELLM_KEY = "sk-bench-litellm"
 # Ways to run the gateway with the ledger on: (row name, spool folder, ingest flag,
 # whether a `spendtrail ingest --follow` process runs beside it during the measurement,
-# whether it is started with a routes file instead of the single-upstream options).
+# whether it is started with a routes file instead of the single-upstream options, more
+# options: workers, event loop; --loop auto picks uvloop where it is installed).
 GATEWAYS = (
-    ("gateway", "spool", "--ingest", False, False),  # the CLI default: ingester in-process
-    ("gateway + follow", "spool-follow", "--no-ingest", True, False),  # ingester beside it
-    ("gateway journal-only", "spool-journal", "--no-ingest", False, False),  # ingested after
-    ("gateway routed", "spool-routed", "--no-ingest", False, True),  # as journal-only, routed
+    ("gateway", "spool", "--ingest", False, False, ()),  # ingester in-process
+    ("gateway 2 workers", "spool-workers", "--ingest", False, False, ("--workers", "2")),
+    ("gateway asyncio", "spool-asyncio", "--ingest", False, False, ("--loop", "asyncio")),
+    ("gateway + follow", "spool-follow", "--no-ingest", True, False, ()),  # ingester beside it
+    ("gateway journal-only", "spool-journal", "--no-ingest", False, False, ()),  # ingested after
+    ("gateway routed", "spool-routed", "--no-ingest", False, True, ()),  # journal-only, routed
 )
 ROUTE_PATTERNS = 20
 
@@ -85,19 +94,40 @@ UPSTREAM_RESPONSE = (
 )
 REQUEST_BODY = json.dumps({"model": MODEL, "messages": [{"role": "user", "content": "Say hi"}]},
                           separators=(",", ":")).encode()
+STREAM_BODY = json.dumps({"model": MODEL, "stream": True,
+                          "messages": [{"role": "user", "content": "Say hi"}]},
+                         separators=(",", ":")).encode()
+# A streamed answer: two content chunks, the finish, the usage chunk (include_usage) and
+# [DONE], framed by Content-Length like the plain one (the gateway re-chunks it anyway).
+_CHUNK = {"id": "chatcmpl-bench", "object": "chat.completion.chunk", "created": 1763798400,
+          "model": MODEL}
+STREAM = b"".join(
+    b"data: " + json.dumps({**_CHUNK, **part}, separators=(",", ":")).encode() + b"\n\n"
+    for part in (
+        {"choices": [{"index": 0, "delta": {"role": "assistant", "content": "Hel"}}]},
+        {"choices": [{"index": 0, "delta": {"content": "lo!"}}]},
+        {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
+        {"choices": [], "usage": json.loads(COMPLETION)["usage"]},
+    )) + b"data: [DONE]\n\n"
+UPSTREAM_STREAM = (
+    b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+    b"X-Oneapi-Request-Id: 20261122000000000000bench\r\n"
+    b"Content-Length: " + str(len(STREAM)).encode() + b"\r\n\r\n" + STREAM
+)
 # The load generator's bodies differ in a fixed-width tail (its pid and a counter): every call
 # is a new logical request with its own entry in the gateway's retry linker, as in real traffic.
 BODY_TEMPLATE = REQUEST_BODY.replace(b"Say hi", b"Say hi %010d-%010d")
+STREAM_TEMPLATE = STREAM_BODY.replace(b"Say hi", b"Say hi %010d-%010d")
 _sequence = itertools.count()
 
 
 # -- HTTP/1.1 framing shared by the upstream and the load generator ------------------------------
 
-def _content_length(head: bytes) -> int:
-    """Content-Length of a header block; chunked bodies are not expected from either side."""
+def _content_length(head: bytes) -> int | None:
+    """Content-Length of a header block; None for a chunked body."""
     lower = head.lower()
     if b"transfer-encoding: chunked" in lower:
-        raise ValueError("chunked body: the benchmark expects Content-Length framing")
+        return None
     at = lower.find(b"\r\ncontent-length:")
     if at < 0:
         return 0
@@ -106,22 +136,30 @@ def _content_length(head: bytes) -> int:
 
 
 class _Messages:
-    """Splits a byte stream into complete HTTP messages (head + Content-Length body)."""
+    """Splits a byte stream into complete HTTP messages (head, body): Content-Length framed,
+    or chunked (the gateway's streams; the bodies here never hold the last-chunk bytes)."""
 
     def __init__(self) -> None:
         self.buffer = bytearray()
 
-    def feed(self, data: bytes) -> list[bytes]:
+    def feed(self, data: bytes) -> list[tuple[bytes, bytes]]:
         self.buffer += data
-        heads = []
+        found = []
         while (end := self.buffer.find(b"\r\n\r\n")) >= 0:
             head = bytes(self.buffer[:end])
-            size = end + 4 + _content_length(head)
+            length = _content_length(head)
+            if length is None:
+                last = self.buffer.find(b"\r\n0\r\n\r\n", end)
+                if last < 0:
+                    break
+                size = last + 7
+            else:
+                size = end + 4 + length
             if len(self.buffer) < size:
                 break
+            found.append((head, bytes(self.buffer[end + 4:size])))
             del self.buffer[:size]
-            heads.append(head)
-        return heads
+        return found
 
 
 # -- the static upstream ---------------------------------------------------------------------
@@ -135,13 +173,9 @@ class _Upstream(asyncio.Protocol):
         self.messages = _Messages()
 
     def data_received(self, data: bytes) -> None:
-        try:
-            count = len(self.messages.feed(data))
-        except ValueError:
-            self.transport.close()
-            return
-        if count:
-            self.transport.write(UPSTREAM_RESPONSE * count)
+        for _, body in self.messages.feed(data):
+            self.transport.write(UPSTREAM_STREAM if b'"stream":true' in body
+                                 else UPSTREAM_RESPONSE)
 
 
 async def run_upstream() -> None:
@@ -166,9 +200,9 @@ class _Client(asyncio.Protocol):
         self.transport = transport
 
     def data_received(self, data: bytes) -> None:
-        heads = self.messages.feed(data)
-        if heads and self.waiter is not None and not self.waiter.done():
-            self.waiter.set_result(heads[0])
+        messages = self.messages.feed(data)
+        if messages and self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(messages[0][0] + b"\r\n\r\n" + messages[0][1])
 
     def connection_lost(self, exc) -> None:
         if self.waiter is not None and not self.waiter.done():
@@ -188,21 +222,30 @@ def busy_cpu_seconds() -> float:
 
 
 def cpu_seconds(pid: int) -> tuple[float, float]:
-    """(user, system) CPU seconds of a process so far, from /proc/PID/stat."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    """(user, system) CPU seconds of a process and its running children (a gateway's
+    workers and ingester) so far, from /proc/PID/stat."""
     tick = os.sysconf("SC_CLK_TCK")
-    return int(fields[11]) / tick, int(fields[12]) / tick
+    user = system = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # gone meanwhile
+            continue
+        if stat.parent.name == str(pid) or fields[1] == str(pid):
+            user, system = user + int(fields[11]), system + int(fields[12])
+    return user / tick, system / tick
 
 
 async def run_load(port: int, key: str, concurrency: int, count: int, server_pid: int,
-                   seconds: float = 0) -> dict:
+                   seconds: float = 0, stream: bool = False) -> dict:
     """`count` requests (or, when `seconds` is given, as many as fit in that time) over
-    `concurrency` connections; returns rate and latency figures, and the CPU the server
-    (`server_pid`) used per request over the same window."""
+    `concurrency` connections, streamed or not; returns rate and latency figures, and the CPU
+    the server (`server_pid`) used per request over the same window."""
+    template = STREAM_TEMPLATE if stream else BODY_TEMPLATE
     head = (
         f"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
         f"Authorization: Bearer {key}\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {len(BODY_TEMPLATE % (0, 0))}\r\n\r\n"
+        f"Content-Length: {len(template % (0, 0))}\r\n\r\n"
     ).encode()
     pid = os.getpid()
     loop = asyncio.get_running_loop()
@@ -217,11 +260,11 @@ async def run_load(port: int, key: str, concurrency: int, count: int, server_pid
         nonlocal remaining
         while time.perf_counter() < deadline if seconds else remaining > 0:
             remaining -= 1
-            request = head + BODY_TEMPLATE % (pid, next(_sequence))
+            request = head + template % (pid, next(_sequence))
             begin = time.perf_counter_ns()
             answer = await client.call(request)
             latencies.append(time.perf_counter_ns() - begin)
-            if not answer.startswith(b"HTTP/1.1 200"):
+            if not answer.startswith(b"HTTP/1.1 200") or (stream and b"[DONE]" not in answer):
                 failures.append(answer)
 
     user, system = cpu_seconds(server_pid)
@@ -249,12 +292,12 @@ async def run_load(port: int, key: str, concurrency: int, count: int, server_pid
 
 
 def load(port: int, key: str, concurrency: int, count: int, warmup: int, pid: int,
-         seconds: float = 0) -> dict:
+         seconds: float = 0, stream: bool = False) -> dict:
     """Runs a load-generator process: warm-up requests first (not counted), then `count`
     (or, with `seconds`, as many as that time allows)."""
     proc = subprocess.run(
         [sys.executable, __file__, "--load", str(port), key, str(concurrency), str(count),
-         str(warmup), str(pid), str(seconds)], capture_output=True, text=True)
+         str(warmup), str(pid), str(seconds), str(int(stream))], capture_output=True, text=True)
     if proc.returncode:
         raise SystemExit(f"the load generator failed on port {port}:\n{proc.stderr[-3000:]}")
     figures = json.loads(proc.stdout)
@@ -265,16 +308,31 @@ def load(port: int, key: str, concurrency: int, count: int, warmup: int, pid: in
 
 
 def load_child(port: int, key: str, concurrency: int, count: int, warmup: int, pid: int,
-               seconds: float) -> None:
+               seconds: float, stream: int) -> None:
     async def both() -> dict:
         if warmup:
-            await run_load(port, key, concurrency, warmup, pid)
-        return await run_load(port, key, concurrency, count, pid, seconds)
+            await run_load(port, key, concurrency, warmup, pid, stream=bool(stream))
+        return await run_load(port, key, concurrency, count, pid, seconds, bool(stream))
 
     print(json.dumps(asyncio.run(both())))
 
 
 # -- set-up ------------------------------------------------------------------------------------
+
+def bench_ledger(prefix: str) -> tuple[Path, dict, str]:
+    """A fresh folder under bench/out with a SQLite ledger holding the example registry and
+    prices: (the folder, the environment naming it, a production key of APPLICATION)."""
+    OUT.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=prefix, dir=OUT))
+    env = {**os.environ, "SPENDTRAIL_HOME": str(work), "SPENDTRAIL_ACTOR": "bench",
+           "SPENDTRAIL_DATABASE_URL": f"sqlite:///{work / 'ledger.db'}",
+           "SPENDTRAIL_UPSTREAM_KEY": UPSTREAM_KEY}
+    spendtrail(env, "registry", "load", str(ROOT / "examples" / "registry.yaml"))
+    spendtrail(env, "prices", "import", "sheet", str(ROOT / "examples" / "prices.yaml"))
+    key = spendtrail(env, "keys", "create", "--application", APPLICATION,
+                     "--environment", "production").strip()
+    return work, env, key
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -361,15 +419,16 @@ def write_routes(path: Path, upstream_port: int) -> Path:
     return path
 
 
-def start_gateway(env: dict, upstream_port: int, spool: Path,
-                  flag: str, routes: Path | None) -> tuple[subprocess.Popen, int]:
+def start_gateway(env: dict, upstream_port: int, spool: Path, flag: str, routes: Path | None,
+                  options: tuple[str, ...]) -> tuple[subprocess.Popen, int]:
     port = free_port()
     log = spool.with_suffix(".log")
     upstream = (["--routes", str(routes)] if routes else
                 ["--profile", "custom", "--provider", "cometapi",
                  "--upstream", f"http://127.0.0.1:{upstream_port}/v1"])
     proc = spawn([sys.executable, "-m", "spendtrail.cli.app", "gateway", *upstream,
-                  "--port", str(port), flag], {**env, "SPENDTRAIL_SPOOL_DIR": str(spool)}, log)
+                  "--port", str(port), "--workers", "1", flag, *options],  # the last --workers wins
+                 {**env, "SPENDTRAIL_SPOOL_DIR": str(spool)}, log)
     wait_http(f"http://127.0.0.1:{port}/readyz", proc, "the gateway", log)
     return proc, port
 
@@ -516,7 +575,11 @@ def main() -> None:
                         help="with --routing: seconds measured per row")
     parser.add_argument("--repeats", type=int, default=3,
                         help="with --routing: rounds, the gateways' order rotating")
-    parser.add_argument("--load", nargs=7, help=argparse.SUPPRESS)
+    parser.add_argument("--gateways", default=",".join(g[0] for g in GATEWAYS),
+                        help="which gateway rows to run, by name, comma-separated")
+    parser.add_argument("--modes", default="plain,stream",
+                        help="plain (non-streamed calls) and/or stream (streamed calls)")
+    parser.add_argument("--load", nargs=8, help=argparse.SUPPRESS)
     parser.add_argument("--upstream", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.upstream:
@@ -525,23 +588,17 @@ def main() -> None:
         return
     if args.load:
         load_child(int(args.load[0]), args.load[1], *map(int, args.load[2:6]),
-                   float(args.load[6]))
+                   float(args.load[6]), int(args.load[7]))
         return
     concurrencies = [int(c) for c in args.concurrency.split(",")]
+    chosen = [g for g in GATEWAYS if g[0] in args.gateways.split(",")]
+    modes = args.modes.split(",")
     # Started in the background by a non-interactive shell, this script inherits an ignored
     # SIGINT and so would every server: restore it, so stop() lets the gateways shut down
     # cleanly (seal the spool, last ingest round).
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
-    OUT.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix="gateway-", dir=OUT))  # ledger, spools, server logs
-    env = {**os.environ, "SPENDTRAIL_HOME": str(work), "SPENDTRAIL_ACTOR": "bench",
-           "SPENDTRAIL_DATABASE_URL": f"sqlite:///{work / 'ledger.db'}",
-           "SPENDTRAIL_UPSTREAM_KEY": UPSTREAM_KEY}
-    spendtrail(env, "registry", "load", str(ROOT / "examples" / "registry.yaml"))
-    spendtrail(env, "prices", "import", "sheet", str(ROOT / "examples" / "prices.yaml"))
-    key = spendtrail(env, "keys", "create", "--application", APPLICATION,
-                     "--environment", "production").strip()
+    work, env, key = bench_ledger("gateway-")  # ledger, spools, server logs
 
     upstream = subprocess.Popen([sys.executable, __file__, "--upstream"],
                                 stdout=subprocess.PIPE, text=True)
@@ -555,9 +612,9 @@ def main() -> None:
         # target name -> (port, pid of the server whose CPU is read, key to send)
         targets = {"direct": (upstream_port, upstream.pid, key)}
         routes = write_routes(work / "routes.yaml", upstream_port)
-        for name, spool, flag, follower, routed in GATEWAYS:
+        for name, spool, flag, follower, routed, options in chosen:
             proc, port = start_gateway(env, upstream_port, work / spool, flag,
-                                       routes if routed else None)
+                                       routes if routed else None, options)
             procs.append(proc)
             if follower:
                 procs.append(spawn(
@@ -567,8 +624,8 @@ def main() -> None:
             check_gateway(port, key)
             targets[name] = (port, proc.pid, key)
             served[name] = 1
-        gateway_pid = targets["gateway"][1]
-        started_rss = rss_mib(gateway_pid)[0]
+        gateway_pid = targets["gateway"][1] if "gateway" in targets else None
+        started_rss = rss_mib(gateway_pid)[0] if gateway_pid else 0.0
 
         litellm = importlib.util.find_spec("litellm") is not None
         if litellm:
@@ -582,16 +639,22 @@ def main() -> None:
               f"{args.warmup:,} warm-up", flush=True)
 
         rows = []
-        print(f"{'target':<20} {'conc':>4} {'requests':>9} {'req/s':>8} {'p50 ms':>8} "
+        # Each target in each mode: a streamed row is named "<target> stream".
+        runs = [(name + (" stream" if mode == "stream" else ""), name, mode == "stream")
+                for mode in modes for name in targets if not (mode == "stream" and
+                                                               name == "litellm")]
+        print(f"{'target':<27} {'conc':>4} {'requests':>9} {'req/s':>8} {'p50 ms':>8} "
               f"{'p99 ms':>8} {'server CPU':>10} {'CPU/req':>9} {'sys':>4} {'client':>6} "
               f"{'rest':>5}", flush=True)
         for concurrency in concurrencies:
-            for name, (port, pid, token) in targets.items():
-                figures = load(port, token, concurrency, args.requests, args.warmup, pid)
-                if name in served:
-                    served[name] += args.warmup + args.requests
+            for name, target, stream in runs:
+                port, pid, token = targets[target]
+                figures = load(port, token, concurrency, args.requests, args.warmup, pid,
+                               stream=stream)
+                if target in served:
+                    served[target] += args.warmup + args.requests
                 rows.append({"target": name, "concurrency": concurrency, **figures})
-                print(f"{name:<20} {concurrency:>4} {figures['requests']:>9,} "
+                print(f"{name:<27} {concurrency:>4} {figures['requests']:>9,} "
                       f"{figures['rate']:>8,.0f} {figures['p50_ms']:>8.3f} "
                       f"{figures['p99_ms']:>8.3f} {figures['server_cpu']:>10.0%} "
                       f"{figures['server_cpu_us']:>6.0f} us {figures['server_sys']:>4.0%} "
@@ -600,13 +663,21 @@ def main() -> None:
         added = {}
         for concurrency in concurrencies:
             by = {r["target"]: r for r in rows if r["concurrency"] == concurrency}
-            direct = by["direct"]
             for name, row in by.items():
-                if name == "direct":
+                if name.startswith("direct"):
                     continue
+                direct = by["direct stream" if name.endswith(" stream") else "direct"]
                 added[f"{name} c={concurrency}"] = row["p50_ms"] - direct["p50_ms"]
-                print(f"c={concurrency:<3} {name:<20} adds {row['p50_ms'] - direct['p50_ms']:.3f}"
-                      f" ms at p50, {row['p99_ms'] - direct['p99_ms']:.3f} ms at p99", flush=True)
+                print(f"c={concurrency:<3} {name:<27} adds {row['p50_ms'] - direct['p50_ms']:.3f}"
+                      f" ms at p50, {row['p99_ms'] - direct['p99_ms']:.3f} ms at p99, "
+                      f"{row['rate'] / direct['rate']:.3f}x direct's req/s", flush=True)
+            for name in targets:
+                if name != "direct" and f"{name} stream" in by and name in by:
+                    print(f"c={concurrency:<3} {name:<27} streamed / plain req/s: "
+                          f"{by[name + ' stream']['rate'] / by[name]['rate']:.2f}", flush=True)
+            if "gateway" in by and "gateway 2 workers" in by:
+                print(f"c={concurrency:<3} 2 workers / 1 worker req/s: "
+                      f"{by['gateway 2 workers']['rate'] / by['gateway']['rate']:.2f}", flush=True)
             if "litellm" in by:
                 print(f"c={concurrency:<3} gateway / LiteLLM: "
                       f"{by['gateway']['rate'] / by['litellm']['rate']:.2f}x the req/s, "
@@ -615,24 +686,29 @@ def main() -> None:
 
         # Keep the default gateway busy until it has served --rss-requests calls, then read
         # its RSS (VmHWM is the peak over its whole life).
-        measured_rss = rss_mib(gateway_pid)[0]
-        if served["gateway"] < args.rss_requests:
+        measured_rss = rss = peak = 0.0
+        if gateway_pid is None:
+            print("the gateway row was not run: no RSS figures", flush=True)
+        else:
+            measured_rss = rss_mib(gateway_pid)[0]
+        if gateway_pid is not None and served["gateway"] < args.rss_requests:
             soak = load(targets["gateway"][0], key, 16, args.rss_requests - served["gateway"],
                         0, gateway_pid)
             served["gateway"] += soak["requests"]
             print(f"soak: {soak['requests']:,} more requests at c=16, {soak['rate']:,.0f} req/s",
                   flush=True)
-        rss, peak = rss_mib(gateway_pid)
-        print(f"load average {os.getloadavg()[0]:.1f}; gateway RSS: {started_rss:.1f} MiB after "
-              f"start, {measured_rss:.1f} MiB after the rows, {rss:.1f} MiB after "
-              f"{served['gateway']:,} requests (peak {peak:.1f} MiB)", flush=True)
+        if gateway_pid is not None:
+            rss, peak = rss_mib(gateway_pid)
+            print(f"load average {os.getloadavg()[0]:.1f}; gateway RSS: {started_rss:.1f} MiB "
+                  f"after start, {measured_rss:.1f} MiB after the rows, {rss:.1f} MiB after "
+                  f"{served['gateway']:,} requests (peak {peak:.1f} MiB)", flush=True)
     finally:
         for proc in reversed(procs):
             stop(proc)
 
     # The ledger was on: every call through a gateway must now be one event in it. What the
     # ingesters had not picked up when they stopped (and the journal-only spool) goes in now.
-    for _, spool, _, _, _ in GATEWAYS:
+    for _, spool, _, _, _, _ in chosen:
         spendtrail({**env, "SPENDTRAIL_SPOOL_DIR": str(work / spool)}, "ingest")
     events = ledger_events(work / "ledger.db")
     print(f"ledger: {events:,} events for {sum(served.values()):,} calls through the gateways"

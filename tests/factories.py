@@ -80,6 +80,12 @@ def gateway_ledger(url: str, tmp_dir: Path, application: str = "support-assistan
     return key
 
 
+def sqlite_gateway_ledger(tmp_dir: Path) -> tuple[str, str]:
+    """A SQLite ledger in `tmp_dir` prepared by `gateway_ledger`: (its url, the key)."""
+    url = f"sqlite:///{tmp_dir / 'ledger.db'}"
+    return url, gateway_ledger(url, tmp_dir)
+
+
 def event(app="search-summaries", env="production", model="gpt-4o-mini", **usage):
     return new_event(
         started_at=AT, provider="cometapi", model_requested=model,

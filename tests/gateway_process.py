@@ -45,6 +45,7 @@ class GatewayProcess:
             "SPENDTRAIL_HOME": str(home),
             "SPENDTRAIL_SPOOL_DIR": str(self.spool),
             "COLUMNS": "200",
+            "SPENDTRAIL_GATEWAY_WORKERS": "1",  # one process, unless a test asks for more
             **(env or {}),
         }
         if upstream_key is not None:

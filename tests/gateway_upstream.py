@@ -42,6 +42,8 @@ import json
 import struct
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -153,6 +155,18 @@ class UpstreamDouble:
     def stop(self) -> None:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
+
+    @classmethod
+    @contextmanager
+    def serving(cls, api_key: str) -> Iterator[UpstreamDouble]:
+        """A started double with its ``url`` set; stopped (held streams let go) at the end."""
+        double = cls(api_key)
+        double.url = double.start()
+        try:
+            yield double
+        finally:
+            double.release.set()
+            double.stop()
 
     # -- serving ---------------------------------------------------------------------------
 

@@ -1,7 +1,8 @@
 """A hard money limit under a burst, through the real `spendtrail gateway` process.
 
 32 concurrent calls (the real openai SDK, asyncio) against a budget worth about 4 calls, on
-each counter store: memory, SQL (SQLite and PostgreSQL ledgers) and Redis. Each call
+each counter store: memory, SQL (SQLite and PostgreSQL ledgers) and Redis; the shared stores
+also with two worker processes (`--workers 2`), which hold the limit together. Each call
 reserves its estimate (body bytes / 4 input tokens + max_tokens output tokens, at the
 catalog's price) before it is sent; here every estimate is at least the call's real cost,
 so the spend must end at or under the limit: at most 4 calls pass, the rest get 429.
@@ -38,7 +39,7 @@ CALL = {
 }
 
 
-def gateway(url: str, upstream: str, home: Path, counters: str) -> GatewayProcess:
+def gateway(url: str, upstream: str, home: Path, counters: str, workers: int = 1) -> GatewayProcess:
     """The gateway with its budgets counted in `counters`, ingesting its spool."""
     return GatewayProcess(
         url,
@@ -50,6 +51,8 @@ def gateway(url: str, upstream: str, home: Path, counters: str) -> GatewayProces
         counters,
         "--redis-url",
         REDIS_URL,
+        "--workers",
+        str(workers),
     )
 
 
@@ -90,8 +93,14 @@ def redis_cleanup():
         client.close()
 
 
-@pytest.mark.parametrize("counters", ["memory", "sql", "redis"])
-def test_a_burst_cannot_pass_a_hard_money_limit(ledger_url, tmp_path, counters, redis_cleanup):
+@pytest.mark.parametrize(
+    "counters,workers",
+    [("memory", 1), ("sql", 1), ("redis", 1), ("sql", 2), ("redis", 2)],
+    ids=["memory", "sql", "redis", "sql-2-workers", "redis-2-workers"],
+)
+def test_a_burst_cannot_pass_a_hard_money_limit(
+    ledger_url, tmp_path, counters, workers, redis_cleanup
+):
     if counters == "redis":
         redis = pytest.importorskip("redis")
         try:
@@ -132,7 +141,7 @@ def test_a_burst_cannot_pass_a_hard_money_limit(ledger_url, tmp_path, counters, 
                 actor="test",
                 reason="burst test",
             )
-        with gateway(ledger_url, upstream, tmp_path / "burst", counters) as running:
+        with gateway(ledger_url, upstream, tmp_path / "burst", counters, workers) as running:
             results = asyncio.run(_burst(running.base_url + "/v1", key))
             served = [r for r in results if not isinstance(r, openai.APIStatusError)]
             refused = [r for r in results if isinstance(r, openai.APIStatusError)]

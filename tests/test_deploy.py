@@ -222,6 +222,10 @@ def test_the_gateway_probes_port_and_grace_match_the_gateway():
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
     assert f"--grace={GRACE:g}" in container["args"]
     assert f"--port={PORT}" in container["args"]
+    # One worker per core the pod requests: without --workers a pod without a CPU limit
+    # would start one per core of the node.
+    workers = int(next(a for a in container["args"] if a.startswith("--workers="))[10:])
+    assert workers == int(container["resources"]["requests"]["cpu"])
     # The pod is killed after terminationGracePeriodSeconds: the preStop wait, the drain
     # (--grace), the in-process ingester's last round (--grace again) and a margin fit.
     pre_stop = float(container["lifecycle"]["preStop"]["exec"]["command"][1])

@@ -114,7 +114,12 @@ def test_not_ready_until_keys_registry_and_prices_are_loaded(tmp_path, upstream,
         assert status == 503 and body["status"] == "not_ready"
         assert get(gw.base_url + "/healthz") == (
             200,
-            {"status": "starting", "providers": ["cometapi"], "journal_errors": 0},
+            {
+                "status": "starting",
+                "providers": ["cometapi"],
+                "journal_errors": 0,
+                "pid": gw.process.pid,
+            },  # one worker: the process itself
         )
         client = openai.OpenAI(base_url=gw.base_url + "/v1", api_key=key, max_retries=0)
         with pytest.raises(openai.InternalServerError) as refused:
@@ -133,6 +138,7 @@ def test_not_ready_until_keys_registry_and_prices_are_loaded(tmp_path, upstream,
             "problems": [],
             "ledger": "reachable",
             "journal_errors": 0,
+            "pid": gw.process.pid,
         }
         assert get(gw.base_url + "/healthz")[1]["status"] == "ok"
         reply = client.chat.completions.create(

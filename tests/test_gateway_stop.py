@@ -18,7 +18,7 @@ import time
 import openai
 import pytest
 from client_threads import ClientThreads
-from factories import gateway_ledger
+from factories import sqlite_gateway_ledger
 from gateway_process import GatewayProcess
 from gateway_upstream import UpstreamDouble
 
@@ -29,19 +29,13 @@ MARGIN = 8.0  # start-up of the exit path (sealing the spool) on a loaded machin
 
 @pytest.fixture
 def upstream():
-    double = UpstreamDouble(UPSTREAM_KEY)
-    double.url = double.start()
-    try:
+    with UpstreamDouble.serving(UPSTREAM_KEY) as double:
         yield double
-    finally:
-        double.release.set()
-        double.stop()
 
 
 @pytest.fixture
 def ledger(tmp_path) -> tuple[str, str]:
-    url = f"sqlite:///{tmp_path / 'ledger.db'}"
-    return url, gateway_ledger(url, tmp_path)
+    return sqlite_gateway_ledger(tmp_path)
 
 
 class Load(ClientThreads):
@@ -145,9 +139,12 @@ def test_a_signal_under_load_drains_for_the_grace_period_and_exits(
     assert set(load.received) <= set(by_id)
 
 
-def test_a_second_gateway_on_a_busy_port_fails_in_one_line(upstream, ledger, tmp_path):
+@pytest.mark.parametrize("workers", [1, 2], ids=["one-worker", "two-workers"])
+def test_a_second_gateway_on_a_busy_port_fails_in_one_line(upstream, ledger, tmp_path, workers):
     url, _ = ledger
-    with GatewayProcess(url, upstream.url, UPSTREAM_KEY, tmp_path / "first") as first:
+    with GatewayProcess(
+        url, upstream.url, UPSTREAM_KEY, tmp_path / "first", "--workers", str(workers)
+    ) as first:
         other_ledger = tmp_path / "second" / "ledger.db"
         second = GatewayProcess(
             f"sqlite:///{other_ledger}",
@@ -157,6 +154,8 @@ def test_a_second_gateway_on_a_busy_port_fails_in_one_line(upstream, ledger, tmp
             "--port",
             str(first.port),
             "--ingest",
+            "--workers",
+            str(workers),
         )
         done = subprocess.run(
             second.args, env=second.env, capture_output=True, text=True, timeout=60

@@ -25,6 +25,7 @@ from pathlib import Path
 import openai
 import pytest
 import sqlalchemy as sa
+from client_threads import ChatLoad
 from factories import ROOT, SHEET
 from gateway_process import GatewayProcess
 from gateway_upstream import UpstreamDouble
@@ -42,6 +43,7 @@ from spendtrail.registry import load_registry
 
 NATS = ("127.0.0.1", 4222)
 UPSTREAM_KEY = "sk-simulated-upstream-secret-0123456789"
+BATCH = {"X-Spendtrail-Workload": "batch"}
 
 
 def _answers(host: str, port: int) -> bool:
@@ -314,53 +316,6 @@ def test_parallel_ingesters_write_each_event_once(pg_url, journal_url, tmp_path)
     assert sum(1 for share in shares if share) >= 2, shares  # the work was shared
 
 
-class _Load:
-    """Client threads sending chat completions through the gateway, streamed and not."""
-
-    def __init__(self, base_url: str, key: str, threads: int = 6) -> None:
-        self.received: list[str] = []  # event ids of responses received to their last byte
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
-        self._threads = [
-            threading.Thread(target=self._run, args=(base_url, key, n)) for n in range(threads)
-        ]
-
-    def _run(self, base_url: str, key: str, n: int) -> None:
-        client = openai.OpenAI(base_url=base_url, api_key=key, max_retries=0, timeout=20)
-        i = 0
-        while not self._stop.is_set():
-            i += 1
-            try:
-                raw = client.chat.completions.with_raw_response.create(
-                    model="gpt-4o-mini",
-                    messages=[{"role": "user", "content": f"q {n} {i}"}],
-                    extra_headers={"X-Spendtrail-Workload": "batch"},
-                )
-                raw.parse()
-                with self._lock:
-                    self.received.append(raw.headers["X-Spendtrail-Event-Id"])
-            except (openai.APIConnectionError, openai.APIStatusError):
-                time.sleep(0.02)
-
-    def count(self) -> int:
-        with self._lock:
-            return len(self.received)
-
-    def wait_for(self, more: int, timeout: float = 60) -> None:
-        target = self.count() + more
-        _wait(lambda: self.count() >= target, timeout, f"{more} more answered calls")
-
-    def __enter__(self) -> _Load:
-        for thread in self._threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(60)
-
-
 def _settled(upstream: UpstreamDouble) -> list:
     """The upstream's log once no more calls arrive."""
     while True:
@@ -370,7 +325,7 @@ def _settled(upstream: UpstreamDouble) -> list:
             return list(upstream.received)
 
 
-def _assert_every_billed_call_once(url: str, billed: list, received: list[str]) -> None:
+def _assert_every_billed_call_once(url: str, billed: list, received: set[str]) -> None:
     """Against the provider's own log: each call it took is one event (by its request id,
     or an interrupted event that never learnt it), none twice; each answered call's event
     is there."""
@@ -426,7 +381,7 @@ def test_a_gateway_and_an_ingester_killed_mid_load_lose_and_double_nothing(
         for ingester in ingesters:
             ingester.start()
         gateway.start()
-        with _Load(gateway.base_url + "/v1", key) as load:
+        with ChatLoad(gateway.base_url + "/v1", key, 6, BATCH, timeout=20) as load:
             load.wait_for(150)
             gateway.signal(signal.SIGKILL)  # calls in flight; their intents are published
             gateway.wait(10)
@@ -444,7 +399,7 @@ def test_a_gateway_and_an_ingester_killed_mid_load_lose_and_double_nothing(
             ingester.close()
         upstream.stop()
     assert len(load.received) >= 300
-    _assert_every_billed_call_once(pg_url, billed, load.received)
+    _assert_every_billed_call_once(pg_url, billed, load.event_ids())
     assert _interrupted(pg_url), "no call was in flight at the kill"
 
 
@@ -517,7 +472,7 @@ def test_the_jetstream_server_restarted_mid_load_loses_and_doubles_nothing(pg_ur
     try:
         gateway.start()
         ingester.start()
-        with _Load(gateway.base_url + "/v1", key) as load:
+        with ChatLoad(gateway.base_url + "/v1", key, 6, BATCH, timeout=20) as load:
             load.wait_for(150)
             server.kill()  # the journal goes away mid-load: appends wait for it ...
             server.start()  # ... and it is back, with what it had stored
@@ -531,7 +486,7 @@ def test_the_jetstream_server_restarted_mid_load_loses_and_doubles_nothing(pg_ur
         upstream.stop()
         server.close()
     assert len(load.received) >= 300
-    _assert_every_billed_call_once(pg_url, billed, load.received)
+    _assert_every_billed_call_once(pg_url, billed, load.event_ids())
     assert "could not journal" not in gateway.output()  # no append gave up
 
 

@@ -14,7 +14,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 from collections import Counter
@@ -24,7 +23,7 @@ from pathlib import Path
 import openai
 import pytest
 import sqlalchemy as sa
-from client_threads import ClientThreads
+from client_threads import ChatLoad, ClientThreads
 from factories import gateway_ledger
 from gateway_upstream import UpstreamDouble
 from private_postgres import PrivatePostgres
@@ -38,6 +37,7 @@ from spendtrail.reconcile import import_bill, reconcile
 from spendtrail.simulator import SimulatorConfig, serve_in_thread
 
 UPSTREAM_KEY = "sk-simulated-upstream-secret-0123456789"
+BATCH = {"X-Spendtrail-Workload": "batch"}
 
 
 def _free_port() -> int:
@@ -55,7 +55,10 @@ class Gateway:
         self.env = {**os.environ, "SPENDTRAIL_DATABASE_URL": url,
                     "SPENDTRAIL_SPOOL_DIR": str(self.spool),
                     "SPENDTRAIL_HOME": str(tmp_path / "home"),
-                    "SPENDTRAIL_UPSTREAM_KEY": UPSTREAM_KEY}
+                    "SPENDTRAIL_UPSTREAM_KEY": UPSTREAM_KEY,
+                    # one process, so SIGKILL cuts its calls in flight (with workers, they
+                    # would drain: test_gateway_workers.py)
+                    "SPENDTRAIL_GATEWAY_WORKERS": "1"}
         self.args = [sys.executable, "-m", "spendtrail.cli.app", "gateway", "--profile", "custom",
                      "--upstream", upstream, "--provider", "cometapi",
                      "--port", str(self.port), "--refresh-seconds", "0.5"]
@@ -94,45 +97,6 @@ class Gateway:
             self.process.wait(10)
 
 
-class Load(ClientThreads):
-    """Client threads sending chat completions; keeps what each received response said."""
-
-    def __init__(self, base_url: str, key: str, threads: int = 4):
-        self.received: list[tuple[str, str]] = []  # (event id, provider request id)
-        self.failures = 0
-        self._lock = threading.Lock()
-        super().__init__(base_url, key, threads)
-
-    def _run(self, base_url: str, key: str, n: int) -> None:
-        client = openai.OpenAI(base_url=base_url, api_key=key, max_retries=0, timeout=10)
-        i = 0
-        while not self._stop.is_set():
-            i += 1
-            try:
-                raw = client.chat.completions.with_raw_response.create(
-                    model="gpt-4o-mini", messages=[{"role": "user", "content": f"q {n} {i}"}],
-                    extra_headers={"X-Spendtrail-Workload": "batch"})
-                raw.parse()  # the whole body, last byte included, has arrived
-                pair = (raw.headers["X-Spendtrail-Event-Id"], raw.headers["X-Oneapi-Request-Id"])
-                with self._lock:
-                    self.received.append(pair)
-            except (openai.APIConnectionError, openai.APIStatusError):
-                with self._lock:
-                    self.failures += 1
-                time.sleep(0.01)
-
-    def count(self) -> int:
-        with self._lock:
-            return len(self.received)
-
-    def wait_for(self, more: int, timeout: float = 30) -> None:
-        target = self.count() + more
-        deadline = time.monotonic() + timeout
-        while self.count() < target:
-            assert time.monotonic() < deadline, "the load made no progress"
-            time.sleep(0.02)
-
-
 def _catch_up(url: str, spool: Path) -> None:
     """What any later gateway or `ingest --follow` does: seal orphans, ingest the spool."""
     recover_orphans(spool)
@@ -163,7 +127,7 @@ def test_sigkill_under_load_loses_and_doubles_nothing(ledger_url, tmp_path):
         gateway = Gateway(ledger_url, upstream, tmp_path)
         try:
             gateway.start()
-            with Load(gateway.base_url, key) as load:
+            with ChatLoad(gateway.base_url, key, headers=BATCH) as load:
                 load.wait_for(150)
                 gateway.kill()  # mid-load: requests are in flight, a spool file is open
                 before_kill = load.count()
@@ -286,7 +250,7 @@ def test_database_outage_under_load_catches_up_when_it_returns(tmp_path):
         with serve_in_thread(SimulatorConfig(latency_ms=2, seed=2)) as upstream:
             gateway = Gateway(url, upstream, tmp_path)
             gateway.start()
-            with Load(gateway.base_url, key) as load:
+            with ChatLoad(gateway.base_url, key, headers=BATCH) as load:
                 load.wait_for(100)
                 server.stop()  # the database is gone; the gateway must keep serving
                 down_at = load.count()

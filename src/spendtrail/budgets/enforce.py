@@ -226,6 +226,14 @@ class BudgetGuard:
             for state in self.states(at):
                 self._alert(state)
 
+    def budgets(self) -> tuple[Budget, ...]:
+        """The budgets as of the last reload."""
+        return self._budgets
+
+    def applies(self, allocation: Allocation) -> bool:
+        """Whether any budget counts this owner's calls (no: admit and settle do nothing)."""
+        return bool(self._matching(allocation))
+
     def _matching(self, allocation: Allocation) -> list[Budget]:
         by_scope = self._by_scope
         found: list[Budget] = []

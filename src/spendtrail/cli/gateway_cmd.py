@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
+import functools
 import gc
 import json
+import socket
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
@@ -20,7 +21,7 @@ from spendtrail.gateway.budget import DEFAULT_OUTPUT_TOKENS  # named in the opti
 from spendtrail.gateway.config import PROFILES  # named in --profile's help
 
 if TYPE_CHECKING:
-    from spendtrail.budgets import Counters
+    from spendtrail.budgets import BudgetGuard, Counters
     from spendtrail.gateway import GatewayKey, Policy, Routes
 
 keys_app = typer.Typer(
@@ -196,6 +197,18 @@ def gateway(
                             help="On SIGINT or SIGTERM, seconds calls in flight may finish "
                             "before the gateway exits.")
     ] = 10.0,
+    loop: Annotated[
+        str, typer.Option(envvar="SPENDTRAIL_GATEWAY_LOOP",
+                          help="Event loop: uvloop (pip install 'spendtrail[uvloop]'), asyncio, "
+                          "or auto (uvloop when installed).")
+    ] = "auto",
+    workers: Annotated[
+        int | None, typer.Option(min=1, envvar="SPENDTRAIL_GATEWAY_WORKERS",
+                                 help="Worker processes on the port, each an event loop of "
+                                 "its own; one ingester serves them all. Default: the number "
+                                 "of cores (1 with memory budget counters and budgets "
+                                 "defined).")
+    ] = None,
 ) -> None:
     """Run the OpenAI-compatible gateway. The provider key comes from the environment
     (SPENDTRAIL_UPSTREAM_KEY, or the profile's variable such as COMETAPI_KEY)."""
@@ -233,35 +246,62 @@ def gateway(
                    else f"spool {s.spool}")
     except SpendtrailError as exc:
         fail(str(exc))
-    from spendtrail.gateway.app import listen, serve  # aiohttp: only when serving
+    from spendtrail.gateway.app import LOOPS, listen, run, serve  # aiohttp: only when serving
+    from spendtrail.gateway.app import ingest as ingest_journal
+    from spendtrail.gateway.workers import (
+        default_workers,
+        listen_shared,
+        plan_workers,
+        supervise,
+    )
 
+    if loop not in LOOPS:
+        fail(f"--loop: expected one of {', '.join(LOOPS)}; got '{loop}'")
+    if loop == "uvloop":
+        try:
+            import uvloop  # noqa: F401  (checked before the port is taken)
+        except ImportError:
+            fail("--loop uvloop needs the uvloop package: pip install 'spendtrail[uvloop]'")
+    count = workers or default_workers()
     try:  # first, so a busy port is the only thing a second gateway does
-        sock = listen(host, port)
+        sockets = listen_shared(host, port, count) if count > 1 else [listen(host, port)]
     except OSError as exc:
         fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
-    config = GatewayConfig(
-        routes=table,
-        ledger_url=s.ledger_url,
-        spool_dir=s.spool,
-        journal_url=s.journal_url,
-        policy=chosen,
-        refresh_seconds=refresh_seconds,
-        connect_timeout=connect_timeout,
-        read_timeout=read_timeout,
-        ingest=ingest,
-        grace_seconds=grace,
-        budget=GuardedBudgets(BudgetGuard.load(ledger(), _counters(budget_counters, redis_url)),
-                              output_tokens=reserve_output_tokens),
-    )
-    ledger()  # create or migrate the ledger before serving, with the CLI's usual errors
+
+    def config(budgets: BudgetGuard | None, ingest: bool) -> GatewayConfig:
+        return GatewayConfig(
+            routes=table,
+            ledger_url=s.ledger_url,
+            spool_dir=s.spool,
+            journal_url=s.journal_url,
+            policy=chosen,
+            refresh_seconds=refresh_seconds,
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            ingest=ingest,
+            grace_seconds=grace,
+            budget=GuardedBudgets(budgets or BudgetGuard.load(
+                ledger(), _counters(budget_counters, redis_url)),
+                output_tokens=reserve_output_tokens),
+        )
+
+    guard = BudgetGuard.load(ledger(), _counters(budget_counters, redis_url))  # migrates first
+    try:
+        count, note = plan_workers(workers, count, guard)
+    except SpendtrailError as exc:
+        fail(str(exc))
+    for extra in sockets[count:]:
+        extra.close()
+    del sockets[count:]
     rules = ", ".join(f"{env}={mode}" for env, mode in sorted(chosen.modes.items()))
-    bound = sock.getsockname()[1]  # the port chosen when --port 0
+    bound = sockets[0].getsockname()[1]  # the port chosen when --port 0
     err_console.print(
         f"spendtrail gateway on http://{host}:{bound}/v1 -> {escape(_upstreams(table))} "
         f"(keys from the environment)\n"
-        f"  ledger {escape(redact_url(s.ledger_url))}, journal {escape(journal)}\n"
+        f"  {count} worker{'s' if count > 1 else ''}, ledger "
+        f"{escape(redact_url(s.ledger_url))}, journal {escape(journal)}\n"
         f"  header policy: {rules + ', ' if rules else ''}environments the registry marks "
-        f"strict: reject, otherwise {chosen.default}",
+        f"strict: reject, otherwise {chosen.default}" + (f"\n  {note}" if note else ""),
         highlight=False,
     )
     # The start-up heap (the imported modules) lives as long as the process: keep it
@@ -271,8 +311,19 @@ def gateway(
     # SIGINT and SIGTERM drain calls in flight for --grace seconds, seal the spool and exit 0
     # (serve takes both signals over, even when SIGINT was inherited ignored). Ctrl-C before
     # the server runs is a plain interrupt.
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(config, sock=sock, stop_on_signals=True))
+    if count == 1:
+        with contextlib.suppress(KeyboardInterrupt):
+            run(serve(config(guard, ingest), sock=sockets[0], stop_on_signals=True), loop)
+        return
+    ledger().dispose()  # no connection crosses a fork: each worker opens its own
+
+    def worker(sock: socket.socket) -> None:
+        ledger().dispose(close=False)
+        with contextlib.suppress(KeyboardInterrupt):
+            run(serve(config(None, False), sock=sock, stop_on_signals=True), loop)
+
+    host_ingester = functools.partial(ingest_journal, config(guard, True)) if ingest else None
+    raise typer.Exit(supervise(sockets, worker, host_ingester))
 
 
 def _upstreams(routes: Routes) -> str:

@@ -19,6 +19,7 @@ import signal
 import socket
 import threading
 import time
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -92,13 +93,8 @@ async def _lifecycle(app: web.Application):
     )
     task = asyncio.create_task(_background(app, engine))
     stop_ingest = threading.Event()
-    # With a nats:// journal the thread is one more member of the ingesters' shared consumer.
-    ingester = threading.Thread(
-        target=follow_stream if config.journal_url else follow,
-        args=(config.ledger_url, config.journal_url or config.spool_dir),
-        kwargs={"interval": config.rotate_seconds / 2, "stop": stop_ingest,
-                "on_outage": _ledger_outage},
-        name="spendtrail-ingest", daemon=True)
+    ingester = threading.Thread(target=ingest, args=(config, stop_ingest),
+                                name="spendtrail-ingest", daemon=True)
     if config.ingest:
         ingester.start()
     yield
@@ -111,6 +107,15 @@ async def _lifecycle(app: web.Application):
         stop_ingest.set()  # one last round ingests the file just sealed
         await asyncio.to_thread(ingester.join, max(config.grace_seconds, 1.0))
     engine.dispose()
+
+
+def ingest(config: GatewayConfig, stop: threading.Event) -> None:
+    """Move the gateway's journal into the ledger until `stop` is set, then one last round.
+    With a nats:// journal this is one more member of the ingesters' shared consumer."""
+    source = config.journal_url or config.spool_dir
+    run = follow_stream if config.journal_url else follow
+    run(config.ledger_url, source, interval=config.rotate_seconds / 2, stop=stop,
+        on_outage=_ledger_outage)
 
 
 def _ledger_outage(error: Exception) -> None:
@@ -175,7 +180,8 @@ async def _healthz(request: web.Request) -> web.Response:
     providers = sorted({upstream.provider for upstream in proxy.routes.upstreams})
     if snapshot is None:
         return web.json_response({"status": "starting", "providers": providers,
-                                  "journal_errors": proxy.metrics.journal_errors})
+                                  "journal_errors": proxy.metrics.journal_errors,
+                                  "pid": os.getpid()})
     latest = snapshot.registry.latest()
     return web.json_response(
         {
@@ -186,6 +192,7 @@ async def _healthz(request: web.Request) -> web.Response:
             "registry_version": latest[0] if latest else None,
             "price_entries": len(snapshot.catalog.entries),
             "journal_errors": proxy.metrics.journal_errors,
+            "pid": os.getpid(),  # which worker answered (--workers)
         })
 
 
@@ -204,7 +211,8 @@ async def _readyz(request: web.Request) -> web.Response:
         "unreachable" if _stale(proxy) else "reachable")
     return web.json_response(
         {"status": "not_ready" if problems else "ready", "problems": problems,
-         "ledger": ledger, "journal_errors": proxy.metrics.journal_errors},
+         "ledger": ledger, "journal_errors": proxy.metrics.journal_errors,
+         "pid": os.getpid()},
         status=503 if problems else 200)
 
 
@@ -234,6 +242,23 @@ async def _metrics(request: web.Request) -> web.Response:
 async def _not_found(request: web.Request) -> web.Response:
     return error_response(404, f"no route {request.method} {request.path}; the gateway serves "
                           "/v1/*, /healthz, /readyz and /metrics", "not_found")
+
+
+LOOPS = ("auto", "asyncio", "uvloop")
+
+
+def run(main: Coroutine[Any, Any, None], loop: str = "auto") -> None:
+    """Run `main` on uvloop when it is installed (fewer instructions a call, see
+    docs/benchmarks.md), unless ``loop="asyncio"``; else on asyncio's own event loop."""
+    if loop != "asyncio":
+        try:
+            import uvloop  # optional: pip install 'spendtrail[uvloop]'
+        except ImportError:
+            pass
+        else:
+            uvloop.run(main)
+            return
+    asyncio.run(main)
 
 
 def listen(host: str, port: int) -> socket.socket:

@@ -134,7 +134,8 @@ class GuardedBudgets:
 
     async def check(self, allocation: Allocation | None, at: datetime, call_id: str,
                     outgoing: Outgoing) -> BudgetDecision:
-        if allocation is None:
+        # No budget for this owner: no estimate to price, no trip to a shared store.
+        if allocation is None or not self.guard.applies(allocation):
             return NO_BUDGET
         model = outgoing.payload.get("model") if outgoing.payload else None
         admit = partial(self.guard.admit, allocation, at, reservation_id=call_id,
@@ -162,8 +163,10 @@ class GuardedBudgets:
 
     def record(self, allocation: Allocation | None, event: UsageEvent,
                cost: CostBreakdown | None) -> None:
+        held = event.event_id in self._open
         self._open.discard(event.event_id)
-        if allocation is None:
+        # Nothing held and no budget for this owner (now): settling would change nothing.
+        if allocation is None or not (held or self.guard.applies(allocation)):
             return
         usage = event.usage
         settle = partial(

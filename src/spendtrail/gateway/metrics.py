@@ -4,10 +4,10 @@ the gateway is one event loop, so no locks are needed on the request path."""
 from __future__ import annotations
 
 from collections import defaultdict
-from decimal import Decimal
 from pathlib import Path
 
 from spendtrail.journal.spool import backlog
+from spendtrail.money import from_pico, plain_decimal
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
@@ -19,7 +19,8 @@ class Metrics:
         self.retries = 0
         self.rejected: dict[str, int] = defaultdict(int)  # refusal code
         self.tokens: dict[str, int] = defaultdict(int)  # meter
-        self.cost: dict[str, Decimal] = defaultdict(Decimal)  # currency
+        # currency -> pico-units: an int addition per call, converted only when rendered
+        self.cost_pico: dict[str, int] = defaultdict(int)
         self.unpriced = 0
         self.quarantined = 0
         self.journal_errors = 0
@@ -63,7 +64,8 @@ class Metrics:
             out.append(f'spendtrail_gateway_tokens_total{{meter="{meter}"}} {count}')
         family("spendtrail_gateway_cost_total", "counter",
                "Cost of priced calls at capture time, by currency.")
-        for currency, amount in sorted(self.cost.items()):
+        for currency, pico in sorted(self.cost_pico.items()):
+            amount = plain_decimal(from_pico(pico))
             out.append(f'spendtrail_gateway_cost_total{{currency="{currency}"}} {amount}')
         family("spendtrail_gateway_unpriced_total", "counter",
                "Metered calls with no price entry (or an incomplete one).")

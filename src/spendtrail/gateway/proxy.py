@@ -542,7 +542,7 @@ class Proxy:
             if value:
                 metrics.tokens[meter] += value
         if cost is not None:
-            metrics.cost[cost.currency] += from_pico(cost.total_pico)
+            metrics.cost_pico[cost.currency] += cost.total_pico
         if (cost is None or cost.status == INCOMPLETE) and any(
             msgspec.structs.astuple(usage)
         ):
