@@ -28,7 +28,7 @@ from gateway_upstream import UpstreamDouble
 
 from spendtrail.budgets import Budget, save_budget
 from spendtrail.gateway.workers import default_workers
-from spendtrail.journal.spool import writer_pid
+from spendtrail.journal.spool import writer_of
 from spendtrail.ledger.db import make_engine
 from spendtrail.ledger.schema import events
 
@@ -90,7 +90,7 @@ def ledger_outcomes(url: str) -> list:
 
 
 def spool_files_of(spool: Path, pid: int) -> list[Path]:
-    return [p for p in spool.rglob("*.jsonl*") if writer_pid(p.name) == pid]
+    return [p for p in spool.rglob("*.jsonl*") if writer_of(p.name).pid == pid]
 
 
 def serve_a_call_on(gateway: GatewayProcess, key: str, pid: int) -> None:
@@ -128,7 +128,7 @@ def test_two_workers_serve_and_stop_together_with_one_event_per_call(upstream, l
     assert not [pid for pid in pids if running(pid)]
     # The host's ingester took every worker's files, the last ones sealed at the stop included.
     assert list(gateway.spool.glob("*.jsonl*")) == []
-    writers = Counter(writer_pid(p.name) for p in (gateway.spool / "ingested").iterdir())
+    writers = Counter(writer_of(p.name).pid for p in (gateway.spool / "ingested").iterdir())
     assert set(writers) == pids, f"files by writer: {writers}, workers {pids}"
     rows = ledger_outcomes(url)
     assert len(rows) == len(upstream.received)  # every call the provider took, once
@@ -169,7 +169,7 @@ def test_a_killed_worker_is_started_again_and_its_calls_in_flight_are_interrupte
     assert len(billed - set(completed)) <= len(interrupted) <= load.failures
     assert len(rows) >= len(billed)
     assert load.event_ids() <= {row.event_id for row in rows}
-    writers = {writer_pid(p.name) for p in (gateway.spool / "ingested").iterdir()}
+    writers = {writer_of(p.name).pid for p in (gateway.spool / "ingested").iterdir()}
     assert writers == pids | {replacement}
 
 
