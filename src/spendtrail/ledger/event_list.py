@@ -13,6 +13,7 @@ import sqlalchemy as sa
 
 from spendtrail.access.scope import AccessScope
 from spendtrail.errors import SpendtrailError
+from spendtrail.events.model import OWNER_FIELDS
 from spendtrail.ledger.costs import is_current
 from spendtrail.ledger.db import as_utc
 from spendtrail.ledger.schema import cost_entries, events
@@ -22,27 +23,9 @@ from spendtrail.periods import Period, parse_day
 # What a quarantined event's context claims, which the registry did not confirm: reports
 # show it as "quarantined", never under an owner it may have named falsely. Only what was
 # measured (day, provider, model) is trusted; the exception queue shows the claims.
-CLAIMED = (
-    "business_unit",
-    "application",
-    "environment",
-    "workload_class",
-    "cost_center",
-    "budget_owner",
-)
+CLAIMED = OWNER_FIELDS
 QUARANTINED = "quarantined"
-EVENT_FILTERS = (
-    "provider",
-    "model",
-    "business_unit",
-    "application",
-    "environment",
-    "workload_class",
-    "cost_center",
-    "budget_owner",
-    "allocation_status",
-    "day",
-)
+EVENT_FILTERS = ("provider", "model", *OWNER_FIELDS, "allocation_status", "day")
 MAX_EVENTS = 1000
 
 
