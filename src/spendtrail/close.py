@@ -36,8 +36,12 @@ from spendtrail.ledger.prices import load_catalog
 from spendtrail.ledger.schema import prices_used_daily, reconciliations, rollups_daily
 from spendtrail.periods import Period
 from spendtrail.pricing.check import stale_prices
-from spendtrail.reports.chargeback import SCOPE_KINDS, Scope, build_statement
-from spendtrail.reports.statement_file import SNAPSHOT_FORMATS, render_statement
+from spendtrail.reports.chargeback import build_statement
+from spendtrail.reports.statement_file import (
+    SNAPSHOT_FORMATS,
+    render_statement,
+    statement_scopes,
+)
 
 BLOCKERS = {
     "spool_not_drained": "the capture spool still holds events the ledger has not ingested",
@@ -269,10 +273,7 @@ def _snapshot(conn: sa.Connection, period: Period, closed_at) -> list[tuple[str,
     """Every statement of the month as it reads at the close: the company's and each
     owner's (application, business unit, cost center, budget owner), four formats each."""
     company = build_statement(conn, period, generated_at=closed_at)
-    scopes = [Scope()]
-    for attribute in SCOPE_KINDS.values():
-        values = sorted({getattr(o, attribute) for o in company.owners} - {""})
-        scopes += [Scope(attribute, value) for value in values]
+    scopes = statement_scopes(company)
     taken = []
     for scope in scopes:
         statement = (

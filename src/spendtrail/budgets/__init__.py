@@ -37,7 +37,7 @@ from spendtrail.budgets.model import (
     PeriodKind,
     Scope,
 )
-from spendtrail.budgets.spend import ledger_spend
+from spendtrail.budgets.spend import daily_spend, ledger_spend
 from spendtrail.budgets.store import (
     Crossing,
     check_scope,
@@ -46,6 +46,7 @@ from spendtrail.budgets.store import (
     get_budget,
     list_alerts,
     list_budgets,
+    put_budget,
     save_budget,
 )
 
@@ -74,10 +75,12 @@ __all__ = [
     "SqlCounters",
     "check_scope",
     "crossings_since",
+    "daily_spend",
     "delete_budget",
     "get_budget",
     "ledger_spend",
     "list_alerts",
     "list_budgets",
+    "put_budget",
     "save_budget",
 ]

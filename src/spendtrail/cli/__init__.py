@@ -10,5 +10,6 @@ live below it.
   ``gateway_cmd.py``, ``simulator_cmd.py``, ``budgets_cmd.py``, ``budget_review_cmd.py``,
   ``bills_cmd.py``, ``reconcile_cmd.py``, ``allocation_cmd.py``, ``report_cmd.py``,
   ``export_cmd.py``, ``evidence_cmd.py``, ``integrations_cmd.py``, ``alerts_cmd.py``,
-  ``close_cmd.py``.
+  ``close_cmd.py``, ``serve_cmd.py`` (the console API, docs/console.md), ``users_cmd.py``
+  (console users and API tokens).
 """

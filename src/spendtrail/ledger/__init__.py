@@ -21,4 +21,7 @@ repricing, the audit log. Persistence of lower layers' values belongs here; the 
   statement snapshots; a closed month's entries are never rewritten.
 - ``partitions.py``: monthly partitions of events and cost entries (PostgreSQL), made ahead.
 - ``retention.py``: raw rows of closed months past the keep window dropped; rollups stay.
+- ``users.py``: console users, their API tokens and sessions (secrets kept hashed).
+- ``scoping.py``: a user's ``AccessScope`` as a SQL condition on a table's owner columns.
+- ``event_list.py``: events of a period with their current cost, filtered, for drill-down.
 """

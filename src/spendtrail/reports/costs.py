@@ -3,24 +3,22 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 
 import sqlalchemy as sa
 
+from spendtrail.access.scope import EVERYONE, AccessScope
 from spendtrail.errors import SpendtrailError
+from spendtrail.ledger.event_list import CLAIMED, QUARANTINED, filter_condition
 from spendtrail.ledger.schema import ROLLUP_DIMENSIONS, rollups_daily
+from spendtrail.ledger.scoping import scope_condition
 from spendtrail.money import from_pico
 from spendtrail.periods import Period
 
 GROUPABLE = tuple(d for d in ROLLUP_DIMENSIONS if d != "currency")
-# What a quarantined event's context claims, which the registry did not confirm: reports
-# show it as "quarantined", never under an owner it may have named falsely. Only what was
-# measured (day, provider, model) is trusted; the exception queue shows the claims.
-CLAIMED = ("business_unit", "application", "environment", "workload_class", "cost_center",
-           "budget_owner")
-QUARANTINED = "quarantined"
 
 
 @dataclass
@@ -47,16 +45,23 @@ class CostReport:
     shared: CostRow
 
 
-def cost_report(conn: sa.Connection, period: Period, group_by: tuple[str, ...]) -> CostReport:
-    unknown = [g for g in group_by if g not in GROUPABLE]
+def cost_report(conn: sa.Connection, period: Period, group_by: tuple[str, ...], *,
+                scope: AccessScope = EVERYONE,
+                filters: Mapping[str, str] | None = None) -> CostReport:
+    """Cost grouped by ``group_by``, of the rows ``scope`` may see, where each column named
+    in ``filters`` has its value (``ledger.event_list.filter_condition``: the events under a
+    row are selected by the same rule)."""
+    unknown = [g for g in (*group_by, *(filters or ())) if g not in GROUPABLE]
     if unknown:
         raise SpendtrailError(
-            f"cannot group by {', '.join(unknown)}; choose from {', '.join(GROUPABLE)}"
+            f"cannot group or filter by {', '.join(unknown)}; choose from {', '.join(GROUPABLE)}"
         )
     r = rollups_daily.c
     query = sa.select(rollups_daily).where(
-        r.day >= period.start, r.day < period.end
+        r.day >= period.start, r.day < period.end, scope_condition(scope, rollups_daily)
     )
+    for name, value in (filters or {}).items():
+        query = query.where(filter_condition(r, name, value))
     groups: dict[tuple, CostRow] = {}
     totals, quarantined, shared = CostRow({}), CostRow({}), CostRow({})
     for row in conn.execute(query).mappings():
@@ -83,6 +88,7 @@ def _accumulate(bucket: CostRow, row) -> None:
     bucket.input_tokens += row["input_tokens"]
     bucket.output_tokens += row["output_tokens"]
     bucket.cost_pico[row["currency"]] += row["amount_pico"]
+
 
 
 def _text(value) -> str:

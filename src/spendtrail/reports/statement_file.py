@@ -17,8 +17,28 @@ from spendtrail.reports.chargeback import Scope, Statement, build_statement, to_
 from spendtrail.reports.render_html import to_html
 from spendtrail.reports.statement_view import to_markdown
 
-FORMATS = ("md", "html", "csv", "json", "pdf")
+MEDIA_TYPES = {
+    "md": "text/markdown; charset=utf-8",
+    "html": "text/html; charset=utf-8",
+    "csv": "text/csv; charset=utf-8",
+    "json": "application/json",
+    "pdf": "application/pdf",
+}
+FORMATS = tuple(MEDIA_TYPES)
 SNAPSHOT_FORMATS = ("md", "html", "csv", "json")
+OWNER_SCOPES = ("application", "budget_owner", "cost_center", "business_unit")
+
+
+def statement_scopes(company: Statement) -> list[Scope]:
+    """The company, then every owner with a line in the company's statement: the statements
+    a month has (snapshotted at its close, written by a statements run)."""
+    found = {
+        Scope(attribute, value)
+        for owner in company.owners
+        for attribute in OWNER_SCOPES
+        if (value := getattr(owner, attribute))
+    }
+    return [Scope(), *sorted(found, key=lambda s: (s.attribute, s.value))]
 
 
 def render_statement(statement: Statement, fmt: str, decimals: int | None = None) -> bytes:
