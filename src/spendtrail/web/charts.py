@@ -71,12 +71,13 @@ def stacked_bars(title: str, desc: str, categories: list[str], series: list[Seri
 
 
 def burn_down(title: str, desc: str, days: list[str], spent: list[Decimal], limit: Decimal,
-              period_days: int, unit: str) -> str:
-    """Cumulative spend per day against the limit (a dashed line) and the even pace that
-    would reach it on the period's last day (a dotted line)."""
+              unit: str) -> str:
+    """Cumulative spend at the end of each day so far (``spent``, the first days of
+    ``days``, which are all the period's) against the limit (dashed) and the even pace that
+    reaches it on the period's last day (dotted)."""
     top = _nice_max(max([*spent, limit], default=Decimal(0)))
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
-    step = plot_w / max(period_days, 1)
+    step = plot_w / max(len(days), 1)
     parts = _axes(top, plot_w, plot_h)
 
     def y(value: Decimal) -> float:
@@ -92,16 +93,16 @@ def burn_down(title: str, desc: str, days: list[str], spent: list[Decimal], limi
         path = " ".join(f"{px:.1f},{py:.1f}" for px, py in [(LEFT, y(Decimal(0))), *points])
         parts.append(f'<polyline points="{path}" fill="none" stroke="#0072B2" '
                      'stroke-width="2.5"/>')
-        for (px, py), day, value in zip(points, days, spent, strict=True):
+        for (px, py), day, value in zip(points, days, spent, strict=False):
             parts.append(f'<circle cx="{px:.1f}" cy="{py:.1f}" r="3" fill="#0072B2">'
                          f'<title>{escape(day)}: {value} {escape(unit)}</title></circle>')
-    # The first day, the last one drawn, and the period's end: enough to read the pace.
-    ticks = {0: days[0] if days else "", len(days) - 1: days[-1] if days else "",
-             period_days - 1: f"day {period_days}"}
-    for i, text in sorted(ticks.items()):
-        if text and (i == period_days - 1 or period_days - 1 - i > 3):
-            parts.append(f'<text x="{LEFT + (i + 1) * step:.1f}" y="{HEIGHT - BOTTOM + 16}" '
-                         f'text-anchor="middle" class="tick">{escape(text[5:] if len(text) == 10 else text)}</text>')
+    # The first day, the last one drawn and the period's last: enough to read the pace.
+    last = len(days) - 1
+    ticks = sorted({0, last, max(len(spent) - 1, 0)})
+    ticks = [i for i in ticks if i in (0, last) or last - i > len(days) / 6]
+    parts += [f'<text x="{LEFT + (i + 1) * step:.1f}" y="{HEIGHT - BOTTOM + 16}" '
+              f'text-anchor="{"end" if i == last else "middle"}" class="tick">'
+              f'{escape(_day_label(days[i]))}</text>' for i in ticks if days]
     legend = _legend([("spent", "#0072B2"), ("limit", "#D55E00"), ("even pace", "#999999")])
     return _svg(title, desc, parts, legend)
 
@@ -122,7 +123,7 @@ def _axes(top: Decimal, plot_w: float, plot_h: float) -> list[str]:
 def _category_labels(categories: list[str], slot: float) -> list[str]:
     every = max(1, -(-len(categories) // 6))  # at most 6 labels, so they never overlap
     return [f'<text x="{LEFT + i * slot + slot / 2:.1f}" y="{HEIGHT - BOTTOM + 16}" '
-            f'text-anchor="middle" class="tick">{escape(c[5:] if len(c) == 10 else c)}</text>'
+            f'text-anchor="middle" class="tick">{escape(_day_label(c))}</text>'
             for i, c in enumerate(categories) if i % every == 0]
 
 
@@ -138,6 +139,11 @@ def _svg(title: str, desc: str, parts: list[str], legend: str) -> str:
             f'<title id="chart{n}-t">{escape(title)}</title>'
             f'<desc id="chart{n}-d">{escape(desc)}</desc>{"".join(parts)}</svg>'
             f'<ul class="legend">{legend}</ul></figure>')
+
+
+def _day_label(text: str) -> str:
+    """``2026-12-04`` as ``12-04``; anything else as it is."""
+    return text[5:] if len(text) == 10 and text[4] == "-" else text
 
 
 def _nice_max(value: Decimal) -> Decimal:

@@ -12,10 +12,9 @@ import csv
 import io
 from collections import defaultdict
 from collections.abc import Callable, Mapping
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Request
@@ -23,13 +22,25 @@ from fastapi.responses import HTMLResponse, Response
 
 from spendtrail.access.principal import Principal
 from spendtrail.access.roles import AccessDenied, Permission, allowed
+from spendtrail.api.auth import settings_of
+from spendtrail.bills.formats import FORMATS as BILL_FORMATS
 from spendtrail.budgets.model import SCOPES
-from spendtrail.console import budgets, evidence, exceptions, keys, prices, reconciliation
-from spendtrail.console import spend, statements, uploads
+from spendtrail.console import (
+    budgets,
+    evidence,
+    exceptions,
+    keys,
+    prices,
+    reconciliation,
+    spend,
+    statements,
+    uploads,
+)
 from spendtrail.console.errors import NotFound
 from spendtrail.console.owners import applications
 from spendtrail.console.types import (
     AssignRequest,
+    BudgetDetail,
     BudgetRequest,
     KeyRequest,
     ReconcileRequest,
@@ -38,11 +49,9 @@ from spendtrail.console.types import (
 )
 from spendtrail.errors import SpendtrailError
 from spendtrail.reconcile import DIFFERENCE_KINDS
-from spendtrail.bills.formats import FORMATS as BILL_FORMATS
 from spendtrail.reports.costs import GROUPABLE
 from spendtrail.web import charts
-from spendtrail.web.render import PAGES, render
-from spendtrail.api.auth import settings_of
+from spendtrail.web.render import render
 from spendtrail.web.session import engine_of, form_of, page_user
 
 # Where a drill goes next when the dimension clicked was the only grouping.
@@ -50,6 +59,7 @@ DRILL_NEXT = ("business_unit", "application", "model", "day")
 STATEMENT_FORMATS = ("html", "csv", "md", "json")
 PRICES_SHOWN = 60  # catalog rows shown, stale ones first; filters narrow the rest
 router = APIRouter(include_in_schema=False)
+User = Annotated[Principal, Depends(page_user)]
 
 
 def refused(request: Request, who: Principal, page: str, error: SpendtrailError
@@ -62,7 +72,7 @@ def refused(request: Request, who: Principal, page: str, error: SpendtrailError
 # --- overview and spend ----------------------------------------------------------------
 
 @router.get("/", name="page-overview")
-def overview_page(request: Request, who: Principal = Depends(page_user)) -> Response:
+def overview_page(request: Request, who: User) -> Response:
     engine = engine_of(request)
     o = spend.overview(engine, who)
     days = _days_so_far(o.as_of)
@@ -74,7 +84,7 @@ def overview_page(request: Request, who: Principal = Depends(page_user)) -> Resp
 
 
 @router.get("/spend", name="page-spend")
-def spend_page(request: Request, who: Principal = Depends(page_user)) -> Response:
+def spend_page(request: Request, who: User) -> Response:
     period, group_by, filters = _explorer_query(request)
     try:
         report = spend.spend(engine_of(request), who, period, group_by, filters)
@@ -84,7 +94,8 @@ def spend_page(request: Request, who: Principal = Depends(page_user)) -> Respons
     events = str(request.url_for("page-events"))
 
     def link(target: str, by: tuple[str, ...], chosen: Mapping[str, str]) -> str:
-        return f"{target}?{urlencode([('period', report.period), *(('by', b) for b in by), *chosen.items()])}"
+        query = [("period", report.period), *(("by", b) for b in by), *chosen.items()]
+        return f"{target}?{urlencode(query)}"
 
     def drill(key: Mapping[str, str], dimension: str) -> str:
         rest = tuple(g for g in report.group_by if g != dimension)
@@ -102,7 +113,7 @@ def spend_page(request: Request, who: Principal = Depends(page_user)) -> Respons
 
 
 @router.get("/spend.csv", name="page-spend-csv")
-def spend_csv(request: Request, who: Principal = Depends(page_user)) -> Response:
+def spend_csv(request: Request, who: User) -> Response:
     period, group_by, filters = _explorer_query(request)
     report = spend.spend(engine_of(request), who, period, group_by, filters)
     name = f"spend-{report.period}.csv"
@@ -111,7 +122,7 @@ def spend_csv(request: Request, who: Principal = Depends(page_user)) -> Response
 
 
 @router.get("/spend/events", name="page-events")
-def events_page(request: Request, who: Principal = Depends(page_user)) -> Response:
+def events_page(request: Request, who: User) -> Response:
     period, _, filters = _explorer_query(request)
     offset = _int(request.query_params.get("offset"), 0)
     try:
@@ -130,7 +141,7 @@ def events_page(request: Request, who: Principal = Depends(page_user)) -> Respon
 # --- exceptions ------------------------------------------------------------------------
 
 @router.get("/exceptions", name="page-exceptions")
-def exceptions_page(request: Request, who: Principal = Depends(page_user),
+def exceptions_page(request: Request, who: User,
                     flashes: list | None = None) -> Response:
     engine = engine_of(request)
     try:
@@ -144,7 +155,7 @@ def exceptions_page(request: Request, who: Principal = Depends(page_user),
 
 @router.post("/exceptions/{group_id}/assign", name="page-exception-assign")
 async def assign_exception(request: Request, group_id: str,
-                           who: Principal = Depends(page_user)) -> Response:
+                           who: User) -> Response:
     form = await form_of(request)
     return _after(request, who, exceptions_page, lambda: exceptions.assign_group(
         engine_of(request), who, group_id,
@@ -154,7 +165,7 @@ async def assign_exception(request: Request, group_id: str,
 
 @router.post("/exceptions/{group_id}/resolve", name="page-exception-resolve")
 async def resolve_exception(request: Request, group_id: str,
-                            who: Principal = Depends(page_user)) -> Response:
+                            who: User) -> Response:
     form = await form_of(request)
     return _after(request, who, exceptions_page, lambda: exceptions.resolve_group(
         engine_of(request), who, group_id, ResolveRequest(note=form.get("note", ""))),
@@ -164,7 +175,7 @@ async def resolve_exception(request: Request, group_id: str,
 # --- reconciliation --------------------------------------------------------------------
 
 @router.get("/reconciliation", name="page-reconciliation")
-def reconciliation_page(request: Request, who: Principal = Depends(page_user),
+def reconciliation_page(request: Request, who: User,
                         flashes: list | None = None) -> Response:
     engine = engine_of(request)
     try:
@@ -181,7 +192,7 @@ def reconciliation_page(request: Request, who: Principal = Depends(page_user),
 
 @router.get("/reconciliation/{run_id}", name="page-reconciliation-run")
 def reconciliation_run_page(request: Request, run_id: int,
-                            who: Principal = Depends(page_user)) -> Response:
+                            who: User) -> Response:
     kind = request.query_params.get("kind") or None
     owner = request.query_params.get("owner") or None
     engine = engine_of(request)
@@ -197,7 +208,7 @@ def reconciliation_run_page(request: Request, run_id: int,
 
 
 @router.post("/reconciliation/bills", name="page-bill-upload")
-async def upload_bill(request: Request, who: Principal = Depends(page_user)) -> Response:
+async def upload_bill(request: Request, who: User) -> Response:
     form = await form_of(request)
     upload = form.get("file")
     data = await upload.read() if hasattr(upload, "read") else b""
@@ -205,9 +216,9 @@ async def upload_bill(request: Request, who: Principal = Depends(page_user)) -> 
     def run():
         if not data:
             raise SpendtrailError("choose a bill file to upload (the file was empty)")
-        path = uploads.keep(settings_of(request).home, upload.filename or "bill", data)
-        return reconciliation.upload_bill(engine_of(request), who, path,
-                                          form.get("format") or None)
+        return reconciliation.upload_bill(
+            engine_of(request), who, settings_of(request).home,
+            uploads.Upload(upload.filename or "bill", data), form.get("format") or None)
 
     return _after(request, who, reconciliation_page, run,
                   lambda done: f"Imported bill #{done.bill.id}: {done.bill.lines} lines, "
@@ -216,7 +227,7 @@ async def upload_bill(request: Request, who: Principal = Depends(page_user)) -> 
 
 
 @router.post("/reconciliation/runs", name="page-reconcile")
-async def run_reconciliation(request: Request, who: Principal = Depends(page_user)
+async def run_reconciliation(request: Request, who: User
                              ) -> Response:
     form = await form_of(request)
     return _after(request, who, reconciliation_page, lambda: reconciliation.run_reconciliation(
@@ -229,7 +240,7 @@ async def run_reconciliation(request: Request, who: Principal = Depends(page_use
 # --- budgets ---------------------------------------------------------------------------
 
 @router.get("/budgets", name="page-budgets")
-def budgets_page(request: Request, who: Principal = Depends(page_user),
+def budgets_page(request: Request, who: User,
                  flashes: list | None = None, form: dict | None = None) -> Response:
     engine = engine_of(request)
     items = budgets.budget_items(engine, who)
@@ -238,7 +249,7 @@ def budgets_page(request: Request, who: Principal = Depends(page_user),
 
 
 @router.get("/budgets/{budget_id}", name="page-budget")
-def budget_page(request: Request, budget_id: str, who: Principal = Depends(page_user)
+def budget_page(request: Request, budget_id: str, who: User
                 ) -> Response:
     engine = engine_of(request)
     try:
@@ -255,7 +266,7 @@ def budget_page(request: Request, budget_id: str, who: Principal = Depends(page_
 
 
 @router.post("/budgets", name="page-budget-save")
-async def save_budget(request: Request, who: Principal = Depends(page_user)) -> Response:
+async def save_budget(request: Request, who: User) -> Response:
     form = await form_of(request)
     fields = {k: form.get(k, "") for k in ("id", "scope", "scope_value", "period", "limit",
                                             "thresholds", "reason")}
@@ -274,7 +285,7 @@ async def save_budget(request: Request, who: Principal = Depends(page_user)) -> 
 # --- statements, prices, evidence ------------------------------------------------------
 
 @router.get("/statements", name="page-statements")
-def statements_page(request: Request, who: Principal = Depends(page_user)) -> Response:
+def statements_page(request: Request, who: User) -> Response:
     period = request.query_params.get("period") or f"{datetime.now(UTC):%Y-%m}"
     try:
         found = statements.available(engine_of(request), who, period)
@@ -285,7 +296,7 @@ def statements_page(request: Request, who: Principal = Depends(page_user)) -> Re
 
 
 @router.get("/statements/{owner}", name="page-statement")
-def statement_page(request: Request, owner: str, who: Principal = Depends(page_user)
+def statement_page(request: Request, owner: str, who: User
                    ) -> Response:
     period = request.query_params.get("period") or f"{datetime.now(UTC):%Y-%m}"
     engine = engine_of(request)
@@ -301,7 +312,7 @@ def statement_page(request: Request, owner: str, who: Principal = Depends(page_u
 
 
 @router.get("/statements/{owner}/file", name="page-statement-download")
-def statement_download(request: Request, owner: str, who: Principal = Depends(page_user)
+def statement_download(request: Request, owner: str, who: User
                        ) -> Response:
     period = request.query_params.get("period") or f"{datetime.now(UTC):%Y-%m}"
     fmt = request.query_params.get("format", "html")
@@ -316,14 +327,14 @@ def statement_download(request: Request, owner: str, who: Principal = Depends(pa
 
 
 @router.get("/prices", name="page-prices")
-def prices_page(request: Request, who: Principal = Depends(page_user)) -> Response:
+def prices_page(request: Request, who: User) -> Response:
     view = prices.catalog(engine_of(request), who)
     provider = request.query_params.get("provider", "")
     model = request.query_params.get("model", "")
     only_stale = request.query_params.get("stale") == "1"
     entries = [e for e in view.entries
-               if (not provider or e.provider == provider) and model.lower() in e.model_match.lower()
-               and (e.stale or not only_stale)]
+               if (not provider or e.provider == provider)
+               and model.lower() in e.model_match.lower() and (e.stale or not only_stale)]
     entries.sort(key=lambda e: (not e.stale, e.provider, e.model_match, e.effective_from))
     return render(request, "prices.html", who, "prices", view=view, entries=entries,
                   shown=entries[:PRICES_SHOWN], provider=provider, model=model,
@@ -332,7 +343,7 @@ def prices_page(request: Request, who: Principal = Depends(page_user)) -> Respon
 
 
 @router.get("/evidence", name="page-evidence")
-def evidence_page(request: Request, who: Principal = Depends(page_user)) -> Response:
+def evidence_page(request: Request, who: User) -> Response:
     engine = engine_of(request)
     try:
         reviews = evidence.reviews(engine, who)
@@ -351,7 +362,7 @@ def evidence_page(request: Request, who: Principal = Depends(page_user)) -> Resp
 # --- keys ------------------------------------------------------------------------------
 
 @router.get("/keys", name="page-keys")
-def keys_page(request: Request, who: Principal = Depends(page_user),
+def keys_page(request: Request, who: User,
               flashes: list | None = None, issued: dict | None = None) -> Response:
     engine = engine_of(request)
     return render(request, "keys.html", who, "keys", keys=keys.keys(engine, who),
@@ -360,7 +371,7 @@ def keys_page(request: Request, who: Principal = Depends(page_user),
 
 
 @router.post("/keys", name="page-key-issue")
-async def issue_key(request: Request, who: Principal = Depends(page_user)) -> Response:
+async def issue_key(request: Request, who: User) -> Response:
     form = await form_of(request)
     try:
         done = keys.issue(engine_of(request), who, KeyRequest(
@@ -374,7 +385,7 @@ async def issue_key(request: Request, who: Principal = Depends(page_user)) -> Re
 
 
 @router.post("/keys/{key_id}/revoke", name="page-key-revoke")
-async def revoke_key(request: Request, key_id: str, who: Principal = Depends(page_user)
+async def revoke_key(request: Request, key_id: str, who: User
                      ) -> Response:
     form = await form_of(request)
     return _after(request, who, keys_page, lambda: keys.revoke(
@@ -461,22 +472,23 @@ def _stacked_by_day(report: SpendReport, dimension: str, label: str, days: list[
     return found
 
 
-def _burn_down_chart(detail) -> dict[str, Any] | None:
+def _burn_down_chart(detail: BudgetDetail) -> dict[str, Any] | None:
     b = detail.budget
     if not detail.burn_down or b.period is None:
         return None
     limit, unit = _quantity(b.limit)
     spent = [_quantity(p.spent)[0] for p in detail.burn_down]
-    days = [p.day.isoformat() for p in detail.burn_down]
+    drawn = [p.day.isoformat() for p in detail.burn_down]
     first = detail.burn_down[0].day
     length = {"month": calendar.monthrange(first.year, first.month)[1], "week": 7,
-              "day": 1}.get(b.period_kind, len(days))
+              "day": 1}.get(b.period_kind, len(drawn))
+    days = [(first + timedelta(days=i)).isoformat() for i in range(max(length, len(drawn)))]
     svg = charts.burn_down(
         f"Budget {b.id}: spend so far in {b.period} against its limit",
-        f"Cumulative spend per day, {days[0]} to {days[-1]}, against the limit of {b.limit}"
-        " (dashed) and the even pace to it (dotted).", days, spent, limit, length, unit)
+        f"Cumulative spend per day, {drawn[0]} to {drawn[-1]}, against the limit of {b.limit}"
+        " (dashed) and the even pace to it (dotted).", days, spent, limit, unit)
     return {"svg": svg, "columns": ["day", f"spent ({unit})"],
-            "rows": [[d, s] for d, s in zip(days, spent, strict=True)]}
+            "rows": [[d, s] for d, s in zip(drawn, spent, strict=True)]}
 
 
 def _quantity(text: str) -> tuple[Decimal, str]:

@@ -9,6 +9,7 @@ carries a token that must match a cookie set with the form (double submit).
 from __future__ import annotations
 
 import secrets
+from typing import Annotated
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Request
@@ -48,8 +49,8 @@ class PageRefused(Exception):
 
 
 async def page_user(request: Request,
-                    token: HTTPAuthorizationCredentials | None = Depends(bearer),
-                    session: str | None = Depends(cookie)) -> Principal:
+                    token: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+                    session: Annotated[str | None, Depends(cookie)]) -> Principal:
     try:
         caller: Caller = await identify(request, token, session)
     except Unauthenticated:
@@ -95,7 +96,7 @@ async def login(request: Request) -> Response:
 
 
 @router.post("/logout", name="page-logout")
-def logout(request: Request, who: Principal = Depends(page_user)) -> Response:
+def logout(request: Request, who: Annotated[Principal, Depends(page_user)]) -> Response:
     api_login.logout(request, request.state.caller)
     response = RedirectResponse(str(request.url_for("page-login")), status_code=303)
     response.delete_cookie(SESSION_COOKIE, path="/")
