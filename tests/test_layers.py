@@ -30,16 +30,18 @@ LAYERS: tuple[frozenset[str], ...] = tuple(
         "errors",
         "events money periods redact settings foreground",
         "yamlfile journal",
-        "pricing registry bills",
+        "pricing registry bills access",
         "ledger",
         "budgets allocation reconcile",
         "gateway evidence reports simulator hook integrations connectors",
-        "smoke",
-        "cli spendtrail",
+        "smoke console",
+        "cli spendtrail api",
     )
 )
 # Imports allowed between two packages of one layer, (importer, imported): the reason why.
-SAME_LAYER: dict[tuple[str, str], str] = {}
+SAME_LAYER: dict[tuple[str, str], str] = {
+    ("cli", "api"): "`spendtrail serve` runs the API: one face starting another",
+}
 # Known breaks, mended on the branch that moves pricing and registry persistence into
 # ledger/. Delete these entries when it merges; test_known_breaks_are_still_there says when.
 def modules(src: Path = SRC) -> dict[str, tuple[Path, bool]]:

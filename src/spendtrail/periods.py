@@ -42,3 +42,15 @@ def parse_period(text: str) -> Period:
         raise SpendtrailError(
             f"period {text!r}: expected YYYY-MM, YYYY-MM-DD or YYYY-MM-DD..YYYY-MM-DD"
         ) from None
+
+
+def parse_day(text: str, what: str = "day") -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise SpendtrailError(f"{what} {text!r}: expected YYYY-MM-DD") from None
+
+
+def month_of(day: date) -> Period:
+    """The calendar month holding ``day``."""
+    return parse_period(f"{day:%Y-%m}")

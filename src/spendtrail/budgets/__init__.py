@@ -37,13 +37,14 @@ from spendtrail.budgets.model import (
     PeriodKind,
     Scope,
 )
-from spendtrail.budgets.spend import ledger_spend
+from spendtrail.budgets.spend import daily_spend, ledger_spend
 from spendtrail.budgets.store import (
     check_scope,
     delete_budget,
     get_budget,
     list_alerts,
     list_budgets,
+    put_budget,
     save_budget,
 )
 
@@ -70,10 +71,12 @@ __all__ = [
     "Scope",
     "SqlCounters",
     "check_scope",
+    "daily_spend",
     "delete_budget",
     "get_budget",
     "ledger_spend",
     "list_alerts",
     "list_budgets",
+    "put_budget",
     "save_budget",
 ]

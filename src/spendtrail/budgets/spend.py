@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import date
 
 import sqlalchemy as sa
 
@@ -16,19 +17,34 @@ def ledger_spend(conn: sa.Connection, budget: Budget, period: BudgetPeriod) -> i
     """Spend recorded in the ledger for the budget's owner in the period: pico-units of the
     budget's currency (other currencies and unpriced usage add nothing), or input + output
     tokens whatever the currency."""
+    measure, where = _counted(budget, period)
+    query = sa.select(sa.func.coalesce(sa.func.sum(measure), 0)).where(*where)
+    return int(conn.execute(query).scalar_one())
+
+
+def daily_spend(conn: sa.Connection, budget: Budget, period: BudgetPeriod
+                ) -> list[tuple[date, int]]:
+    """The same spend per day of the period (days without spend left out), for a burn-down."""
+    measure, where = _counted(budget, period)
+    r = rollups_daily.c
+    query = sa.select(r.day, sa.func.sum(measure)).where(*where).group_by(r.day).order_by(r.day)
+    return [(day, int(units)) for day, units in conn.execute(query)]
+
+
+def _counted(budget: Budget, period: BudgetPeriod) -> tuple[sa.ColumnElement, list]:
     r = rollups_daily.c
     measure = r.amount_pico if budget.currency else r.input_tokens + r.output_tokens
-    query = sa.select(sa.func.coalesce(sa.func.sum(measure), 0)).where(
+    where = [
         r.day >= period.start,
         r.day < period.end,
         getattr(r, budget.scope) == budget.scope_value,
         r.allocation_status.in_(COUNTED_STATUSES),
-    )
+    ]
     if budget.currency:
-        query = query.where(r.currency == budget.currency)
+        where.append(r.currency == budget.currency)
     if budget.environment is not None:
-        query = query.where(r.environment == budget.environment)
-    return int(conn.execute(query).scalar_one())
+        where.append(r.environment == budget.environment)
+    return measure, where
 
 
 def ingested(conn: sa.Connection, event_ids: Iterable[str]) -> set[str]:

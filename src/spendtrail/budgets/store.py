@@ -10,6 +10,7 @@ import sqlalchemy as sa
 
 from spendtrail.budgets.model import Budget, BudgetError
 from spendtrail.ledger.audit import record_change
+from spendtrail.ledger.registry_versions import load_history
 from spendtrail.ledger.schema import budget_alerts, budgets
 from spendtrail.registry import Registry
 
@@ -77,6 +78,17 @@ def save_budget(
         before=None if before is None else before.to_record(), after=record, reason=reason,
     )
     return "created" if before is None else "changed"
+
+
+def put_budget(
+    conn: sa.Connection, budget: Budget, *, actor: str, reason: str
+) -> Literal["created", "changed", "unchanged"]:
+    """Save a whole budget definition, its owner checked against the latest registry."""
+    found = load_history(conn).latest()
+    if found is None:
+        raise BudgetError("no registry loaded; load one with `spendtrail registry load FILE` first")
+    check_scope(budget, found[1])
+    return save_budget(conn, budget, actor=actor, reason=reason)
 
 
 def delete_budget(conn: sa.Connection, budget_id: str, *, actor: str, reason: str) -> Budget:

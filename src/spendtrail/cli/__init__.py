@@ -9,5 +9,6 @@ live below it.
   ``prices_cmd.py``, ``costs_cmd.py``, ``ledger_cmd.py``, ``reprice_cmd.py``,
   ``gateway_cmd.py``, ``simulator_cmd.py``, ``budgets_cmd.py``, ``budget_review_cmd.py``,
   ``bills_cmd.py``, ``reconcile_cmd.py``, ``allocation_cmd.py``, ``report_cmd.py``,
-  ``export_cmd.py``, ``evidence_cmd.py``, ``integrations_cmd.py``.
+  ``export_cmd.py``, ``evidence_cmd.py``, ``integrations_cmd.py``, ``serve_cmd.py`` (the
+  console API, docs/console.md), ``users_cmd.py`` (console users and API tokens).
 """

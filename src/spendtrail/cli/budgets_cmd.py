@@ -69,9 +69,8 @@ def set_budget(
     reason: Reason = "",
 ) -> None:
     """Create a budget, or change the given fields of an existing one."""
-    from spendtrail.budgets import Budget, check_scope, get_budget, save_budget
+    from spendtrail.budgets import Budget, get_budget, put_budget
     from spendtrail.budgets.model import parse_limit, parse_thresholds
-    from spendtrail.ledger.registry_versions import load_history
 
     scopes = {
         "application": application, "cost_center": cost_center,
@@ -114,11 +113,7 @@ def set_budget(
                 budget = Budget(id=budget_id, **changes)  # type: ignore[arg-type]
             else:
                 budget = dataclasses.replace(before, **changes)  # type: ignore[arg-type]
-            found = load_history(conn).latest()
-            if found is None:
-                fail("no registry loaded; load one with `spendtrail registry load FILE` first")
-            check_scope(budget, found[1])
-            outcome = save_budget(conn, budget, actor=actor(), reason=reason)
+            outcome = put_budget(conn, budget, actor=actor(), reason=reason)
     except SpendtrailError as exc:
         fail(str(exc))
     console.print(f"{outcome}: budget {escape(budget_id)}: {escape(_summary(budget))}",

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
@@ -14,9 +14,6 @@ from spendtrail.cli.render import Format, render
 from spendtrail.errors import SpendtrailError
 from spendtrail.periods import parse_period
 from spendtrail.reports.rounding import MAX_DECIMALS  # named in --decimals' help
-
-if TYPE_CHECKING:
-    from spendtrail.reports.chargeback import Statement
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -32,23 +29,6 @@ class StatementFormat(StrEnum):
     csv = "csv"
     json = "json"
     pdf = "pdf"
-
-
-def _render(fmt: StatementFormat, statement: Statement, decimals: int | None) -> str | bytes:
-    """Formats people read round to the currency's minor unit; CSV and JSON stay exact."""
-    from spendtrail.reports import chargeback, render_html, statement_view
-
-    if fmt is StatementFormat.csv:
-        return chargeback.to_csv(statement)
-    if fmt is StatementFormat.json:
-        return chargeback.to_json(statement)
-    if fmt is StatementFormat.pdf:
-        from spendtrail.reports.render_pdf import to_pdf  # WeasyPrint: heavy, optional
-
-        return to_pdf(statement, decimals)
-    view = {StatementFormat.md: statement_view.to_markdown,
-            StatementFormat.html: render_html.to_html}[fmt]
-    return view(statement, decimals)
 
 
 @app.command("chargeback")
@@ -76,6 +56,7 @@ def chargeback(
     # The rules are loaded and checked against the registry as `allocation shared` does.
     from spendtrail.cli.allocation_cmd import _rules
     from spendtrail.reports.chargeback import build_statement, parse_scope
+    from spendtrail.reports.statement_formats import render_statement
 
     if fmt is StatementFormat.pdf and output is None:
         fail("--format pdf writes a file: give --output FILE.pdf")
@@ -92,7 +73,7 @@ def chargeback(
     if not scope.is_company and not statement.owners:
         fail(f"no spend or allocation for {scope} in {chosen.label}")
     try:
-        rendered = _render(fmt, statement, decimals)
+        rendered = render_statement(statement, fmt, decimals)
     except SpendtrailError as exc:
         fail(str(exc))
     if output is None:

@@ -17,4 +17,7 @@ repricing, the audit log. Persistence of lower layers' values belongs here; the 
 - ``registry_versions.py``: the owner registry's versions, over that store.
 - ``stats.py``: what the ledger holds, counted.
 - ``fetch_cursors.py``: how far each provider account's bill API has been read.
+- ``users.py``: console users, their API tokens and sessions (secrets kept hashed).
+- ``scoping.py``: a user's ``AccessScope`` as a SQL condition on a table's owner columns.
+- ``event_list.py``: events of a period with their current cost, filtered, for drill-down.
 """

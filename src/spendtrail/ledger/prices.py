@@ -12,9 +12,11 @@ from decimal import Decimal
 
 import sqlalchemy as sa
 
+from spendtrail.access.scope import EVERYONE, AccessScope
 from spendtrail.ledger.audit import record_change
 from spendtrail.ledger.db import as_utc
 from spendtrail.ledger.schema import price_entries, rollups_daily
+from spendtrail.ledger.scoping import scope_condition
 from spendtrail.periods import Period
 from spendtrail.pricing.catalog import Catalog, match_key, merge_entry
 from spendtrail.pricing.model import PriceEntry, PricingError, Tier
@@ -153,13 +155,15 @@ class UnpricedModel:
     last_day: date
 
 
-def unpriced_models(conn: sa.Connection, period: Period | None = None) -> list[UnpricedModel]:
-    """(provider, model) pairs with unpriced or incomplete events, from the daily rollups."""
+def unpriced_models(conn: sa.Connection, period: Period | None = None, *,
+                    scope: AccessScope = EVERYONE) -> list[UnpricedModel]:
+    """(provider, model) pairs with unpriced or incomplete events in ``scope``, from the
+    daily rollups."""
     r = rollups_daily.c
     query = (
         sa.select(r.provider, r.model, sa.func.sum(r.unpriced_events), sa.func.min(r.day),
                   sa.func.max(r.day))
-        .where(r.unpriced_events > 0)
+        .where(r.unpriced_events > 0, scope_condition(scope, rollups_daily))
         .group_by(r.provider, r.model)
     )
     if period is not None:

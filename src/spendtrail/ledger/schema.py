@@ -590,3 +590,45 @@ bill_fetch_cursors = sa.Table(
     sa.Column("updated_by", sa.String(200), nullable=False),
     sa.PrimaryKeyConstraint("source", "account", name="pk_bill_fetch_cursors"),
 )
+
+# Console users (docs/console.md). A password is kept only as its argon2 hash; `scope` is the
+# JSON list of owners an `owner` or scoped `viewer` sees (["*"]: everyone's).
+users = sa.Table(
+    "users",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("role", sa.String(20), nullable=False),
+    sa.Column("scope", sa.Text, nullable=False),
+    sa.Column("password_hash", sa.String(200)),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("created_by", sa.String(200), nullable=False),
+    sa.Column("disabled_at", Timestamp),
+    sa.UniqueConstraint("name", name="uq_users_name"),
+)
+
+# API tokens for scripts and console sessions: only a SHA-256 of the secret is kept.
+api_tokens = sa.Table(
+    "api_tokens",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("user_id", sa.Integer, sa.ForeignKey("users.id"), nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("token_hash", sa.String(64), nullable=False),
+    sa.Column("token_prefix", sa.String(20), nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("created_by", sa.String(200), nullable=False),
+    sa.Column("revoked_at", Timestamp),
+    sa.UniqueConstraint("token_hash", name="uq_api_tokens_token_hash"),
+)
+
+console_sessions = sa.Table(
+    "console_sessions",
+    metadata,
+    sa.Column("session_hash", sa.String(64), primary_key=True),
+    sa.Column("user_id", sa.Integer, sa.ForeignKey("users.id"), nullable=False),
+    sa.Column("csrf_token", sa.String(100), nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("expires_at", Timestamp, nullable=False),
+    sa.Index("ix_console_sessions_user", "user_id"),
+)

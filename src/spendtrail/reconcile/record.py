@@ -189,12 +189,24 @@ def load_reconciliation(conn: sa.Connection, record_id: int) -> Reconciliation |
     d = reconciliation_differences.c
     query = (sa.select(*(d[name] for name in _DIFFERENCE_FIELDS))
              .where(d.reconciliation_id == record_id).order_by(d.id))
-    differences = [Difference(**m) for m in conn.execute(query).mappings()]
+    return _record(row, [Difference(**m) for m in conn.execute(query).mappings()])
+
+
+def list_reconciliations(conn: sa.Connection, period: Period | None = None
+                         ) -> list[Reconciliation]:
+    """Every run, newest first, without its differences (``load_reconciliation`` has them)."""
+    r = reconciliations.c
+    query = sa.select(reconciliations).order_by(r.id.desc())
+    if period is not None:
+        query = query.where(r.period_start < period.end, r.period_end > period.start)
+    return [_record(row, []) for row in conn.execute(query)]
+
+
+def _record(row: sa.Row, differences: list[Difference]) -> Reconciliation:
     summary = json.loads(row.summary)
-    created = as_utc(row.created_at)
     return Reconciliation(
-        id=row.id, created_at=created, created_by=row.created_by, reviewer=row.reviewer,
-        period=Period(row.period_start, row.period_end, row.period_label),
+        id=row.id, created_at=as_utc(row.created_at), created_by=row.created_by,
+        reviewer=row.reviewer, period=Period(row.period_start, row.period_end, row.period_label),
         bill_import_id=row.bill_import_id, bill_file=summary["bill_file"],
         provider=row.provider, method=row.method, currency=row.currency,
         tolerance=Decimal(row.tolerance), logged_pico=row.logged_pico,

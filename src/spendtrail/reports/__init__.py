@@ -9,7 +9,10 @@ from the daily rollups and cost entries. Every amount exact, per currency.
 - ``rounding.py``: minor units and largest-remainder rounding of displayed amounts.
 - ``render_html.py``: a statement as one self-contained HTML page with print CSS.
 - ``render_pdf.py``: that page as PDF (WeasyPrint, the ``pdf`` extra).
-- ``costs.py``: cost by owner, model and day.
+- ``statement_formats.py``: a statement in each format it is handed out in (md, html, pdf,
+  csv, json), with its media type.
+- ``statement_run.py``: the month's statements written as files, company and every owner.
+- ``costs.py``: cost by owner, model and day, within a user's scope and filters.
 - ``unit_cost.py``: cost per unit per owner.
 - ``retries.py``: retry inflation: attempts, requests, billable calls.
 - ``focus.py``: the FOCUS export (1.3; 1.2, 1.4) and its metadata; ``focus_columns.py``: the

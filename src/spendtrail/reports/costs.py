@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 
 import sqlalchemy as sa
 
+from spendtrail.access.scope import EVERYONE, AccessScope
 from spendtrail.errors import SpendtrailError
 from spendtrail.ledger.schema import ROLLUP_DIMENSIONS, rollups_daily
+from spendtrail.ledger.scoping import scope_condition
 from spendtrail.money import from_pico
-from spendtrail.periods import Period
+from spendtrail.periods import Period, parse_day
 
 GROUPABLE = tuple(d for d in ROLLUP_DIMENSIONS if d != "currency")
 # What a quarantined event's context claims, which the registry did not confirm: reports
@@ -47,16 +50,28 @@ class CostReport:
     shared: CostRow
 
 
-def cost_report(conn: sa.Connection, period: Period, group_by: tuple[str, ...]) -> CostReport:
-    unknown = [g for g in group_by if g not in GROUPABLE]
+def cost_report(conn: sa.Connection, period: Period, group_by: tuple[str, ...], *,
+                scope: AccessScope = EVERYONE,
+                filters: Mapping[str, str] | None = None) -> CostReport:
+    """Cost grouped by ``group_by``, of the rows ``scope`` may see, where each column named
+    in ``filters`` has its value (an owner filter leaves quarantined usage out: its owner
+    columns are claims)."""
+    unknown = [g for g in (*group_by, *(filters or ())) if g not in GROUPABLE]
     if unknown:
         raise SpendtrailError(
-            f"cannot group by {', '.join(unknown)}; choose from {', '.join(GROUPABLE)}"
+            f"cannot group or filter by {', '.join(unknown)}; choose from {', '.join(GROUPABLE)}"
         )
     r = rollups_daily.c
     query = sa.select(rollups_daily).where(
-        r.day >= period.start, r.day < period.end
+        r.day >= period.start, r.day < period.end, scope_condition(scope, rollups_daily)
     )
+    for name, value in (filters or {}).items():
+        if name == "day":
+            query = query.where(r.day == parse_day(value))
+            continue
+        query = query.where(r[name] == value)
+        if name in CLAIMED:
+            query = query.where(r.allocation_status != "quarantined")
     groups: dict[tuple, CostRow] = {}
     totals, quarantined, shared = CostRow({}), CostRow({}), CostRow({})
     for row in conn.execute(query).mappings():
@@ -83,6 +98,7 @@ def _accumulate(bucket: CostRow, row) -> None:
     bucket.input_tokens += row["input_tokens"]
     bucket.output_tokens += row["output_tokens"]
     bucket.cost_pico[row["currency"]] += row["amount_pico"]
+
 
 
 def _text(value) -> str:

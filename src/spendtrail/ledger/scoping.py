@@ -1,0 +1,18 @@
+"""A user's ``AccessScope`` (``spendtrail.access.scope``) as SQL: the condition every scoped
+query adds, so a scoped user's rows are the ones ``AccessScope.admits`` would keep."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from spendtrail.access.scope import OWNER_ATTRIBUTES, AccessScope
+
+
+def scope_condition(scope: AccessScope, table: sa.FromClause) -> sa.ColumnElement[bool]:
+    """Rows of ``table`` (with owner columns and ``allocation_status``) visible in ``scope``."""
+    if scope.everyone:
+        return sa.true()
+    matches = [table.c[a].in_(sorted(scope.named(a))) for a in OWNER_ATTRIBUTES if scope.named(a)]
+    if not matches:
+        return sa.false()
+    return sa.and_(table.c.allocation_status != "quarantined", sa.or_(*matches))
