@@ -5,10 +5,11 @@ A face: it parses a request, calls ``spendtrail.console`` for the signed-in user
 - ``pages.py`` — the pages: overview, spend explorer and events, exceptions, reconciliation,
   budgets, statements, prices, evidence, gateway keys; each form post and its outcome.
 - ``session.py`` — signing in and out; ``page_user``, the pages' ``require_user``.
-- ``render.py`` — the Jinja2 templates (``templates/``) and the CSRF field every form has.
+- ``render.py`` — how a page is rendered, with the CSRF field every form has.
+- ``templates/`` — the Jinja2 templates, one per page, and their shared macros.
 - ``charts.py`` — inline SVG charts (stacked bars by day, budget burn-down), each with a
   title, a description and its figures as a table beside it.
-- ``static/console.css`` — the one stylesheet; no script, no CDN.
+- ``static/`` — ``console.css``, the one stylesheet; no script, no CDN.
 """
 
 from __future__ import annotations
