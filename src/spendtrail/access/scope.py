@@ -30,6 +30,10 @@ class AccessScope:
 
     def named(self, attribute: str) -> frozenset[str]:
         """The values of one owner attribute this scope names."""
+        if attribute not in OWNER_ATTRIBUTES:
+            raise SpendtrailError(
+                f"{attribute!r} is not an owner attribute: {', '.join(OWNER_ATTRIBUTES)}"
+            )
         return getattr(self, attribute + "s")
 
     @property

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import sqlalchemy as sa
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Path, Query, Response
 
 from spendtrail.access.principal import Principal
 from spendtrail.api.auth import Caller, engine_of, identify, require_user
@@ -169,7 +169,7 @@ def get_reconciliations(
 def get_reconciliation(
     who: User,
     engine: Engine,
-    run_id: int,
+    run_id: Annotated[int, Path(ge=1, le=2**53)],
     kind: Text = None,
     owner: Text = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 500,

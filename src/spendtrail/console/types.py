@@ -5,10 +5,15 @@ their currency, never floats."""
 from __future__ import annotations
 
 from datetime import date, datetime
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from spendtrail.ledger.db import as_utc
 from spendtrail.money import from_pico, plain_decimal
+
+# A moment in time, always with its UTC offset (SQLite hands back naive UTC datetimes).
+Moment = Annotated[datetime, AfterValidator(as_utc)]
 
 
 class Model(BaseModel):
@@ -48,7 +53,7 @@ class UserItem(Model):
     name: str
     role: str
     scope: list[str]
-    created_at: datetime
+    created_at: Moment
     disabled: bool
 
 
@@ -79,7 +84,7 @@ class EventItem(Model):
     event_id: str
     request_id: str
     attempt: int
-    started_at: datetime
+    started_at: Moment
     provider: str
     model: str
     outcome: str
@@ -119,7 +124,7 @@ class ReconciliationBrief(Model):
     provider: str
     result: str
     variance: Amount
-    created_at: datetime
+    created_at: Moment
 
 
 class Overview(Model):
@@ -150,14 +155,14 @@ class ExceptionItem(Model):
     captured_application: str
     events: int
     unpriced: int
-    oldest: datetime
+    oldest: Moment
     age_days: int
     amount: list[Amount]
 
 
 class ExceptionEvent(Model):
     event_id: str
-    started_at: datetime
+    started_at: Moment
     model: str | None
     cost_status: str | None
     cost: Amount | None
@@ -197,7 +202,7 @@ class ReconciliationRun(Model):
     bill_file: str
     method: str
     reviewer: str
-    created_at: datetime
+    created_at: Moment
     created_by: str
     result: str
     reasons: list[str]
@@ -232,7 +237,7 @@ class BillItem(Model):
     format: str
     file_name: str
     provider: str | None
-    imported_at: datetime
+    imported_at: Moment
     imported_by: str
     lines: int
     errors: int
@@ -287,9 +292,9 @@ class BudgetDetail(Model):
 
 
 class BudgetRequest(Model):
-    scope: str = Field(description="application, cost_center, business_unit or budget_owner")
+    scope: Literal["application", "cost_center", "business_unit", "budget_owner"]
     scope_value: str = Field(min_length=1, max_length=200)
-    period: str = Field(description="month, week, day or custom")
+    period: Literal["month", "week", "day", "custom"]
     limit: str = Field(description="'500 USD' or '2000000 tokens'")
     thresholds: list[int] = []
     hard_limit: bool = True
@@ -331,8 +336,8 @@ class PriceItem(Model):
     kind: str
     currency: str
     prices: dict[str, str]
-    effective_from: datetime
-    effective_to: datetime | None
+    effective_from: Moment
+    effective_to: Moment | None
     service_tier: str | None
     source_url: str
     checked_at: date
@@ -365,9 +370,9 @@ class ReviewItem(Model):
     usage_period: str
     team_owner: str
     review_result: str | None
-    created_at: datetime
+    created_at: Moment
     created_by: str
-    checked_at: datetime | None
+    checked_at: Moment | None
     note: dict
 
 
@@ -377,21 +382,21 @@ class FollowUpItem(Model):
     origin_id: str
     question: str
     routed_to: str
-    opened_at: datetime
+    opened_at: Moment
     age_days: int
     resolved: bool
 
 
 class HandoffItem(Model):
     id: str
-    created_at: datetime
+    created_at: Moment
     created_by: str
     record: dict
 
 
 class AuditItem(Model):
     id: int
-    at: datetime
+    at: Moment
     actor: str
     action: str
     object_type: str
@@ -409,9 +414,9 @@ class KeyItem(Model):
     application: str
     environment: str | None
     prefix: str
-    created_at: datetime
+    created_at: Moment
     created_by: str
-    revoked_at: datetime | None
+    revoked_at: Moment | None
     active: bool
 
 
