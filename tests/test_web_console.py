@@ -30,6 +30,8 @@ from spendtrail.console import budgets, keys, reconciliation
 from spendtrail.console.types import BudgetRequest, KeyRequest, ReconcileRequest
 from spendtrail.console.uploads import Upload
 from spendtrail.events import AllocationContext, Usage, new_event
+from spendtrail.evidence import sample_notes
+from spendtrail.evidence.store import store_checked
 from spendtrail.ledger.db import open_ledger
 from spendtrail.ledger.ingest import Ingester
 from spendtrail.ledger.users import add_user, fitting_scope
@@ -107,6 +109,10 @@ class Books:
             limit="0.10 USD", thresholds=[50, 80], reason="test"))
         self.other_team_key = keys.issue(engine, who, KeyRequest(
             application="contract-review", environment="production", reason="test")).key.id
+        # The sample review: one owned row that passes, one with no team owner that fails.
+        with engine.begin() as conn:
+            self.reviews = [r.note.review_id for r in store_checked(
+                conn, sample_notes(self.month, team_owner="ana.ruiz"), actor="test")]
 
 
 @pytest.fixture(scope="module")
@@ -261,6 +267,16 @@ def test_a_team_lead_issues_a_key_and_is_refused_another_teams(console, browser)
     assert answer.value.status == 403
     assert "not in its scope" in page.inner_text(".flash.error")
     assert page.locator("[data-testid=new-key]").count() == 0
+    page.close()
+
+
+def test_evidence_lists_review_notes_and_their_follow_up(console, browser):
+    base, books = console
+    page = sign_in(browser, base, ADMIN)
+    page.click("nav >> text=Evidence")
+    main = page.inner_text("main")
+    assert all(review in main for review in books.reviews)  # the ownerless row too
+    assert "fail" in main and "pass" in main
     page.close()
 
 
