@@ -270,6 +270,29 @@ def test_a_team_lead_issues_a_key_and_is_refused_another_teams(console, browser)
     page.close()
 
 
+def test_a_team_lead_sets_a_budget_on_their_own_application_only(console, browser):
+    base, _ = console
+    page = sign_in(browser, base, LEAD)
+    page.click("nav >> text=Budgets")
+
+    def save(budget_id: str, application: str) -> int:
+        page.fill("[name=id]", budget_id)
+        page.fill("[name=scope_value]", application)
+        page.fill("[name=limit]", "5 USD")
+        page.fill("[name=reason]", "the team's monthly cap")
+        with page.expect_response(lambda r: r.request.method == "POST") as answer:
+            page.click("button:has-text('Save budget')")
+        return answer.value.status
+
+    assert save("search-cap", "search-summaries") == 200
+    assert "Budget search-cap: created" in page.inner_text(".flash")
+    assert "search-cap" in page.inner_text("table")
+    assert save("review-cap", "contract-review") == 403
+    assert "contract-review" in page.inner_text(".flash.error")
+    assert "review-cap" not in page.inner_text("table")
+    page.close()
+
+
 def test_evidence_lists_review_notes_and_their_follow_up(console, browser):
     base, books = console
     page = sign_in(browser, base, ADMIN)

@@ -501,7 +501,7 @@ def _budget_form(engine, who: Principal, form: dict | None) -> dict[str, Any]:
     default = {"id": "", "scope": "application", "scope_value": "", "period": "month",
                "limit": "", "thresholds": "50,80", "hard_limit": True}
     return {"may_set": may_set, "form": {**default, **(form or {})}, "scopes": SCOPES,
-            "owner_choices": [] if who.scope.everyone else applications(engine, who)}
+            "owner_choices": applications(engine, who) if may_set else []}
 
 
 def _thresholds(text: str) -> list[int]:
