@@ -41,28 +41,48 @@ from spendtrail.web import mount
 CHROMIUM = Path("/usr/bin/chromium")
 playwright = pytest.importorskip(
     "playwright.sync_api",
-    reason="the browser tests need the playwright package (pip install -e '.[test]')")
+    reason="the browser tests need the playwright package (pip install -e '.[test]')",
+)
 if not CHROMIUM.exists():
-    pytest.skip("the browser tests need Debian's chromium at /usr/bin/chromium "
-                "(scripts/system-packages.sh installs it; apt-get install chromium)",
-                allow_module_level=True)
+    pytest.skip(
+        "the browser tests need Debian's chromium at /usr/bin/chromium "
+        "(scripts/system-packages.sh installs it; apt-get install chromium)",
+        allow_module_level=True,
+    )
 
 ADMIN, LEAD = ("admin", "admin-password-1"), ("lead", "lead-password-1")
 MINI = Decimal("0.00045")  # 1000 in + 500 out of gpt-4o-mini at 0.15 / 0.60 USD per 1M
 FOUR_O = Decimal("0.0075")  # the same tokens of gpt-4o at 2.50 / 10.00
 QUOTA_PER_USD = 500_000  # CometAPI bills in quota units
-HEADER = ("created_at,type,token_name,model_name,prompt_tokens,completion_tokens,quota,"
-          "is_stream,request_id,group")
-PAGES = ("/", "/spend", "/spend/events?business_unit=enterprise", "/exceptions",
-         "/reconciliation", "/reconciliation/1", "/budgets", "/budgets/search-monthly",
-         "/statements", "/prices", "/evidence", "/keys")
+HEADER = (
+    "created_at,type,token_name,model_name,prompt_tokens,completion_tokens,quota,"
+    "is_stream,request_id,group"
+)
+PAGES = (
+    "/",
+    "/spend",
+    "/spend/events?business_unit=enterprise",
+    "/exceptions",
+    "/reconciliation",
+    "/reconciliation/1",
+    "/budgets",
+    "/budgets/search-monthly",
+    "/statements",
+    "/prices",
+    "/evidence",
+    "/keys",
+)
 
 
 def _event(day: datetime, app: str, model: str, rid: str, env: str = "production"):
     return new_event(
-        started_at=day, provider="cometapi", model_requested=model, provider_request_id=rid,
+        started_at=day,
+        provider="cometapi",
+        model_requested=model,
+        provider_request_id=rid,
         context=AllocationContext(application=app, environment=env, workload_class="user_facing"),
-        usage=Usage(input_tokens=1000, output_tokens=500))
+        usage=Usage(input_tokens=1000, output_tokens=500),
+    )
 
 
 class Books:
@@ -71,19 +91,24 @@ class Books:
     def __init__(self, engine, tmp: Path) -> None:
         now = datetime.now(UTC)
         self.month = f"{now:%Y-%m}"
-        days = [now.replace(day=d, hour=0, minute=30, second=0, microsecond=0)
-                for d in range(1, now.day + 1)]
+        days = [
+            now.replace(day=d, hour=0, minute=30, second=0, microsecond=0)
+            for d in range(1, now.day + 1)
+        ]
         events, rows = [], []
         for n, day in enumerate(days):
-            for app, model, price in (("search-summaries", "gpt-4o-mini", MINI),
-                                      ("search-summaries", "gpt-4o-mini", MINI),
-                                      ("support-assistant", "gpt-4o-mini", MINI),
-                                      ("contract-review", "gpt-4o", FOUR_O)):
+            for app, model, price in (
+                ("search-summaries", "gpt-4o-mini", MINI),
+                ("search-summaries", "gpt-4o-mini", MINI),
+                ("support-assistant", "gpt-4o-mini", MINI),
+                ("contract-review", "gpt-4o", FOUR_O),
+            ):
                 rid = f"req-{n}-{len(events)}"
                 events.append(_event(day, app, model, rid))
                 billed = int(price * QUOTA_PER_USD) + (5000 if model == "gpt-4o" and n == 0 else 0)
-                rows.append(f"{int(day.timestamp())},2,key,{model},1000,500,{billed},false,"
-                            f"{rid},default")
+                rows.append(
+                    f"{int(day.timestamp())},2,key,{model},1000,500,{billed},false,{rid},default"
+                )
         self.enterprise_event = events[3].event_id  # contract-review, day 1
         # Usage that claims an application the registry does not know: the exception queue.
         self.stray = _event(days[-1], "growth-experiments", "gpt-4o-mini", "req-stray")
@@ -93,26 +118,56 @@ class Books:
         assert report.inserted == len(events)
 
         with engine.begin() as conn:
-            admin = add_user(conn, name=ADMIN[0], role=Role.admin,
-                             scope=fitting_scope(Role.admin, []), password=ADMIN[1],
-                             actor="test")
-            add_user(conn, name=LEAD[0], role=Role.owner,
-                     scope=fitting_scope(Role.owner, ["application:search-summaries"]),
-                     password=LEAD[1], actor="test")
+            admin = add_user(
+                conn,
+                name=ADMIN[0],
+                role=Role.admin,
+                scope=fitting_scope(Role.admin, []),
+                password=ADMIN[1],
+                actor="test",
+            )
+            add_user(
+                conn,
+                name=LEAD[0],
+                role=Role.owner,
+                scope=fitting_scope(Role.owner, ["application:search-summaries"]),
+                password=LEAD[1],
+                actor="test",
+            )
         who = admin.principal
         bill = Upload("cometapi-usage.csv", ("\n".join([HEADER, *rows]) + "\n").encode())
         uploaded = reconciliation.upload_bill(engine, who, tmp / "home", bill, "cometapi-csv")
-        reconciliation.run_reconciliation(engine, who, ReconcileRequest(
-            bill_id=uploaded.bill.id, period=self.month, reviewer="Ben Okafor"))
-        budgets.set_budget(engine, who, "search-monthly", BudgetRequest(
-            scope="application", scope_value="search-summaries", period="month",
-            limit="0.10 USD", thresholds=[50, 80], reason="test"))
-        self.other_team_key = keys.issue(engine, who, KeyRequest(
-            application="contract-review", environment="production", reason="test")).key.id
+        reconciliation.run_reconciliation(
+            engine,
+            who,
+            ReconcileRequest(bill_id=uploaded.bill.id, period=self.month, reviewer="Ben Okafor"),
+        )
+        budgets.set_budget(
+            engine,
+            who,
+            "search-monthly",
+            BudgetRequest(
+                scope="application",
+                scope_value="search-summaries",
+                period="month",
+                limit="0.10 USD",
+                thresholds=[50, 80],
+                reason="test",
+            ),
+        )
+        self.other_team_key = keys.issue(
+            engine,
+            who,
+            KeyRequest(application="contract-review", environment="production", reason="test"),
+        ).key.id
         # The sample review: one owned row that passes, one with no team owner that fails.
         with engine.begin() as conn:
-            self.reviews = [r.note.review_id for r in store_checked(
-                conn, sample_notes(self.month, team_owner="ana.ruiz"), actor="test")]
+            self.reviews = [
+                r.note.review_id
+                for r in store_checked(
+                    conn, sample_notes(self.month, team_owner="ana.ruiz"), actor="test"
+                )
+            ]
 
 
 @pytest.fixture(scope="module")
@@ -216,8 +271,7 @@ def test_drill_from_a_business_unit_to_an_event(console, browser):
         page.goto(f"{base}/spend?by=business_unit")
         page.click("text=Download these rows as CSV")
     rows = list(csv.DictReader(io.StringIO(Path(download.value.path()).read_text())))
-    assert [r["business_unit"] for r in rows] == ["consumer", "enterprise", "quarantined",
-                                                  "TOTAL"]
+    assert [r["business_unit"] for r in rows] == ["consumer", "enterprise", "quarantined", "TOTAL"]
     assert sum(Decimal(r["cost"]) for r in rows[:-1]) == Decimal(rows[-1]["cost"])
     page.close()
 
@@ -306,8 +360,9 @@ def test_evidence_lists_review_notes_and_their_follow_up(console, browser):
 def test_a_post_without_the_csrf_token_is_refused(console, browser):
     base, _ = console
     page = sign_in(browser, base, ADMIN)
-    answer = page.request.post(f"{base}/keys", form={"application": "search-summaries",
-                                                     "reason": "no token"})
+    answer = page.request.post(
+        f"{base}/keys", form={"application": "search-summaries", "reason": "no token"}
+    )
     assert answer.status == 403
     page.close()
 

@@ -35,5 +35,6 @@ def mount(app: FastAPI) -> None:
 
     @app.exception_handler(session.PageRefused)
     async def page_refused(request: Request, error: session.PageRefused) -> HTMLResponse:
-        return render(request, "refused.html", None, status_code=403, title="Refused",
-                      error=str(error))
+        return render(
+            request, "refused.html", None, status_code=403, title="Refused", error=str(error)
+        )

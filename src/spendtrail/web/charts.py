@@ -14,8 +14,7 @@ from html import escape
 from itertools import count
 
 # A palette readable by most colour-blind readers (Okabe-Ito), one colour per series.
-PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442",
-           "#999999")
+PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#999999")
 MAX_SERIES = len(PALETTE)  # beyond this, the smallest series are drawn together as "other"
 OTHER = "other"
 WIDTH, HEIGHT = 480, 220
@@ -35,18 +34,23 @@ def stack_series(categories: list[str], values: dict[str, dict[str, Decimal]]) -
     ``MAX_SERIES`` summed into one ``other`` series so every bar keeps its full height."""
     totals = {name: sum(v.values(), Decimal(0)) for name, v in values.items()}
     names = sorted(values, key=lambda n: (-totals[n], n))
-    kept, rest = names[: MAX_SERIES - 1], names[MAX_SERIES - 1:]
+    kept, rest = names[: MAX_SERIES - 1], names[MAX_SERIES - 1 :]
     if len(rest) == 1:
         kept, rest = names, []
     rows = [(n, [values[n].get(c, Decimal(0)) for c in categories]) for n in kept]
     if rest:
-        rows.append((OTHER, [sum((values[n].get(c, Decimal(0)) for n in rest), Decimal(0))
-                             for c in categories]))
+        rows.append(
+            (
+                OTHER,
+                [sum((values[n].get(c, Decimal(0)) for n in rest), Decimal(0)) for c in categories],
+            )
+        )
     return [Series(name, tuple(vals), PALETTE[i]) for i, (name, vals) in enumerate(rows)]
 
 
-def stacked_bars(title: str, desc: str, categories: list[str], series: list[Series],
-                 unit: str) -> str:
+def stacked_bars(
+    title: str, desc: str, categories: list[str], series: list[Series], unit: str
+) -> str:
     """One bar per category (day), its series stacked; a legend names each colour."""
     heights = [sum((s.values[i] for s in series), Decimal(0)) for i in range(len(categories))]
     top = _nice_max(max(heights, default=Decimal(0)))
@@ -63,15 +67,18 @@ def stacked_bars(title: str, desc: str, categories: list[str], series: list[Seri
                 continue
             h = float(value / top) * plot_h
             base -= h
-            parts.append(f'<rect x="{x:.1f}" y="{base:.1f}" width="{bar_w:.1f}" '
-                         f'height="{h:.1f}" fill="{s.colour}"><title>{escape(category)} '
-                         f'{escape(s.name)}: {value} {escape(unit)}</title></rect>')
+            parts.append(
+                f'<rect x="{x:.1f}" y="{base:.1f}" width="{bar_w:.1f}" '
+                f'height="{h:.1f}" fill="{s.colour}"><title>{escape(category)} '
+                f"{escape(s.name)}: {value} {escape(unit)}</title></rect>"
+            )
     parts += _category_labels(categories, slot)
     return _svg(title, desc, parts, _legend([(s.name, s.colour) for s in series]))
 
 
-def burn_down(title: str, desc: str, days: list[str], spent: list[Decimal], limit: Decimal,
-              unit: str) -> str:
+def burn_down(
+    title: str, desc: str, days: list[str], spent: list[Decimal], limit: Decimal, unit: str
+) -> str:
     """Cumulative spend at the end of each day so far (``spent``, the first days of
     ``days``, which are all the period's) against the limit (dashed) and the even pace that
     reaches it on the period's last day (dotted)."""
@@ -83,62 +90,83 @@ def burn_down(title: str, desc: str, days: list[str], spent: list[Decimal], limi
     def y(value: Decimal) -> float:
         return TOP + plot_h - float(value / top) * plot_h
 
-    parts.append(f'<line x1="{LEFT}" y1="{y(limit):.1f}" x2="{LEFT + plot_w}" '
-                 f'y2="{y(limit):.1f}" stroke="#D55E00" stroke-width="2" '
-                 f'stroke-dasharray="6 4"><title>limit {limit} {escape(unit)}</title></line>')
-    parts.append(f'<line x1="{LEFT}" y1="{y(Decimal(0)):.1f}" x2="{LEFT + plot_w}" '
-                 f'y2="{y(limit):.1f}" stroke="#999999" stroke-dasharray="2 4"/>')
+    parts.append(
+        f'<line x1="{LEFT}" y1="{y(limit):.1f}" x2="{LEFT + plot_w}" '
+        f'y2="{y(limit):.1f}" stroke="#D55E00" stroke-width="2" '
+        f'stroke-dasharray="6 4"><title>limit {limit} {escape(unit)}</title></line>'
+    )
+    parts.append(
+        f'<line x1="{LEFT}" y1="{y(Decimal(0)):.1f}" x2="{LEFT + plot_w}" '
+        f'y2="{y(limit):.1f}" stroke="#999999" stroke-dasharray="2 4"/>'
+    )
     points = [(LEFT + (i + 1) * step, y(v)) for i, v in enumerate(spent)]
     if points:
         path = " ".join(f"{px:.1f},{py:.1f}" for px, py in [(LEFT, y(Decimal(0))), *points])
-        parts.append(f'<polyline points="{path}" fill="none" stroke="#0072B2" '
-                     'stroke-width="2.5"/>')
+        parts.append(f'<polyline points="{path}" fill="none" stroke="#0072B2" stroke-width="2.5"/>')
         for (px, py), day, value in zip(points, days, spent, strict=False):
-            parts.append(f'<circle cx="{px:.1f}" cy="{py:.1f}" r="3" fill="#0072B2">'
-                         f'<title>{escape(day)}: {value} {escape(unit)}</title></circle>')
+            parts.append(
+                f'<circle cx="{px:.1f}" cy="{py:.1f}" r="3" fill="#0072B2">'
+                f"<title>{escape(day)}: {value} {escape(unit)}</title></circle>"
+            )
     # The first day, the last one drawn and the period's last: enough to read the pace.
     last = len(days) - 1
     ticks = sorted({0, last, max(len(spent) - 1, 0)})
     ticks = [i for i in ticks if i in (0, last) or last - i > len(days) / 6]
-    parts += [f'<text x="{LEFT + (i + 1) * step:.1f}" y="{HEIGHT - BOTTOM + 16}" '
-              f'text-anchor="{"end" if i == last else "middle"}" class="tick">'
-              f'{escape(_day_label(days[i]))}</text>' for i in ticks if days]
+    parts += [
+        f'<text x="{LEFT + (i + 1) * step:.1f}" y="{HEIGHT - BOTTOM + 16}" '
+        f'text-anchor="{"end" if i == last else "middle"}" class="tick">'
+        f"{escape(_day_label(days[i]))}</text>"
+        for i in ticks
+        if days
+    ]
     legend = _legend([("spent", "#0072B2"), ("limit", "#D55E00"), ("even pace", "#999999")])
     return _svg(title, desc, parts, legend)
 
 
 def _axes(top: Decimal, plot_w: float, plot_h: float) -> list[str]:
-    parts = [f'<line x1="{LEFT}" y1="{TOP + plot_h}" x2="{LEFT + plot_w}" '
-             f'y2="{TOP + plot_h}" stroke="#555"/>']
+    parts = [
+        f'<line x1="{LEFT}" y1="{TOP + plot_h}" x2="{LEFT + plot_w}" '
+        f'y2="{TOP + plot_h}" stroke="#555"/>'
+    ]
     for k in range(5):
         value = top * k / 4
         y = TOP + plot_h - plot_h * k / 4
-        parts.append(f'<line x1="{LEFT}" y1="{y:.1f}" x2="{LEFT + plot_w}" y2="{y:.1f}" '
-                     'stroke="#ddd"/>')
-        parts.append(f'<text x="{LEFT - 6}" y="{y + 4:.1f}" text-anchor="end" '
-                     f'class="tick">{_short(value)}</text>')
+        parts.append(
+            f'<line x1="{LEFT}" y1="{y:.1f}" x2="{LEFT + plot_w}" y2="{y:.1f}" stroke="#ddd"/>'
+        )
+        parts.append(
+            f'<text x="{LEFT - 6}" y="{y + 4:.1f}" text-anchor="end" '
+            f'class="tick">{_short(value)}</text>'
+        )
     return parts
 
 
 def _category_labels(categories: list[str], slot: float) -> list[str]:
     every = max(1, -(-len(categories) // 6))  # at most 6 labels, so they never overlap
-    return [f'<text x="{LEFT + i * slot + slot / 2:.1f}" y="{HEIGHT - BOTTOM + 16}" '
-            f'text-anchor="middle" class="tick">{escape(_day_label(c))}</text>'
-            for i, c in enumerate(categories) if i % every == 0]
+    return [
+        f'<text x="{LEFT + i * slot + slot / 2:.1f}" y="{HEIGHT - BOTTOM + 16}" '
+        f'text-anchor="middle" class="tick">{escape(_day_label(c))}</text>'
+        for i, c in enumerate(categories)
+        if i % every == 0
+    ]
 
 
 def _legend(items: list[tuple[str, str]]) -> str:
-    return "".join(f'<li><span class="swatch" style="background:{colour}"></span>'
-                   f"{escape(name)}</li>" for name, colour in items)
+    return "".join(
+        f'<li><span class="swatch" style="background:{colour}"></span>{escape(name)}</li>'
+        for name, colour in items
+    )
 
 
 def _svg(title: str, desc: str, parts: list[str], legend: str) -> str:
     n = next(_ids)
-    return (f'<figure class="chart"><svg viewBox="0 0 {WIDTH} {HEIGHT}" role="img" '
-            f'aria-labelledby="chart{n}-t chart{n}-d" preserveAspectRatio="xMidYMid meet">'
-            f'<title id="chart{n}-t">{escape(title)}</title>'
-            f'<desc id="chart{n}-d">{escape(desc)}</desc>{"".join(parts)}</svg>'
-            f'<ul class="legend">{legend}</ul></figure>')
+    return (
+        f'<figure class="chart"><svg viewBox="0 0 {WIDTH} {HEIGHT}" role="img" '
+        f'aria-labelledby="chart{n}-t chart{n}-d" preserveAspectRatio="xMidYMid meet">'
+        f'<title id="chart{n}-t">{escape(title)}</title>'
+        f'<desc id="chart{n}-d">{escape(desc)}</desc>{"".join(parts)}</svg>'
+        f'<ul class="legend">{legend}</ul></figure>'
+    )
 
 
 def _day_label(text: str) -> str:

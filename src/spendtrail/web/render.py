@@ -16,10 +16,17 @@ from spendtrail.access.principal import Principal
 from spendtrail.api.auth import CSRF_FIELD
 
 HERE = Path(__file__).parent
-PAGES = (("overview", "Overview"), ("spend", "Spend"), ("exceptions", "Exceptions"),
-         ("reconciliation", "Reconciliation"), ("budgets", "Budgets"),
-         ("statements", "Statements"), ("prices", "Prices"), ("evidence", "Evidence"),
-         ("keys", "Keys"))
+PAGES = (
+    ("overview", "Overview"),
+    ("spend", "Spend"),
+    ("exceptions", "Exceptions"),
+    ("reconciliation", "Reconciliation"),
+    ("budgets", "Budgets"),
+    ("statements", "Statements"),
+    ("prices", "Prices"),
+    ("evidence", "Evidence"),
+    ("keys", "Keys"),
+)
 
 
 @pass_context
@@ -35,10 +42,19 @@ templates = Jinja2Templates(directory=HERE / "templates")
 templates.env.globals["csrf_field"] = csrf_field
 
 
-def render(request: Request, template: str, who: Principal | None, page: str = "",
-           status_code: int = 200, **context: Any) -> HTMLResponse:
+def render(
+    request: Request,
+    template: str,
+    who: Principal | None,
+    page: str = "",
+    status_code: int = 200,
+    **context: Any,
+) -> HTMLResponse:
     context.setdefault("flashes", [])
     context.setdefault("title", dict(PAGES).get(page, "spendtrail"))
     return templates.TemplateResponse(
-        request, template, {"who": who, "page": page, "pages": PAGES, **context},
-        status_code=status_code)
+        request,
+        template,
+        {"who": who, "page": page, "pages": PAGES, **context},
+        status_code=status_code,
+    )

@@ -48,9 +48,11 @@ class PageRefused(Exception):
     """A post without the session's CSRF token; answered with a 403 page."""
 
 
-async def page_user(request: Request,
-                    token: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-                    session: Annotated[str | None, Depends(cookie)]) -> Principal:
+async def page_user(
+    request: Request,
+    token: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    session: Annotated[str | None, Depends(cookie)],
+) -> Principal:
     try:
         caller: Caller = await identify(request, token, session)
     except Unauthenticated:
@@ -80,13 +82,18 @@ async def login(request: Request) -> Response:
         return _login_form(request, next_path, "The sign-in form expired; try again.", 403)
     done = Response()
     try:
-        await api_login.login(request, done, name=str(form.get("name") or ""),
-                              password=str(form.get("password") or ""))
+        await api_login.login(
+            request,
+            done,
+            name=str(form.get("name") or ""),
+            password=str(form.get("password") or ""),
+        )
     except TooManyAttempts as error:
         return _login_form(request, next_path, str(error), 429)
     except (Unauthenticated, SpendtrailError, ValueError):
-        return _login_form(request, next_path, "Wrong name or password, or the user is "
-                                                "disabled.", 401)
+        return _login_form(
+            request, next_path, "Wrong name or password, or the user is disabled.", 401
+        )
     response = RedirectResponse(next_path, status_code=303)
     for name, value in done.raw_headers:
         if name == b"set-cookie":
@@ -103,13 +110,28 @@ def logout(request: Request, who: Annotated[Principal, Depends(page_user)]) -> R
     return response
 
 
-def _login_form(request: Request, next_path: str, error: str | None = None,
-                status_code: int = 200) -> Response:
+def _login_form(
+    request: Request, next_path: str, error: str | None = None, status_code: int = 200
+) -> Response:
     token = secrets.token_urlsafe(32)
-    response = render(request, "login.html", None, status_code=status_code,
-                      title="Sign in", next=next_path, error=error, login_csrf=token)
-    response.set_cookie(LOGIN_CSRF_COOKIE, token, httponly=True, samesite="strict",
-                        path="/login", secure=request.url.scheme == "https")
+    response = render(
+        request,
+        "login.html",
+        None,
+        status_code=status_code,
+        title="Sign in",
+        next=next_path,
+        error=error,
+        login_csrf=token,
+    )
+    response.set_cookie(
+        LOGIN_CSRF_COOKIE,
+        token,
+        httponly=True,
+        samesite="strict",
+        path="/login",
+        secure=request.url.scheme == "https",
+    )
     return response
 
 
