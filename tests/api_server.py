@@ -14,7 +14,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 import uvicorn
-from factories import SHEET, seed_books
+from factories import seed_books
 
 from spendtrail.access.roles import Role
 from spendtrail.access.scope import parse_scope
@@ -29,7 +29,6 @@ from spendtrail.periods import parse_period
 from spendtrail.reconcile import import_bill, reconcile
 
 PASSWORD = "correct horse battery"
-SHEET_TEXT = SHEET
 
 
 @contextmanager

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from api_server import B_AMOUNTS, OWNER_A, OWNER_B, SHEET_TEXT, bill_text, console_books, serving
+from api_server import B_AMOUNTS, OWNER_A, OWNER_B, bill_text, console_books, serving
 
 from spendtrail.api.settings import ApiSettings
 from spendtrail.evidence.sample import sample_notes
@@ -130,19 +130,9 @@ def matrix(books, groups: dict[str, str], role: str) -> dict[tuple[str, str], Sp
         ),
         ("POST", "/api/v1/statements/run"): (WORKERS, {"json": {"period": p}, "expect": 201}),
         ("POST", "/api/v1/evidence/reviews"): (WORKERS, {"json": {"note": note}, "expect": 201}),
-        ("POST", "/api/v1/registry"): (ADMINS, {**upload, "expect": 201}),
-        ("POST", "/api/v1/prices/sheet"): (
+        ("POST", "/api/v1/reference/{kind}"): (
             ADMINS,
-            {"files": {"file": ("prices.yaml", SHEET_TEXT.encode())}, "expect": 201},
-        ),
-        ("POST", "/api/v1/allocation/rules"): (
-            ADMINS,
-            {
-                "files": {
-                    "file": ("rules.yaml", (ROOT / "examples/shared-cost-rules.yaml").read_bytes())
-                },
-                "expect": 201,
-            },
+            {**upload, "kind": "registry", "expect": 201},
         ),
         ("POST", "/api/v1/auth/login"): (set(), {}),  # tested in test_api_auth.py
         ("POST", "/api/v1/auth/logout"): (set(), {}),
@@ -259,6 +249,7 @@ def test_an_owner_never_receives_another_owners_figure(api, viewer):
         "budget_id": "contract-monthly",
         "key_id": books.b_key_id,
         "handoff_id": "x",
+        "kind": "registry",
     }
     markers = _b_markers(books)
     token = books.tokens[viewer]
@@ -367,3 +358,48 @@ def test_an_owner_sets_budgets_and_keys_only_of_its_own(api):
         },
     )
     assert moved.status_code == 403  # taking over B's budget id is changing B's budget
+
+
+NEW_PRICE = b"""
+defaults: {provider: cometapi, currency: USD, kind: contracted, effective_from: 2026-01-01,
+           source_url: https://api.cometapi.com/pricing, checked_at: 2026-10-01,
+           checked_by: finance-partner}
+prices:
+  - model: gpt-4.1
+    prices: {input_tokens: "2.00", output_tokens: "8.00"}
+"""
+
+
+@pytest.mark.parametrize(
+    ("kind", "file", "content"),
+    [
+        ("registry", "registry.yaml", (ROOT / "examples/registry.yaml").read_bytes()),
+        ("price-sheet", "prices.yaml", NEW_PRICE),
+        ("shared-cost-rules", "rules.yaml",
+         (ROOT / "examples/shared-cost-rules.yaml").read_bytes()),
+    ],
+)
+def test_admins_load_the_reviewed_files(api, kind, file, content):
+    base, books = api
+    upload = {
+        "files": {"file": (file, content)},
+        "data": {"reason": "reviewed"},
+    }
+    path = f"/api/v1/reference/{kind}"
+    assert call(base, "POST", path, books.tokens["fin"], **upload).status_code == 403
+    loaded = call(base, "POST", path, books.tokens["root"], **upload)
+    assert loaded.status_code == 201, loaded.text
+    assert loaded.json()["what"] == kind
+    audit = call(
+        base, "GET", "/api/v1/evidence/audit", books.tokens["root"], params={"actor": "user:root"}
+    ).json()
+    if kind == "registry":  # the books hold this registry already: no new version
+        assert loaded.json()["detail"] == "registry version 1" and audit == []
+    else:
+        assert audit and {a["reason"] for a in audit} == {"reviewed"}
+    kept = list((books.home / "uploads").rglob(file))
+    assert [p.read_bytes() for p in kept] == [content]
+    bad = call(
+        base, "POST", path, books.tokens["root"], files={"file": ("x.yaml", b"- not: [a mapping")}
+    )
+    assert bad.status_code == 400 and "x.yaml" in bad.json()["detail"]

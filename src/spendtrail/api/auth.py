@@ -83,6 +83,11 @@ def require_user(caller: Annotated[Caller, Depends(identify)]) -> Principal:
     return caller.principal
 
 
+# What a route (or a page) declares to get the user it acts for and the ledger.
+CurrentUser = Annotated[Principal, Depends(require_user)]
+Ledger = Annotated[sa.Engine, Depends(engine_of)]
+
+
 def _caller(
     engine: sa.Engine,
     settings: ApiSettings,

@@ -5,11 +5,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Path, Query, Response
 
-from spendtrail.access.principal import Principal
-from spendtrail.api.auth import Caller, engine_of, identify, require_user
+from spendtrail.api.auth import Caller, CurrentUser, Ledger, identify
 from spendtrail.api.errors import RESPONSES
 from spendtrail.console import (
     budgets,
@@ -48,8 +46,6 @@ from spendtrail.reports.costs import GROUPABLE
 from spendtrail.reports.statement_formats import MEDIA_TYPES
 
 router = APIRouter(prefix="/api/v1", responses=RESPONSES)
-User = Annotated[Principal, Depends(require_user)]
-Engine = Annotated[sa.Engine, Depends(engine_of)]
 Period = Annotated[
     str, Query(description="YYYY-MM, YYYY-MM-DD or FIRST..LAST (UTC days).", max_length=40)
 ]
@@ -94,19 +90,19 @@ def get_me(caller: Annotated[Caller, Depends(identify)]) -> Me:
 
 
 @router.get("/users", response_model=list[UserItem], tags=["users"])
-def get_users(who: User, engine: Engine) -> list[UserItem]:
+def get_users(who: CurrentUser, engine: Ledger) -> list[UserItem]:
     return users.users(engine, who)
 
 
 @router.get("/overview", response_model=Overview, tags=["spend"])
-def get_overview(who: User, engine: Engine) -> Overview:
+def get_overview(who: CurrentUser, engine: Ledger) -> Overview:
     return spend.overview(engine, who)
 
 
 @router.get("/spend", response_model=SpendReport, tags=["spend"])
 def get_spend(
-    who: User,
-    engine: Engine,
+    who: CurrentUser,
+    engine: Ledger,
     period: Period,
     filters: Filters,
     group_by: Annotated[
@@ -119,8 +115,8 @@ def get_spend(
 
 @router.get("/spend/events", response_model=EventPage, tags=["spend"])
 def get_events(
-    who: User,
-    engine: Engine,
+    who: CurrentUser,
+    engine: Ledger,
     period: Period,
     filters: Filters,
     limit: Annotated[int, Query(ge=1, le=MAX_EVENTS)] = 100,
@@ -132,8 +128,8 @@ def get_events(
 
 @router.get("/exceptions", response_model=list[ExceptionItem], tags=["exceptions"])
 def get_exceptions(
-    who: User,
-    engine: Engine,
+    who: CurrentUser,
+    engine: Ledger,
     period: Annotated[str | None, Query(max_length=40)] = None,
 ) -> list[ExceptionItem]:
     return exceptions.queue(engine, who, period)
@@ -141,8 +137,8 @@ def get_exceptions(
 
 @router.get("/exceptions/{group_id}", response_model=ExceptionDetail, tags=["exceptions"])
 def get_exception(
-    who: User,
-    engine: Engine,
+    who: CurrentUser,
+    engine: Ledger,
     group_id: str,
     limit: Annotated[int, Query(ge=1, le=MAX_EVENTS)] = 100,
 ) -> ExceptionDetail:
@@ -150,14 +146,14 @@ def get_exception(
 
 
 @router.get("/bills", response_model=list[BillItem], tags=["reconciliation"])
-def get_bills(who: User, engine: Engine) -> list[BillItem]:
+def get_bills(who: CurrentUser, engine: Ledger) -> list[BillItem]:
     return reconciliation.bills(engine, who)
 
 
 @router.get("/reconciliations", response_model=list[ReconciliationRun], tags=["reconciliation"])
 def get_reconciliations(
-    who: User,
-    engine: Engine,
+    who: CurrentUser,
+    engine: Ledger,
     period: Annotated[str | None, Query(max_length=40)] = None,
 ) -> list[ReconciliationRun]:
     return reconciliation.runs(engine, who, period)
@@ -167,8 +163,8 @@ def get_reconciliations(
     "/reconciliations/{run_id}", response_model=ReconciliationDetail, tags=["reconciliation"]
 )
 def get_reconciliation(
-    who: User,
-    engine: Engine,
+    who: CurrentUser,
+    engine: Ledger,
     run_id: Annotated[int, Path(ge=1, le=2**53)],
     kind: Text = None,
     owner: Text = None,
@@ -179,18 +175,18 @@ def get_reconciliation(
 
 
 @router.get("/budgets", response_model=list[BudgetItem], tags=["budgets"])
-def get_budgets(who: User, engine: Engine) -> list[BudgetItem]:
+def get_budgets(who: CurrentUser, engine: Ledger) -> list[BudgetItem]:
     return budgets.budget_items(engine, who)
 
 
 @router.get("/budgets/{budget_id}", response_model=BudgetDetail, tags=["budgets"])
-def get_budget(who: User, engine: Engine, budget_id: str) -> BudgetDetail:
+def get_budget(who: CurrentUser, engine: Ledger, budget_id: str) -> BudgetDetail:
     """A budget's state, its burn-down by day in the current period, and its alerts."""
     return budgets.budget_detail(engine, who, budget_id)
 
 
 @router.get("/statements", response_model=list[StatementRef], tags=["statements"])
-def get_statements(who: User, engine: Engine, period: Period) -> list[StatementRef]:
+def get_statements(who: CurrentUser, engine: Ledger, period: Period) -> list[StatementRef]:
     """The statements this user may read for the period."""
     return statements.available(engine, who, period)
 
@@ -210,8 +206,8 @@ def get_statements(who: User, engine: Engine, period: Period) -> list[StatementR
     },
 )
 def get_statement(
-    who: User,
-    engine: Engine,
+    who: CurrentUser,
+    engine: Ledger,
     period: Period,
     owner: Annotated[
         str,
@@ -232,8 +228,8 @@ def get_statement(
 
 @router.get("/prices", response_model=PricesView, tags=["prices"])
 def get_prices(
-    who: User,
-    engine: Engine,
+    who: CurrentUser,
+    engine: Ledger,
     period: Annotated[str | None, Query(max_length=40)] = None,
     cadence_days: Annotated[int, Query(ge=1, le=3650)] = 30,
 ) -> PricesView:
@@ -243,26 +239,28 @@ def get_prices(
 
 @router.get("/evidence/reviews", response_model=list[ReviewItem], tags=["evidence"])
 def get_reviews(
-    who: User, engine: Engine, period: Annotated[str | None, Query(max_length=40)] = None
+    who: CurrentUser, engine: Ledger, period: Annotated[str | None, Query(max_length=40)] = None
 ) -> list[ReviewItem]:
     return evidence.reviews(engine, who, period)
 
 
 @router.get("/evidence/follow-ups", response_model=list[FollowUpItem], tags=["evidence"])
-def get_follow_ups(who: User, engine: Engine, include_resolved: bool = False) -> list[FollowUpItem]:
+def get_follow_ups(
+    who: CurrentUser, engine: Ledger, include_resolved: bool = False
+) -> list[FollowUpItem]:
     return evidence.follow_ups(engine, who, include_resolved)
 
 
 @router.get("/evidence/handoff", response_model=HandoffItem, tags=["evidence"])
-def get_handoff(who: User, engine: Engine, handoff_id: Text = None) -> HandoffItem:
+def get_handoff(who: CurrentUser, engine: Ledger, handoff_id: Text = None) -> HandoffItem:
     """A handoff record; the latest without an id."""
     return evidence.handoff(engine, who, handoff_id)
 
 
 @router.get("/evidence/audit", response_model=list[AuditItem], tags=["evidence"])
 def get_audit(
-    who: User,
-    engine: Engine,
+    who: CurrentUser,
+    engine: Ledger,
     object_type: Text = None,
     actor: Text = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 200,
@@ -271,6 +269,6 @@ def get_audit(
 
 
 @router.get("/keys", response_model=list[KeyItem], tags=["keys"])
-def get_keys(who: User, engine: Engine) -> list[KeyItem]:
+def get_keys(who: CurrentUser, engine: Ledger) -> list[KeyItem]:
     """Gateway keys of the applications in this user's scope."""
     return keys.keys(engine, who)

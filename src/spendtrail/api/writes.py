@@ -7,24 +7,22 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-import sqlalchemy as sa
-from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
+from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
-from spendtrail.access.principal import Principal
-from spendtrail.api.auth import engine_of, require_user, settings_of
+from spendtrail.api.auth import CurrentUser, Ledger, settings_of
 from spendtrail.api.errors import RESPONSES
 from spendtrail.console import (
     budgets,
     evidence,
     exceptions,
     keys,
-    prices,
     reconciliation,
     reference,
     statements,
 )
+from spendtrail.console.reference import Kind
 from spendtrail.console.types import (
     AssignRequest,
     AssignResult,
@@ -46,8 +44,6 @@ from spendtrail.console.uploads import MAX_UPLOAD, Upload
 from spendtrail.errors import SpendtrailError
 
 router = APIRouter(prefix="/api/v1", responses=RESPONSES)
-User = Annotated[Principal, Depends(require_user)]
-Engine = Annotated[sa.Engine, Depends(engine_of)]
 Reason = Annotated[str, Form(max_length=2000)]
 
 
@@ -65,32 +61,36 @@ class StatementsRequest(BaseModel):
 
 
 @router.post("/exceptions/{group_id}/assign", response_model=AssignResult, tags=["exceptions"])
-def assign_exception(who: User, engine: Engine, group_id: str, body: AssignRequest) -> AssignResult:
+def assign_exception(
+    who: CurrentUser, engine: Ledger, group_id: str, body: AssignRequest
+) -> AssignResult:
     """Assign a group's usage to an application, with a reason (audited)."""
     return exceptions.assign_group(engine, who, group_id, body)
 
 
 @router.post("/exceptions/{group_id}/resolve", response_model=ExceptionItem, tags=["exceptions"])
 def resolve_exception(
-    who: User, engine: Engine, group_id: str, body: ResolveRequest
+    who: CurrentUser, engine: Ledger, group_id: str, body: ResolveRequest
 ) -> ExceptionItem:
     return exceptions.resolve_group(engine, who, group_id, body)
 
 
 @router.post("/keys", response_model=IssuedKey, status_code=201, tags=["keys"])
-def create_key(who: User, engine: Engine, body: KeyRequest) -> IssuedKey:
+def create_key(who: CurrentUser, engine: Ledger, body: KeyRequest) -> IssuedKey:
     """Issue a gateway key for an application in the caller's scope; the secret is in this
     answer only."""
     return keys.issue(engine, who, body)
 
 
 @router.post("/keys/{key_id}/revoke", response_model=KeyItem, tags=["keys"])
-def revoke_key(who: User, engine: Engine, key_id: str, body: RevokeRequest) -> KeyItem:
+def revoke_key(who: CurrentUser, engine: Ledger, key_id: str, body: RevokeRequest) -> KeyItem:
     return keys.revoke(engine, who, key_id, body.reason)
 
 
 @router.put("/budgets/{budget_id}", response_model=SavedBudget, tags=["budgets"])
-def put_budget(who: User, engine: Engine, budget_id: str, body: BudgetRequest) -> SavedBudget:
+def put_budget(
+    who: CurrentUser, engine: Ledger, budget_id: str, body: BudgetRequest
+) -> SavedBudget:
     """Create or replace a budget (an owner: only on its own owners)."""
     return budgets.set_budget(engine, who, budget_id, body)
 
@@ -98,8 +98,8 @@ def put_budget(who: User, engine: Engine, budget_id: str, body: BudgetRequest) -
 @router.post("/bills", response_model=BillUploaded, status_code=201, tags=["reconciliation"])
 async def upload_bill(
     request: Request,
-    who: User,
-    engine: Engine,
+    who: CurrentUser,
+    engine: Ledger,
     file: Annotated[UploadFile, File(description="The provider's bill.")],
     format: Annotated[str | None, Form(max_length=40)] = None,
     provider: Annotated[str | None, Form(max_length=200)] = None,
@@ -113,14 +113,16 @@ async def upload_bill(
 @router.post(
     "/reconciliations", response_model=ReconciliationRun, status_code=201, tags=["reconciliation"]
 )
-def run_reconciliation(who: User, engine: Engine, body: ReconcileRequest) -> ReconciliationRun:
+def run_reconciliation(
+    who: CurrentUser, engine: Ledger, body: ReconcileRequest
+) -> ReconciliationRun:
     """Match a bill against the ledger for a period and record the result."""
     return reconciliation.run_reconciliation(engine, who, body)
 
 
 @router.post("/statements/run", response_model=StatementsRun, status_code=201, tags=["statements"])
 def run_statements(
-    request: Request, who: User, engine: Engine, body: StatementsRequest
+    request: Request, who: CurrentUser, engine: Ledger, body: StatementsRequest
 ) -> StatementsRun:
     """Write the period's statements (company and every owner) under the home's
     statements/ folder."""
@@ -128,50 +130,24 @@ def run_statements(
 
 
 @router.post("/evidence/reviews", response_model=ReviewItem, status_code=201, tags=["evidence"])
-def write_review(who: User, engine: Engine, body: ReviewRequest) -> ReviewItem:
+def write_review(who: CurrentUser, engine: Ledger, body: ReviewRequest) -> ReviewItem:
     """Store a review note under a fresh id and check it."""
     return evidence.write_review(engine, who, body.note, body.reason)
 
 
-@router.post("/registry", response_model=Loaded, status_code=201, tags=["reference"])
-async def load_registry(
+@router.post("/reference/{kind}", response_model=Loaded, status_code=201, tags=["reference"])
+async def load_reference(
     request: Request,
-    who: User,
-    engine: Engine,
-    file: Annotated[UploadFile, File()],
+    who: CurrentUser,
+    engine: Ledger,
+    kind: Kind,
+    file: Annotated[UploadFile, File(description="The YAML file, as reviewed.")],
     reason: Reason = "",
 ) -> Loaded:
-    """Load an owner registry YAML (admins)."""
+    """Load a reviewed file (admins): the owner registry, a price sheet or the shared-cost
+    rules, checked as the CLI checks them and stored as a new audited version."""
     return await run_in_threadpool(
-        reference.load_registry_file, engine, who, _home(request), await _read(file), reason
-    )
-
-
-@router.post("/prices/sheet", response_model=Loaded, status_code=201, tags=["reference"])
-async def load_price_sheet(
-    request: Request,
-    who: User,
-    engine: Engine,
-    file: Annotated[UploadFile, File()],
-    reason: Reason = "",
-) -> Loaded:
-    """Import a YAML price sheet (admins)."""
-    return await run_in_threadpool(
-        prices.load_price_sheet, engine, who, _home(request), await _read(file), reason
-    )
-
-
-@router.post("/allocation/rules", response_model=Loaded, status_code=201, tags=["reference"])
-async def load_rules(
-    request: Request,
-    who: User,
-    engine: Engine,
-    file: Annotated[UploadFile, File()],
-    reason: Reason = "",
-) -> Loaded:
-    """Store a shared-cost rules YAML as a new version (admins)."""
-    return await run_in_threadpool(
-        reference.load_rules_file, engine, who, _home(request), await _read(file), reason
+        reference.load_reference, engine, who, _home(request), kind, await _read(file), reason
     )
 
 

@@ -1,21 +1,19 @@
-"""The price catalog with provenance and stale flags, the models seen without a price (in the
-user's scope), and loading a price sheet (admins)."""
+"""The price catalog with provenance and stale flags, and the models seen without a price
+(in the user's scope)."""
 
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
-from pathlib import Path
 
 import sqlalchemy as sa
 
 from spendtrail.access.principal import Principal
 from spendtrail.access.roles import Permission
-from spendtrail.console.types import Loaded, PriceItem, PricesView, UnpricedItem
-from spendtrail.console.uploads import Upload, keep
-from spendtrail.ledger.prices import add_entries, load_catalog, unpriced_models
+from spendtrail.console.types import PriceItem, PricesView, UnpricedItem
+from spendtrail.ledger.prices import load_catalog, unpriced_models
 from spendtrail.money import plain_decimal
 from spendtrail.periods import parse_period
-from spendtrail.pricing import load_sheet, stale_prices
+from spendtrail.pricing import stale_prices
 from spendtrail.pricing.check import DEFAULT_CADENCE_DAYS
 
 
@@ -68,23 +66,4 @@ def catalog(
             )
             for u in unpriced
         ],
-    )
-
-
-def load_price_sheet(
-    engine: sa.Engine, who: Principal, home: Path, upload: Upload, reason: str
-) -> Loaded:
-    who.require(Permission.load_reference)
-    path = keep(home, upload)
-    entries = load_sheet(path)
-    with engine.begin() as conn:
-        result = add_entries(
-            conn, entries, actor=who.actor, reason=reason or f"price sheet {path.name}"
-        )
-    return Loaded(
-        what="price sheet",
-        detail=(
-            f"added {len(result.added)}, unchanged {len(result.unchanged)}, windows closed "
-            f"{len(result.closed)}, re-checked {len(result.rechecked)}"
-        ),
     )
