@@ -273,6 +273,11 @@ def test_drill_from_a_business_unit_to_an_event(console, browser):
     rows = list(csv.DictReader(io.StringIO(Path(download.value.path()).read_text())))
     assert [r["business_unit"] for r in rows] == ["consumer", "enterprise", "quarantined", "TOTAL"]
     assert sum(Decimal(r["cost"]) for r in rows[:-1]) == Decimal(rows[-1]["cost"])
+    page.select_option("select[name=filter_by]", "model")  # any dimension, by the form
+    page.fill("input[name=filter_value]", "gpt-4o")
+    page.click("button:has-text('Show')")
+    assert "model = gpt-4o" in page.inner_text("main")
+    assert page.locator("tbody td:first-child a").all_inner_texts() == ["enterprise"]
     page.close()
 
 

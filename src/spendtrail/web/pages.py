@@ -617,6 +617,9 @@ def _explorer_query(request: Request) -> tuple[str, tuple[str, ...], dict[str, s
         () if any(d in q for d in GROUPABLE) else ("business_unit",)
     )
     filters = {d: q[d] for d in GROUPABLE if d in q}
+    # The filter form names a dimension and a value; links carry them as dimension=value.
+    if q.get("filter_by") in GROUPABLE and q.get("filter_value"):
+        filters[q["filter_by"]] = q["filter_value"].strip()
     return period, group_by, filters
 
 
