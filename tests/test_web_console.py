@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import re
 import socket
 import threading
 from datetime import UTC, datetime
@@ -135,7 +136,8 @@ class Books:
                 actor="test",
             )
         who = admin.principal
-        bill = Upload("cometapi-usage.csv", ("\n".join([HEADER, *rows]) + "\n").encode())
+        self.bill_text = "\n".join([HEADER, *rows]) + "\n"
+        bill = Upload("cometapi-usage.csv", self.bill_text.encode())
         uploaded = reconciliation.upload_bill(engine, who, tmp / "home", bill, "cometapi-csv")
         reconciliation.run_reconciliation(
             engine,
@@ -291,6 +293,32 @@ def test_assign_an_exception_with_a_reason(console, browser):
     group.locator("button", has_text="Assign").click()
     assert "Assigned 1 events to search-summaries" in page.inner_text(".flash")
     assert page.locator("section.card", has_text="growth-experiments").count() == 0
+    page.close()
+
+
+def test_upload_a_bill_and_reconcile(console, browser, tmp_path):
+    base, books = console
+    page = sign_in(browser, base, ADMIN)
+    page.click("nav >> text=Reconciliation")
+    bill = tmp_path / "december.csv"
+    bill.write_text(books.bill_text)  # the bill the books were reconciled with already
+    page.set_input_files("input[name=file]", bill)
+    page.click("button:has-text('Upload')")
+    assert "already imported as bill 1" in page.inner_text(".flash.error")
+    bill.write_text(books.bill_text.rsplit("\n", 2)[0] + "\n")  # its last line left out
+    page.set_input_files("input[name=file]", bill)
+    page.select_option("select[name=format]", "cometapi-csv")
+    page.click("button:has-text('Upload')")
+    assert re.search(r"Imported bill #\d+: \d+ lines, 0 bad rows", page.inner_text(".flash"))
+    imported = re.search(r"Imported bill #(\d+)", page.inner_text(".flash"))[1]
+    page.select_option("select[name=bill_id]", imported)
+    page.click("button:has-text('Reconcile')")
+    assert re.search(r"Reconciliation #\d+: fail", page.inner_text(".flash"))
+    page.click("tbody >> text=#1")
+    page.select_option("select[name=kind]", "price_mismatch")
+    page.click("button:has-text('Filter')")
+    assert page.locator("tbody tr").all_inner_texts()[0].startswith("price_mismatch")
+    assert page.locator("tbody tr").count() == 1
     page.close()
 
 

@@ -11,7 +11,7 @@ import calendar
 import csv
 import io
 from collections import defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Annotated, Any
@@ -60,6 +60,7 @@ STATEMENT_FORMATS = ("html", "csv", "md", "json")
 PRICES_SHOWN = 60  # catalog rows shown, stale ones first; filters narrow the rest
 router = APIRouter(include_in_schema=False)
 User = Annotated[Principal, Depends(page_user)]
+Flashes = Sequence[tuple[str, str]]  # (ok | error, what happened), shown above a page
 
 
 def refused(request: Request, who: Principal, page: str, error: SpendtrailError) -> HTMLResponse:
@@ -164,7 +165,11 @@ def events_page(request: Request, who: User) -> Response:
 
 
 @router.get("/exceptions", name="page-exceptions")
-def exceptions_page(request: Request, who: User, flashes: list | None = None) -> Response:
+def exceptions_page(request: Request, who: User) -> Response:
+    return _exceptions(request, who)
+
+
+def _exceptions(request: Request, who: Principal, flashes: Flashes = ()) -> Response:
     engine = engine_of(request)
     try:
         groups = exceptions.queue(engine, who)
@@ -177,7 +182,7 @@ def exceptions_page(request: Request, who: User, flashes: list | None = None) ->
         "exceptions",
         groups=groups,
         applications=applications(engine, who),
-        flashes=flashes or [],
+        flashes=flashes,
         may_manage=allowed(who.role, Permission.manage_exceptions),
     )
 
@@ -188,7 +193,7 @@ async def assign_exception(request: Request, group_id: str, who: User) -> Respon
     return _after(
         request,
         who,
-        exceptions_page,
+        _exceptions,
         lambda: exceptions.assign_group(
             engine_of(request),
             who,
@@ -205,7 +210,7 @@ async def resolve_exception(request: Request, group_id: str, who: User) -> Respo
     return _after(
         request,
         who,
-        exceptions_page,
+        _exceptions,
         lambda: exceptions.resolve_group(
             engine_of(request), who, group_id, ResolveRequest(note=form.get("note", ""))
         ),
@@ -217,7 +222,11 @@ async def resolve_exception(request: Request, group_id: str, who: User) -> Respo
 
 
 @router.get("/reconciliation", name="page-reconciliation")
-def reconciliation_page(request: Request, who: User, flashes: list | None = None) -> Response:
+def reconciliation_page(request: Request, who: User) -> Response:
+    return _reconciliation(request, who)
+
+
+def _reconciliation(request: Request, who: Principal, flashes: Flashes = ()) -> Response:
     engine = engine_of(request)
     try:
         runs = reconciliation.runs(engine, who)
@@ -233,7 +242,7 @@ def reconciliation_page(request: Request, who: User, flashes: list | None = None
         runs=runs,
         bills=bills,
         bill_formats=sorted(BILL_FORMATS),
-        flashes=flashes or [],
+        flashes=flashes,
         default_period=f"{today:%Y-%m}",
         may_reconcile=allowed(who.role, Permission.reconcile),
     )
@@ -284,7 +293,7 @@ async def upload_bill(request: Request, who: User) -> Response:
     return _after(
         request,
         who,
-        reconciliation_page,
+        _reconciliation,
         run,
         lambda done: (
             f"Imported bill #{done.bill.id}: {done.bill.lines} lines, "
@@ -299,7 +308,7 @@ async def run_reconciliation(request: Request, who: User) -> Response:
     return _after(
         request,
         who,
-        reconciliation_page,
+        _reconciliation,
         lambda: reconciliation.run_reconciliation(
             engine_of(request),
             who,
@@ -318,8 +327,12 @@ async def run_reconciliation(request: Request, who: User) -> Response:
 
 
 @router.get("/budgets", name="page-budgets")
-def budgets_page(
-    request: Request, who: User, flashes: list | None = None, form: dict | None = None
+def budgets_page(request: Request, who: User) -> Response:
+    return _budgets(request, who)
+
+
+def _budgets(
+    request: Request, who: Principal, flashes: Flashes = (), form: dict | None = None
 ) -> Response:
     engine = engine_of(request)
     items = budgets.budget_items(engine, who)
@@ -329,7 +342,7 @@ def budgets_page(
         who,
         "budgets",
         budgets=items,
-        flashes=flashes or [],
+        flashes=flashes,
         **_budget_form(engine, who, form),
     )
 
@@ -391,7 +404,7 @@ async def save_budget(request: Request, who: User) -> Response:
     return _after(
         request,
         who,
-        budgets_page,
+        _budgets,
         save,
         lambda done: f"Budget {done.budget.id}: {done.outcome}.",
         form=fields,
@@ -519,8 +532,12 @@ def evidence_page(request: Request, who: User) -> Response:
 
 
 @router.get("/keys", name="page-keys")
-def keys_page(
-    request: Request, who: User, flashes: list | None = None, issued: dict | None = None
+def keys_page(request: Request, who: User) -> Response:
+    return _keys(request, who)
+
+
+def _keys(
+    request: Request, who: Principal, flashes: Flashes = (), issued: dict | None = None
 ) -> Response:
     engine = engine_of(request)
     return render(
@@ -530,7 +547,7 @@ def keys_page(
         "keys",
         keys=keys.keys(engine, who),
         applications=applications(engine, who),
-        flashes=flashes or [],
+        flashes=flashes,
         issued=issued,
         may_manage=allowed(who.role, Permission.manage_keys),
     )
@@ -550,14 +567,14 @@ async def issue_key(request: Request, who: User) -> Response:
             ),
         )
     except (SpendtrailError, ValueError) as error:
-        return _failed(request, who, keys_page, error)
+        return _failed(request, who, _keys, error)
     issued = {
         "id": done.key.id,
         "application": done.key.application,
         "environment": done.key.environment,
         "secret": done.secret,
     }
-    return keys_page(request, who, issued=issued)
+    return _keys(request, who, issued=issued)
 
 
 @router.post("/keys/{key_id}/revoke", name="page-key-revoke")
@@ -566,7 +583,7 @@ async def revoke_key(request: Request, key_id: str, who: User) -> Response:
     return _after(
         request,
         who,
-        keys_page,
+        _keys,
         lambda: keys.revoke(
             engine_of(request), who, key_id, form.get("reason") or "revoked in the console"
         ),
