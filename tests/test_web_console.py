@@ -230,6 +230,17 @@ def test_wrong_password_is_refused(console, browser):
     page.close()
 
 
+def test_log_out_ends_the_session(console, browser):
+    base, _ = console
+    page = sign_in(browser, base, ADMIN)
+    session = next(c for c in page.context.cookies() if c["name"] == "spendtrail_session")
+    page.click("button:has-text('Log out')")
+    assert page.url.startswith(f"{base}/login")
+    page.context.add_cookies([session])  # the old cookie is no key any more
+    assert page.goto(f"{base}/keys").url.startswith(f"{base}/login")
+    page.close()
+
+
 def test_overview_shows_this_month(console, browser):
     base, books = console
     page = sign_in(browser, base, ADMIN)
