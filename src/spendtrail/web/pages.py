@@ -22,7 +22,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from spendtrail.access.principal import Principal
 from spendtrail.access.roles import AccessDenied, Permission, allowed
-from spendtrail.api.auth import settings_of
+from spendtrail.api.auth import engine_of, settings_of
 from spendtrail.bills.formats import FORMATS as BILL_FORMATS
 from spendtrail.budgets.model import SCOPES
 from spendtrail.console import (
@@ -52,7 +52,7 @@ from spendtrail.reconcile import DIFFERENCE_KINDS
 from spendtrail.reports.costs import GROUPABLE
 from spendtrail.web import charts
 from spendtrail.web.render import render
-from spendtrail.web.session import engine_of, form_of, page_user
+from spendtrail.web.session import form_of, page_user
 
 # Where a drill goes next when the dimension clicked was the only grouping.
 DRILL_NEXT = ("business_unit", "application", "model", "day")

@@ -1,9 +1,10 @@
 """Signing in to the pages, on the API's own login, sessions and CSRF check
 (``spendtrail.api.auth``): a page takes ``page_user`` as an API route takes
 ``require_user``, except that a visitor who is not signed in is sent to the sign-in page
-instead of getting a 401. Every form carries the session's CSRF token (``csrf_field``),
-which ``identify`` checks on every post; the sign-in form, before there is a session,
-carries a token that must match a cookie set with the form (double submit).
+instead of getting a 401. Every form carries the session's CSRF token
+(``render.csrf_field``), which ``identify`` checks on every post; the sign-in form, before
+there is a session, carries a token that must match a cookie set with the form (double
+submit).
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ from spendtrail.api.auth import (
     Caller,
     bearer,
     cookie,
-    engine_of,
     identify,
+    settings_of,
 )
 from spendtrail.api.errors import CsrfRefused, TooManyAttempts, Unauthenticated
 from spendtrail.errors import SpendtrailError
@@ -34,7 +35,6 @@ from spendtrail.web.render import render
 
 LOGIN_CSRF_COOKIE = "spendtrail_login_csrf"
 router = APIRouter(include_in_schema=False)
-__all__ = ["engine_of", "form_of", "page_user", "router"]
 
 
 class SignInFirst(Exception):
@@ -130,7 +130,7 @@ def _login_form(
         httponly=True,
         samesite="strict",
         path="/login",
-        secure=request.url.scheme == "https",
+        secure=settings_of(request).secure_cookies or request.url.scheme == "https",
     )
     return response
 
