@@ -7,7 +7,8 @@ models), ingests them into a fresh ledger with the example registry and price sh
 admin and an owner user (scoped to one application) with API tokens, starts `spendtrail
 serve` as a child process on a free loopback port and times each request over HTTP, after
 one warm-up call, as each user: the overview, spend by application x model x day for the
-month, the first page of events under one application's figure, the month's statement (the
+month, the first page of events under one application's month and under one of its days
+(a row of that grouping), the month's statement (the
 company's for the admin, the application's for the owner) and the budgets. Figures are
 printed as a table and as JSON.
 """
@@ -59,8 +60,10 @@ def requests_of(user: str) -> dict[str, tuple[str, dict]]:
         "overview": ("/api/v1/overview", {}),
         "spend app x model x day": ("/api/v1/spend", {
             "period": PERIOD, "group_by": "application,model,day"}),
-        "events under a figure": ("/api/v1/spend/events", {
+        "events under a month": ("/api/v1/spend/events", {
             "period": PERIOD, "application": OWNER_APP, "limit": 100}),
+        "events under a day": ("/api/v1/spend/events", {
+            "period": PERIOD, "application": OWNER_APP, "day": "2026-10-14", "limit": 100}),
         "statement (json)": ("/api/v1/statements/render", {
             "period": PERIOD, "owner": owner, "format": "json"}),
         "budgets": ("/api/v1/budgets", {}),

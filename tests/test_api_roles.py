@@ -375,8 +375,11 @@ prices:
     [
         ("registry", "registry.yaml", (ROOT / "examples/registry.yaml").read_bytes()),
         ("price-sheet", "prices.yaml", NEW_PRICE),
-        ("shared-cost-rules", "rules.yaml",
-         (ROOT / "examples/shared-cost-rules.yaml").read_bytes()),
+        (
+            "shared-cost-rules",
+            "rules.yaml",
+            (ROOT / "examples/shared-cost-rules.yaml").read_bytes(),
+        ),
     ],
 )
 def test_admins_load_the_reviewed_files(api, kind, file, content):
@@ -403,3 +406,46 @@ def test_admins_load_the_reviewed_files(api, kind, file, content):
         base, "POST", path, books.tokens["root"], files={"file": ("x.yaml", b"- not: [a mapping")}
     )
     assert bad.status_code == 400 and "x.yaml" in bad.json()["detail"]
+
+
+def test_the_events_under_a_figure_are_that_figures(api):
+    base, books = api
+    root, owner = books.tokens["root"], books.tokens["owner-a"]
+    report = call(
+        base,
+        "GET",
+        "/api/v1/spend",
+        root,
+        params={"period": books.period, "group_by": "application"},
+    ).json()
+    for row in report["rows"]:
+        application = row["key"]["application"]
+        page = call(
+            base,
+            "GET",
+            "/api/v1/spend/events",
+            root,
+            params={"period": books.period, "application": application},
+        ).json()
+        assert page["total"] == row["events"] == len(page["events"]), application
+        if application == "quarantined":  # the claims, not an owner: the held usage itself
+            assert {e["allocation_status"] for e in page["events"]} == {"quarantined"}
+        else:
+            assert {e["application"] for e in page["events"]} == {application}
+    held = call(
+        base,
+        "GET",
+        "/api/v1/spend/events",
+        owner,
+        params={"period": books.period, "application": "quarantined"},
+    ).json()
+    assert held["total"] == 0 and held["events"] == []
+    day = call(
+        base,
+        "GET",
+        "/api/v1/spend/events",
+        owner,
+        params={"period": books.period, "model": "gpt-4o-mini", "limit": 1},
+    ).json()
+    assert day["total"] == 2 and len(day["events"]) == 1
+    assert day["events"][0]["cost"]["currency"] == "USD"

@@ -4,7 +4,8 @@ the console and its API. Faces only: parse, call spendtrail.ledger.users, render
 from __future__ import annotations
 
 import os
-from typing import Annotated
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
@@ -12,9 +13,25 @@ from spendtrail.cli.common import actor, console, fail, ledger
 from spendtrail.cli.render import Format, render
 from spendtrail.errors import SpendtrailError
 
+if TYPE_CHECKING:
+    import sqlalchemy as sa
+
+    from spendtrail.ledger.users import User
+
+T = TypeVar("T")
+
 users_app = typer.Typer(no_args_is_help=True)
 tokens_app = typer.Typer(no_args_is_help=True)
 PASSWORD_ENV = "SPENDTRAIL_NEW_PASSWORD"
+
+
+def _changing(change: Callable[[sa.Connection], T]) -> T:
+    """Run one change in a ledger transaction; a refusal is one red line and exit 2."""
+    try:
+        with ledger().begin() as conn:
+            return change(conn)
+    except SpendtrailError as exc:
+        fail(str(exc))
 
 
 @users_app.command("add")
@@ -46,19 +63,19 @@ def add(
         secret = os.environ.get(PASSWORD_ENV) or typer.prompt(
             "password", hide_input=True, confirmation_prompt=True
         )
-    try:
+
+    def make(conn: sa.Connection) -> User:
         chosen = parse_role(role)
-        with ledger().begin() as conn:
-            user = add_user(
-                conn,
-                name=name,
-                role=chosen,
-                scope=fitting_scope(chosen, scope or []),
-                password=secret,
-                actor=actor(),
-            )
-    except SpendtrailError as exc:
-        fail(str(exc))
+        return add_user(
+            conn,
+            name=name,
+            role=chosen,
+            scope=fitting_scope(chosen, scope or []),
+            password=secret,
+            actor=actor(),
+        )
+
+    user = _changing(make)
     console.print(
         f"added {user.role} {user.name} (sees {', '.join(user.scope.items())})", highlight=False
     )
@@ -96,11 +113,7 @@ def disable(
     """Disable a user: its sessions end and its tokens stop working at once."""
     from spendtrail.ledger.users import disable_user
 
-    try:
-        with ledger().begin() as conn:
-            disable_user(conn, name, actor=actor(), reason=reason)
-    except SpendtrailError as exc:
-        fail(str(exc))
+    _changing(lambda conn: disable_user(conn, name, actor=actor(), reason=reason))
     console.print(f"disabled {name}", highlight=False)
 
 
@@ -112,11 +125,7 @@ def create(
     """Create an API token for a user; it is printed once and kept only as a hash."""
     from spendtrail.ledger.users import create_token
 
-    try:
-        with ledger().begin() as conn:
-            token, secret = create_token(conn, user, name=name, actor=actor())
-    except SpendtrailError as exc:
-        fail(str(exc))
+    token, secret = _changing(lambda conn: create_token(conn, user, name=name, actor=actor()))
     console.print(
         f"token {token.id} for {token.user} (shown once; send it as 'Authorization: Bearer ...'):",
         highlight=False,
@@ -156,9 +165,5 @@ def revoke(
     """Revoke an API token at once."""
     from spendtrail.ledger.users import revoke_token
 
-    try:
-        with ledger().begin() as conn:
-            revoke_token(conn, token_id, actor=actor(), reason=reason)
-    except SpendtrailError as exc:
-        fail(str(exc))
+    _changing(lambda conn: revoke_token(conn, token_id, actor=actor(), reason=reason))
     console.print(f"revoked {token_id}", highlight=False)

@@ -65,9 +65,8 @@ def events(
     who.require(Permission.read)
     chosen = parse_period(period)
     with engine.connect() as conn:
-        total, rows = list_events(
-            conn, chosen, who.scope, filters=filters, limit=limit, offset=offset
-        )
+        rows = list_events(conn, chosen, who.scope, filters=filters, limit=limit, offset=offset)
+        total = cost_report(conn, chosen, (), scope=who.scope, filters=filters).totals.events
     items = [
         EventItem(
             event_id=r.event_id,

@@ -12,18 +12,13 @@ import sqlalchemy as sa
 
 from spendtrail.access.scope import EVERYONE, AccessScope
 from spendtrail.errors import SpendtrailError
+from spendtrail.ledger.event_list import CLAIMED, QUARANTINED, filter_condition
 from spendtrail.ledger.schema import ROLLUP_DIMENSIONS, rollups_daily
 from spendtrail.ledger.scoping import scope_condition
 from spendtrail.money import from_pico
-from spendtrail.periods import Period, parse_day
+from spendtrail.periods import Period
 
 GROUPABLE = tuple(d for d in ROLLUP_DIMENSIONS if d != "currency")
-# What a quarantined event's context claims, which the registry did not confirm: reports
-# show it as "quarantined", never under an owner it may have named falsely. Only what was
-# measured (day, provider, model) is trusted; the exception queue shows the claims.
-CLAIMED = ("business_unit", "application", "environment", "workload_class", "cost_center",
-           "budget_owner")
-QUARANTINED = "quarantined"
 
 
 @dataclass
@@ -54,8 +49,8 @@ def cost_report(conn: sa.Connection, period: Period, group_by: tuple[str, ...], 
                 scope: AccessScope = EVERYONE,
                 filters: Mapping[str, str] | None = None) -> CostReport:
     """Cost grouped by ``group_by``, of the rows ``scope`` may see, where each column named
-    in ``filters`` has its value (an owner filter leaves quarantined usage out: its owner
-    columns are claims)."""
+    in ``filters`` has its value (``ledger.event_list.filter_condition``: the events under a
+    row are selected by the same rule)."""
     unknown = [g for g in (*group_by, *(filters or ())) if g not in GROUPABLE]
     if unknown:
         raise SpendtrailError(
@@ -66,12 +61,7 @@ def cost_report(conn: sa.Connection, period: Period, group_by: tuple[str, ...], 
         r.day >= period.start, r.day < period.end, scope_condition(scope, rollups_daily)
     )
     for name, value in (filters or {}).items():
-        if name == "day":
-            query = query.where(r.day == parse_day(value))
-            continue
-        query = query.where(r[name] == value)
-        if name in CLAIMED:
-            query = query.where(r.allocation_status != "quarantined")
+        query = query.where(filter_condition(r, name, value))
     groups: dict[tuple, CostRow] = {}
     totals, quarantined, shared = CostRow({}), CostRow({}), CostRow({})
     for row in conn.execute(query).mappings():
