@@ -197,14 +197,22 @@ def test_every_endpoint_refuses_the_unauthenticated(api):
 # --- no figure of another owner -------------------------------------------------------------
 
 
-def _b_markers(books) -> list[str]:
+def _b_markers(base: str, books) -> list[str]:
     """What only B's figures and records contain; and the company total, which holds B's."""
     with books.engine.connect() as conn:
         b_key = get_key(conn, books.b_key_id)
+    company = call(
+        base,
+        "GET",
+        "/api/v1/spend",
+        books.tokens["root"],
+        params={"period": books.period, "group_by": ""},
+    ).json()["total"]["cost"]
+    assert company[0]["amount"] == "0.77365"  # A's 0.00081, B's 0.772825, held 0.000015
     return [
         *OWNER_B.values(),
         *B_AMOUNTS,
-        "0.7736425",
+        company[0]["amount"],
         *books.b_event_ids,
         "rb0",
         "rb1",
@@ -251,7 +259,7 @@ def test_an_owner_never_receives_another_owners_figure(api, viewer):
         "handoff_id": "x",
         "kind": "registry",
     }
-    markers = _b_markers(books)
+    markers = _b_markers(base, books)
     token = books.tokens[viewer]
     seen, answered = 0, 0
     for template, item in document["paths"].items():

@@ -11,20 +11,14 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, Request, Response
 from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel, Field
 
 from spendtrail.api.auth import SESSION_COOKIE, Caller, engine_of, identify, settings_of
 from spendtrail.api.errors import RESPONSES, TooManyAttempts, Unauthenticated
 from spendtrail.console.types import Me
 from spendtrail.console.users import me
-from spendtrail.ledger.users import authenticate, close_session, open_session
+from spendtrail.ledger.users import User, authenticate, close_session, open_session
 
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"], responses=RESPONSES)
-
-
-class Credentials(BaseModel):
-    name: str = Field(min_length=1, max_length=200)
-    password: str = Field(min_length=1, max_length=1000)
 
 
 @router.post(
@@ -40,20 +34,16 @@ async def login(
 ) -> Me:
     """Log in with a name and password (a form post); sets the session cookie and returns
     the CSRF token that writes made with it must carry."""
-    return await _login(request, response, Credentials(name=name, password=password))
-
-
-async def _login(request: Request, response: Response, given: Credentials) -> Me:
     limiter, settings = request.app.state.login_limiter, settings_of(request)
-    keys = [f"user:{given.name}", f"client:{request.client.host if request.client else ''}"]
+    keys = [f"user:{name}", f"client:{request.client.host if request.client else ''}"]
     wait = limiter.retry_after(keys, time.monotonic())
     if wait > 0:
         raise TooManyAttempts("too many failed logins; try again later", math.ceil(wait))
     engine = engine_of(request)
 
-    def check() -> tuple[object, str, str] | None:
+    def check() -> tuple[User, str, str] | None:
         with engine.begin() as conn:
-            user = authenticate(conn, given.name, given.password)
+            user = authenticate(conn, name, password)
             if user is None:
                 return None
             session, csrf = open_session(
@@ -75,7 +65,7 @@ async def _login(request: Request, response: Response, given: Credentials) -> Me
         path="/",
         secure=settings.secure_cookies or request.url.scheme == "https",
     )
-    return me(user.principal, csrf)  # type: ignore[attr-defined]
+    return me(user.principal, csrf)
 
 
 @router.post("/logout", status_code=204, response_class=Response)
