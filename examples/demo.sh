@@ -204,6 +204,38 @@ result "close: $MONTH closed; final statement total = the reconciled bill; GL jo
 step "17. the ledger"
 spendtrail ledger stats
 
+step "17. the console: an admin user, and every page served on this ledger"
+CONSOLE_PASSWORD=$(python -c 'import secrets; print(secrets.token_urlsafe(12))')
+SPENDTRAIL_NEW_PASSWORD="$CONSOLE_PASSWORD" spendtrail users add admin --role admin
+CONSOLE_PORT=$(free_port)
+spendtrail serve --port "$CONSOLE_PORT" > demo-out/console.log 2>&1 &
+console_pid=$!
+pids+=("$console_pid")
+wait_ready "http://127.0.0.1:$CONSOLE_PORT/login" demo-out/console.log
+# Sign in through the page's own form (with its CSRF token) and open every page.
+python - "http://127.0.0.1:$CONSOLE_PORT" admin "$CONSOLE_PASSWORD" <<'PY'
+import http.cookiejar, re, sys, urllib.parse, urllib.request
+base, name, password = sys.argv[1:]
+web = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+form = web.open(f"{base}/login").read().decode()
+token = re.search(r'name="csrf_token" value="([^"]+)"', form)[1]
+data = urllib.parse.urlencode({"csrf_token": token, "name": name, "password": password,
+                               "next": "/"}).encode()
+overview = web.open(f"{base}/login", data).read().decode()
+spent = re.search(r"Month to date</div><div class=\"figure\">([^<]+)<", overview)
+print(f"signed in as {name}; month to date: {spent[1] if spent else '?'}")
+for path in ("/spend", "/exceptions", "/reconciliation", "/budgets", "/statements",
+             "/prices", "/evidence", "/keys"):
+    print(f"  {path}: {web.open(base + path).status}")
+PY
+kill -TERM "$console_pid"; wait "$console_pid" || true
+result "console: every page answers on this ledger for the admin user"
+
 step "the demo's results"
 printf '  - %s\n' "${results[@]}"
 echo "Everything is in demo-out/ (SPENDTRAIL_HOME=demo-out); try 'SPENDTRAIL_HOME=demo-out spendtrail --help'."
+echo
+echo "Open the console on the demo's books:"
+echo "  SPENDTRAIL_HOME=demo-out spendtrail serve     # then http://127.0.0.1:8700/"
+echo "  sign in as admin, password: $CONSOLE_PASSWORD"
+echo "  (shown this once: the ledger keeps only its hash; 'spendtrail users add' makes more users)"

@@ -61,7 +61,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "followups": ("evidence_cmd", "followups_app", "Open questions, routed."),
     "audit": ("evidence_cmd", "audit_app", "The append-only audit trail."),
     "handoff": ("evidence_cmd", "handoff_app", "Cost handoff records."),
-    "serve": ("serve_cmd", "serve", "Serve the console's HTTP API (/api/v1) on the ledger."),
+    "serve": ("serve_cmd", "serve", "Serve the web console (/) and its HTTP API (/api/v1)."),
     "users": ("users_cmd", "users_app", "Console users: add, list, disable."),
     "tokens": ("users_cmd", "tokens_app", "API tokens for scripts: create, list, revoke."),
     "smoke": ("evidence_cmd", "smoke", "Smoke-test the request path through a gateway on "

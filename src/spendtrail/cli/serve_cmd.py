@@ -31,11 +31,13 @@ def serve(
         ),
     ] = None,
 ) -> None:
-    """Serve the console API (/api/v1, OpenAPI at /api/openapi.json) until interrupted."""
+    """Serve the web console (/) and its API (/api/v1, OpenAPI at /api/openapi.json) until
+    interrupted."""
     import uvicorn
 
     from spendtrail.api.app import create_app
     from spendtrail.api.settings import ApiSettings
+    from spendtrail.web import mount
 
     overrides: dict[str, object] = {}
     if secure_cookies:
@@ -43,9 +45,10 @@ def serve(
     if trusted_user_header:
         overrides["trusted_user_header"] = trusted_user_header
     app = create_app(ledger(), ApiSettings.from_settings(settings(), **overrides))
+    mount(app)
     console.print(
-        f"spendtrail console API on http://{host}:{port}/api/v1 "
-        f"(OpenAPI: /api/openapi.json); Ctrl-C stops it",
+        f"spendtrail console on http://{host}:{port}/ (API: /api/v1, OpenAPI: "
+        f"/api/openapi.json); Ctrl-C stops it",
         highlight=False,
     )
     uvicorn.run(app, host=host, port=port, log_level="info", proxy_headers=True)

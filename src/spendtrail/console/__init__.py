@@ -12,6 +12,7 @@ the typed values of ``types.py``. No face queries the ledger itself (docs/consol
 - ``statements.py`` — the statements a user may read, rendered; the month's run.
 - ``prices.py`` — the catalog with provenance and stale flags, unpriced models.
 - ``evidence.py`` — review notes, follow-ups, handoffs, the audit log; writing a note.
+- ``owners.py`` — the registry's applications with their owners; those a user may name.
 - ``keys.py`` — gateway keys of the user's applications: list, issue (shown once), revoke.
 - ``reference.py`` — loading the registry, a price sheet and the shared-cost rules.
 - ``uploads.py`` — where uploaded files are kept.

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from spendtrail.access.principal import Principal
 from spendtrail.access.roles import AccessDenied, Permission
 from spendtrail.console.errors import NotFound
+from spendtrail.console.owners import application_owners
 from spendtrail.console.types import IssuedKey, KeyItem, KeyRequest
 from spendtrail.gateway.keys import (
     GatewayKey,
@@ -20,13 +21,12 @@ from spendtrail.gateway.keys import (
     load_keys,
     revoke_key,
 )
-from spendtrail.ledger.registry_versions import load_history
 
 
 def keys(engine: sa.Engine, who: Principal) -> list[KeyItem]:
     who.require(Permission.read)
     with engine.connect() as conn:
-        owners = _owners(conn)
+        owners = application_owners(conn)
         found = load_keys(conn)
     return [_item(k) for k in found if _admits(who, owners, k.application)]
 
@@ -34,7 +34,7 @@ def keys(engine: sa.Engine, who: Principal) -> list[KeyItem]:
 def issue(engine: sa.Engine, who: Principal, request: KeyRequest) -> IssuedKey:
     who.require(Permission.manage_keys)
     with engine.begin() as conn:
-        if not _admits(who, _owners(conn), request.application):
+        if not _admits(who, application_owners(conn), request.application):
             raise AccessDenied(
                 f"{who.name} may not issue keys for application "
                 f"{request.application!r}: not in its scope"
@@ -56,26 +56,9 @@ def revoke(engine: sa.Engine, who: Principal, key_id: str, reason: str = "") -> 
             key = get_key(conn, key_id)
         except GatewayKeyError as exc:
             raise NotFound(str(exc)) from None
-        if not _admits(who, _owners(conn), key.application):
+        if not _admits(who, application_owners(conn), key.application):
             raise NotFound(f"no gateway key with id {key_id!r}")
         return _item(revoke_key(conn, key_id, actor=who.actor, reason=reason))
-
-
-def _owners(conn: sa.Connection) -> dict[str, dict[str, str]]:
-    """Application id -> its owner attributes, from the latest registry."""
-    latest = load_history(conn).latest()
-    if latest is None:
-        return {}
-    registry = latest[1]
-    return {
-        a.id: {
-            "application": a.id,
-            "business_unit": a.business_unit,
-            "cost_center": a.cost_center,
-            "budget_owner": a.budget_owner,
-        }
-        for a in (*registry.applications.values(), registry.shared_pool)
-    }
 
 
 def _admits(who: Principal, owners: dict[str, dict[str, str]], application: str) -> bool:
