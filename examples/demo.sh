@@ -73,12 +73,17 @@ spendtrail simulate-provider --port "$SIM_PORT" --error-rate 0.08 --seed 7 \
   --usage-log demo-out/provider-usage.csv > demo-out/simulator.log 2>&1 &
 sim_pid=$!
 pids+=("$sim_pid")
-for app in support-assistant search-summaries contract-review; do
-  echo "$app=$(spendtrail keys create --application "$app" --environment production \
-    --reason 'demo' 2>/dev/null)" >> demo-out/keys.txt
-done
-echo "contract-review-staging=$(spendtrail keys create --application contract-review \
-  --environment staging --reason 'demo' 2>/dev/null)" >> demo-out/keys.txt
+key() {  # NAME APPLICATION ENVIRONMENT: one line of demo-out/keys.txt
+  echo "$1=$(spendtrail keys create --application "$2" --environment "$3" --reason 'demo' \
+    2>/dev/null)" >> demo-out/keys.txt
+}
+# The keys are made side by side: each is its own short process on the 2 cores.
+key_pids=()
+key support-assistant support-assistant production & key_pids+=($!)
+key search-summaries search-summaries production & key_pids+=($!)
+key contract-review contract-review production & key_pids+=($!)
+key contract-review-staging contract-review staging & key_pids+=($!)
+wait "${key_pids[@]}"
 spendtrail budgets set search-monthly --application search-summaries --period month \
   --limit "0.01 USD" --soft 50,80 --reason "demo: a small monthly cap, to see it refuse"
 spendtrail budgets set support-tokens --application support-assistant --period month \
@@ -103,8 +108,8 @@ step "7. cost by owner and model, this month (gateway traffic)"
 spendtrail costs --period "$MONTH" --by application,environment,model,allocation_status
 
 step "8. reconcile: the provider's usage log (CometAPI export) against the ledger"
-spendtrail bills import demo-out/provider-usage.csv --format cometapi-csv
-BILL_ID=$(spendtrail bills list --format json | python -c 'import json,sys; print(json.load(sys.stdin)[-1]["id"])')
+spendtrail bills import demo-out/provider-usage.csv --format cometapi-csv | tee demo-out/bill-import.txt
+BILL_ID=$(sed -n 's/^bill \([0-9]*\): .*/\1/p' demo-out/bill-import.txt)
 reconcile() {
   spendtrail reconcile --period "$MONTH" --bill "$BILL_ID" --reviewer demo-operator \
     --format md > "demo-out/reconciliation-$1.md"
@@ -204,7 +209,7 @@ result "close: $MONTH closed; final statement total = the reconciled bill; GL jo
 step "17. the ledger"
 spendtrail ledger stats
 
-step "17. the console: an admin user, and every page served on this ledger"
+step "18. the console: an admin user, and every page served on this ledger"
 CONSOLE_PASSWORD=$(python -c 'import secrets; print(secrets.token_urlsafe(12))')
 SPENDTRAIL_NEW_PASSWORD="$CONSOLE_PASSWORD" spendtrail users add admin --role admin
 CONSOLE_PORT=$(free_port)

@@ -9,7 +9,7 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
-from spendtrail.ledger.db import _alembic_config, make_engine, migrate
+from spendtrail.ledger.db import _MIGRATIONS, _alembic_config, make_engine, migrate, script_heads
 from spendtrail.ledger.partitions import is_partition
 from spendtrail.ledger.schema import bill_imports, metadata
 
@@ -23,6 +23,24 @@ def test_migrations_match_the_tables(ledger):
         context = MigrationContext.configure(conn, opts={"include_name": tables_of_schema})
         diff = compare_metadata(context, metadata)
     assert diff == []
+
+
+def test_the_heads_read_as_text_are_alembics(ledger):
+    from alembic.script import ScriptDirectory
+
+    assert script_heads() == set(ScriptDirectory(_MIGRATIONS).get_heads())
+    with ledger.connect() as conn:
+        assert set(MigrationContext.configure(conn).get_current_heads()) == script_heads()
+
+
+def test_a_ledger_behind_the_scripts_is_brought_up(tmp_path):
+    engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    with engine.begin() as conn:
+        command.upgrade(_alembic_config(conn), "0013_bill_fetch_cursors")
+    migrate(engine)
+    with engine.connect() as conn:
+        assert set(MigrationContext.configure(conn).get_current_heads()) == script_heads()
+        assert sa.inspect(conn).has_table("users")
 
 
 def test_migrate_is_idempotent(ledger):

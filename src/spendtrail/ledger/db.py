@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -15,10 +17,15 @@ if TYPE_CHECKING:
     from alembic.config import Config
 
 _MIGRATIONS = str(Path(__file__).with_name("migrations"))
+_REVISION_LINE = re.compile(r"^(down_revision|revision)\s*=\s*(.+)$", re.M)
 
 
 class LedgerError(SpendtrailError):
     """The ledger cannot be opened or used."""
+
+
+class MigrationError(LedgerError):
+    """Alembic cannot bring the ledger to the newest migration."""
 
 
 def make_engine(url: str) -> sa.Engine:
@@ -57,29 +64,56 @@ def _alembic_config(connection: sa.Connection) -> Config:
 def migrate(engine: sa.Engine) -> None:
     """Bring the schema to the newest migration; a no-op when it is already there."""
     # Alembic loads here only: the commands that never open the ledger start without it.
+    if _current_revisions(engine) == script_heads():
+        return
     from alembic import command
     from alembic.runtime.migration import MigrationContext
     from alembic.script import ScriptDirectory
+    from alembic.util.exc import CommandError
 
-    heads = set(ScriptDirectory(_MIGRATIONS).get_heads())
+    try:
+        heads = set(ScriptDirectory(_MIGRATIONS).get_heads())
+        with engine.connect() as connection:
+            current = set(MigrationContext.configure(connection).get_current_heads())
+        if current == heads:
+            return
+        with engine.begin() as connection:
+            # "heads": branches that capabilities add side by side all apply.
+            command.upgrade(_alembic_config(connection), "heads")
+    except CommandError as exc:  # e.g. a ledger migrated by a newer or diverged spendtrail
+        raise MigrationError(str(exc)) from None
+
+
+def script_heads() -> set[str]:
+    """The newest revisions of the migration files, read as text. Every command that opens
+    the ledger asks whether it is current; importing Alembic and each migration to answer
+    costs about 0.2 s a command, and is needed only when the ledger is behind."""
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for path in Path(_MIGRATIONS, "versions").glob("*.py"):
+        for name, value in _REVISION_LINE.findall(path.read_text(encoding="utf-8")):
+            found = ast.literal_eval(value.split("#")[0].strip())
+            found = {found} if isinstance(found, str) else set(found or ())
+            (revisions if name == "revision" else parents).update(found)
+    return revisions - parents
+
+
+def _current_revisions(engine: sa.Engine) -> set[str] | None:
+    """The ledger's revisions, or None when it has no version table yet."""
     with engine.connect() as connection:
-        current = set(MigrationContext.configure(connection).get_current_heads())
-    if current == heads:
-        return
-    with engine.begin() as connection:
-        # "heads": branches that capabilities add side by side all apply.
-        command.upgrade(_alembic_config(connection), "heads")
+        if not sa.inspect(connection).has_table("alembic_version"):
+            return None
+        found = connection.execute(sa.text("SELECT version_num FROM alembic_version"))
+        return set(found.scalars())
 
 
 def open_ledger(url: str) -> sa.Engine:
-    from alembic.util.exc import CommandError
-
     try:
         engine = make_engine(url)
         migrate(engine)
     except sa.exc.OperationalError as exc:
         raise LedgerError(f"cannot open ledger at {redact_url(url)}: {exc.orig}") from None
-    except CommandError as exc:  # e.g. a ledger migrated by a newer or diverged spendtrail
+    except MigrationError as exc:
         raise LedgerError(f"cannot migrate ledger at {redact_url(url)}: {exc}") from None
     return engine
 
