@@ -484,7 +484,7 @@ def compare_routing(args, env: dict, key: str, work: Path, upstream_port: int,
         for spool, file in (("spool-single", None), ("spool-routes", routes),
                             ("spool-single-b", None)):
             gateways.append(start_gateway(env, upstream_port, work / spool, "--no-ingest",
-                                          file))
+                                          file, ()))
             check_gateway(gateways[-1][1], key)
         targets = {"direct": (upstream_port, upstream_pid)}
         for name, (proc, port) in zip(ROUTED_TARGETS[1:], gateways, strict=True):
