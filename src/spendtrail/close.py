@@ -40,7 +40,7 @@ from spendtrail.reports.chargeback import build_statement
 from spendtrail.reports.statement_file import (
     SNAPSHOT_FORMATS,
     render_statement,
-    statement_scopes,
+    scopes_of,
 )
 
 BLOCKERS = {
@@ -273,7 +273,7 @@ def _snapshot(conn: sa.Connection, period: Period, closed_at) -> list[tuple[str,
     """Every statement of the month as it reads at the close: the company's and each
     owner's (application, business unit, cost center, budget owner), four formats each."""
     company = build_statement(conn, period, generated_at=closed_at)
-    scopes = statement_scopes(company)
+    scopes = scopes_of(company)
     taken = []
     for scope in scopes:
         statement = (

@@ -29,7 +29,7 @@ SNAPSHOT_FORMATS = ("md", "html", "csv", "json")
 OWNER_SCOPES = ("application", "budget_owner", "cost_center", "business_unit")
 
 
-def statement_scopes(company: Statement) -> list[Scope]:
+def scopes_of(company: Statement) -> list[Scope]:
     """The company, then every owner with a line in the company's statement: the statements
     a month has (snapshotted at its close, written by a statements run)."""
     found = {
@@ -66,15 +66,40 @@ def statement_document(
     decimals: int | None = None,
 ) -> tuple[bytes, Statement | None]:
     """The statement's bytes, and the statement when it was built (None: a snapshot)."""
-    if decimals is None:
-        snapshot = load_snapshot(conn, period.label, str(scope), "html" if fmt == "pdf" else fmt)
-        if snapshot is not None:
-            if fmt != "pdf":
-                return snapshot[0], None
-            from spendtrail.reports.render_pdf import html_to_pdf
+    if decimals is None and (snapshot := _snapshot(conn, period, scope, fmt)) is not None:
+        return snapshot, None
+    statement = _build(conn, period, scope)
+    return render_statement(statement, fmt, decimals), statement
 
-            return html_to_pdf(snapshot[0].decode()), None
+
+def statement_documents(
+    conn: sa.Connection, period: Period, scope: Scope, formats: tuple[str, ...]
+) -> dict[str, bytes]:
+    """The statement in each of ``formats``: a closed month's snapshots; what has none is
+    rendered from one statement, built once."""
+    documents: dict[str, bytes] = {}
+    built: Statement | None = None
+    for fmt in formats:
+        if (snapshot := _snapshot(conn, period, scope, fmt)) is not None:
+            documents[fmt] = snapshot
+            continue
+        built = built or _build(conn, period, scope)
+        documents[fmt] = render_statement(built, fmt)
+    return documents
+
+
+def _snapshot(conn: sa.Connection, period: Period, scope: Scope, fmt: str) -> bytes | None:
+    """The format as it was snapshotted at the close; a PDF is laid out from the HTML's."""
+    found = load_snapshot(conn, period.label, str(scope), "html" if fmt == "pdf" else fmt)
+    if found is None or fmt != "pdf":
+        return None if found is None else found[0]
+    from spendtrail.reports.render_pdf import html_to_pdf
+
+    return html_to_pdf(found[0].decode())
+
+
+def _build(conn: sa.Connection, period: Period, scope: Scope) -> Statement:
     statement = build_statement(conn, period, owner=scope)
     if not scope.is_company and not statement.owners:
         raise SpendtrailError(f"no spend or allocation for {scope} in {period.label}")
-    return render_statement(statement, fmt, decimals), statement
+    return statement

@@ -12,8 +12,7 @@ import sqlalchemy as sa
 from spendtrail.ledger.audit import record_change
 from spendtrail.periods import Period
 from spendtrail.reports.chargeback import Scope, build_statement
-from spendtrail.reports.statement_file import statement_document
-from spendtrail.reports.statement_file import statement_scopes as scopes_of
+from spendtrail.reports.statement_file import scopes_of, statement_documents
 
 RUN_FORMATS = ("md", "csv", "json")
 
@@ -31,9 +30,10 @@ def write_statements(
     written = []
     for scope in statement_scopes(conn, period):
         stem = re.sub(r"[^A-Za-z0-9._-]+", "_", str(scope))
-        for fmt in RUN_FORMATS:  # a closed month's are its snapshots, byte for byte
+        # A closed month's are its snapshots, byte for byte.
+        for fmt, content in statement_documents(conn, period, scope, RUN_FORMATS).items():
             path = folder / f"{stem}.{fmt}"
-            path.write_bytes(statement_document(conn, period, scope, fmt)[0])
+            path.write_bytes(content)
             written.append(path)
     record_change(
         conn,
