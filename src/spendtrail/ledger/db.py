@@ -67,16 +67,9 @@ def migrate(engine: sa.Engine) -> None:
     if _current_revisions(engine) == script_heads():
         return
     from alembic import command
-    from alembic.runtime.migration import MigrationContext
-    from alembic.script import ScriptDirectory
     from alembic.util.exc import CommandError
 
     try:
-        heads = set(ScriptDirectory(_MIGRATIONS).get_heads())
-        with engine.connect() as connection:
-            current = set(MigrationContext.configure(connection).get_current_heads())
-        if current == heads:
-            return
         with engine.begin() as connection:
             # "heads": branches that capabilities add side by side all apply.
             command.upgrade(_alembic_config(connection), "heads")
