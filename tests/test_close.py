@@ -17,6 +17,7 @@ import sqlalchemy as sa
 import typer
 from test_reconcile import _bill, _event, _row
 from test_reprice import CLOSE_ON_OCT_1, FIXED_MINI, _add_prices
+from test_statements import assert_tables_add_up
 from typer.testing import CliRunner
 
 from spendtrail.allocation.entries import period_entries, run_allocation
@@ -38,6 +39,7 @@ from spendtrail.reports.chargeback import Scope, build_statement
 from spendtrail.reports.focus import focus_rows
 from spendtrail.reports.gl_journal import gl_lines, to_csv
 from spendtrail.reports.statement_file import statement_document
+from spendtrail.reports.statement_view import to_markdown
 from spendtrail.reports.unit_cost import BUILT_IN, unit_costs
 
 OCTOBER, NOVEMBER = parse_period("2026-10"), parse_period("2026-11")
@@ -281,6 +283,16 @@ def test_a_closed_month_is_final_and_late_changes_become_adjustments(month, tmp_
     assert shown == {app: money["USD"] for app, money in november.charges().items() if money["USD"]}
     assert shown["search-summaries"] > 0 > shown["contract-review"]
     assert sum(shown.values()) == 0
+    # Shown rounded, every table still adds up: the breakdowns carry the true-up and the
+    # adjustments as lines of their own.
+    with month.connect() as conn:
+        october = build_statement(conn, OCTOBER)
+    for shown_statement in (october, nov):
+        for decimals in (2, 6, 12):
+            text = to_markdown(shown_statement, decimals)
+            assert len(assert_tables_add_up(text)) == 1
+    assert "True-up to the bill" in to_markdown(october, 6).split("## By model")[1]
+    assert "Adjustments of closed months" in to_markdown(nov, 6).split("## By model")[1]
 
 
 def test_reopening_is_audited_and_drops_the_snapshots(month, tmp_path):

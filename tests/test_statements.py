@@ -89,6 +89,14 @@ def test_spread_gives_the_missing_unit_to_the_largest_remainder():
     assert minor_unit("USD") == 2 and minor_unit("JPY") == 0 and minor_unit("KWD") == 3
 
 
+def test_spread_to_a_far_target_goes_round_in_whole_rounds():
+    # A closed month's lines against its frozen total, at 12 decimals: 10^10 units to place
+    # (a loop of one unit at a time ran for minutes).
+    rounds = 10**10 // 3
+    assert spread([5, 3, 1], 12, 9 + 10**10) == [5 + rounds + 1, 3 + rounds, 1 + rounds]
+    assert spread([5, 3, 1], 12, 9 - 4) == [4, 2, -1]  # taken back from the last line first
+
+
 def md_tables(text: str) -> dict[str, tuple[list[str], list[list[str]], list[str] | None]]:
     """Each Markdown table under its heading: header, lines, totals row (bold cells)."""
     tables = {}

@@ -32,13 +32,14 @@ dl.head dt{color:var(--muted)}dl.head dd{margin:0}
   align-items:start}
 svg.chart{max-width:100%;height:auto}
 table{border-collapse:collapse;margin:4px 0 6px;min-width:55%}
-th,td{border-bottom:1px solid var(--line);padding:4px 8px;text-align:left;vertical-align:top;
-  white-space:nowrap}
+th,td{border-bottom:1px solid var(--line);padding:4px 8px;text-align:left;vertical-align:top}
+th{vertical-align:bottom}
 td.wrap{white-space:normal;overflow-wrap:anywhere}
 .row{display:flex;flex-wrap:wrap;gap:0 36px;align-items:flex-start}
 .row table{min-width:0}
 th{background:var(--head);font-weight:600;font-size:12px;border-bottom:1px solid #b9c0ca}
-td.num,th.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
+td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
+td.num{white-space:nowrap}
 tbody tr:nth-child(even) td{background:#fafbfc}
 tfoot td{font-weight:700;border-top:2px solid var(--ink);border-bottom:3px double var(--ink)}
 .note{color:var(--muted);font-size:12px;margin:2px 0 0}

@@ -80,8 +80,9 @@ def spread(picos: Sequence[int], decimals: int, target: int | None = None) -> li
     step = 1 if missing > 0 else -1
     if step < 0:
         order.reverse()  # take back from the lines that were rounded down least
-    for n in range(abs(missing)):
-        result[order[n % len(order)]] += step
+    rounds, rest = divmod(abs(missing), len(order))  # whole rounds at once: `missing` may be
+    for n, i in enumerate(order):                    # billions of units at 12 decimals
+        result[i] += step * (rounds + (n < rest))
     return result
 
 

@@ -306,8 +306,8 @@ def _rollup(f: _Currency, dim: str, title: str, suffix: str) -> Table:
 
 
 def _breakdown(f: _Currency, dim: str, title: str, suffix: str) -> Table:
-    """The scope's own usage by one dimension, plus its reallocated and shared lines, adding
-    up to the scope's total."""
+    """The scope's own usage by one dimension, plus its reallocated, shared, true-up and
+    adjustment lines, adding up to the scope's total."""
     index = {"model": 0, "environment": 1, "workload_class": 2}[dim]
     groups: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0, 0])  # pico, calls, ...
     for o in f.owners:
@@ -354,6 +354,10 @@ def _breakdown(f: _Currency, dim: str, title: str, suffix: str) -> Table:
         )
     if f.shared:
         table.rows.append(["Shared costs received", "", "", "", f.text(f.shared), ""])
+    if f.true_up:
+        table.rows.append(["True-up to the bill", "", "", "", f.text(f.true_up), ""])
+    if f.adjustments:
+        table.rows.append(["Adjustments of closed months", "", "", "", f.text(f.adjustments), ""])
     table.totals = [
         "Total",
         f"{sum(g[1] for g in groups.values()):,}",
