@@ -27,8 +27,10 @@ Every server is its own process, and so is each load generator, so nothing measu
 `--routing` runs only the routing comparison, for longer: the single-upstream gateway, one
 started with a routes file of three upstreams (the model chosen by pattern) and an identical
 second single-upstream gateway as a control, all journal-only on the same upstream double,
-each row --seconds long, --repeats rounds in rotating order; it prints req/s and the p50/p95
-latency each adds over the direct row of its round, and the medians over the rounds.
+each row --seconds long, --repeats rounds in rotating order, each round with the three
+gateways started afresh (one process per gateway for the whole run would carry its own
+speed into every round); it prints req/s and the p50/p95 latency each adds over the direct
+row of its round, and the medians over the rounds.
 
 Each row runs with non-streamed calls and, named "<target> stream", with streamed ones (the
 upstream then answers an SSE stream of five events; `--modes`).
@@ -477,42 +479,49 @@ def compare_routing(args, env: dict, key: str, work: Path, upstream_port: int,
     """The single-upstream gateway, one started with a routes file of three upstreams and a
     second single-upstream gateway as a control, on the same upstream double, all
     journal-only; each row runs --seconds, and the rounds rotate the gateways' order, so
-    slow drift of the shared machine's load falls on all of them."""
+    slow drift of the shared machine's load falls on all of them. Every round starts its
+    three gateways afresh: a process's own speed (its hash seed and memory layout, a few
+    percent at concurrency 1) would otherwise repeat in every round and read as routing's."""
     routes = write_three_routes(work / "routes-3.yaml", upstream_port)
-    gateways: list[tuple[subprocess.Popen, int]] = []
+    print(f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}, load average "
+          f"{'/'.join(f'{x:.2f}' for x in os.getloadavg())}; {args.seconds:g} s per row "
+          f"after {args.warmup:,} warm-up requests, {args.repeats} rounds, fresh gateways "
+          f"each round", flush=True)
+    print(f"{'round':>5} {'conc':>4} {'target':<16} {'requests':>9} {'req/s':>8} "
+          f"{'p50 ms':>8} {'p95 ms':>8} {'rest':>5}", flush=True)
+    rows = []
     try:
-        for spool, file in (("spool-single", None), ("spool-routes", routes),
-                            ("spool-single-b", None)):
-            gateways.append(start_gateway(env, upstream_port, work / spool, "--no-ingest",
-                                          file, ()))
-            check_gateway(gateways[-1][1], key)
-        targets = {"direct": (upstream_port, upstream_pid)}
-        for name, (proc, port) in zip(ROUTED_TARGETS[1:], gateways, strict=True):
-            targets[name] = (port, proc.pid)
-        print(f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}, load average "
-              f"{'/'.join(f'{x:.2f}' for x in os.getloadavg())}; {args.seconds:g} s per row "
-              f"after {args.warmup:,} warm-up requests, {args.repeats} rounds", flush=True)
-        print(f"{'round':>5} {'conc':>4} {'target':<16} {'requests':>9} {'req/s':>8} "
-              f"{'p50 ms':>8} {'p95 ms':>8} {'rest':>5}", flush=True)
-        rows = []
         for round_ in range(1, args.repeats + 1):
-            for concurrency in concurrencies:
+            gateways: list[tuple[subprocess.Popen, int]] = []
+            try:
+                for spool, file in (("spool-single", None), ("spool-routes", routes),
+                                    ("spool-single-b", None)):
+                    gateways.append(start_gateway(env, upstream_port, work / spool,
+                                                  "--no-ingest", file, ()))
+                    check_gateway(gateways[-1][1], key)
+                targets = {"direct": (upstream_port, upstream_pid)}
+                for name, (proc, port) in zip(ROUTED_TARGETS[1:], gateways, strict=True):
+                    targets[name] = (port, proc.pid)
                 shift = (round_ - 1) % (len(ROUTED_TARGETS) - 1)  # each takes each place
                 gateways_order = ROUTED_TARGETS[1 + shift:] + ROUTED_TARGETS[1:1 + shift]
-                for name in ("direct", *gateways_order):
-                    port, pid = targets[name]
-                    figures = load(port, key, concurrency, 0, args.warmup, pid, args.seconds)
-                    rows.append({"round": round_, "target": name, "concurrency": concurrency,
-                                 **figures})
-                    print(f"{round_:>5} {concurrency:>4} {name:<16} {figures['requests']:>9,} "
-                          f"{figures['rate']:>8,.0f} {figures['p50_ms']:>8.3f} "
-                          f"{figures['p95_ms']:>8.3f} {figures['rest_cpu']:>5.0%}", flush=True)
+                for concurrency in concurrencies:
+                    for name in ("direct", *gateways_order):
+                        port, pid = targets[name]
+                        figures = load(port, key, concurrency, 0, args.warmup, pid,
+                                       args.seconds)
+                        rows.append({"round": round_, "target": name,
+                                     "concurrency": concurrency, **figures})
+                        print(f"{round_:>5} {concurrency:>4} {name:<16} "
+                              f"{figures['requests']:>9,} {figures['rate']:>8,.0f} "
+                              f"{figures['p50_ms']:>8.3f} {figures['p95_ms']:>8.3f} "
+                              f"{figures['rest_cpu']:>5.0%}", flush=True)
+            finally:
+                for proc, _ in gateways:
+                    stop(proc)
         print(f"load average {'/'.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
         summary = routing_summary(rows, concurrencies)
         print(json.dumps({"rows": rows, "summary": summary}, indent=2))
     finally:
-        for proc, _ in gateways:
-            stop(proc)
         if not args.keep:  # the spools: a few hundred MB after a full run
             shutil.rmtree(work)
 
