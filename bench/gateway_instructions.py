@@ -62,11 +62,11 @@ def measure(env: dict, upstream_port: int, key: str, loop: str, requests: int,
         check_gateway(port, key)
         figures = {}
         for stream in (False, True):
-            load(port, key, 1, 200, 0, proc.pid, stream)  # warm-up, not counted
+            load(port, key, 1, 200, 0, proc.pid, stream=stream)  # warm-up, not counted
             before = counted(out)
             subprocess.run(["callgrind_control", "-i", "on", str(proc.pid)], check=True,
                            capture_output=True)
-            load(port, key, 1, requests, 0, proc.pid, stream)
+            load(port, key, 1, requests, 0, proc.pid, stream=stream)
             subprocess.run(["callgrind_control", "-i", "off", str(proc.pid)], check=True,
                            capture_output=True)
             subprocess.run(["callgrind_control", "-d", str(proc.pid)], check=True,
