@@ -42,17 +42,26 @@ _decode = msgspec.json.Decoder()
 _EVENT_END = re.compile(rb"\r?\n\r?\n")
 # The `"usage": null` field include_usage adds to every chunk. A quote after `,` or `{` is
 # outside any JSON string (inside one it would be escaped), so this never matches content.
+# The pattern has no literal start, so the regex engine tries it at every byte: the compact
+# form providers send goes first with bytes.replace, and the pattern runs only on what has a
+# null usage left (_NULL_USAGE, which starts with a literal, tells).
 _NULL_USAGE_FIELD = re.compile(rb',\s*"usage"\s*:\s*null\b|(?<=\{)\s*"usage"\s*:\s*null\s*,?')
+_NULL_USAGE = re.compile(rb'"usage"\s*:\s*null')
+_USAGE_OBJECT = re.compile(rb'"usage"\s*:\s*\{')
 # Responses API and Anthropic Messages stream events after which nothing but the end of the
 # stream follows.
 _TERMINAL_TYPES = {"response.completed", "response.failed", "response.incomplete", "error",
                    "message_stop"}
 _FAILED_TYPES = {"response.failed", "error"}
-# What makes an event worth decoding once the stream's id is known: a usage object, the end
-# of the stream, a terminal or error type. One search over a run of events finds out, so the
-# content chunks between (nearly all of a stream) cost no per-event work.
-_WANTED = re.compile(rb'"usage"\s*:\s*\{|\[DONE\]|"(?:%s)"' % b"|".join(
-    re.escape(kind.encode()) for kind in sorted(_TERMINAL_TYPES)))
+
+
+def _worth_reading(raw: bytes) -> bool:
+    """Whether events (one or a run) may hold what a stream is read for, once its id is
+    known: a usage object, its end, a terminal or error type. Substring scans (C speed):
+    a run of content chunks, nearly all of a stream, then costs no per-event work."""
+    return (b"[DONE]" in raw or b'"response.' in raw or b'"error"' in raw
+            or b'"message_stop"' in raw
+            or (b'"usage"' in raw and _USAGE_OBJECT.search(raw) is not None))
 
 
 def _count(value: Any) -> int:
@@ -225,18 +234,26 @@ class SseTracker:
     def _strip(self, raw: bytes) -> bytes:
         # The pattern never crosses an event's end, so whole runs of events are stripped
         # in one pass.
-        return _NULL_USAGE_FIELD.sub(b"", raw) if self.strip_usage_chunk else raw
+        if not self.strip_usage_chunk or b'"usage"' not in raw:
+            return raw
+        raw = raw.replace(b',"usage":null', b"")
+        return _NULL_USAGE_FIELD.sub(b"", raw) if _NULL_USAGE.search(raw) else raw
 
     def _events(self, block: bytes) -> list[SseEvent]:
         """Complete events: a run with nothing to read stays one piece, passed on as is."""
         if self.finished or (self.facts.response_id is not None
-                             and _WANTED.search(block) is None):
+                             and not _worth_reading(block)):
             return [SseEvent(block)]
         events = []
         start = 0
-        while (match := _EVENT_END.search(block, start)) is not None:
-            events.append(self._event(block[start : match.end()]))
-            start = match.end()
+        if b"\r" in block:
+            while (match := _EVENT_END.search(block, start)) is not None:
+                events.append(self._event(block[start : match.end()]))
+                start = match.end()
+        else:  # the same split, by a plain search (the pattern has no literal start)
+            while (end := block.find(b"\n\n", start)) >= 0:
+                events.append(self._event(block[start : end + 2]))
+                start = end + 2
         if start < len(block):  # the odd line ending of a run of blank lines
             events.append(SseEvent(block[start:]))
         return events
@@ -244,7 +261,7 @@ class SseTracker:
     def _event(self, raw: bytes) -> SseEvent:
         event = SseEvent(raw)
         if self.finished or (self.facts.response_id is not None
-                             and _WANTED.search(raw) is None):
+                             and not _worth_reading(raw)):
             return event
         data = b"\n".join(
             line[5:].lstrip(b" ") for line in raw.splitlines() if line.startswith(b"data:")
