@@ -14,6 +14,7 @@ CometAPI, remembers what it received, and produces faults on demand: ``script(mo
 - ``cut``: a stream that stops after two chunks by dropping the connection
 - ``slow``: a stream of many chunks, one every 50 ms
 - ``hold``: a stream that sends its first chunk, then waits until ``release`` is set
+- ``hold_first``: a stream that sends its headers, then waits until ``release`` is set
 - ``no_done``: a stream that ends after its usage chunk without ``[DONE]``
 - ``echo_key_sse``: a stream whose second event is an error event echoing the key
 - ``echo_key_body``: a 200 completion whose content and id echo the key
@@ -264,6 +265,8 @@ class UpstreamDouble:
         include_usage = (payload.get("stream_options") or {}).get("include_usage") is True
         response = web.StreamResponse(headers={**headers, "Content-Type": "text/event-stream"})
         await response.prepare(request)
+        if fault == "hold_first":  # a long wait for the first token
+            await asyncio.to_thread(self.release.wait, 10)
         base = {"id": "chatcmpl-stream1", "object": "chat.completion.chunk",
                 "created": int(time.time()), "model": payload["model"], **_tier(payload)}
         extra = {"usage": None} if include_usage else {}

@@ -16,12 +16,15 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
+import time
 
 import pytest
 import yaml
 from factories import ROOT
 
+from spendtrail.cli import ledger_cmd
 from spendtrail.cli.gateway_cmd import gateway
 
 CHART = ROOT / "deploy" / "helm" / "spendtrail"
@@ -282,12 +285,40 @@ def test_migrations_run_once_in_a_hook_job_before_the_release_starts():
     )
 
 
+def pod_spec(manifest: dict) -> dict:
+    """The pod a workload runs ({} for what runs none): a CronJob's is one level deeper."""
+    spec = manifest.get("spec", {})
+    spec = spec.get("jobTemplate", {}).get("spec", spec)
+    return spec.get("template", {}).get("spec") or {}
+
+
+def test_partitions_are_created_ahead_by_a_daily_cronjob():
+    found = manifests()
+    cron = found["CronJob", "st-spendtrail-partitions"]["spec"]
+    minute, hour, *every_day = cron["schedule"].split()
+    assert 0 <= int(minute) < 60 and 0 <= int(hour) < 24 and every_day == ["*", "*", "*"]
+    assert cron["concurrencyPolicy"] == "Forbid"  # one creator at a time, never a pile-up
+    pod = pod_spec(found["CronJob", "st-spendtrail-partitions"])
+    assert pod["restartPolicy"] == "Never"
+    (container,) = pod["containers"]
+    assert container["image"] == gateway_pod(found)["containers"][0]["image"]
+    command, ahead = container["args"][:2], container["args"][2:]
+    assert command == ["ledger", "partitions"]
+    assert ahead == ["--ahead=3"]
+    assert "ahead" in inspect.signature(ledger_cmd.partitions).parameters
+    assert container["envFrom"] == [{"secretRef": {"name": "spendtrail"}}]  # the ledger URL
+    later = manifests({"partitions": {"ahead": 6, "schedule": "0 1 * * *"}})
+    cron = later["CronJob", "st-spendtrail-partitions"]
+    assert pod_spec(cron)["containers"][0]["args"][2:] == ["--ahead=6"]
+    assert cron["spec"]["schedule"] == "0 1 * * *"
+
+
 def test_secrets_are_referenced_never_written():
     found = manifests()
     assert not any(kind == "Secret" for kind, _ in found)
+    assert ("CronJob", "st-spendtrail-partitions") in found  # its pod is checked too
     for kind, name in found:
-        spec = found[kind, name].get("spec", {})
-        pod = spec.get("template", {}).get("spec") or {}
+        pod = pod_spec(found[kind, name])
         for container in pod.get("containers", []):
             assert container["envFrom"] == [{"secretRef": {"name": "spendtrail"}}]
             names = {entry["name"] for entry in container.get("env", [])}
@@ -324,9 +355,39 @@ def test_compose_runs_three_gateways_each_with_its_own_spool_volume():
         assert int(service["stop_grace_period"].removesuffix("s")) >= 2 * grace + 5
         assert service["depends_on"]["init"] == {"condition": "service_completed_successfully"}
     assert len(spools) == 3 and spools <= set(compose()["volumes"])
-    assert {"postgres", "redis", "nats", "ingester", "init"} <= set(services)
+    assert {"postgres", "redis", "nats", "ingester", "init", "partitions"} <= set(services)
     assert services["ingester"]["command"] == ["ingest", "--follow"]
     assert "--jetstream" in services["nats"]["command"]
+
+
+def test_compose_creates_partitions_ahead_every_day(tmp_path):
+    """The `partitions` service's loop, run by sh with a stand-in `spendtrail` on the PATH:
+    it runs `spendtrail ledger partitions --ahead 3`, then sleeps, and SIGTERM ends it at
+    once with status 0 (compose stops it without waiting for the kill)."""
+    service = compose()["services"]["partitions"]
+    assert service["depends_on"]["init"] == {"condition": "service_completed_successfully"}
+    assert service["entrypoint"] == ["sh", "-c"]
+    (script,) = service["command"]
+    calls = tmp_path / "calls"
+    fake = tmp_path / "bin" / "spendtrail"
+    fake.parent.mkdir()
+    fake.write_text(f'#!/bin/sh\necho "$@" >> {calls}\n')
+    fake.chmod(0o755)
+    loop = subprocess.Popen(
+        ["sh", "-c", script.replace("$$", "$")],  # compose's escape for a literal $
+        env={**os.environ, "PATH": f"{fake.parent}:{os.environ['PATH']}"},
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while not calls.exists():
+            assert time.monotonic() < deadline, "the loop never ran the command"
+            time.sleep(0.05)
+        time.sleep(0.2)
+        assert calls.read_text() == "ledger partitions --ahead 3\n"  # once, then it sleeps
+        loop.send_signal(signal.SIGTERM)
+        assert loop.wait(5) == 0
+    finally:
+        loop.kill()
 
 
 def compose_command() -> list[str] | None:

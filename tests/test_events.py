@@ -1,4 +1,5 @@
 import json
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -68,6 +69,7 @@ def test_event_ids_are_unique_uuid7_in_time_order():
     assert len(set(ids)) == 2000
     assert all(i[14] == "7" for i in ids)  # the version nibble
     assert [i[:13] for i in ids] == sorted(i[:13] for i in ids)  # millisecond prefix ordered
+    assert all(str(uuid.UUID(i)) == i and uuid.UUID(i).variant == uuid.RFC_4122 for i in ids)
 
 
 def test_derived_event_ids_are_fixed_by_the_source_record():

@@ -224,6 +224,23 @@ def test_stream_passes_chunks_through_as_they_arrive(gw, keys, upstream):
     assert gw.events(1)[0].usage == CHAT_METERS
 
 
+def test_stream_headers_reach_the_client_before_the_first_event(gw, keys, upstream):
+    """A provider slow to its first token: the client has the response (its headers) at
+    once, as it would from the provider; the gateway does not hold them for the first event."""
+    upstream.release.clear()
+    upstream.script("gpt-4o-mini", ["hold_first"])
+    client = gw.client(keys["prod"], timeout=5)
+    try:
+        raw = client.chat.completions.with_raw_response.create(**CHAT, stream=True)
+        assert raw.headers["X-Spendtrail-Event-Id"]  # before any event was sent
+        assert gw.events(timeout=0) == []
+    finally:
+        upstream.release.set()
+    text = "".join(c.choices[0].delta.content or "" for c in raw.parse())
+    assert text == "Hello world!"
+    assert gw.events(1)[0].usage == CHAT_METERS
+
+
 def test_async_client_streaming_and_not(gw, keys):
     async def run() -> tuple[str, str]:
         client = gw.async_client(keys["prod"])

@@ -79,6 +79,28 @@ def test_tracker_reads_any_split_of_the_stream():
         assert tracker.finished and not tracker.failed
 
 
+def test_tracker_passes_a_run_of_content_chunks_on_as_one_piece():
+    """After the first chunk (id, model), content chunks are neither split nor decoded: a
+    run of them is one piece, byte for byte what the provider sent less the null usage
+    field (compact or not), blank lines included."""
+    first = b'data: {"id":"chatcmpl-1","model":"m","choices":[],"usage":null}\n\n'
+    run = (b'data: {"id":"chatcmpl-1","choices":[{"delta":{"content":"a"}}],"usage":null}\n\n'
+           b'data: {"id": "chatcmpl-1", "choices": [{"delta": {"content": "b"}}], '
+           b'"usage": null}\n\n\n')
+    tracker = SseTracker(strip_usage_chunk=True)
+    assert [e.raw for e in tracker.feed(first)] == [
+        b'data: {"id":"chatcmpl-1","model":"m","choices":[]}\n\n']
+    [piece] = tracker.feed(run)
+    assert piece.raw == (b'data: {"id":"chatcmpl-1","choices":[{"delta":{"content":"a"}}]}\n\n'
+                         b'data: {"id": "chatcmpl-1", "choices": [{"delta": {"content": "b"}}]}'
+                         b'\n\n\n')
+    assert piece.forward and not piece.terminal
+    usage = b'data: {"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":1}}\n\n'
+    events = tracker.feed(usage + b"data: [DONE]\n\n")
+    assert [(e.forward, e.terminal) for e in events] == [(False, False), (True, True)]
+    assert tracker.facts.usage == Usage(input_tokens=3, output_tokens=1, requests=1)
+
+
 def test_tracker_keeps_the_usage_chunk_when_the_client_asked():
     tracker = SseTracker(strip_usage_chunk=False)
     events = tracker.feed(_chat_stream(usage=True))

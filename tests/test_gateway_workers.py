@@ -136,6 +136,39 @@ def test_two_workers_serve_and_stop_together_with_one_event_per_call(upstream, l
     assert "interrupted" not in {row.outcome for row in rows}
 
 
+def scrape(base_url: str) -> dict[str, float]:
+    """/metrics on a new connection (the kernel picks the worker): sample -> value."""
+    with urllib.request.urlopen(base_url + "/metrics", timeout=5) as response:
+        lines = response.read().decode().splitlines()
+    return {name: float(value) for name, value in (
+        line.rsplit(" ", 1) for line in lines if line and not line.startswith("#"))}
+
+
+def test_metrics_sum_the_workers_whichever_answers(upstream, ledger, tmp_path):
+    url, key = ledger
+    chat = 'spendtrail_gateway_requests_total{endpoint="/v1/chat/completions",code="200"}'
+    with workers(url, upstream.url, tmp_path / "home") as gateway:
+        pids = worker_pids(gateway.base_url)
+        for pid in pids:  # each worker serves calls of its own
+            serve_a_call_on(gateway, key, pid)
+        calls = len(upstream.received)
+        deadline = time.monotonic() + 15
+        while (seen := scrape(gateway.base_url)).get(chat) != calls:  # others' dumps: 1 s
+            assert time.monotonic() < deadline, f"{seen.get(chat)} of {calls} calls counted"
+            time.sleep(0.2)
+        # Every scrape, whichever worker it lands on, counts every worker's calls.
+        for _ in range(8):
+            seen = scrape(gateway.base_url)
+            assert (seen[chat], seen["spendtrail_gateway_workers"]) == (calls, 2)
+            assert seen['spendtrail_gateway_attempts_total{endpoint="/v1/chat/completions",'
+                        'outcome="success"}'] == calls
+            assert seen["spendtrail_gateway_upstream_latency_seconds_count"] == calls
+        folder = gateway.spool / "metrics"
+        assert {p.stem for p in folder.rglob("*.json")} == {str(pid) for pid in pids}
+        gateway.signal(signal.SIGTERM)
+        assert gateway.wait(GRACE + MARGIN) == 0, gateway.output()
+
+
 def test_a_killed_worker_is_started_again_and_its_calls_in_flight_are_interrupted(
     upstream, ledger, tmp_path
 ):

@@ -237,6 +237,8 @@ class BudgetGuard:
     def _matching(self, allocation: Allocation) -> list[Budget]:
         by_scope = self._by_scope
         found: list[Budget] = []
+        if not by_scope:  # no budgets: every call of a gateway without any asks twice
+            return found
         for scope in SCOPES:
             value = getattr(allocation, scope)
             if value is not None:

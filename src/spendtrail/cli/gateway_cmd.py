@@ -252,6 +252,7 @@ def gateway(
         default_workers,
         listen_shared,
         plan_workers,
+        shared_metrics_dir,
         supervise,
     )
 
@@ -268,7 +269,8 @@ def gateway(
     except OSError as exc:
         fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
 
-    def config(budgets: BudgetGuard | None, ingest: bool) -> GatewayConfig:
+    def config(budgets: BudgetGuard | None, ingest: bool,
+               metrics_dir: Path | None = None) -> GatewayConfig:
         return GatewayConfig(
             routes=table,
             ledger_url=s.ledger_url,
@@ -280,6 +282,7 @@ def gateway(
             read_timeout=read_timeout,
             ingest=ingest,
             grace_seconds=grace,
+            metrics_dir=metrics_dir,
             budget=GuardedBudgets(budgets or BudgetGuard.load(
                 ledger(), _counters(budget_counters, redis_url)),
                 output_tokens=reserve_output_tokens),
@@ -316,11 +319,13 @@ def gateway(
             run(serve(config(guard, ingest), sock=sockets[0], stop_on_signals=True), loop)
         return
     ledger().dispose()  # no connection crosses a fork: each worker opens its own
+    metrics_dir = shared_metrics_dir(s.spool, bound)
 
     def worker(sock: socket.socket) -> None:
         ledger().dispose(close=False)
         with contextlib.suppress(KeyboardInterrupt):
-            run(serve(config(None, False), sock=sock, stop_on_signals=True), loop)
+            run(serve(config(None, False, metrics_dir), sock=sock, stop_on_signals=True),
+                loop)
 
     host_ingester = functools.partial(ingest_journal, config(guard, True)) if ingest else None
     raise typer.Exit(supervise(sockets, worker, host_ingester))

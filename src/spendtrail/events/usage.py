@@ -40,16 +40,28 @@ INCLUDE_USAGE = frozenset({"/v1/chat/completions", "/v1/completions"})
 
 _decode = msgspec.json.Decoder()
 _EVENT_END = re.compile(rb"\r?\n\r?\n")
-_NULL_USAGE = re.compile(rb'"usage"\s*:\s*null')
 # The `"usage": null` field include_usage adds to every chunk. A quote after `,` or `{` is
 # outside any JSON string (inside one it would be escaped), so this never matches content.
+# The pattern has no literal start, so the regex engine tries it at every byte: the compact
+# form providers send goes first with bytes.replace, and the pattern runs only on what has a
+# null usage left (_NULL_USAGE, which starts with a literal, tells).
 _NULL_USAGE_FIELD = re.compile(rb',\s*"usage"\s*:\s*null\b|(?<=\{)\s*"usage"\s*:\s*null\s*,?')
+_NULL_USAGE = re.compile(rb'"usage"\s*:\s*null')
+_USAGE_OBJECT = re.compile(rb'"usage"\s*:\s*\{')
 # Responses API and Anthropic Messages stream events after which nothing but the end of the
 # stream follows.
 _TERMINAL_TYPES = {"response.completed", "response.failed", "response.incomplete", "error",
                    "message_stop"}
 _FAILED_TYPES = {"response.failed", "error"}
-_TERMINAL_MARKERS = tuple(b'"%s"' % kind.encode() for kind in _TERMINAL_TYPES)
+
+
+def _worth_reading(raw: bytes) -> bool:
+    """Whether events (one or a run) may hold what a stream is read for, once its id is
+    known: a usage object, its end, a terminal or error type. Substring scans (C speed):
+    a run of content chunks, nearly all of a stream, then costs no per-event work."""
+    return (b"[DONE]" in raw or b'"response.' in raw or b'"error"' in raw
+            or b'"message_stop"' in raw
+            or (b'"usage"' in raw and _USAGE_OBJECT.search(raw) is not None))
 
 
 def _count(value: Any) -> int:
@@ -180,8 +192,9 @@ class SseEvent:
 class SseTracker:
     """Splits an SSE byte stream into events and picks out usage, id and model.
 
-    Only events that can carry what we need are decoded: the first (id, model) and those
-    with a non-null ``usage``. When ``strip_usage_chunk`` is set (we asked for usage, the
+    Only events that can carry what we need are decoded: the first (id, model), those with a
+    ``usage`` object, and the terminal ones; a run of other events is passed on as one piece,
+    unsplit. When ``strip_usage_chunk`` is set (we asked for usage, the
     caller did not), what ``stream_options.include_usage`` adds is taken out again: the
     usage-only chunk (``choices: []``) is marked not to be forwarded, and the
     ``"usage": null`` field of every other chunk is removed, so the caller sees the stream it
@@ -201,12 +214,11 @@ class SseTracker:
         # lies before them was searched already, so a long event is not rescanned per piece.
         position = max(0, len(self._buffer) - 3)
         buffer = self._buffer + data if self._buffer else data
-        events: list[SseEvent] = []
-        start = 0
-        while (match := _EVENT_END.search(buffer, position)) is not None:
-            events.append(self._event(buffer[start : match.end()]))
-            start = position = match.end()
-        self._buffer = buffer[start:]
+        # The end of the last complete event: each separator, \r?\n\r?\n, ends in one of these.
+        lf, crlf = buffer.rfind(b"\n\n", position), buffer.rfind(b"\n\r\n", position)
+        end = max(lf + 2 if lf >= 0 else 0, crlf + 3 if crlf >= 0 else 0)
+        block, self._buffer = buffer[:end], buffer[end:]
+        events = self._events(self._strip(block)) if block else []
         if len(self._buffer) > self.max_event_bytes:
             # One event this large is not an OpenAI stream; pass it on without parsing.
             self.overflowed = True
@@ -217,26 +229,47 @@ class SseTracker:
     def flush(self) -> list[SseEvent]:
         """The last event when the stream ended without its blank line."""
         rest, self._buffer = self._buffer, b""
-        return [self._event(rest)] if rest.strip() else []
+        return [self._event(self._strip(rest))] if rest.strip() else []
+
+    def _strip(self, raw: bytes) -> bytes:
+        # The pattern never crosses an event's end, so whole runs of events are stripped
+        # in one pass.
+        if not self.strip_usage_chunk or b'"usage"' not in raw:
+            return raw
+        raw = raw.replace(b',"usage":null', b"")
+        return _NULL_USAGE_FIELD.sub(b"", raw) if _NULL_USAGE.search(raw) else raw
+
+    def _events(self, block: bytes) -> list[SseEvent]:
+        """Complete events: a run with nothing to read stays one piece, passed on as is."""
+        if self.finished or (self.facts.response_id is not None
+                             and not _worth_reading(block)):
+            return [SseEvent(block)]
+        events = []
+        start = 0
+        if b"\r" in block:
+            while (match := _EVENT_END.search(block, start)) is not None:
+                events.append(self._event(block[start : match.end()]))
+                start = match.end()
+        else:  # the same split, by a plain search (the pattern has no literal start)
+            while (end := block.find(b"\n\n", start)) >= 0:
+                events.append(self._event(block[start : end + 2]))
+                start = end + 2
+        if start < len(block):  # the odd line ending of a run of blank lines
+            events.append(SseEvent(block[start:]))
+        return events
 
     def _event(self, raw: bytes) -> SseEvent:
-        if self.strip_usage_chunk:
-            raw = _NULL_USAGE_FIELD.sub(b"", raw)
         event = SseEvent(raw)
+        if self.finished or (self.facts.response_id is not None
+                             and not _worth_reading(raw)):
+            return event
         data = b"\n".join(
             line[5:].lstrip(b" ") for line in raw.splitlines() if line.startswith(b"data:")
         )
-        if not data or self.finished:
+        if not data:
             return event
         if data == b"[DONE]":
             self.finished = event.terminal = True
-            return event
-        wanted = (
-            self.facts.response_id is None
-            or (b'"usage"' in data and not _NULL_USAGE.search(data))
-            or any(marker in data for marker in _TERMINAL_MARKERS)
-        )
-        if not wanted:
             return event
         try:
             chunk = _decode.decode(data)

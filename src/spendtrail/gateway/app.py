@@ -92,15 +92,20 @@ async def _lifecycle(app: web.Application):
         skip_auto_headers=("User-Agent",),
     )
     task = asyncio.create_task(_background(app, engine))
+    published = asyncio.create_task(_publish_metrics(proxy)) if config.metrics_dir else None
     stop_ingest = threading.Event()
     ingester = threading.Thread(target=ingest, args=(config, stop_ingest),
                                 name="spendtrail-ingest", daemon=True)
     if config.ingest:
         ingester.start()
     yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    for running in (task, published):
+        if running is not None:
+            running.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await running
+    if config.metrics_dir:  # the last counts, calls drained during the stop included
+        proxy.metrics.dump(config.metrics_dir)
     await proxy.session.close()
     proxy.spool.close()
     if config.ingest:
@@ -162,6 +167,17 @@ async def _background(app: web.Application, engine) -> None:
             await asyncio.to_thread(config.budget.reload)
         except Exception:
             log.warning("reloading budgets failed; enforcing the last ones", exc_info=True)
+
+
+async def _publish_metrics(proxy: Proxy) -> None:
+    """Every second, this worker's counters for the others' /metrics (metrics.py)."""
+    while True:
+        try:
+            proxy.metrics.dump(proxy.config.metrics_dir)
+        except OSError:
+            log.warning("cannot write this worker's counters to %s", proxy.config.metrics_dir,
+                        exc_info=True)
+        await asyncio.sleep(1.0)
 
 
 def _snapshot_age(proxy: Proxy) -> float:
@@ -233,8 +249,11 @@ def _journal_problem(spool_dir: Path) -> str | None:
 async def _metrics(request: web.Request) -> web.Response:
     proxy = request.app[PROXY]
     keys = len(proxy.snapshot.keys) if proxy.snapshot else 0
-    text = proxy.metrics.render(spool=proxy.config.spool_dir, snapshot_age=_snapshot_age(proxy),
-                                keys=keys)
+    metrics, workers = proxy.metrics, 1
+    if proxy.config.metrics_dir:  # --workers N: the sum over the workers
+        metrics, workers = proxy.metrics.merged(proxy.config.metrics_dir)
+    text = metrics.render(spool=proxy.config.spool_dir, snapshot_age=_snapshot_age(proxy),
+                          keys=keys, workers=workers)
     return web.Response(text=text, content_type="text/plain", charset="utf-8",
                         headers={"X-Prometheus-Format": "0.0.4"})
 

@@ -60,6 +60,8 @@ class GatewayConfig:
     journal_url: str | None = None  # nats://...: the journal on JetStream, not the spool
     grace_seconds: float = 10.0  # on SIGINT/SIGTERM, how long calls in flight may finish
     budget: BudgetGate = field(default_factory=NoBudgets)
+    # --workers N: the folder the workers share their counters in (metrics.py)
+    metrics_dir: Path | None = None
 
     def __post_init__(self) -> None:
         single = (self.upstream_url, self.upstream_key, self.provider)

@@ -1,8 +1,16 @@
 """Gateway counters in the Prometheus text format (version 0.0.4), kept in plain dicts:
-the gateway is one event loop, so no locks are needed on the request path."""
+the gateway is one event loop, so no locks are needed on the request path.
+
+With ``--workers N`` each worker keeps its own counters and writes them, every second, to a
+file of its own in a folder the workers share (``dump``); ``/metrics`` on any worker answers
+with the sum over that folder (``merged``), so a scrape of the port sees the whole gateway
+whichever worker it lands on. A worker that died keeps its file: the sums never go down.
+"""
 
 from __future__ import annotations
 
+import json
+import os
 from collections import defaultdict
 from pathlib import Path
 
@@ -27,6 +35,61 @@ class Metrics:
         self.latency_counts = [0] * (len(LATENCY_BUCKETS) + 1)
         self.latency_sum = 0.0
 
+    def dump(self, folder: Path) -> None:
+        """Write these counters to ``folder/<pid>.json`` (replaced whole: a reader never
+        sees half a file)."""
+        state = {
+            "requests": [[*key, count] for key, count in self.requests.items()],
+            "attempts": [[*key, count] for key, count in self.attempts.items()],
+            "rejected": self.rejected, "tokens": self.tokens, "cost_pico": self.cost_pico,
+            "retries": self.retries, "unpriced": self.unpriced,
+            "quarantined": self.quarantined, "journal_errors": self.journal_errors,
+            "latency_counts": self.latency_counts, "latency_sum": self.latency_sum,
+        }
+        path = folder / f"{os.getpid()}.json"
+        partial = path.with_suffix(".tmp")
+        partial.write_text(json.dumps(state))
+        partial.replace(path)
+
+    def merged(self, folder: Path) -> tuple[Metrics, int]:
+        """These counters plus every other worker's last dump in `folder`, and how many
+        workers that is."""
+        total = Metrics()
+        total._add(self)
+        workers = 1
+        for path in folder.glob("*.json"):
+            if path.stem == str(os.getpid()):
+                continue
+            try:
+                state = json.loads(path.read_text())
+            except (OSError, ValueError):  # gone, or being replaced: skipped this once
+                continue
+            other = Metrics()
+            for key in ("requests", "attempts"):
+                for *labels, count in state[key]:
+                    getattr(other, key)[tuple(labels)] = count
+            for key in ("rejected", "tokens", "cost_pico"):
+                getattr(other, key).update(state[key])
+            for key in ("retries", "unpriced", "quarantined", "journal_errors",
+                        "latency_counts", "latency_sum"):
+                setattr(other, key, state[key])
+            total._add(other)
+            workers += 1
+        return total, workers
+
+    def _add(self, other: Metrics) -> None:
+        for key in ("requests", "attempts", "rejected", "tokens", "cost_pico"):
+            mine = getattr(self, key)
+            for label, count in getattr(other, key).items():
+                mine[label] += count
+        self.retries += other.retries
+        self.unpriced += other.unpriced
+        self.quarantined += other.quarantined
+        self.journal_errors += other.journal_errors
+        self.latency_counts = [a + b for a, b in zip(self.latency_counts,
+                                                     other.latency_counts, strict=True)]
+        self.latency_sum += other.latency_sum
+
     def observe_latency(self, seconds: float) -> None:
         self.latency_sum += seconds
         for index, bound in enumerate(LATENCY_BUCKETS):
@@ -35,7 +98,8 @@ class Metrics:
                 return
         self.latency_counts[-1] += 1
 
-    def render(self, *, spool: Path, snapshot_age: float, keys: int) -> str:
+    def render(self, *, spool: Path, snapshot_age: float, keys: int,
+               workers: int = 1) -> str:
         out: list[str] = []
 
         def family(name: str, kind: str, help_text: str) -> None:
@@ -99,6 +163,9 @@ class Metrics:
         out.append(f"spendtrail_gateway_snapshot_age_seconds {snapshot_age:.3f}")
         family("spendtrail_gateway_keys", "gauge", "Gateway keys loaded (revoked included).")
         out.append(f"spendtrail_gateway_keys {keys}")
+        family("spendtrail_gateway_workers", "gauge",
+               "Worker processes whose counters are summed here (those that died included).")
+        out.append(f"spendtrail_gateway_workers {workers}")
         return "\n".join(out) + "\n"
 
 

@@ -64,6 +64,13 @@ _ADMITTED = web.RequestKey("spendtrail_admitted", str)
 _encode = msgspec.json.Encoder()
 
 
+class _Stream(web.StreamResponse):
+    """A response whose headers go out with its first bytes, in one send, as aiohttp's
+    ``web.Response`` does: a stream that has all arrived is one write, not four."""
+
+    _send_headers_immediately = False
+
+
 class _ClientGone(Exception):
     """The client closed the connection while we were writing to it."""
 
@@ -216,7 +223,9 @@ class Proxy:
         self.metrics.observe_latency(time.monotonic() - sent)
         found_id = provider_request_id(upstream.headers)
         call.provider_request_id = found_id and found_id.replace(route.key, PLACEHOLDER)
-        if streaming and call.provider_request_id:  # a stream may be in flight for long
+        if streaming and call.provider_request_id and not upstream.content.is_eof():
+            # A stream may be in flight for long; one that has all arrived is journaled
+            # before the gateway next waits for anything.
             self._intend(call)
         try:
             if not 100 <= upstream.status <= 599:
@@ -361,17 +370,27 @@ class Proxy:
     ) -> web.StreamResponse:
         headers = self._downstream_headers(upstream.headers, call.upstream.key)
         headers.update(ours)
-        response = web.StreamResponse(status=200, headers=headers)
+        response = _Stream(status=200, headers=headers)
         tracker = SseTracker(strip_usage_chunk=strip_usage)
+        content = upstream.content
         try:
             await _write(response.prepare(request))
-            async for data in upstream.content.iter_any():
-                await self._forward(response, call, tracker, tracker.feed(data))
-                if tracker.finished:
-                    if rest := await _drain(upstream):
-                        await _write(response.write(rest))
+            data = content.read_nowait()  # what arrived with the headers
+            if not data:  # the first event may be long coming: the client gets the headers now
+                await _write(response.write(b""))
+            out = b""
+            while data or (data := await content.readany()):
+                out = self._forward(request, call, tracker, tracker.feed(data))
+                data = b""
+                if content.at_eof():  # the last piece goes out with the end of the stream
                     break
-            await self._forward(response, call, tracker, tracker.flush())
+                if tracker.finished:  # the provider holds the connection open after its end
+                    await self._send(response, call, out)
+                    out = mask(await _drain(upstream), call.upstream.secret)
+                    break
+                await self._send(response, call, out)
+                out = b""
+            out += self._forward(request, call, tracker, tracker.flush())
             if tracker.overflowed:
                 log.warning("event %s: a stream event exceeded %d bytes and was not parsed; "
                             "its usage may be missing", call.event_id, tracker.max_event_bytes)
@@ -380,10 +399,9 @@ class Proxy:
                     self._record(call, 200, "success", tracker.facts)
                 else:
                     self._record(call, 502, "upstream_error", tracker.facts)
-                    await _write(response.write(sse_error(
-                        502, "the provider's stream ended before it was complete",
-                        "upstream_stream_cut")))
-            await _write(response.write_eof())
+                    out += sse_error(502, "the provider's stream ended before it was complete",
+                                     "upstream_stream_cut")
+            await _write(response.write_eof(out))
         except _ClientGone:
             self._record(call, 499, "cancelled", tracker.facts)
         except TimeoutError:
@@ -402,24 +420,27 @@ class Proxy:
                               "the gateway failed while relaying the stream")
         return response
 
-    async def _forward(self, response, call: Call, tracker: SseTracker, events) -> None:
+    def _forward(self, request: web.Request, call: Call, tracker: SseTracker, events) -> bytes:
+        """The bytes of `events` for the client, masked; the call is journaled before its
+        terminal event (unless the client is already gone: then it is cancelled)."""
         out: list[bytes] = []
-        terminal = False
         for event in events:
-            terminal = terminal or event.terminal
             if event.terminal and not call.recorded:
-                if out:
-                    await _write(response.write(b"".join(out)))
-                    out = []
+                if request.transport is None or request.transport.is_closing():
+                    raise _ClientGone
                 outcome: Outcome = "upstream_error" if tracker.failed else "success"
                 cost = self._record(call, 502 if tracker.failed else 200, outcome, tracker.facts)
                 # An SSE comment: clients skip it, people reading the stream see the cost.
                 out.append(f": spendtrail-cost {cost}\n\n".encode())
             if event.forward:
                 out.append(event.raw)
-        if out:  # whole events, so a key cannot straddle two writes
-            await _write(response.write(mask(b"".join(out), call.upstream.secret)))
-        call.delivered = call.delivered or terminal
+        # whole events, so a key cannot straddle two writes
+        return mask(b"".join(out), call.upstream.secret) if out else b""
+
+    async def _send(self, response: web.StreamResponse, call: Call, out: bytes) -> None:
+        if out:
+            await _write(response.write(out))
+            call.delivered = call.recorded  # the terminal event, if it was in `out`, is sent
 
     async def _abort(
         self, response, call: Call, tracker: SseTracker, status: int, outcome: Outcome,

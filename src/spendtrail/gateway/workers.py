@@ -6,7 +6,7 @@ supervises: it never serves a call and runs no thread, so forking a replacement 
 
 - Each worker is a whole gateway (``serve``) on its own socket, with its own spool file (the
   spool names its files by a writer id each process takes) and its own ``/healthz`` and
-  ``/readyz``.
+  ``/readyz``; ``/metrics`` sums the workers' counters through ``shared_metrics_dir``.
 - The parent keeps every socket open, so connections the kernel hashes to a worker that died
   wait in that socket's queue until its replacement accepts them. A worker that exits while
   the gateway is not stopping is started again (after a second when it lived under
@@ -26,6 +26,7 @@ import ctypes
 import logging
 import math
 import os
+import shutil
 import signal
 import socket
 import sys
@@ -85,6 +86,15 @@ def plan_workers(requested: int | None, available: int, guard: BudgetGuard) -> t
         "1 worker: budgets are defined and counted in memory (--budget-counters sql "
         "or redis for one worker per core)"
     )
+
+
+def shared_metrics_dir(spool: Path, port: int) -> Path:
+    """The folder the workers on `port` share their counters in (``metrics.py``), emptied:
+    the port is this gateway's, so what is there is a previous run's."""
+    folder = spool / "metrics" / f"port-{port}"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    return folder
 
 
 def listen_shared(host: str, port: int, count: int) -> list[socket.socket]:

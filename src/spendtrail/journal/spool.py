@@ -69,6 +69,7 @@ class Spool:
         self._handle = None
         self._path: Path | None = None
         self._opened_at = 0.0
+        self._size = 0  # bytes in the open file
         self._sequence = 0
         self._writer: str | None = None
         self._writer_pid = 0
@@ -91,7 +92,8 @@ class Spool:
             self._handle.flush()
             if self.fsync:
                 os.fsync(self._handle.fileno())
-            if (self._handle.tell() >= self.max_bytes
+            self._size += len(line)  # counted, not asked: tell() is a syscall per append
+            if (self._size >= self.max_bytes
                     or time.monotonic() - self._opened_at >= self.max_age):
                 self._seal()
 
@@ -116,7 +118,8 @@ class Spool:
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
         self._path = self.directory / (
             f"events-{stamp}-{pid}-{self._writer}-{self._sequence}{OPEN_SUFFIX}")
-        self._handle = self._path.open("ab")
+        self._handle = self._path.open("ab")  # a new name: the file starts empty
+        self._size = 0
         self._opened_at = time.monotonic()
 
     def _seal(self) -> None:
