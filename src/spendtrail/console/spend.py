@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import calendar
 from collections.abc import Mapping
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 import sqlalchemy as sa
 
@@ -13,6 +13,7 @@ from spendtrail.access.principal import Principal
 from spendtrail.access.roles import Permission
 from spendtrail.allocation.coverage import coverage, percent
 from spendtrail.allocation.exceptions import open_groups
+from spendtrail.console import alerts
 from spendtrail.console.budgets import budget_items
 from spendtrail.console.types import (
     BudgetBrief,
@@ -24,12 +25,15 @@ from spendtrail.console.types import (
     SpendRow,
     amount,
     amounts,
+    rounded,
 )
 from spendtrail.evidence.followups import list_follow_ups
 from spendtrail.ledger.event_list import list_events
 from spendtrail.periods import Period, month_of, parse_period
 from spendtrail.reconcile import list_reconciliations
 from spendtrail.reports.costs import CostRow, cost_report
+
+LATEST_ALERTS = 5  # on the overview; GET /api/v1/alerts and `alerts list` have the rest
 
 
 def spend(
@@ -117,6 +121,9 @@ def overview(engine: sa.Engine, who: Principal, today: date | None = None) -> Ov
         exceptions = len(open_groups(conn, month)) if everyone else None
         follow_ups = len(list_follow_ups(conn)) if everyone else None
         runs = list_reconciliations(conn)[:1] if everyone else []
+    raised, latest_alerts = alerts.recent(
+        engine, who, datetime.combine(month.start, time(), UTC), LATEST_ALERTS
+    )
     nearest = sorted(
         (b for b in budget_items(engine, who) if b.percent is not None),
         key=lambda b: -(b.percent or 0),
@@ -131,7 +138,7 @@ def overview(engine: sa.Engine, who: Principal, today: date | None = None) -> Ov
         month=month.label,
         month_to_date=amounts(now.totals.cost_pico),
         same_days_last_month=amounts(before.totals.cost_pico),
-        forecast_month_end=amounts(forecast),
+        forecast_month_end=rounded(forecast),
         unpriced_events=now.totals.unpriced_events,
         unallocated=amounts(now.quarantined.cost_pico),
         allocation_coverage=share,
@@ -159,6 +166,8 @@ def overview(engine: sa.Engine, who: Principal, today: date | None = None) -> Ov
             variance=amount(runs[0].variance_pico, runs[0].currency),
             created_at=runs[0].created_at,
         ),
+        alerts_this_month=raised,
+        latest_alerts=latest_alerts,
     )
 
 

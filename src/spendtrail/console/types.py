@@ -5,12 +5,14 @@ their currency, never floats."""
 from __future__ import annotations
 
 from datetime import date, datetime
+from decimal import Decimal
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from spendtrail.ledger.db import as_utc
 from spendtrail.money import from_pico, plain_decimal
+from spendtrail.reports.rounding import minor_unit, to_units
 
 # A moment in time, always with its UTC offset (SQLite hands back naive UTC datetimes).
 Moment = Annotated[datetime, AfterValidator(as_utc)]
@@ -35,6 +37,17 @@ def amounts(pico: dict[str, int]) -> list[Amount]:
 
 def amount(pico: int, currency: str) -> Amount:
     return Amount(currency=currency, amount=plain_decimal(from_pico(pico)))
+
+
+def rounded(pico: dict[str, int]) -> list[Amount]:
+    """An estimate, not a sum of lines: each currency's figure to its minor unit."""
+    shown = []
+    for cur, p in sorted(pico.items()):
+        if cur:
+            places = minor_unit(cur)
+            units = Decimal(to_units(p, places)).scaleb(-places)
+            shown.append(Amount(currency=cur, amount=f"{units:f}"))
+    return shown
 
 
 # --- who -------------------------------------------------------------------------------
@@ -127,13 +140,35 @@ class ReconciliationBrief(Model):
     created_at: Moment
 
 
+class AlertDelivery(Model):
+    channel: str
+    status: str = Field(description="The latest attempt's: delivered, retrying or failed.")
+    attempts: int
+    at: Moment
+
+
+class AlertItem(Model):
+    id: int
+    kind: str
+    title: str
+    message: str
+    period: str | None
+    owner: str = Field(description="Whom it is about: 'application=ID, ...' or 'company'.")
+    created_at: Moment
+    details: dict[str, str]
+    deliveries: list[AlertDelivery] = Field(
+        description="Per channel, its latest attempt; empty while none was made."
+    )
+
+
 class Overview(Model):
     as_of: date
     month: str
     month_to_date: list[Amount]
     same_days_last_month: list[Amount]
     forecast_month_end: list[Amount] = Field(
-        description="Month-to-date spend at its daily rate so far, to the month's end."
+        description="Month-to-date spend at its daily rate so far, to the month's end, "
+        "rounded to the currency's minor unit (an estimate, not an exact amount)."
     )
     unpriced_events: int
     unallocated: list[Amount] = Field(description="Quarantined spend this month.")
@@ -144,6 +179,8 @@ class Overview(Model):
     open_exceptions: int | None
     open_follow_ups: int | None
     latest_reconciliation: ReconciliationBrief | None
+    alerts_this_month: int = Field(description="Alerts raised this month in the user's view.")
+    latest_alerts: list[AlertItem]
 
 
 # --- exceptions ------------------------------------------------------------------------
@@ -288,7 +325,10 @@ class BurnPoint(Model):
 class BudgetDetail(Model):
     budget: BudgetItem
     burn_down: list[BurnPoint]
-    alerts: list[dict[str, str]]
+    crossings: list[dict[str, str]] = Field(
+        description="The soft thresholds spend reached this period, and when."
+    )
+    alerts: list[AlertItem] = Field(description="The alerts raised on this budget, newest first.")
 
 
 class BudgetRequest(Model):
