@@ -77,7 +77,8 @@ def list_events(
     """One page of the period's events in ``scope`` that match ``filters``, newest first;
     the figure's own count is its rollups' (``reports.costs``)."""
     e = events.c
-    # Rollups hold '' where events hold NULL: compare as the rollups do.
+    # Rollups hold '' where events hold NULL: compare as the rollups do. A value other than
+    # '' is compared with the column itself, the same rows, so the (owner, day) indexes serve.
     columns = {
         name: sa.func.coalesce(e[name], "")
         for name in EVENT_FILTERS
@@ -94,7 +95,10 @@ def list_events(
             raise SpendtrailError(
                 f"cannot filter events by {name!r}; choose from {', '.join(EVENT_FILTERS)}"
             )
-        where.append(filter_condition(columns, name, value))
+        plain = value and name in e and name not in ("day", "allocation_status")
+        where.append(
+            filter_condition({**columns, name: e[name]} if plain else columns, name, value)
+        )
     if not 1 <= limit <= MAX_EVENTS:
         raise SpendtrailError(f"limit must be 1..{MAX_EVENTS}")
     # The page first, then the costs of its events only.
