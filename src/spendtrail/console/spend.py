@@ -17,7 +17,6 @@ from spendtrail.console import alerts
 from spendtrail.console.budgets import budget_items
 from spendtrail.console.types import (
     BudgetBrief,
-    EventItem,
     EventPage,
     Overview,
     ReconciliationBrief,
@@ -25,6 +24,7 @@ from spendtrail.console.types import (
     SpendRow,
     amount,
     amounts,
+    event_item,
     rounded,
 )
 from spendtrail.evidence.followups import list_follow_ups
@@ -71,30 +71,7 @@ def events(
     with engine.connect() as conn:
         rows = list_events(conn, chosen, who.scope, filters=filters, limit=limit, offset=offset)
         total = cost_report(conn, chosen, (), scope=who.scope, filters=filters).totals.events
-    items = [
-        EventItem(
-            event_id=r.event_id,
-            request_id=r.request_id,
-            attempt=r.attempt,
-            started_at=r.started_at,
-            provider=r.provider,
-            model=r.model,
-            outcome=r.outcome,
-            http_status=r.http_status,
-            business_unit=r.business_unit,
-            application=r.application,
-            environment=r.environment,
-            workload_class=r.workload_class,
-            cost_center=r.cost_center,
-            budget_owner=r.budget_owner,
-            allocation_status=r.allocation_status,
-            cost_status=r.cost_status,
-            cost=None
-            if r.currency is None or r.amount_pico is None
-            else amount(r.amount_pico, r.currency),
-        )
-        for r in rows
-    ]
+    items = [event_item(r) for r in rows]
     return EventPage(
         period=chosen.label, filters=dict(filters), total=total, offset=offset, events=items
     )

@@ -4,13 +4,15 @@ their currency, never floats."""
 
 from __future__ import annotations
 
+from dataclasses import fields
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_type_hints
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model
 
 from spendtrail.ledger.db import as_utc
+from spendtrail.ledger.event_list import EventRow
 from spendtrail.money import from_pico, plain_decimal
 from spendtrail.reports.rounding import minor_unit, to_units
 
@@ -93,24 +95,28 @@ class SpendReport(Model):
     shared: SpendRow
 
 
-class EventItem(Model):
-    event_id: str
-    request_id: str
-    attempt: int
-    started_at: Moment
-    provider: str
-    model: str
-    outcome: str
-    http_status: int | None
-    business_unit: str | None
-    application: str | None
-    environment: str | None
-    workload_class: str | None
-    cost_center: str | None
-    budget_owner: str | None
-    allocation_status: str
-    cost_status: str | None
-    cost: Amount | None
+# An event as the ledger lists it (``ledger.event_list.EventRow``), its fields declared once
+# there; its currency and pico-units come as one exact ``cost``.
+EVENT_FIELDS = tuple(f.name for f in fields(EventRow) if f.name not in ("currency", "amount_pico"))
+_EVENT_TYPES = get_type_hints(EventRow)
+EventItem = create_model(
+    "EventItem",
+    __base__=Model,
+    **{
+        name: (Moment if _EVENT_TYPES[name] is datetime else _EVENT_TYPES[name], ...)
+        for name in EVENT_FIELDS
+    },
+    cost=(Amount | None, ...),
+)
+
+
+def event_item(row: EventRow) -> BaseModel:
+    cost = (
+        None
+        if row.currency is None or row.amount_pico is None
+        else amount(row.amount_pico, row.currency)
+    )
+    return EventItem(**{name: getattr(row, name) for name in EVENT_FIELDS}, cost=cost)
 
 
 class EventPage(Model):
