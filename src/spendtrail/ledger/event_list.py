@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, time, timedelta
 
 import sqlalchemy as sa
 
@@ -89,7 +89,19 @@ def list_events(
         day=e.day,
         allocation_status=e.allocation_status,
     )
-    where = [e.day >= period.start, e.day < period.end, scope_condition(scope, events)]
+    first, end = period.start, period.end
+    if filters and "day" in filters:  # the drill to one day: its hours only
+        first = max(first, parse_day(filters["day"]))
+        end = min(end, first + timedelta(days=1))
+    # ``day`` is the UTC day of ``started_at``: bounding both prunes partitions (day) and lets
+    # an (owner, started_at) index give the newest events first, so a page reads its own rows.
+    where = [
+        e.day >= period.start,
+        e.day < period.end,
+        e.started_at >= datetime.combine(first, time(), UTC),
+        e.started_at < datetime.combine(end, time(), UTC),
+        scope_condition(scope, events),
+    ]
     for name, value in (filters or {}).items():
         if name not in EVENT_FILTERS:
             raise SpendtrailError(
