@@ -1,6 +1,7 @@
-"""Console API latency: p50 and p95 of the reads people wait on, on a ledger of N events.
+"""Console latency: p50 and p95 of the API reads and the console pages people wait on.
 
     python bench/serve.py [--events 200000] [--runs 20] [--backend sqlite|postgresql]
+    python bench/serve.py --ledger URL   # time an existing ledger (bench/books.py's 10M)
 
 Generates (or reuses) bench/books.py's month of N events (2026-10, five applications, three
 models), ingests them into a fresh ledger with the example registry and price sheet, adds an
@@ -9,7 +10,11 @@ serve` as a child process on a free loopback port and times each request over HT
 one warm-up call, as each user: the overview, spend by application x model x day for the
 month, the first page of events under one application's month and under one of its days
 (a row of that grouping), the month's statement (the
-company's for the admin, the application's for the owner) and the budgets. Figures are
+company's for the admin, the application's for the owner) and the budgets; then the HTML
+pages of the console showing the same: the overview, the explorer grouped by application x
+model x day, the drill to the events, the statement's page and its rendered view, the
+budgets. With ``--ledger`` nothing is generated or ingested: the ledger given is timed (it
+must hold the month of bench/books.py); the users and tokens are still added. Figures are
 printed as a table and as JSON.
 """
 
@@ -45,11 +50,13 @@ def users(url: str) -> dict[str, str]:
 
     engine = open_ledger(url)
     tokens = {}
+    run = f"{os.getpid()}-{int(time.time())}"  # an existing ledger may hold earlier runs' users
     with engine.begin() as conn:
         for name, role, scope in (("admin", Role.admin, EVERYONE),
                                   ("owner", Role.owner, parse_scope([f"application:{OWNER_APP}"]))):
-            add_user(conn, name=name, role=role, scope=scope, password=None, actor="bench")
-            tokens[name] = create_token(conn, name, name="bench", actor="bench")[1]
+            user = f"bench-{name}-{run}"
+            add_user(conn, name=user, role=role, scope=scope, password=None, actor="bench")
+            tokens[name] = create_token(conn, user, name="bench", actor="bench")[1]
     engine.dispose()
     return tokens
 
@@ -67,6 +74,14 @@ def requests_of(user: str) -> dict[str, tuple[str, dict]]:
         "statement (json)": ("/api/v1/statements/render", {
             "period": PERIOD, "owner": owner, "format": "json"}),
         "budgets": ("/api/v1/budgets", {}),
+        "page: overview": ("/", {}),
+        "page: explorer app x model x day": ("/spend", {
+            "period": PERIOD, "by": ["application", "model", "day"]}),
+        "page: drill to events": ("/spend/events", {"period": PERIOD, "application": OWNER_APP}),
+        "page: statement": (f"/statements/{owner}", {"period": PERIOD}),
+        "page: statement view (html)": (f"/statements/{owner}/file", {
+            "period": PERIOD, "format": "html", "inline": "1"}),
+        "page: budgets": ("/budgets", {}),
     }
 
 
@@ -91,12 +106,17 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--backend", default="sqlite", choices=("sqlite", "postgresql"))
+    parser.add_argument("--ledger", metavar="URL",
+                        help="Time this existing ledger; generate and ingest nothing.")
     args = parser.parse_args()
-    events_path, _ = ensure_data(args.events)
-    url = fresh_ledger(args.backend, f"serve-{args.events}")
-    begin = time.perf_counter()
-    spendtrail(url, "ingest", str(events_path))
-    print(f"ingested {args.events} events in {time.perf_counter() - begin:.1f}s", flush=True)
+    if args.ledger:
+        url = args.ledger
+    else:
+        events_path, _ = ensure_data(args.events)
+        url = fresh_ledger(args.backend, f"serve-{args.events}")
+        begin = time.perf_counter()
+        spendtrail(url, "ingest", str(events_path))
+        print(f"ingested {args.events} events in {time.perf_counter() - begin:.1f}s", flush=True)
     tokens = users(url)
     port = free_port()
     log = OUT / "serve.log"
@@ -123,11 +143,12 @@ def main() -> None:
     finally:
         server.terminate()
         server.wait(timeout=30)
-    print(f"{'user':6} {'request':26} {'p50 ms':>8} {'p95 ms':>8} {'bytes':>9}")
+    print(f"{'user':6} {'request':34} {'p50 ms':>8} {'p95 ms':>8} {'bytes':>9}")
     for row in rows:
-        print(f"{row['user']:6} {row['request']:26} {row['p50_ms']:8} {row['p95_ms']:8} "
+        print(f"{row['user']:6} {row['request']:34} {row['p50_ms']:8} {row['p95_ms']:8} "
               f"{row['bytes']:9}")
-    print(json.dumps({"events": args.events, "backend": args.backend, "runs": args.runs,
+    print(json.dumps({"events": None if args.ledger else args.events,
+                      "ledger": "given" if args.ledger else args.backend, "runs": args.runs,
                       "rows": rows}))
 
 

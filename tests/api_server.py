@@ -18,6 +18,8 @@ from factories import seed_books
 
 from spendtrail.access.roles import Role
 from spendtrail.access.scope import parse_scope
+from spendtrail.alerts import Alert, Owner
+from spendtrail.alerts.store import record_alerts, record_attempt
 from spendtrail.api.app import create_app
 from spendtrail.api.settings import ApiSettings
 from spendtrail.budgets import Budget, put_budget
@@ -107,11 +109,22 @@ def _event(context: AllocationContext, model: str, rid: str | None = None, **usa
     )
 
 
+def _alert(budget_id: str, owner: dict[str, str]) -> Alert:
+    return Alert(
+        kind="budget_threshold",
+        key=f"budget_threshold:{budget_id}:50",
+        title=f"Budget {budget_id} reached 50%",
+        message=f"{owner['application']} spent half of budget {budget_id}.",
+        owner=Owner(**owner),
+        details={"budget": budget_id, "threshold": "50%"},
+    )
+
+
 def console_books(engine: sa.Engine, tmp_dir: Path) -> Books:
     """The example registry and prices; two calls of A, two of B, two quarantined (of
-    unknown applications, so two exception groups); a budget and a gateway key for each
-    owner; a user per role, with an owner user for A and one for B, each with an API token;
-    a bill and its reconciliation."""
+    unknown applications, so two exception groups); a budget, a budget alert and a gateway
+    key for each owner, and a company-wide alert; a user per role, with an owner user for A
+    and one for B, each with an API token; a bill and its reconciliation."""
     books = Books(engine, tmp_dir / "home", period=f"{datetime.now(UTC):%Y-%m}")
     a = AllocationContext(
         application="search-summaries", environment="production", workload_class="batch"
@@ -153,6 +166,40 @@ def console_books(engine: sa.Engine, tmp_dir: Path) -> Books:
                 actor="test",
                 reason="",
             )
+        raised = record_alerts(
+            conn,
+            [
+                _alert("search-monthly", OWNER_A),
+                _alert("contract-monthly", OWNER_B),
+                Alert(
+                    kind="prices_stale",
+                    key="prices_stale:x",
+                    title="2 prices stale",
+                    message="Check the prices.",
+                ),
+            ],
+            datetime.now(UTC),
+        )
+        record_attempt(
+            conn,
+            raised[0].id,
+            "team-slack",
+            "https://hooks.example/***",
+            attempt=1,
+            at=datetime.now(UTC),
+            status="retrying",
+            response="HTTP 503",
+        )
+        record_attempt(
+            conn,
+            raised[0].id,
+            "team-slack",
+            "https://hooks.example/***",
+            attempt=2,
+            at=datetime.now(UTC),
+            status="delivered",
+            response="HTTP 200",
+        )
         books.a_key_id = create_key(
             conn, application="search-summaries", environment="production", actor="test"
         )[0].id

@@ -71,6 +71,7 @@ def matrix(books, groups: dict[str, str], role: str) -> dict[tuple[str, str], Sp
         ("GET", "/api/v1/reconciliations"): (BOOKS_READERS, {}),
         ("GET", "/api/v1/reconciliations/{run_id}"): (BOOKS_READERS, {"run_id": books.run_id}),
         ("GET", "/api/v1/budgets"): (EVERYONE, {}),
+        ("GET", "/api/v1/alerts"): (EVERYONE, {"params": {"kind": "budget_threshold"}}),
         ("GET", "/api/v1/budgets/{budget_id}"): (EVERYONE, {"budget_id": "search-monthly"}),
         ("GET", "/api/v1/statements"): (EVERYONE, {"params": {"period": p}}),
         ("GET", "/api/v1/statements/render"): (
@@ -457,3 +458,30 @@ def test_the_events_under_a_figure_are_that_figures(api):
     ).json()
     assert day["total"] == 2 and len(day["events"]) == 1
     assert day["events"][0]["cost"]["currency"] == "USD"
+
+
+def test_each_user_sees_the_alerts_of_its_own_owners(api):
+    base, books = api
+    everything = call(base, "GET", "/api/v1/alerts", books.tokens["fin"]).json()
+    assert {a["kind"] for a in everything} == {"budget_threshold", "prices_stale"}
+    assert len(everything) == 3
+    mine = call(base, "GET", "/api/v1/alerts", books.tokens["owner-a"]).json()
+    assert [a["details"]["budget"] for a in mine] == ["search-monthly"]
+    assert mine[0]["owner"].startswith("application=search-summaries")
+    assert [(d["channel"], d["status"], d["attempts"]) for d in mine[0]["deliveries"]] == [
+        ("team-slack", "delivered", 2)
+    ]
+    theirs = call(base, "GET", "/api/v1/alerts", books.tokens["owner-b"]).json()
+    assert [a["details"]["budget"] for a in theirs] == ["contract-monthly"]
+    assert theirs[0]["deliveries"] == []
+    # The overview counts and lists them; a budget lists its own.
+    overview = call(base, "GET", "/api/v1/overview", books.tokens["owner-a"]).json()
+    assert overview["alerts_this_month"] == 1
+    assert [a["title"] for a in overview["latest_alerts"]] == ["Budget search-monthly reached 50%"]
+    # The forecast is an estimate: to the cent, not to the pico-unit.
+    assert [len(f["amount"].split(".")[1]) for f in overview["forecast_month_end"]] == [2]
+    assert (
+        call(base, "GET", "/api/v1/overview", books.tokens["root"]).json()["alerts_this_month"] == 3
+    )
+    budget = call(base, "GET", "/api/v1/budgets/contract-monthly", books.tokens["root"]).json()
+    assert [a["details"]["budget"] for a in budget["alerts"]] == ["contract-monthly"]

@@ -83,6 +83,25 @@ def test_each_month_seen_gets_its_partitions(own_books):
     }
 
 
+def test_every_partition_has_the_drills_owner_indexes(own_books):
+    """Migration 0018's (owner, started_at) indexes, on each month's partition, a month made
+    later included, and the default one."""
+    with own_books.begin() as conn:
+        create_months(conn, [date(2027, 5, 1)])
+        found = conn.execute(
+            sa.text(
+                "SELECT tablename, indexdef FROM pg_indexes WHERE tablename LIKE 'events_%' "
+                "AND indexdef LIKE '%(% started_at)%'"
+            )
+        ).all()
+    by_table: dict[str, set[str]] = {}
+    for table, definition in found:
+        by_table.setdefault(table, set()).add(definition.split("(")[1].split(",")[0])
+    owners = {"application", "business_unit", "cost_center", "budget_owner"}
+    for table in ("events_2026_10", "events_2026_11", "events_2027_05", "events_default"):
+        assert by_table.get(table) == owners, (table, by_table)
+
+
 def test_the_default_partition_keeps_a_month_without_one_until_it_gets_one(own_books):
     with own_books.begin() as conn:  # a writer that does not create partitions
         conn.execute(

@@ -12,6 +12,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import pytest
+import sqlalchemy as sa
 from factories import ROOT
 from test_allocation_helpers import MINI
 from typer.testing import CliRunner
@@ -27,6 +28,8 @@ from spendtrail.reports.chargeback import build_statement, parse_scope, to_csv, 
 from spendtrail.reports.render_html import to_html
 from spendtrail.reports.render_pdf import to_pdf
 from spendtrail.reports.rounding import minor_unit, spread, to_units
+from spendtrail.reports.statement_file import scopes_of
+from spendtrail.reports.statement_run import statement_scopes
 from spendtrail.reports.statement_view import build_view, to_markdown
 
 pytest_plugins = ("test_allocation_helpers",)  # the `books` fixture
@@ -433,6 +436,27 @@ def test_the_stored_rules_are_used_by_default(cli_ledger, books):
     document = json.loads(shown.output)
     assert document["tie_out"]["rows"][0]["unallocated_pool"] == "0"
     assert document["header"]["shared_cost_rules"].startswith("stored version 1")
+
+
+@pytest.mark.parametrize("stored_rules", [False, True])
+def test_listing_statements_builds_none(books, stored_rules):
+    """The statements a month has are found from its rollups and allocation entries: the
+    owners of the company statement, without building one (no budget or price query, which
+    only a built statement makes, and fewer queries than building it)."""
+    if stored_rules:  # shared splits: owners with a share of a pool
+        with books.begin() as conn:
+            save_rules_version(conn, load_rules(RULES), source_path=str(RULES), actor="t")
+    queries: list[str] = []
+    with books.connect() as conn:
+        sa.event.listen(conn, "before_cursor_execute", lambda *a: queries.append(a[2]))
+        built = scopes_of(build_statement(conn, OCTOBER).owners)
+        building = len(queries)
+        assert re.search(r"\b(budgets|price_entries)\b", " ".join(queries))
+        queries.clear()
+        listed = statement_scopes(conn, OCTOBER)
+    assert listed == built and len(listed) > 5
+    assert 0 < len(queries) < building
+    assert not re.search(r"\b(budgets|price_entries)\b", " ".join(queries))
 
 
 # --- PDF ---------------------------------------------------------------------------------

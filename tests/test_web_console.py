@@ -25,6 +25,8 @@ import pytest
 from factories import seed_books
 
 from spendtrail.access.roles import Role
+from spendtrail.alerts import AlertsConfig, check_alerts
+from spendtrail.alerts.store import record_attempt
 from spendtrail.api.app import create_app
 from spendtrail.api.settings import ApiSettings
 from spendtrail.console import budgets, keys, reconciliation
@@ -152,11 +154,26 @@ class Books:
                 scope="application",
                 scope_value="search-summaries",
                 period="month",
-                limit="0.10 USD",
+                # Two-thirds used whatever the day: past its 50% threshold, an alert.
+                limit=f"{plain_decimal(len(days) * 2 * MINI * 3 / 2)} USD",
                 thresholds=[50, 80],
                 reason="test",
             ),
         )
+        # The alerts check as the daily job runs it (no channel configured), and one delivery.
+        self.alerts = check_alerts(engine, AlertsConfig(), deliver=False).new
+        assert any(a.details.get("budget") == "search-monthly" for a in self.alerts)
+        with engine.begin() as conn:
+            record_attempt(
+                conn,
+                self.alerts[-1].id,
+                "finance-slack",
+                "https://hooks.slack.com/services/***",
+                attempt=1,
+                at=now,
+                status="delivered",
+                response="HTTP 200",
+            )
         self.other_team_key = keys.issue(
             engine,
             who,
@@ -250,6 +267,27 @@ def test_overview_shows_this_month(console, browser):
     assert "fail" in cards  # the planted gpt-4o overcharge: the latest reconciliation
     assert page.locator("figure.chart svg[role=img] > title").count() == 2
     assert "search-monthly" in page.inner_text("table")
+    assert f"ALERTS THIS MONTH\n{len(books.alerts)}" in cards.upper()
+    latest = page.inner_text("#alerts + .table-wrap")
+    assert books.alerts[-1].title in latest and "finance-slack: delivered" in latest
+    page.close()
+
+
+def test_budgets_show_their_alerts(console, browser):
+    base, books = console
+    page = sign_in(browser, base, LEAD)
+    page.click("nav >> text=Budgets")
+    raised = [a for a in books.alerts if a.details.get("budget") == "search-monthly"]
+    listed = page.inner_text("main")
+    assert all(a.title in listed for a in raised)
+    page.click("text=search-monthly >> nth=0")
+    detail = page.inner_text("main")
+    assert all(a.title in detail for a in raised)
+    # The lead's view holds its own application's alerts only: no company-wide one.
+    page.goto(f"{base}/")
+    assert all(
+        a.title not in page.inner_text("main") for a in books.alerts if not a.owner.application
+    )
     page.close()
 
 
@@ -353,11 +391,18 @@ def test_a_team_lead_issues_a_key_and_is_refused_another_teams(console, browser)
     assert books.other_team_key not in page.inner_text("main")
     page.fill("#issue-key [name=application]", "search-summaries")
     page.fill("#issue-key [name=reason]", "a key for the nightly job")
-    page.click("#issue-key button")
+    with page.expect_response(lambda r: r.request.method == "POST") as posted:
+        page.click("#issue-key button")
+    assert posted.value.status == 303  # POST-redirect-GET: the page shown is a GET
+    page.wait_for_load_state()
+    assert page.url == f"{base}/keys"
     secret = page.inner_text("[data-testid=new-key]")
     assert secret.startswith("sk-st-")
-    page.goto(f"{base}/keys")
-    assert secret not in page.content()  # shown once: never again
+    issued = page.locator("tbody tr", has_text="search-summaries").count()
+    page.reload()  # a reload repeats the GET: no second key, no secret
+    assert secret not in page.content()
+    assert page.locator("[data-testid=new-key]").count() == 0
+    assert page.locator("tbody tr", has_text="search-summaries").count() == issued
     page.fill("#issue-key [name=application]", "contract-review")
     page.fill("#issue-key [name=reason]", "not my team's")
     with page.expect_response(lambda r: r.request.method == "POST") as answer:

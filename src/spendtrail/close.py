@@ -273,7 +273,7 @@ def _snapshot(conn: sa.Connection, period: Period, closed_at) -> list[tuple[str,
     """Every statement of the month as it reads at the close: the company's and each
     owner's (application, business unit, cost center, budget owner), four formats each."""
     company = build_statement(conn, period, generated_at=closed_at)
-    scopes = scopes_of(company)
+    scopes = scopes_of(company.owners)
     taken = []
     for scope in scopes:
         statement = (

@@ -15,9 +15,11 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
+from spendtrail.access.scope import AccessScope
 from spendtrail.alerts.model import OWNER_FIELDS, Alert, Owner
 from spendtrail.ledger.db import as_utc
 from spendtrail.ledger.schema import alert_deliveries, alerts
+from spendtrail.ledger.scoping import owner_condition
 
 DELIVERY_STATUSES = ("delivered", "retrying", "failed")
 
@@ -68,11 +70,14 @@ def list_alerts(
     since: datetime | None = None,
     ids: Sequence[int] | None = None,
     limit: int | None = None,
+    scope: AccessScope | None = None,
 ) -> list[Alert]:
     """Alerts newest first. ``owner`` (field, id) keeps only that owner's: company-wide
-    alerts are not an owner's."""
+    alerts are not an owner's; ``scope`` keeps those a user of that scope may see."""
     a = alerts.c
     query = sa.select(alerts).order_by(a.created_at.desc(), a.id.desc())
+    if scope is not None:
+        query = query.where(owner_condition(scope, alerts))
     if owner is not None:
         name, value = owner
         if name not in OWNER_FIELDS:
@@ -87,6 +92,16 @@ def list_alerts(
     if limit is not None:
         query = query.limit(limit)
     return [_alert(dict(row)) for row in conn.execute(query).mappings()]
+
+
+def count_alerts(conn: sa.Connection, scope: AccessScope, since: datetime) -> int:
+    """How many alerts of ``scope`` were raised from ``since`` on."""
+    query = (
+        sa.select(sa.func.count())
+        .select_from(alerts)
+        .where(owner_condition(scope, alerts), alerts.c.created_at >= since)
+    )
+    return conn.execute(query).scalar_one()
 
 
 def _alert(row: dict) -> Alert:

@@ -7,9 +7,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Response
 
+from spendtrail.alerts.model import KINDS as ALERT_KINDS
 from spendtrail.api.auth import Caller, CurrentUser, Ledger, identify
 from spendtrail.api.errors import RESPONSES
 from spendtrail.console import (
+    alerts,
     budgets,
     evidence,
     exceptions,
@@ -21,6 +23,7 @@ from spendtrail.console import (
     users,
 )
 from spendtrail.console.types import (
+    AlertItem,
     AuditItem,
     BillItem,
     BudgetDetail,
@@ -183,6 +186,20 @@ def get_budgets(who: CurrentUser, engine: Ledger) -> list[BudgetItem]:
 def get_budget(who: CurrentUser, engine: Ledger, budget_id: str) -> BudgetDetail:
     """A budget's state, its burn-down by day in the current period, and its alerts."""
     return budgets.budget_detail(engine, who, budget_id)
+
+
+@router.get("/alerts", response_model=list[AlertItem], tags=["alerts"])
+def get_alerts(
+    who: CurrentUser,
+    engine: Ledger,
+    kind: Annotated[
+        str | None, Query(description=f"One of: {', '.join(ALERT_KINDS)}", max_length=40)
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
+) -> list[AlertItem]:
+    """The newest alerts about owners in this user's scope (company-wide ones for users
+    who see every owner), each with its delivery state per channel."""
+    return alerts.alert_items(engine, who, kinds=None if kind is None else [kind], limit=limit)
 
 
 @router.get("/statements", response_model=list[StatementRef], tags=["statements"])

@@ -7,6 +7,7 @@ the typed values of ``types.py``. No face queries the ledger itself (docs/consol
 - ``errors.py`` — ``NotFound``: a record missing or outside the user's scope.
 - ``spend.py`` — the overview, spend grouped and filtered, the events under a figure.
 - ``budgets.py`` — budget state, burn-down and alerts; setting a budget.
+- ``alerts.py`` — the alerts a user may see, with their delivery state.
 - ``exceptions.py`` — the exception queue; assigning and resolving a group.
 - ``reconciliation.py`` — bills and reconciliation runs with their differences; upload, run.
 - ``statements.py`` — the statements a user may read, rendered; the month's run.

@@ -1,5 +1,5 @@
-"""Budgets as the console shows them: state in the current period, burn-down by day, alerts;
-and setting one, within the user's scope."""
+"""Budgets as the console shows them: state in the current period, burn-down by day, the
+thresholds crossed and the alerts raised; and setting one, within the user's scope."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from spendtrail.budgets import (
     put_budget,
 )
 from spendtrail.budgets.model import parse_limit
+from spendtrail.console.alerts import budget_alerts
 from spendtrail.console.errors import NotFound
 from spendtrail.console.types import (
     BudgetDetail,
@@ -53,11 +54,13 @@ def budget_detail(
         raise NotFound(f"no budget {budget_id!r}")
     state = _states(engine, when).get(budget.id)
     burn: list[BurnPoint] = []
-    alerts: list[dict[str, str]] = []
+    crossings: list[dict[str, str]] = []
+    with engine.connect() as conn:
+        raised = budget_alerts(conn, who, budget.id, (budget.scope, budget.scope_value))
     if state is not None:
         with engine.connect() as conn:
             daily = dict(daily_spend(conn, budget, state.period))
-            alerts = [
+            crossings = [
                 {"threshold": f"{t}%", "at": moment.isoformat()}
                 for t, moment in list_alerts(conn, budget.id, state.period.start)
             ]
@@ -66,7 +69,9 @@ def budget_detail(
             total += daily.get(day, 0)
             burn.append(BurnPoint(day=day, spent=_units(budget, total)))
             day += timedelta(days=1)
-    return BudgetDetail(budget=_item(budget, state), burn_down=burn, alerts=alerts)
+    return BudgetDetail(
+        budget=_item(budget, state), burn_down=burn, crossings=crossings, alerts=raised
+    )
 
 
 def set_budget(

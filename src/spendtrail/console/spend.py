@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import calendar
 from collections.abc import Mapping
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 import sqlalchemy as sa
 
@@ -13,10 +13,10 @@ from spendtrail.access.principal import Principal
 from spendtrail.access.roles import Permission
 from spendtrail.allocation.coverage import coverage, percent
 from spendtrail.allocation.exceptions import open_groups
+from spendtrail.console import alerts
 from spendtrail.console.budgets import budget_items
 from spendtrail.console.types import (
     BudgetBrief,
-    EventItem,
     EventPage,
     Overview,
     ReconciliationBrief,
@@ -24,12 +24,16 @@ from spendtrail.console.types import (
     SpendRow,
     amount,
     amounts,
+    event_item,
+    rounded,
 )
 from spendtrail.evidence.followups import list_follow_ups
 from spendtrail.ledger.event_list import list_events
 from spendtrail.periods import Period, month_of, parse_period
 from spendtrail.reconcile import list_reconciliations
 from spendtrail.reports.costs import CostRow, cost_report
+
+LATEST_ALERTS = 5  # on the overview; GET /api/v1/alerts and `alerts list` have the rest
 
 
 def spend(
@@ -67,30 +71,7 @@ def events(
     with engine.connect() as conn:
         rows = list_events(conn, chosen, who.scope, filters=filters, limit=limit, offset=offset)
         total = cost_report(conn, chosen, (), scope=who.scope, filters=filters).totals.events
-    items = [
-        EventItem(
-            event_id=r.event_id,
-            request_id=r.request_id,
-            attempt=r.attempt,
-            started_at=r.started_at,
-            provider=r.provider,
-            model=r.model,
-            outcome=r.outcome,
-            http_status=r.http_status,
-            business_unit=r.business_unit,
-            application=r.application,
-            environment=r.environment,
-            workload_class=r.workload_class,
-            cost_center=r.cost_center,
-            budget_owner=r.budget_owner,
-            allocation_status=r.allocation_status,
-            cost_status=r.cost_status,
-            cost=None
-            if r.currency is None or r.amount_pico is None
-            else amount(r.amount_pico, r.currency),
-        )
-        for r in rows
-    ]
+    items = [event_item(r) for r in rows]
     return EventPage(
         period=chosen.label, filters=dict(filters), total=total, offset=offset, events=items
     )
@@ -117,6 +98,9 @@ def overview(engine: sa.Engine, who: Principal, today: date | None = None) -> Ov
         exceptions = len(open_groups(conn, month)) if everyone else None
         follow_ups = len(list_follow_ups(conn)) if everyone else None
         runs = list_reconciliations(conn)[:1] if everyone else []
+    raised, latest_alerts = alerts.recent(
+        engine, who, datetime.combine(month.start, time(), UTC), LATEST_ALERTS
+    )
     nearest = sorted(
         (b for b in budget_items(engine, who) if b.percent is not None),
         key=lambda b: -(b.percent or 0),
@@ -131,7 +115,7 @@ def overview(engine: sa.Engine, who: Principal, today: date | None = None) -> Ov
         month=month.label,
         month_to_date=amounts(now.totals.cost_pico),
         same_days_last_month=amounts(before.totals.cost_pico),
-        forecast_month_end=amounts(forecast),
+        forecast_month_end=rounded(forecast),
         unpriced_events=now.totals.unpriced_events,
         unallocated=amounts(now.quarantined.cost_pico),
         allocation_coverage=share,
@@ -159,6 +143,8 @@ def overview(engine: sa.Engine, who: Principal, today: date | None = None) -> Ov
             variance=amount(runs[0].variance_pico, runs[0].currency),
             created_at=runs[0].created_at,
         ),
+        alerts_this_month=raised,
+        latest_alerts=latest_alerts,
     )
 
 

@@ -4,13 +4,17 @@ their currency, never floats."""
 
 from __future__ import annotations
 
+from dataclasses import fields
 from datetime import date, datetime
-from typing import Annotated, Literal
+from decimal import Decimal
+from typing import Annotated, Literal, get_type_hints
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model
 
 from spendtrail.ledger.db import as_utc
+from spendtrail.ledger.event_list import EventRow
 from spendtrail.money import from_pico, plain_decimal
+from spendtrail.reports.rounding import minor_unit, to_units
 
 # A moment in time, always with its UTC offset (SQLite hands back naive UTC datetimes).
 Moment = Annotated[datetime, AfterValidator(as_utc)]
@@ -35,6 +39,17 @@ def amounts(pico: dict[str, int]) -> list[Amount]:
 
 def amount(pico: int, currency: str) -> Amount:
     return Amount(currency=currency, amount=plain_decimal(from_pico(pico)))
+
+
+def rounded(pico: dict[str, int]) -> list[Amount]:
+    """An estimate, not a sum of lines: each currency's figure to its minor unit."""
+    shown = []
+    for cur, p in sorted(pico.items()):
+        if cur:
+            places = minor_unit(cur)
+            units = Decimal(to_units(p, places)).scaleb(-places)
+            shown.append(Amount(currency=cur, amount=f"{units:f}"))
+    return shown
 
 
 # --- who -------------------------------------------------------------------------------
@@ -80,24 +95,28 @@ class SpendReport(Model):
     shared: SpendRow
 
 
-class EventItem(Model):
-    event_id: str
-    request_id: str
-    attempt: int
-    started_at: Moment
-    provider: str
-    model: str
-    outcome: str
-    http_status: int | None
-    business_unit: str | None
-    application: str | None
-    environment: str | None
-    workload_class: str | None
-    cost_center: str | None
-    budget_owner: str | None
-    allocation_status: str
-    cost_status: str | None
-    cost: Amount | None
+# An event as the ledger lists it (``ledger.event_list.EventRow``), its fields declared once
+# there; its currency and pico-units come as one exact ``cost``.
+EVENT_FIELDS = tuple(f.name for f in fields(EventRow) if f.name not in ("currency", "amount_pico"))
+_EVENT_TYPES = get_type_hints(EventRow)
+EventItem = create_model(
+    "EventItem",
+    __base__=Model,
+    **{
+        name: (Moment if _EVENT_TYPES[name] is datetime else _EVENT_TYPES[name], ...)
+        for name in EVENT_FIELDS
+    },
+    cost=(Amount | None, ...),
+)
+
+
+def event_item(row: EventRow) -> BaseModel:
+    cost = (
+        None
+        if row.currency is None or row.amount_pico is None
+        else amount(row.amount_pico, row.currency)
+    )
+    return EventItem(**{name: getattr(row, name) for name in EVENT_FIELDS}, cost=cost)
 
 
 class EventPage(Model):
@@ -127,13 +146,35 @@ class ReconciliationBrief(Model):
     created_at: Moment
 
 
+class AlertDelivery(Model):
+    channel: str
+    status: str = Field(description="The latest attempt's: delivered, retrying or failed.")
+    attempts: int
+    at: Moment
+
+
+class AlertItem(Model):
+    id: int
+    kind: str
+    title: str
+    message: str
+    period: str | None
+    owner: str = Field(description="Whom it is about: 'application=ID, ...' or 'company'.")
+    created_at: Moment
+    details: dict[str, str]
+    deliveries: list[AlertDelivery] = Field(
+        description="Per channel, its latest attempt; empty while none was made."
+    )
+
+
 class Overview(Model):
     as_of: date
     month: str
     month_to_date: list[Amount]
     same_days_last_month: list[Amount]
     forecast_month_end: list[Amount] = Field(
-        description="Month-to-date spend at its daily rate so far, to the month's end."
+        description="Month-to-date spend at its daily rate so far, to the month's end, "
+        "rounded to the currency's minor unit (an estimate, not an exact amount)."
     )
     unpriced_events: int
     unallocated: list[Amount] = Field(description="Quarantined spend this month.")
@@ -144,6 +185,8 @@ class Overview(Model):
     open_exceptions: int | None
     open_follow_ups: int | None
     latest_reconciliation: ReconciliationBrief | None
+    alerts_this_month: int = Field(description="Alerts raised this month in the user's view.")
+    latest_alerts: list[AlertItem]
 
 
 # --- exceptions ------------------------------------------------------------------------
@@ -288,7 +331,10 @@ class BurnPoint(Model):
 class BudgetDetail(Model):
     budget: BudgetItem
     burn_down: list[BurnPoint]
-    alerts: list[dict[str, str]]
+    crossings: list[dict[str, str]] = Field(
+        description="The soft thresholds spend reached this period, and when."
+    )
+    alerts: list[AlertItem] = Field(description="The alerts raised on this budget, newest first.")
 
 
 class BudgetRequest(Model):

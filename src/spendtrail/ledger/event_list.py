@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, time, timedelta
 
 import sqlalchemy as sa
 
@@ -77,7 +77,8 @@ def list_events(
     """One page of the period's events in ``scope`` that match ``filters``, newest first;
     the figure's own count is its rollups' (``reports.costs``)."""
     e = events.c
-    # Rollups hold '' where events hold NULL: compare as the rollups do.
+    # Rollups hold '' where events hold NULL: compare as the rollups do. A value other than
+    # '' is compared with the column itself, the same rows, so the (owner, day) indexes serve.
     columns = {
         name: sa.func.coalesce(e[name], "")
         for name in EVENT_FILTERS
@@ -88,13 +89,28 @@ def list_events(
         day=e.day,
         allocation_status=e.allocation_status,
     )
-    where = [e.day >= period.start, e.day < period.end, scope_condition(scope, events)]
+    first, end = period.start, period.end
+    if filters and "day" in filters:  # the drill to one day: its hours only
+        first = max(first, parse_day(filters["day"]))
+        end = min(end, first + timedelta(days=1))
+    # ``day`` is the UTC day of ``started_at``: bounding both prunes partitions (day) and lets
+    # an (owner, started_at) index give the newest events first, so a page reads its own rows.
+    where = [
+        e.day >= period.start,
+        e.day < period.end,
+        e.started_at >= datetime.combine(first, time(), UTC),
+        e.started_at < datetime.combine(end, time(), UTC),
+        scope_condition(scope, events),
+    ]
     for name, value in (filters or {}).items():
         if name not in EVENT_FILTERS:
             raise SpendtrailError(
                 f"cannot filter events by {name!r}; choose from {', '.join(EVENT_FILTERS)}"
             )
-        where.append(filter_condition(columns, name, value))
+        plain = value and name in e and name not in ("day", "allocation_status")
+        where.append(
+            filter_condition({**columns, name: e[name]} if plain else columns, name, value)
+        )
     if not 1 <= limit <= MAX_EVENTS:
         raise SpendtrailError(f"limit must be 1..{MAX_EVENTS}")
     # The page first, then the costs of its events only.

@@ -56,6 +56,12 @@ events = sa.Table(
     sa.Index("ix_events_day", "day"),
     sa.Index("ix_events_request_id", "request_id"),
     sa.Index("ix_events_provider_request_id", "provider_request_id"),
+    # The drill to events: one owner's events of a period, newest first (event_list.py
+    # compares these columns themselves, not coalesced, and bounds started_at).
+    sa.Index("ix_events_application_started_at", "application", "started_at"),
+    sa.Index("ix_events_business_unit_started_at", "business_unit", "started_at"),
+    sa.Index("ix_events_cost_center_started_at", "cost_center", "started_at"),
+    sa.Index("ix_events_budget_owner_started_at", "budget_owner", "started_at"),
 )
 
 cost_entries = sa.Table(

@@ -12,7 +12,13 @@ def scope_condition(scope: AccessScope, table: sa.FromClause) -> sa.ColumnElemen
     """Rows of ``table`` (with owner columns and ``allocation_status``) visible in ``scope``."""
     if scope.everyone:
         return sa.true()
+    return sa.and_(table.c.allocation_status != "quarantined", owner_condition(scope, table))
+
+
+def owner_condition(scope: AccessScope, table: sa.FromClause) -> sa.ColumnElement[bool]:
+    """Rows of ``table`` (with owner columns) naming one of the scope's owners; a row naming
+    no owner (company-wide) only for everyone."""
+    if scope.everyone:
+        return sa.true()
     matches = [table.c[a].in_(sorted(scope.named(a))) for a in OWNER_ATTRIBUTES if scope.named(a)]
-    if not matches:
-        return sa.false()
-    return sa.and_(table.c.allocation_status != "quarantined", sa.or_(*matches))
+    return sa.or_(*matches) if matches else sa.false()

@@ -38,7 +38,7 @@ from spendtrail.money import from_pico, plain_decimal
 from spendtrail.periods import Period
 from spendtrail.reconcile import Reconciliation, load_reconciliation
 from spendtrail.registry import Registry
-from spendtrail.reports.costs import cost_report
+from spendtrail.reports.costs import CostRow, cost_report
 
 # Seed 000: a statement is evidence to discuss, not a decision anyone has taken.
 NOT_ASSERTED = (
@@ -299,13 +299,10 @@ def build_statement(
     registry = found[1] if found else None
     entries = period_entries(conn, period, rules=rules, rules_source=rules_file)
     shared, rules_source = entries.shared, entries.rules_source
-    pools = ({c.rule.pool for c in shared.charges} | {u.pool for u in shared.uncovered}
-             | {e.pool for e in entries.of("shared", "unallocated_pool")})
     dims = ("application", "allocation_status", "model", "environment", "workload_class",
             "provider", "business_unit", "cost_center", "budget_owner")
     report = cost_report(conn, period, dims)
-    pools |= {row.key["application"] for row in report.rows
-              if row.key["allocation_status"] == "shared"}
+    pools = _pools(entries, report.rows)
 
     owners: dict[str, OwnerStatement] = {}
 
@@ -402,6 +399,33 @@ def build_statement(
         if registry else {},
         entries=entries,
     )
+
+
+def statement_owners(conn: sa.Connection, period: Period) -> list[OwnerStatement]:
+    """The owners (applications, with their registry owners) the period's company statement
+    has a line for, as ``build_statement`` finds them: usage outside the quarantine and the
+    shared pools, a charge of the allocation, a share of a pool. Read from the rollups and
+    the entries only: nothing is built or rendered, so listing statements stays cheap."""
+    found = load_history(conn).at(datetime.combine(period.end, time(), UTC))
+    registry = found[1] if found else None
+    entries = period_entries(conn, period)
+    rows = cost_report(conn, period, ("application", "allocation_status")).rows
+    pools = _pools(entries, rows)
+    names = {row.key["application"] for row in rows
+             if row.key["allocation_status"] != "quarantined"
+             and row.key["application"] not in pools}
+    names |= {e.application for e in entries.entries if e.charged and e.currency}
+    names |= {child.recipient for charge in entries.shared.charges for child in charge.children}
+    return [_owner(name, registry) for name in sorted(names)]
+
+
+def _pools(entries: PeriodEntries, rows: Iterable[CostRow]) -> set[str]:
+    """The shared pools: their costs are split to owners, never an owner's own line."""
+    shared = entries.shared
+    return ({c.rule.pool for c in shared.charges} | {u.pool for u in shared.uncovered}
+            | {e.pool for e in entries.of("shared", "unallocated_pool")}
+            | {row.key["application"] for row in rows
+               if row.key["allocation_status"] == "shared"})
 
 
 def _owner(name: str, registry: Registry | None) -> OwnerStatement:

@@ -8,12 +8,21 @@ exact. A closed month's PDF is laid out from its HTML snapshot.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import sqlalchemy as sa
 
 from spendtrail.errors import SpendtrailError
 from spendtrail.ledger.allocation_entries import load_snapshot
 from spendtrail.periods import Period
-from spendtrail.reports.chargeback import Scope, Statement, build_statement, to_csv, to_json
+from spendtrail.reports.chargeback import (
+    OwnerStatement,
+    Scope,
+    Statement,
+    build_statement,
+    to_csv,
+    to_json,
+)
 from spendtrail.reports.render_html import to_html
 from spendtrail.reports.statement_view import to_markdown
 
@@ -29,12 +38,12 @@ SNAPSHOT_FORMATS = ("md", "html", "csv", "json")
 OWNER_SCOPES = ("application", "budget_owner", "cost_center", "business_unit")
 
 
-def scopes_of(company: Statement) -> list[Scope]:
-    """The company, then every owner with a line in the company's statement: the statements
-    a month has (snapshotted at its close, written by a statements run)."""
+def scopes_of(owners: Iterable[OwnerStatement]) -> list[Scope]:
+    """The company, then every owner with a line in the company's statement (``owners``):
+    the statements a month has (snapshotted at its close, written by a statements run)."""
     found = {
         Scope(attribute, value)
-        for owner in company.owners
+        for owner in owners
         for attribute in OWNER_SCOPES
         if (value := getattr(owner, attribute))
     }

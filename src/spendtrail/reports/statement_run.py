@@ -11,15 +11,16 @@ import sqlalchemy as sa
 
 from spendtrail.ledger.audit import record_change
 from spendtrail.periods import Period
-from spendtrail.reports.chargeback import Scope, build_statement
+from spendtrail.reports.chargeback import Scope, statement_owners
 from spendtrail.reports.statement_file import scopes_of, statement_documents
 
 RUN_FORMATS = ("md", "csv", "json")
 
 
 def statement_scopes(conn: sa.Connection, period: Period) -> list[Scope]:
-    """The company, then every owner with a line in the period's company statement."""
-    return scopes_of(build_statement(conn, period))
+    """The company, then every owner with a line in the period's company statement, found
+    without building it (``statement_owners``)."""
+    return scopes_of(statement_owners(conn, period))
 
 
 def write_statements(

@@ -4,7 +4,8 @@ A face: it parses a request, calls ``spendtrail.console`` for the signed-in user
 
 - ``pages.py`` — the pages: overview, spend explorer and events, exceptions, reconciliation,
   budgets, statements, prices, evidence, gateway keys; each form post and its outcome.
-- ``session.py`` — signing in and out; ``page_user``, the pages' ``require_user``.
+- ``session.py`` — signing in and out; ``page_user``, the pages' ``require_user``; what a
+  page shows once after a redirect (a new key's secret).
 - ``render.py`` — how a page is rendered, with the CSRF field every form has.
 - ``templates/`` — the Jinja2 templates, one per page, and their shared macros.
 - ``charts.py`` — inline SVG charts (stacked bars by day, budget burn-down), each with a
@@ -24,6 +25,7 @@ from spendtrail.web.render import HERE, render
 
 def mount(app: FastAPI) -> None:
     """Add the pages, the stylesheet and their error pages to the console's app."""
+    app.state.shown_once = session.ShownOnce()
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="console-static")
     app.include_router(session.router)
     app.include_router(pages.router)

@@ -18,7 +18,7 @@ from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from spendtrail.access.principal import Principal
 from spendtrail.access.roles import AccessDenied, Permission, allowed
@@ -26,6 +26,7 @@ from spendtrail.api.auth import engine_of, settings_of
 from spendtrail.bills.formats import FORMATS as BILL_FORMATS
 from spendtrail.budgets.model import SCOPES
 from spendtrail.console import (
+    alerts,
     budgets,
     evidence,
     exceptions,
@@ -342,6 +343,7 @@ def _budgets(
         who,
         "budgets",
         budgets=items,
+        budget_alerts=alerts.alert_items(engine, who, kinds=list(alerts.BUDGET_KINDS), limit=50),
         flashes=flashes,
         **_budget_form(engine, who, form),
     )
@@ -533,7 +535,9 @@ def evidence_page(request: Request, who: User) -> Response:
 
 @router.get("/keys", name="page-keys")
 def keys_page(request: Request, who: User) -> Response:
-    return _keys(request, who)
+    """The keys; right after issuing one, its secret, this once (taken, so a reload shows
+    none)."""
+    return _keys(request, who, issued=request.app.state.shown_once.take(request))
 
 
 def _keys(
@@ -555,6 +559,8 @@ def _keys(
 
 @router.post("/keys", name="page-key-issue")
 async def issue_key(request: Request, who: User) -> Response:
+    """Issue, then redirect (303) to the keys page, which shows the secret once: reloading
+    it neither issues another key nor shows the secret again."""
     form = await form_of(request)
     try:
         done = keys.issue(
@@ -568,13 +574,16 @@ async def issue_key(request: Request, who: User) -> Response:
         )
     except (SpendtrailError, ValueError) as error:
         return _failed(request, who, _keys, error)
-    issued = {
-        "id": done.key.id,
-        "application": done.key.application,
-        "environment": done.key.environment,
-        "secret": done.secret,
-    }
-    return _keys(request, who, issued=issued)
+    request.app.state.shown_once.put(
+        request,
+        {
+            "id": done.key.id,
+            "application": done.key.application,
+            "environment": done.key.environment,
+            "secret": done.secret,
+        },
+    )
+    return RedirectResponse(str(request.url_for("page-keys")), status_code=303)
 
 
 @router.post("/keys/{key_id}/revoke", name="page-key-revoke")

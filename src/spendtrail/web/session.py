@@ -10,7 +10,9 @@ submit).
 from __future__ import annotations
 
 import secrets
-from typing import Annotated
+import threading
+import time
+from typing import Annotated, Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Request
@@ -34,6 +36,7 @@ from spendtrail.errors import SpendtrailError
 from spendtrail.web.render import render
 
 LOGIN_CSRF_COOKIE = "spendtrail_login_csrf"
+SHOWN_ONCE_SECONDS = 300  # a value not shown within this after its redirect is dropped
 router = APIRouter(include_in_schema=False)
 
 
@@ -61,6 +64,36 @@ async def page_user(
         raise PageRefused(str(error)) from None
     request.state.caller = caller
     return caller.principal
+
+
+class ShownOnce:
+    """What a page shows once after a post's redirect (POST-redirect-GET), such as a new
+    key's secret: held in this process for the caller's session and removed by the GET
+    that shows it, so a reload shows nothing. Never in the ledger or a cookie: the secret is
+    stored nowhere and sent once."""
+
+    def __init__(self) -> None:
+        self._held: dict[str, tuple[float, Any]] = {}
+        self._lock = threading.Lock()
+
+    def put(self, request: Request, value: Any) -> None:
+        now = time.monotonic()
+        with self._lock:
+            self._held = {k: v for k, v in self._held.items() if now - v[0] < SHOWN_ONCE_SECONDS}
+            self._held[_holder(request)] = (now, value)
+
+    def take(self, request: Request) -> Any | None:
+        with self._lock:
+            found = self._held.pop(_holder(request), None)
+        if found is None or time.monotonic() - found[0] >= SHOWN_ONCE_SECONDS:
+            return None
+        return found[1]
+
+
+def _holder(request: Request) -> str:
+    """The session a held value belongs to (a trusted-header or token caller's name)."""
+    caller: Caller = request.state.caller
+    return f"session:{caller.session}" if caller.session else f"user:{caller.principal.name}"
 
 
 async def form_of(request: Request):
