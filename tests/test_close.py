@@ -10,11 +10,14 @@ from __future__ import annotations
 import csv
 import io
 import json
+from datetime import timedelta
 from decimal import Decimal
 
+import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
 import typer
+from factories import AT
 from test_reconcile import _bill, _event, _row
 from test_reprice import CLOSE_ON_OCT_1, FIXED_MINI, _add_prices
 from typer.testing import CliRunner
@@ -34,8 +37,9 @@ from spendtrail.ledger.schema import audit_log
 from spendtrail.money import from_pico, to_pico
 from spendtrail.periods import parse_period
 from spendtrail.reconcile import reconcile
+from spendtrail.reports import focus
 from spendtrail.reports.chargeback import Scope, build_statement
-from spendtrail.reports.focus import focus_rows
+from spendtrail.reports.focus import FocusOptions, export_focus, focus_rows
 from spendtrail.reports.gl_journal import gl_lines, to_csv
 from spendtrail.reports.statement_file import statement_document
 from spendtrail.reports.unit_cost import BUILT_IN, unit_costs
@@ -350,3 +354,57 @@ def test_the_cli_closes_reads_the_snapshot_exports_gl_and_reopens(month, cli_led
     assert all("(final)" in line["memo"] for line in lines)
     reopened = runner.invoke(app, ["reopen", "--period", "2026-10", "--reason", "bill came"])
     assert reopened.exit_code == 0 and "reopened" in reopened.output
+
+
+def focus_files(engine, tmp_path, name, **options):
+    """The month's FOCUS export in every version (CSV) and as Parquet: file -> bytes, and
+    the CSV export's summary."""
+    files, summary = {}, None
+    for version in ("1.2", "1.3", "1.4"):
+        path = tmp_path / f"{name}-{version}.csv"
+        summary = export_focus(engine, OCTOBER, path, "csv",
+                               FocusOptions(version=version, **options))
+        files[version] = path.read_bytes()
+    parquet = tmp_path / f"{name}.parquet"
+    export_focus(engine, OCTOBER, parquet, "parquet", FocusOptions(**options))
+    files["parquet"] = pq.read_table(parquet).to_pylist()
+    return files, summary
+
+
+def test_a_closed_months_focus_export_is_the_one_taken_at_its_close(month, tmp_path):
+    reconciled(month, tmp_path)
+    options = {"billing_account_id": "org-7", "invoice_issuer": "Comet Reseller"}
+    at_close, live = focus_files(month, tmp_path, "before", **options)
+    plain, _ = focus_files(month, tmp_path, "before-plain")
+    result = close_period(month, OCTOBER, actor="ana")
+    assert ("FOCUS", "json") in {(scope, fmt) for scope, fmt, _ in result.snapshots}
+
+    Ingester(month).ingest_events([call("late", "search-summaries")])
+    _add_prices(month, tmp_path, CLOSE_ON_OCT_1, FIXED_MINI)
+    reprice(month, OCTOBER, actor="ana", reason="contract rate")
+    with month.connect() as conn:  # the ledger itself moved
+        assert focus_rows(conn, OCTOBER)[1].events == len(CALLS) + 1
+    closed, summary = focus_files(month, tmp_path, "closed", **options)
+    assert closed == at_close  # byte for byte, whichever version, format or options
+    assert focus_files(month, tmp_path, "closed-plain")[0] == plain
+    assert summary.closed and not live.closed
+    assert (summary.events, summary.rows, summary.cost()) == (live.events, live.rows, live.cost())
+
+    reopen_period(month, OCTOBER, actor="ana", reason="late call")
+    reopened, summary = focus_files(month, tmp_path, "reopened", **options)
+    assert not summary.closed and summary.events == len(CALLS) + 1
+    assert reopened["1.3"] != at_close["1.3"]
+
+
+def test_a_large_export_summed_in_two_processes_is_the_same(month, tmp_path, monkeypatch):
+    reconciled(month, tmp_path)
+    later = [_event(f"later-{app}", app=app, at=AT + timedelta(days=3), input_tokens=700,
+                    output_tokens=90) for _, app in CALLS[3:]]
+    assert Ingester(month).ingest_events(later).inserted == len(later)
+    with month.connect() as conn:
+        alone = focus_rows(conn, OCTOBER)
+    monkeypatch.setattr(focus, "PARALLEL_EVENTS", 1)  # split even nine events
+    with month.connect() as conn:
+        assert focus._halves(conn, OCTOBER) is not None
+        split = focus_rows(conn, OCTOBER)
+    assert split == alone
