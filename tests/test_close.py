@@ -324,7 +324,7 @@ def test_gl_journal_lines_add_up_to_the_charges(month, tmp_path):
     assert parsed == lines
 
 
-def test_the_cli_closes_reads_the_snapshot_exports_gl_and_reopens(month, cli_ledger):
+def test_the_cli_closes_reads_the_snapshot_exports_gl_and_reopens(month, cli_ledger, tmp_path):
     from spendtrail.cli.app import app
 
     runner = CliRunner()
@@ -352,8 +352,17 @@ def test_the_cli_closes_reads_the_snapshot_exports_gl_and_reopens(month, cli_led
     lines = list(csv.DictReader(io.StringIO(gl.output)))
     assert sum(Decimal(line["amount"]) for line in lines) == from_pico(LEDGER_TOTAL)
     assert all("(final)" in line["memo"] for line in lines)
+    exported = runner.invoke(
+        app, ["export", "focus", "--period", "2026-10", "--output", str(tmp_path / "f.csv")]
+    )
+    assert exported.exit_code == 0, exported.output
+    assert "2026-10 is closed: the export taken at its close" in exported.output
     reopened = runner.invoke(app, ["reopen", "--period", "2026-10", "--reason", "bill came"])
     assert reopened.exit_code == 0 and "reopened" in reopened.output
+    exported = runner.invoke(
+        app, ["export", "focus", "--period", "2026-10", "--output", str(tmp_path / "f.csv")]
+    )
+    assert exported.exit_code == 0 and "is closed" not in exported.output
 
 
 def focus_files(engine, tmp_path, name, **options):
