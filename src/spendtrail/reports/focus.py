@@ -471,7 +471,11 @@ def _event_sums(
 
 def _halves(conn: sa.Connection, period: Period) -> tuple[Period, Period] | None:
     """The period as two day ranges of about as many events each (from the daily rollups),
-    or None when it has too few events (or days) to be worth a second process."""
+    or None when it has too few events (or days) to be worth a second process, or lives in
+    this process's memory (an in-memory SQLite database) where no other process can read."""
+    url = conn.engine.url
+    if url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:"):
+        return None
     r = rollups_daily.c
     per_day = conn.execute(
         sa.select(r.day, sa.func.sum(r.events)).where(r.day >= period.start, r.day < period.end)
