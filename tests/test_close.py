@@ -10,14 +10,12 @@ from __future__ import annotations
 import csv
 import io
 import json
-from datetime import timedelta
 from decimal import Decimal
 
 import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
 import typer
-from factories import AT
 from test_reconcile import _bill, _event, _row
 from test_reprice import CLOSE_ON_OCT_1, FIXED_MINI, _add_prices
 from typer.testing import CliRunner
@@ -37,7 +35,6 @@ from spendtrail.ledger.schema import audit_log
 from spendtrail.money import from_pico, to_pico
 from spendtrail.periods import parse_period
 from spendtrail.reconcile import reconcile
-from spendtrail.reports import focus
 from spendtrail.reports.chargeback import Scope, build_statement
 from spendtrail.reports.focus import FocusOptions, export_focus, focus_rows
 from spendtrail.reports.gl_journal import gl_lines, to_csv
@@ -404,16 +401,3 @@ def test_a_closed_months_focus_export_is_the_one_taken_at_its_close(month, tmp_p
     assert not summary.closed and summary.events == len(CALLS) + 1
     assert reopened["1.3"] != at_close["1.3"]
 
-
-def test_a_large_export_summed_in_two_processes_is_the_same(month, tmp_path, monkeypatch):
-    reconciled(month, tmp_path)
-    later = [_event(f"later-{app}", app=app, at=AT + timedelta(days=3), input_tokens=700,
-                    output_tokens=90) for _, app in CALLS[3:]]
-    assert Ingester(month).ingest_events(later).inserted == len(later)
-    with month.connect() as conn:
-        alone = focus_rows(conn, OCTOBER)
-    monkeypatch.setattr(focus, "PARALLEL_EVENTS", 1)  # split even nine events
-    with month.connect() as conn:
-        assert focus._halves(conn, OCTOBER) is not None
-        split = focus_rows(conn, OCTOBER)
-    assert split == alone

@@ -18,6 +18,5 @@ from the daily rollups and cost entries. Every amount exact, per currency.
 - ``retries.py``: retry inflation: attempts, requests, billable calls.
 - ``focus.py``: the FOCUS export (1.3; 1.2, 1.4) and its metadata; ``focus_columns.py``: the
   columns per version, checked per row; ``focus_allocation.py``: the shared-cost splits it
-  writes as split cost allocation; ``focus_worker.py``: the second process that sums half the
-  days of a large export.
+  writes as split cost allocation.
 """

@@ -27,10 +27,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-import os
-import pickle
-import subprocess
-import sys
 import uuid
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -38,7 +34,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal, localcontext
 from fractions import Fraction
-from itertools import accumulate
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
@@ -51,7 +46,7 @@ from spendtrail.errors import SpendtrailError
 from spendtrail.events.model import OWNER_FIELDS, Usage
 from spendtrail.ledger.allocation_entries import load_snapshot
 from spendtrail.ledger.costs import is_current
-from spendtrail.ledger.db import as_utc, make_engine
+from spendtrail.ledger.db import as_utc
 from spendtrail.ledger.prices import load_catalog
 from spendtrail.ledger.registry_versions import load_history
 from spendtrail.ledger.retention import require_raw_rows
@@ -61,7 +56,6 @@ from spendtrail.ledger.schema import (
     events,
     reallocations,
     reconciliations,
-    rollups_daily,
 )
 from spendtrail.money import from_pico, plain_decimal
 from spendtrail.periods import Period
@@ -162,15 +156,6 @@ class FocusSummary:
     unpriced_models: Counter[tuple[str, str]] = field(default_factory=Counter)
     cost_pico: dict[str, int] = field(default_factory=dict)  # BilledCost total per currency
     closed: bool = False  # read from the snapshot taken when the month was closed
-
-    def add(self, other: FocusSummary) -> None:
-        """Count in the events of another part of the period (``cost_pico`` is set later)."""
-        self.events += other.events
-        self.exported_events += other.exported_events
-        self.unpriced_events += other.unpriced_events
-        self.incomplete_events += other.incomplete_events
-        self.no_usage_events += other.no_usage_events
-        self.unpriced_models.update(other.unpriced_models)
 
     def cost(self) -> dict[str, Decimal]:
         return {cur: from_pico(p) for cur, p in sorted(self.cost_pico.items())}
@@ -420,95 +405,12 @@ _usage = msgspec.json.Decoder(Usage)
 _breakdown = msgspec.json.Decoder()  # as json.loads: {meter: pico-units}
 
 
-# From this many events, the period's days are summed in two processes (this one and a
-# worker: the sums add up); below it, starting the worker costs more than it saves.
-PARALLEL_EVENTS = 100_000
-
-
 def _event_sums(
     conn: sa.Connection, period: Period, catalog: Catalog, entries: Mapping[str, PriceEntry],
     summary: FocusSummary,
 ) -> dict[_RowKey, _Sum]:
-    """The period's events split into priced meters and summed by row key."""
-    halves = _halves(conn, period)
-    if halves is None:
-        sums = _sums_of(conn, period, catalog, entries, summary)
-    else:
-        # The worker imports this very spendtrail, wherever it was imported from here.
-        package_root = str(Path(__file__).resolve().parents[2])
-        path = os.pathsep.join(filter(None, (package_root, os.environ.get("PYTHONPATH"))))
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "spendtrail.reports.focus_worker"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            env={**os.environ, "PYTHONPATH": path})
-        with worker:
-            url = conn.engine.url.render_as_string(hide_password=False)
-            pickle.dump((url, halves[1]), worker.stdin)
-            worker.stdin.close()
-            try:
-                sums = _sums_of(conn, halves[0], catalog, entries, summary)
-            except BaseException:
-                worker.kill()
-                raise
-            theirs = worker.stdout.read()
-        if worker.returncode:
-            raise FocusExportError(f"the export's worker process failed (exit {worker.returncode})")
-        theirs = pickle.loads(theirs)
-        if isinstance(theirs, str):
-            raise FocusExportError(theirs)
-        their_sums, their_summary = theirs
-        summary.add(their_summary)
-        for key, (quantity, cost, count) in their_sums.items():
-            total = sums.get(key)
-            if total is None:
-                sums[key] = [quantity, cost, count]
-            else:
-                total[0] += quantity
-                total[1] += cost
-                total[2] += count
-    return {_RowKey._make(key): _Sum(*total) for key, total in sums.items()}
-
-
-def _halves(conn: sa.Connection, period: Period) -> tuple[Period, Period] | None:
-    """The period as two day ranges of about as many events each (from the daily rollups),
-    or None when it has too few events (or days) to be worth a second process, or lives in
-    this process's memory (an in-memory SQLite database) where no other process can read."""
-    url = conn.engine.url
-    if url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:"):
-        return None
-    r = rollups_daily.c
-    per_day = conn.execute(
-        sa.select(r.day, sa.func.sum(r.events)).where(r.day >= period.start, r.day < period.end)
-        .group_by(r.day).order_by(r.day)).all()
-    total = sum(int(count) for _, count in per_day)
-    if total < PARALLEL_EVENTS or len(per_day) < 2:
-        return None
-    running = accumulate(int(count) for _, count in per_day[:-1])
-    last = next((i for i, events in enumerate(running) if 2 * events >= total),
-                len(per_day) - 2)
-    split = per_day[last][0] + timedelta(days=1)
-    return (Period(period.start, split, period.label), Period(split, period.end, period.label))
-
-
-def worker_sums(url: str, period: Period) -> tuple[dict[tuple[Any, ...], list[Any]],
-                                                     FocusSummary]:
-    """``_sums_of`` in the worker process (``focus_worker``), on its own connection."""
-    engine = make_engine(url)
-    try:
-        with engine.connect() as conn:
-            catalog = load_catalog(conn)
-            summary = FocusSummary(period)
-            entries = {entry.id: entry for entry in catalog.entries}
-            return _sums_of(conn, period, catalog, entries, summary), summary
-    finally:
-        engine.dispose()
-
-
-def _sums_of(
-    conn: sa.Connection, period: Period, catalog: Catalog, entries: Mapping[str, PriceEntry],
-    summary: FocusSummary,
-) -> dict[tuple[Any, ...], list[Any]]:
-    """The events of ``period``, streamed: memory grows with row keys, never with events."""
+    """The period's events split into priced meters and summed by row key. The query is
+    streamed: memory grows with row keys, never with events."""
     reader = _Reader(conn.dialect, catalog)
     # Per statement: Connection.execution_options would stream the caller's later statements.
     query = _current_costs(period).execution_options(stream_results=True, yield_per=5000)
@@ -534,7 +436,7 @@ def _sums_of(
                 )
             reader.add(row, entry)
             summary.exported_events += 1
-    return reader.sums
+    return {_RowKey._make(key): _Sum(*total) for key, total in reader.sums.items()}
 
 
 class _Meter(NamedTuple):
