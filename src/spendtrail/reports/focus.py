@@ -20,6 +20,10 @@ its cost the recipient's share dealt exactly from the period's allocation entrie
 (``focus_allocation``), so a recipient's rows add up to its shared entry to the pico-unit.
 The true-up to the reconciled bill is one ``Adjustment`` row per owner share, with the
 bill's InvoiceId: summed by owner, the export gives each owner its statement's figure.
+
+A closed month's export is the one taken at its close (``snapshot_document``, stored by
+``spendtrail close``; ``closed_rows`` reads it back), so late events and repricings do not
+change it.
 """
 
 from __future__ import annotations
