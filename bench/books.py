@@ -14,8 +14,10 @@ chargeback statement.
    child reports its time and peak RSS; the differences found must equal the planted ones.
    Then the month is closed (``spendtrail.close.close_period``, every blocker accepted): its
    allocation entries and true-up stored, the statements of the company and every owner
-   snapshotted in four formats; a child writes the FOCUS export; a child reads the closed
-   month's company statement back (the snapshot).
+   snapshotted in four formats, and its FOCUS export snapshotted (so the close's time holds
+   the export's pass over the events); a child writes the FOCUS export (of a closed month:
+   the snapshot, read back); a child reads the closed month's company statement back (the
+   snapshot).
 2. A child process builds the chargeback statement for the month from a ledger holding
    `--chargeback-events` events (the reconcile ledger when the counts are equal).
    `--chargeback-only` skips step 1; `--postgres` names the server PostgreSQL ledgers are
@@ -169,7 +171,8 @@ def child(step: str, url: str, arg: str) -> None:
         from spendtrail.reports.focus import export_focus
 
         summary = export_focus(engine, period, Path(arg), "csv")
-        figures = {"rows": summary.rows, "exported_events": summary.exported_events}
+        figures = {"rows": summary.rows, "exported_events": summary.exported_events,
+                   "snapshot": summary.closed}
     elif step == "closed-statement":
         from spendtrail.reports.chargeback import Scope
         from spendtrail.reports.statement_file import statement_document
@@ -267,7 +270,8 @@ def main() -> None:
               flush=True)
         focus = run_child("focus", url, str(OUT / f"books-focus-{backend}-{args.events}.csv"))
         print(f"{backend}: FOCUS export, {focus['rows']} rows from {focus['exported_events']} "
-              f"events, in {focus['seconds']:.1f}s, peak RSS {focus['peak_rss_mib']:.0f} MiB",
+              f"events (the close's snapshot: {focus['snapshot']}), in {focus['seconds']:.1f}s, "
+              f"peak RSS {focus['peak_rss_mib']:.0f} MiB",
               flush=True)
         read = run_child("closed-statement", url, "")
         print(f"{backend}: the closed month's statement ({read['bytes']} bytes, snapshot: "

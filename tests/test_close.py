@@ -12,6 +12,7 @@ import io
 import json
 from decimal import Decimal
 
+import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
 import typer
@@ -36,7 +37,7 @@ from spendtrail.money import from_pico, to_pico
 from spendtrail.periods import parse_period
 from spendtrail.reconcile import reconcile
 from spendtrail.reports.chargeback import Scope, build_statement
-from spendtrail.reports.focus import focus_rows
+from spendtrail.reports.focus import FocusOptions, export_focus, focus_rows
 from spendtrail.reports.gl_journal import gl_lines, to_csv
 from spendtrail.reports.statement_file import statement_document
 from spendtrail.reports.statement_view import to_markdown
@@ -332,7 +333,7 @@ def test_gl_journal_lines_add_up_to_the_charges(month, tmp_path):
     assert parsed == lines
 
 
-def test_the_cli_closes_reads_the_snapshot_exports_gl_and_reopens(month, cli_ledger):
+def test_the_cli_closes_reads_the_snapshot_exports_gl_and_reopens(month, cli_ledger, tmp_path):
     from spendtrail.cli.app import app
 
     runner = CliRunner()
@@ -360,5 +361,55 @@ def test_the_cli_closes_reads_the_snapshot_exports_gl_and_reopens(month, cli_led
     lines = list(csv.DictReader(io.StringIO(gl.output)))
     assert sum(Decimal(line["amount"]) for line in lines) == from_pico(LEDGER_TOTAL)
     assert all("(final)" in line["memo"] for line in lines)
+    exported = runner.invoke(
+        app, ["export", "focus", "--period", "2026-10", "--output", str(tmp_path / "f.csv")]
+    )
+    assert exported.exit_code == 0, exported.output
+    assert "2026-10 is closed: the export taken at its close" in exported.output
     reopened = runner.invoke(app, ["reopen", "--period", "2026-10", "--reason", "bill came"])
     assert reopened.exit_code == 0 and "reopened" in reopened.output
+    exported = runner.invoke(
+        app, ["export", "focus", "--period", "2026-10", "--output", str(tmp_path / "f.csv")]
+    )
+    assert exported.exit_code == 0 and "is closed" not in exported.output
+
+
+def focus_files(engine, tmp_path, name, **options):
+    """The month's FOCUS export in every version (CSV) and as Parquet: file -> bytes, and
+    the CSV export's summary."""
+    files, summary = {}, None
+    for version in ("1.2", "1.3", "1.4"):
+        path = tmp_path / f"{name}-{version}.csv"
+        summary = export_focus(engine, OCTOBER, path, "csv",
+                               FocusOptions(version=version, **options))
+        files[version] = path.read_bytes()
+    parquet = tmp_path / f"{name}.parquet"
+    export_focus(engine, OCTOBER, parquet, "parquet", FocusOptions(**options))
+    files["parquet"] = pq.read_table(parquet).to_pylist()
+    return files, summary
+
+
+def test_a_closed_months_focus_export_is_the_one_taken_at_its_close(month, tmp_path):
+    reconciled(month, tmp_path)
+    options = {"billing_account_id": "org-7", "invoice_issuer": "Comet Reseller"}
+    at_close, live = focus_files(month, tmp_path, "before", **options)
+    plain, _ = focus_files(month, tmp_path, "before-plain")
+    result = close_period(month, OCTOBER, actor="ana")
+    assert ("FOCUS", "json") in {(scope, fmt) for scope, fmt, _ in result.snapshots}
+
+    Ingester(month).ingest_events([call("late", "search-summaries")])
+    _add_prices(month, tmp_path, CLOSE_ON_OCT_1, FIXED_MINI)
+    reprice(month, OCTOBER, actor="ana", reason="contract rate")
+    with month.connect() as conn:  # the ledger itself moved
+        assert focus_rows(conn, OCTOBER)[1].events == len(CALLS) + 1
+    closed, summary = focus_files(month, tmp_path, "closed", **options)
+    assert closed == at_close  # byte for byte, whichever version, format or options
+    assert focus_files(month, tmp_path, "closed-plain")[0] == plain
+    assert summary.closed and not live.closed
+    assert (summary.events, summary.rows, summary.cost()) == (live.events, live.rows, live.cost())
+
+    reopen_period(month, OCTOBER, actor="ana", reason="late call")
+    reopened, summary = focus_files(month, tmp_path, "reopened", **options)
+    assert not summary.closed and summary.events == len(CALLS) + 1
+    assert reopened["1.3"] != at_close["1.3"]
+

@@ -6,7 +6,8 @@ ledger, allocation, reconciliation and the statements, so it sits above all of t
 reason: in one transaction it stores the month's allocation entries (``allocation.entries``),
 marks the month closed (its entries are final from then on; what changes in it later becomes
 adjustment entries of the first open month), snapshots its statements (company and every
-owner, md, html, csv and json, bytes and sha256) and writes the audit record.
+owner, md, html, csv and json, bytes and sha256) and its FOCUS export (``export focus`` of
+the month reads it back), and writes the audit record.
 ``reopen_period`` undoes a close, with a reason, audited; the snapshots it drops are named in
 the audit record.
 """
@@ -32,11 +33,13 @@ from spendtrail.ledger.allocation_entries import (
     save_snapshot,
 )
 from spendtrail.ledger.audit import record_change
+from spendtrail.ledger.partitions import retired_month_set
 from spendtrail.ledger.prices import load_catalog
 from spendtrail.ledger.schema import prices_used_daily, reconciliations, rollups_daily
 from spendtrail.periods import Period
 from spendtrail.pricing.check import stale_prices
 from spendtrail.reports.chargeback import build_statement
+from spendtrail.reports.focus import SNAPSHOT_FORMAT, SNAPSHOT_SCOPE, snapshot_document
 from spendtrail.reports.statement_file import (
     SNAPSHOT_FORMATS,
     render_statement,
@@ -271,7 +274,9 @@ def close_period(
 
 def _snapshot(conn: sa.Connection, period: Period, closed_at) -> list[tuple[str, str, str]]:
     """Every statement of the month as it reads at the close: the company's and each
-    owner's (application, business unit, cost center, budget owner), four formats each."""
+    owner's (application, business unit, cost center, budget owner), four formats each;
+    and its FOCUS export (every version), unless retention dropped its events (a reopened
+    retired month: it has no export to take)."""
     company = build_statement(conn, period, generated_at=closed_at)
     scopes = scopes_of(company.owners)
     taken = []
@@ -286,6 +291,10 @@ def _snapshot(conn: sa.Connection, period: Period, closed_at) -> list[tuple[str,
             taken.append(
                 (str(scope), fmt, save_snapshot(conn, period.label, str(scope), fmt, content))
             )
+    if period.start not in retired_month_set(conn):
+        focus = snapshot_document(conn, period)
+        taken.append((SNAPSHOT_SCOPE, SNAPSHOT_FORMAT, save_snapshot(
+            conn, period.label, SNAPSHOT_SCOPE, SNAPSHOT_FORMAT, focus)))
     return taken
 
 

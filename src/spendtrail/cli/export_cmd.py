@@ -70,6 +70,9 @@ def focus(
         f"{summary.events} events in {summary.period.label}; BilledCost {costs or '0'}",
         highlight=False, soft_wrap=True,
     )
+    if summary.closed:
+        console.print(f"{summary.period.label} is closed: the export taken at its close",
+                      highlight=False)
     console.print(f"FOCUS {options.version}; metadata: "
                   + ", ".join(str(p) for p in metadata_paths(output).values()),
                   highlight=False, soft_wrap=True)

@@ -20,6 +20,10 @@ its cost the recipient's share dealt exactly from the period's allocation entrie
 (``focus_allocation``), so a recipient's rows add up to its shared entry to the pico-unit.
 The true-up to the reconciled bill is one ``Adjustment`` row per owner share, with the
 bill's InvoiceId: summed by owner, the export gives each owner its statement's figure.
+
+A closed month's export is the one taken at its close (``snapshot_document``, stored by
+``spendtrail close``; ``closed_rows`` reads it back), so late events and repricings do not
+change it.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ from spendtrail.allocation.entries import PeriodEntries, period_entries
 from spendtrail.allocation.shared import ratio_text
 from spendtrail.errors import SpendtrailError
 from spendtrail.events.model import OWNER_FIELDS, Usage
+from spendtrail.ledger.allocation_entries import load_snapshot
 from spendtrail.ledger.costs import is_current
 from spendtrail.ledger.db import as_utc
 from spendtrail.ledger.prices import load_catalog
@@ -154,6 +159,7 @@ class FocusSummary:
     no_usage_events: int = 0  # nothing metered, nothing to charge
     unpriced_models: Counter[tuple[str, str]] = field(default_factory=Counter)
     cost_pico: dict[str, int] = field(default_factory=dict)  # BilledCost total per currency
+    closed: bool = False  # read from the snapshot taken when the month was closed
 
     def cost(self) -> dict[str, Decimal]:
         return {cur: from_pico(p) for cur, p in sorted(self.cost_pico.items())}
@@ -187,55 +193,52 @@ class _Sum:
 def focus_rows(
     conn: sa.Connection, period: Period, options: FocusOptions = FocusOptions()
 ) -> tuple[list[dict[str, Any]], FocusSummary]:
-    """The export's rows (column name -> Python value) and its summary."""
+    """The export's rows (column name -> Python value) and its summary, from the ledger as
+    it is now (``export_focus`` reads a closed month's snapshot instead)."""
+    sums, summary, entries = _read(conn, period)
+    rows = _rows(conn, period, sums, entries, options)
+    summary.rows = len(rows)
+    return rows, summary
+
+
+def _read(
+    conn: sa.Connection, period: Period
+) -> tuple[dict[_RowKey, _Sum], FocusSummary, dict[str, PriceEntry]]:
+    """The period's events summed by row key, the summary (cost per currency set, row count
+    not), and the catalog's entries by id."""
     require_raw_rows(conn, period, "the FOCUS export")
     catalog = load_catalog(conn)
     entries = {entry.id: entry for entry in catalog.entries}
     summary = FocusSummary(period)
-    sums: dict[_RowKey, _Sum] = {}
-    stream = conn.execution_options(stream_results=True, yield_per=5000)
-    for row in stream.execute(_current_costs(period)):
-        summary.events += 1
-        status = row.status
-        if status not in PRICED_STATUSES:
-            if status == "no_usage":
-                summary.no_usage_events += 1
-            else:  # unpriced, or an event without any cost entry
-                summary.unpriced_events += 1
-                summary.unpriced_models[(row.provider, row.model or "")] += 1
-            continue
-        if status == "incomplete":
-            summary.incomplete_events += 1
-            summary.unpriced_models[(row.provider, row.model)] += 1
-        entry = entries.get(row.price_entry_id)
-        if entry is None:
-            raise FocusExportError(
-                f"cost entry of event {row.event_id} names price entry "
-                f"{row.price_entry_id!r}, which is not in the catalog"
-            )
-        _add_event(row, entry, catalog, sums)
-        summary.exported_events += 1
+    sums = _event_sums(conn, period, catalog, entries, summary)
+    for key, total in sums.items():
+        currency = entries[key.entry_id].currency
+        summary.cost_pico[currency] = summary.cost_pico.get(currency, 0) + total.cost_pico
+    return sums, summary, entries
+
+
+def _rows(
+    conn: sa.Connection, period: Period, sums: Mapping[_RowKey, _Sum],
+    entries: Mapping[str, PriceEntry], options: FocusOptions,
+) -> list[dict[str, Any]]:
     allocation = period_entries(conn, period)
     context = _Context(options, entries, _invoices(conn, period),
                        [] if options.version == "1.2" else shared_splits(allocation),
                        _registry_owners(conn), Shares())
     rows = [row for key, total in sorted(sums.items())
             for row in _focus_rows(key, total, context)]
-    rows += _true_up_rows(conn, allocation, period, context)
-    summary.rows = len(rows)
-    for key, total in sums.items():
-        currency = entries[key.entry_id].currency
-        summary.cost_pico[currency] = summary.cost_pico.get(currency, 0) + total.cost_pico
-    return rows, summary
+    return rows + _true_up_rows(conn, allocation, period, context)
 
 
 def export_focus(
     engine: sa.Engine, period: Period, path: Path, fmt: FocusFormat,
     options: FocusOptions = FocusOptions(),
 ) -> FocusSummary:
-    """Build, check (``check_rows`` is the gate) and write the export; returns its summary."""
+    """Build, check (``check_rows`` is the gate) and write the export; returns its summary.
+    A closed month's export is the one taken at its close (``closed_rows``)."""
     with engine.connect() as conn:
-        rows, summary = focus_rows(conn, period, options)
+        found = closed_rows(conn, period, options)
+        rows, summary = found if found is not None else focus_rows(conn, period, options)
     problems = check_rows(rows, options.version)
     if problems:
         shown = "; ".join(problems[:5])
@@ -248,19 +251,97 @@ def export_focus(
     return summary
 
 
+# -- a closed month's export -------------------------------------------------------------
+
+# Stored with the month's statement snapshots (``ledger.allocation_entries``), under this
+# scope and format: reopening the month drops it with them.
+SNAPSHOT_SCOPE, SNAPSHOT_FORMAT = "FOCUS", "json"
+# The billing options only replace their column's default (see ``_focus_row``), so a
+# snapshot taken with the defaults gives any options' rows exactly.
+_OPTION_COLUMNS = (("billing_account_id", "BillingAccountId"),
+                   ("billing_account_name", "BillingAccountName"),
+                   ("invoice_issuer", "InvoiceIssuerName"))
+_snapshot_json = msgspec.json.Encoder(decimal_format="number")
+_snapshot_read = msgspec.json.Decoder(float_hook=Decimal)  # numbers with a point: exact
+
+
+def snapshot_document(conn: sa.Connection, period: Period) -> bytes:
+    """The month's export as it reads now, for ``spendtrail close`` to store: the rows of
+    every FOCUS version with the default options (one pass over the events) and the
+    summary."""
+    sums, summary, entries = _read(conn, period)
+    rows = {version: _rows(conn, period, sums, entries, FocusOptions(version=version))
+            for version in FOCUS_VERSIONS}
+    return _snapshot_json.encode({
+        "summary": {
+            "events": summary.events, "exported_events": summary.exported_events,
+            "unpriced_events": summary.unpriced_events,
+            "incomplete_events": summary.incomplete_events,
+            "no_usage_events": summary.no_usage_events,
+            "unpriced_models": sorted([*key, count]
+                                      for key, count in summary.unpriced_models.items()),
+            "cost_pico": summary.cost_pico,
+        },
+        "rows": {version: [[row[name] for name in COLUMN_NAMES[version]] for row in found]
+                 for version, found in rows.items()},
+    })
+
+
+def closed_rows(
+    conn: sa.Connection, period: Period, options: FocusOptions = FocusOptions()
+) -> tuple[list[dict[str, Any]], FocusSummary] | None:
+    """A closed month's rows and summary as they were at its close (None: no snapshot)."""
+    found = load_snapshot(conn, period.label, SNAPSHOT_SCOPE, SNAPSHOT_FORMAT)
+    if found is None:
+        return None
+    document = _snapshot_read.decode(found[0])
+    known = document["summary"]
+    summary = FocusSummary(
+        period, events=known["events"], exported_events=known["exported_events"],
+        unpriced_events=known["unpriced_events"], incomplete_events=known["incomplete_events"],
+        no_usage_events=known["no_usage_events"],
+        unpriced_models=Counter({(provider, model): count
+                                 for provider, model, count in known["unpriced_models"]}),
+        cost_pico=known["cost_pico"], closed=True)
+    summary.rows = len(document["rows"][options.version])
+    chosen = {column: value for option, column in _OPTION_COLUMNS
+              if (value := getattr(options, option)) is not None}
+    columns = COLUMNS[options.version]
+    rows = []
+    for cells in document["rows"][options.version]:
+        row = {column.name: _stored(cell, column.kind)
+               for column, cell in zip(columns, cells, strict=True)}
+        row.update(chosen)
+        rows.append(row)
+    return rows, summary
+
+
+def _stored(cell: Any, kind: str) -> Any:
+    """A snapshot cell back as the value ``_focus_row`` made."""
+    if cell is None:
+        return None
+    if kind == "decimal":
+        return Decimal(cell)  # an integral value comes back as an int
+    if kind == "datetime":
+        return datetime.fromisoformat(cell)
+    return cell
+
+
 # -- reading the ledger ------------------------------------------------------------------
 
 
 def _current_costs(period: Period) -> sa.Select:
-    """Each event of the period with its current cost entry (none: an outer-join null)."""
+    """Each event of the period with its current cost entry (none: an outer-join null), the
+    owner columns last. The day and start time come as stored (``_Reader`` converts them
+    when it needs them: a start time only when a contracted price needs its list price)."""
     e, c, m = events.c, cost_entries.c, reallocations.c
     current = sa.and_(c.event_id == e.event_id, is_current())
     return (
         sa.select(
-            e.event_id, e.day, e.started_at, e.provider,
-            sa.func.coalesce(e.model_served, e.model_requested).label("model"),
+            e.event_id, sa.type_coerce(e.day, sa.String), sa.type_coerce(e.started_at, sa.String),
+            e.provider, sa.func.coalesce(e.model_served, e.model_requested).label("model"),
+            c.status, c.price_entry_id, e.usage, c.breakdown,
             *(e[name] for name in OWNER_FIELDS), e.allocation_status, e.allocation_reasons,
-            e.usage, c.status, c.price_entry_id, c.breakdown,
             m.to_application, m.to_business_unit, m.to_cost_center, m.to_budget_owner,
         )
         .select_from(events.outerjoin(cost_entries, current)
@@ -269,21 +350,27 @@ def _current_costs(period: Period) -> sa.Select:
     )
 
 
-def _owner(row: Any) -> tuple[tuple[str, ...], str, tuple[str, ...]]:
-    """(owner tags, allocation status, claim as captured): a reassigned event's owner is the
-    one it was assigned to; a quarantined one has none, since the registry rejected it."""
-    captured = tuple(getattr(row, name) or "" for name in OWNER_FIELDS)
-    status = row.allocation_status
+_OWNER_AT = 9  # where the owner columns start in a _current_costs row
+
+
+def _owner(columns: tuple[Any, ...]) -> tuple[tuple[str, ...], str, tuple[str, ...]]:
+    """(owner tags, allocation status, claim as captured) of a row's owner columns: a
+    reassigned event's owner is the one it was assigned to; a quarantined one has none,
+    since the registry rejected it."""
+    *tags, status, reasons_text, to_application, to_business_unit, to_cost_center, \
+        to_budget_owner = columns
+    captured = tuple(value or "" for value in tags)
     if status != "quarantined":
         return captured, status, ()
-    reasons = set(row.allocation_reasons.split(","))
-    context = {name: getattr(row, name) or "" for name in REJECTED_BY
+    row = dict(zip(OWNER_FIELDS, tags, strict=True))
+    reasons = set(reasons_text.split(","))
+    context = {name: row[name] or "" for name in REJECTED_BY
                if not reasons.intersection(REJECTED_BY[name])}
-    if row.to_application is None:
+    if to_application is None:
         owner = {**dict.fromkeys(OWNER_FIELDS, ""), **context}
         return tuple(owner[name] for name in OWNER_FIELDS), status, captured
-    assigned = {"business_unit": row.to_business_unit, "application": row.to_application,
-                "cost_center": row.to_cost_center, "budget_owner": row.to_budget_owner}
+    assigned = {"business_unit": to_business_unit, "application": to_application,
+                "cost_center": to_cost_center, "budget_owner": to_budget_owner}
     owner = {**dict.fromkeys(OWNER_FIELDS, ""), **context, **assigned}
     return tuple(owner[name] for name in OWNER_FIELDS), "reassigned", captured
 
@@ -319,112 +406,192 @@ def _registry_owners(conn: sa.Connection) -> dict[str, tuple[str, dict[str, str]
 
 
 _usage = msgspec.json.Decoder(Usage)
+_breakdown = msgspec.json.Decoder()  # as json.loads: {meter: pico-units}
 
 
-def _add_event(
-    row: Any, entry: PriceEntry, catalog: Catalog, sums: dict[_RowKey, _Sum]
-) -> None:
-    usage = _usage.decode(row.usage)
-    breakdown: dict[str, int] = json.loads(row.breakdown)
-    leaves, tier = _leaves(usage, entry)
-    at = as_utc(row.started_at)
-    list_entry, list_leaves = _list_prices(catalog, entry, row.provider, row.model, usage, at)
-    owner, status, claimed = _owner(row)
-    for meter, cost in breakdown.items():
-        if meter not in leaves:
-            raise FocusExportError(
-                f"event {row.event_id}: its cost names meter {meter}, which price entry "
-                f"{entry.id} does not price for its usage"
-            )
-        quantity, unit_pico = leaves[meter]
-        exact = quantity * unit_pico
-        # Only a fractional seconds meter is rounded (half-even, to a pico-unit; flagged by
-        # the engine); every other meter's cost is the exact product.
-        if abs(exact - cost) > (_HALF_PICO if meter == "seconds" else 0):
-            raise FocusExportError(
-                f"event {row.event_id}: {meter} costs {cost} pico-units in the ledger but "
-                f"{exact} at entry {entry.id}'s price; reprice before exporting"
-            )
-        list_id, list_pico = (
-            (list_entry.id, list_leaves[meter][1])
-            if list_entry is not None and meter in list_leaves
-            else (entry.id, unit_pico)
-        )
-        key = _RowKey(row.day, row.provider, row.model, owner, status, claimed,
-                      entry.id, meter, unit_pico, tier, list_id, list_pico)
-        total = sums.get(key)
-        if total is None:
-            total = sums[key] = _Sum()
-        total.quantity += quantity
-        total.cost_pico += cost
-        total.events += 1
+def _event_sums(
+    conn: sa.Connection, period: Period, catalog: Catalog, entries: Mapping[str, PriceEntry],
+    summary: FocusSummary,
+) -> dict[_RowKey, _Sum]:
+    """The period's events split into priced meters and summed by row key. The query is
+    streamed: memory grows with row keys, never with events."""
+    reader = _Reader(conn.dialect, catalog)
+    # Per statement: Connection.execution_options would stream the caller's later statements.
+    query = _current_costs(period).execution_options(stream_results=True, yield_per=5000)
+    for batch in conn.execute(query).partitions():
+        for row in batch:
+            summary.events += 1
+            status = row[5]
+            if status not in PRICED_STATUSES:
+                if status == "no_usage":
+                    summary.no_usage_events += 1
+                else:  # unpriced, or an event without any cost entry
+                    summary.unpriced_events += 1
+                    summary.unpriced_models[(row[3], row[4] or "")] += 1
+                continue
+            if status == "incomplete":
+                summary.incomplete_events += 1
+                summary.unpriced_models[(row[3], row[4])] += 1
+            entry = entries.get(row[6])
+            if entry is None:
+                raise FocusExportError(
+                    f"cost entry of event {row[0]} names price entry "
+                    f"{row[6]!r}, which is not in the catalog"
+                )
+            reader.add(row, entry)
+            summary.exported_events += 1
+    return {_RowKey._make(key): _Sum(*total) for key, total in reader.sums.items()}
+
+
+class _Meter(NamedTuple):
+    """How a price entry bills one meter: the quantity is the usage field less the parts
+    billed on lines of their own (a parent's remainder), at ``unit_pico`` per unit."""
+
+    field: str
+    less: tuple[str, ...]
+    unit_pico: int
+    remainder: bool  # a parent's remainder is billed only when positive
 
 
 BASE_TIER = -1  # the entry's base prices, below every tier threshold
+# parent meter -> its parts (meter, billed on its own line even without a price of its own)
+_PARTS: tuple[tuple[str, tuple[tuple[str, bool], ...]], ...] = (
+    ("input_tokens", (("cached_input_tokens", True), ("cache_write_tokens", True),
+                      ("input_audio_tokens", True))),
+    ("output_tokens", (("reasoning_tokens", False), ("output_audio_tokens", True))),
+)
 
 
-def _tier_prices(entry: PriceEntry, usage: Usage) -> tuple[dict[str, int], int]:
-    """The engine's tier choice: the highest tier whose threshold total input exceeds."""
-    for threshold, prices in entry.pico_tiers:
-        if usage.input_tokens > threshold:
-            return prices, threshold
-    return entry.pico_prices, BASE_TIER
-
-
-def _leaves(
-    usage: Usage, entry: PriceEntry
-) -> tuple[dict[str, tuple[Decimal | int, int]], int]:
-    """meter -> (quantity billed, pico-units per unit), split as ``pricing.engine`` splits:
-    a part with its own price is billed at it, one without at its parent's price."""
-    prices, tier = _tier_prices(entry, usage)
-    leaves: dict[str, tuple[Decimal | int, int]] = {}
-
-    def split(parent: str, count: int, parts: tuple[tuple[str, int, bool], ...]) -> None:
+def _meters(prices: Mapping[str, int]) -> dict[str, _Meter]:
+    """meter -> how it is billed at ``prices``, split as ``pricing.engine`` splits: a part
+    with its own price is billed at it, one without at its parent's price."""
+    meters: dict[str, _Meter] = {}
+    for parent, parts in _PARTS:
         parent_price = prices.get(parent)
-        rest = count
-        for meter, part, own_line in parts:
-            if not part:
-                continue
+        own_lines = []
+        for meter, own_line in parts:
             price = prices.get(meter)
             if price is None:
                 if not own_line:
                     continue  # stays in the parent's count
                 if parent_price is None:
-                    rest -= part
+                    own_lines.append(meter)  # billed nowhere, and not in the parent's count
                     continue
                 price = parent_price
-            leaves[meter] = (part, price)
-            rest -= part
-        if rest > 0 and parent_price is not None:
-            leaves[parent] = (rest, parent_price)
-
-    split("input_tokens", usage.input_tokens, (
-        ("cached_input_tokens", usage.cached_input_tokens, True),
-        ("cache_write_tokens", usage.cache_write_tokens, True),
-        ("input_audio_tokens", usage.input_audio_tokens, True),
-    ))
-    split("output_tokens", usage.output_tokens, (
-        ("reasoning_tokens", usage.reasoning_tokens, False),
-        ("output_audio_tokens", usage.output_audio_tokens, True),
-    ))
+            meters[meter] = _Meter(meter, (), price, False)
+            own_lines.append(meter)
+        if parent_price is not None:
+            meters[parent] = _Meter(parent, tuple(own_lines), parent_price, True)
     for meter in ("requests", "images", "seconds"):
-        amount = getattr(usage, meter)
-        if amount and meter in prices:
-            leaves[meter] = (amount, prices[meter])
-    return leaves, tier
+        if meter in prices:
+            meters[meter] = _Meter(meter, (), prices[meter], False)
+    return meters
 
 
-def _list_prices(
-    catalog: Catalog, entry: PriceEntry, provider: str, model: str, usage: Usage, at: datetime
-) -> tuple[PriceEntry | None, dict[str, tuple[Decimal | int, int]]]:
-    """For a contracted price, the list entry in effect for the same provider and model at
-    the same instant, and its per-meter prices for this usage."""
-    if entry.kind == "list":
-        return None, {}
-    for candidate in catalog.candidates(provider, model):
-        if candidate.kind == "list" and candidate.in_effect(at):
-            return candidate, _leaves(usage, candidate)[0]
-    return None, {}
+def _billed(meter: _Meter | None, usage: Usage) -> Decimal | int | None:
+    """The quantity ``meter`` bills for ``usage``; None when it bills nothing."""
+    if meter is None:
+        return None
+    quantity = getattr(usage, meter.field)
+    for part in meter.less:
+        quantity -= getattr(usage, part)
+    if meter.remainder:
+        return quantity if quantity > 0 else None
+    return quantity or None
+
+
+class _Reader:
+    """Adds events' meters to ``sums``; what many events share (owner columns, days, an
+    entry's meters per tier, list-price candidates) is worked out once and kept."""
+
+    def __init__(self, dialect: sa.Dialect, catalog: Catalog) -> None:
+        self.catalog = catalog
+        self.sums: dict[tuple[Any, ...], list[Any]] = {}
+        self.owners: dict[tuple[Any, ...], tuple[tuple[str, ...], str, tuple[str, ...]]] = {}
+        self.days: dict[Any, date] = {}
+        self.meters: dict[tuple[str, int], dict[str, _Meter]] = {}
+        self.lists: dict[tuple[str, str, str], tuple[PriceEntry, ...]] = {}
+        self.to_day = events.c.day.type.dialect_impl(dialect).result_processor(dialect, None)
+        self.to_time = events.c.started_at.type.dialect_impl(dialect).result_processor(
+            dialect, None)
+
+    def tier(self, entry: PriceEntry, usage: Usage) -> tuple[dict[str, _Meter], int]:
+        """The engine's tier choice: the highest tier whose threshold total input exceeds."""
+        tier = BASE_TIER
+        prices = entry.pico_prices
+        for threshold, tier_prices in entry.pico_tiers:
+            if usage.input_tokens > threshold:
+                tier, prices = threshold, tier_prices
+                break
+        meters = self.meters.get((entry.id, tier))
+        if meters is None:
+            meters = self.meters[entry.id, tier] = _meters(prices)
+        return meters, tier
+
+    def list_entries(self, entry: PriceEntry, provider: str, model: str
+                     ) -> tuple[PriceEntry, ...]:
+        """For a contracted price, the list entries that may price the same provider and
+        model (which one: the one in effect at the event's start)."""
+        key = (entry.id, provider, model)
+        found = self.lists.get(key)
+        if found is None:
+            found = self.lists[key] = () if entry.kind == "list" else tuple(
+                c for c in self.catalog.candidates(provider, model) if c.kind == "list")
+        return found
+
+    def add(self, row: Any, entry: PriceEntry) -> None:
+        event_id, raw_day, started_at, provider, model = row[:5]
+        usage = _usage.decode(row[7])
+        breakdown: dict[str, int] = _breakdown.decode(row[8])
+        meters, tier = self.tier(entry, usage)
+        list_entry: PriceEntry | None = None
+        list_meters: dict[str, _Meter] = {}
+        if candidates := self.list_entries(entry, provider, model):
+            at = as_utc(started_at if self.to_time is None else self.to_time(started_at))
+            for candidate in candidates:
+                if candidate.in_effect(at):
+                    list_entry = candidate
+                    list_meters = self.tier(candidate, usage)[0]
+                    break
+        columns = row[_OWNER_AT:]
+        found = self.owners.get(columns)
+        if found is None:
+            found = self.owners[columns] = _owner(columns)
+        owner, status, claimed = found
+        day = self.days.get(raw_day)
+        if day is None:
+            day = self.days[raw_day] = raw_day if self.to_day is None else self.to_day(raw_day)
+        for meter, cost in breakdown.items():
+            billing = meters.get(meter)
+            quantity = _billed(billing, usage)
+            if quantity is None:
+                raise FocusExportError(
+                    f"event {event_id}: its cost names meter {meter}, which price entry "
+                    f"{entry.id} does not price for its usage"
+                )
+            unit_pico = billing.unit_pico
+            exact = quantity * unit_pico
+            # Only a fractional seconds meter is rounded (half-even, to a pico-unit; flagged
+            # by the engine); every other meter's cost is the exact product.
+            if abs(exact - cost) > (_HALF_PICO if meter == "seconds" else 0):
+                raise FocusExportError(
+                    f"event {event_id}: {meter} costs {cost} pico-units in the ledger but "
+                    f"{exact} at entry {entry.id}'s price; reprice before exporting"
+                )
+            list_id, list_pico = entry.id, unit_pico
+            if list_entry is not None:
+                listed = list_meters.get(meter)
+                if _billed(listed, usage) is not None:
+                    list_id, list_pico = list_entry.id, listed.unit_pico
+            key = (day, provider, model, owner, status, claimed,
+                   entry.id, meter, unit_pico, tier, list_id, list_pico)
+            total = self.sums.get(key)
+            if total is None:
+                self.sums[key] = [quantity, cost, 1]
+            else:
+                total[0] += quantity
+                total[1] += cost
+                total[2] += 1
 
 
 # -- one FOCUS row -----------------------------------------------------------------------
