@@ -19,6 +19,7 @@ about 8,000 instructions a call (hash seeds, timing): smaller differences say no
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import re
 import shutil
@@ -90,7 +91,9 @@ def measure(env: dict, upstream_port: int, key: str, loop: str, upstreams: str,
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=2000)
-    parser.add_argument("--loops", default="asyncio,uvloop")
+    # uvloop is an optional extra: measured only where it is installed.
+    has_uvloop = importlib.util.find_spec("uvloop") is not None
+    parser.add_argument("--loops", default="asyncio,uvloop" if has_uvloop else "asyncio")
     parser.add_argument("--upstreams", default="single",
                         help="single (the upstream options) and/or routed (a routes file)")
     args = parser.parse_args()
