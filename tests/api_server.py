@@ -180,26 +180,11 @@ def console_books(engine: sa.Engine, tmp_dir: Path) -> Books:
             ],
             datetime.now(UTC),
         )
-        record_attempt(
-            conn,
-            raised[0].id,
-            "team-slack",
-            "https://hooks.example/***",
-            attempt=1,
-            at=datetime.now(UTC),
-            status="retrying",
-            response="HTTP 503",
-        )
-        record_attempt(
-            conn,
-            raised[0].id,
-            "team-slack",
-            "https://hooks.example/***",
-            attempt=2,
-            at=datetime.now(UTC),
-            status="delivered",
-            response="HTTP 200",
-        )
+        attempts = ((1, "retrying", "HTTP 503"), (2, "delivered", "HTTP 200"))
+        for attempt, status, response in attempts:
+            record_attempt(conn, raised[0].id, "team-slack", "https://hooks.example/***",
+                           attempt=attempt, at=datetime.now(UTC), status=status,
+                           response=response)
         books.a_key_id = create_key(
             conn, application="search-summaries", environment="production", actor="test"
         )[0].id
