@@ -70,19 +70,14 @@ def price_usage(usage: Usage, entry: PriceEntry, *, service_tier: str | None = N
         CostBreakdown):
     """Price one event's meters with one entry; `service_tier` is the event's. Pure: no I/O,
     no clock, no float."""
-    prices = entry.pico_prices
-    total_input = usage.input_tokens
-    for threshold, tier_prices in entry.pico_tiers:
-        if total_input > threshold:
-            prices = tier_prices
-            break
+    _, prices = entry.tier_prices(usage.input_tokens)
 
     costs: dict[str, int] = {}
     flags: list[str] = []
     if service_tier is not None and entry.service_tier != service_tier:
         flags.append(f"service_tier_price_missing:{service_tier}")
     _bill(
-        prices, costs, flags, "input_tokens", total_input, prices.get("input_tokens"),
+        prices, costs, flags, "input_tokens", usage.input_tokens, prices.get("input_tokens"),
         (
             ("cached_input_tokens", usage.cached_input_tokens, "cache_read_price_missing", ()),
             ("cache_write_tokens", usage.cache_write_tokens, "cache_write_price_missing", (

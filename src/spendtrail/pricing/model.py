@@ -276,6 +276,14 @@ class PriceEntry:
             return self.matcher.match(name) is not None
         return self.matcher.search(name) is not None
 
+    def tier_prices(self, input_tokens: int) -> tuple[int | None, dict[str, int]]:
+        """(threshold, pico prices) for an event with ``input_tokens`` of input: the highest
+        tier whose threshold it exceeds, else (None, the base prices)."""
+        for threshold, prices in self.pico_tiers:
+            if input_tokens > threshold:
+                return threshold, prices
+        return None, self.pico_prices
+
     def in_effect(self, at: datetime) -> bool:
         return self.effective_from <= at and (self.effective_to is None or at < self.effective_to)
 

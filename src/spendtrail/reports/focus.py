@@ -516,13 +516,9 @@ class _Reader:
             dialect, None)
 
     def tier(self, entry: PriceEntry, usage: Usage) -> tuple[dict[str, _Meter], int]:
-        """The engine's tier choice: the highest tier whose threshold total input exceeds."""
-        tier = BASE_TIER
-        prices = entry.pico_prices
-        for threshold, tier_prices in entry.pico_tiers:
-            if usage.input_tokens > threshold:
-                tier, prices = threshold, tier_prices
-                break
+        """The engine's tier choice (``PriceEntry.tier_prices``) and its meters."""
+        threshold, prices = entry.tier_prices(usage.input_tokens)
+        tier = BASE_TIER if threshold is None else threshold
         meters = self.meters.get((entry.id, tier))
         if meters is None:
             meters = self.meters[entry.id, tier] = _meters(prices)
