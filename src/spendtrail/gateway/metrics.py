@@ -13,11 +13,17 @@ import json
 import os
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 from spendtrail.journal.spool import backlog
 from spendtrail.money import from_pico, plain_decimal
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+# The counters by shape, for summing the workers' dumps: labelled (a tuple of labels ->
+# count), named (one label -> count), and plain totals.
+_LABELLED = ("requests", "attempts")
+_NAMED = ("rejected", "tokens", "cost_pico")
+_TOTALS = ("retries", "unpriced", "quarantined", "journal_errors", "latency_sum")
 
 
 class Metrics:
@@ -38,24 +44,16 @@ class Metrics:
     def dump(self, folder: Path) -> None:
         """Write these counters to ``folder/<pid>.json`` (replaced whole: a reader never
         sees half a file)."""
-        state = {
-            "requests": [[*key, count] for key, count in self.requests.items()],
-            "attempts": [[*key, count] for key, count in self.attempts.items()],
-            "rejected": self.rejected, "tokens": self.tokens, "cost_pico": self.cost_pico,
-            "retries": self.retries, "unpriced": self.unpriced,
-            "quarantined": self.quarantined, "journal_errors": self.journal_errors,
-            "latency_counts": self.latency_counts, "latency_sum": self.latency_sum,
-        }
         path = folder / f"{os.getpid()}.json"
         partial = path.with_suffix(".tmp")
-        partial.write_text(json.dumps(state))
+        partial.write_text(json.dumps(self._state()))
         partial.replace(path)
 
     def merged(self, folder: Path) -> tuple[Metrics, int]:
         """These counters plus every other worker's last dump in `folder`, and how many
         workers that is."""
         total = Metrics()
-        total._add(self)
+        total._add(self._state())
         workers = 1
         for path in folder.glob("*.json"):
             if path.stem == str(os.getpid()):
@@ -64,31 +62,30 @@ class Metrics:
                 state = json.loads(path.read_text())
             except (OSError, ValueError):  # gone, or being replaced: skipped this once
                 continue
-            other = Metrics()
-            for key in ("requests", "attempts"):
-                for *labels, count in state[key]:
-                    getattr(other, key)[tuple(labels)] = count
-            for key in ("rejected", "tokens", "cost_pico"):
-                getattr(other, key).update(state[key])
-            for key in ("retries", "unpriced", "quarantined", "journal_errors",
-                        "latency_counts", "latency_sum"):
-                setattr(other, key, state[key])
-            total._add(other)
+            total._add(state)
             workers += 1
         return total, workers
 
-    def _add(self, other: Metrics) -> None:
-        for key in ("requests", "attempts", "rejected", "tokens", "cost_pico"):
+    def _state(self) -> dict[str, Any]:
+        """The counters as JSON values (a labelled count as ``[*labels, count]``)."""
+        state: dict[str, Any] = {key: [[*labels, count] for labels, count in
+                                       getattr(self, key).items()] for key in _LABELLED}
+        return state | {key: getattr(self, key) for key in (*_NAMED, *_TOTALS, "latency_counts")}
+
+    def _add(self, state: dict[str, Any]) -> None:
+        """Add a worker's ``_state`` to these counters."""
+        for key in _LABELLED:
             mine = getattr(self, key)
-            for label, count in getattr(other, key).items():
-                mine[label] += count
-        self.retries += other.retries
-        self.unpriced += other.unpriced
-        self.quarantined += other.quarantined
-        self.journal_errors += other.journal_errors
+            for *labels, count in state[key]:
+                mine[tuple(labels)] += count
+        for key in _NAMED:
+            mine = getattr(self, key)
+            for name, count in state[key].items():
+                mine[name] += count
+        for key in _TOTALS:
+            setattr(self, key, getattr(self, key) + state[key])
         self.latency_counts = [a + b for a, b in zip(self.latency_counts,
-                                                     other.latency_counts, strict=True)]
-        self.latency_sum += other.latency_sum
+                                                     state["latency_counts"], strict=True)]
 
     def observe_latency(self, seconds: float) -> None:
         self.latency_sum += seconds
