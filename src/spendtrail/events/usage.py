@@ -241,8 +241,7 @@ class SseTracker:
 
     def _events(self, block: bytes) -> list[SseEvent]:
         """Complete events: a run with nothing to read stays one piece, passed on as is."""
-        if self.finished or (self.facts.response_id is not None
-                             and not _worth_reading(block)):
+        if self._nothing_to_read(block):
             return [SseEvent(block)]
         events = []
         start = 0
@@ -258,10 +257,15 @@ class SseTracker:
             events.append(SseEvent(block[start:]))
         return events
 
+    def _nothing_to_read(self, raw: bytes) -> bool:
+        """Events after the end, or, once the id is known, ones that cannot hold usage or an
+        end (``_worth_reading``)."""
+        return self.finished or (self.facts.response_id is not None
+                                 and not _worth_reading(raw))
+
     def _event(self, raw: bytes) -> SseEvent:
         event = SseEvent(raw)
-        if self.finished or (self.facts.response_id is not None
-                             and not _worth_reading(raw)):
+        if self._nothing_to_read(raw):
             return event
         data = b"\n".join(
             line[5:].lstrip(b" ") for line in raw.splitlines() if line.startswith(b"data:")
