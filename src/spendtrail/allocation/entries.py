@@ -28,7 +28,6 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, time
 from fractions import Fraction
 
 import sqlalchemy as sa
@@ -56,7 +55,7 @@ from spendtrail.ledger.allocation_entries import (
     period_record,
     save_entries,
 )
-from spendtrail.ledger.registry_versions import load_history
+from spendtrail.ledger.registry_versions import load_history, registry_at_end
 from spendtrail.ledger.schema import reallocations, reconciliations, rollups_daily
 from spendtrail.periods import Period, parse_period
 from spendtrail.registry import Registry
@@ -185,7 +184,7 @@ def compute_entries(
         if stored is not None:
             rules, version = stored.rules, stored.version
             rules_source = _rules_text(conn, version)
-    registry = _registry_at(conn, period)
+    registry = registry_at_end(conn, period)
     entries, shared = _own_entries(conn, period, rules or [], version, true_up_rule, registry)
     if is_month(period):
         entries += _adjustments(conn, period, registry)
@@ -392,7 +391,7 @@ def _adjustments(conn: sa.Connection, period: Period, registry: Registry | None)
             _rules_of(conn, record.rules_version) or [],
             record.rules_version,
             record.true_up_rule,
-            _registry_at(conn, closed),
+            registry_at_end(conn, closed),
         )
         before = [e for e in load_entries(conn, month) if e.kind != ADJUSTMENT]
         before += [
@@ -551,11 +550,6 @@ def _rules_text(conn: sa.Connection, version: int | None) -> str | None:
 
 
 # -- owners ------------------------------------------------------------------------------
-
-
-def _registry_at(conn: sa.Connection, period: Period) -> Registry | None:
-    found = load_history(conn).at(datetime.combine(period.end, time(), UTC))
-    return found[1] if found else None
 
 
 def _with_owner(entry: Entry, registry: Registry | None) -> Entry:

@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, time
 from typing import Any
 
 import sqlalchemy as sa
@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from spendtrail.ledger.db import as_utc
 from spendtrail.ledger.schema import registry_versions
 from spendtrail.ledger.versions import AuditSides, change_sides, save_document, version_rows
+from spendtrail.periods import Period
 from spendtrail.registry.changes import SectionChanges, registry_changes
 from spendtrail.registry.history import RegistryHistory, RegistryVersion
 from spendtrail.registry.model import Registry
@@ -79,3 +80,10 @@ def load_history(conn: sa.Connection) -> RegistryHistory:
         )
         for row in version_rows(conn, registry_versions)
     )
+
+
+def registry_at_end(conn: sa.Connection, period: Period) -> Registry | None:
+    """The registry in force at the end of ``period`` (None: none loaded by then): the one
+    a period's statement and allocation name owners by."""
+    found = load_history(conn).at(datetime.combine(period.end, time(), UTC))
+    return found[1] if found else None

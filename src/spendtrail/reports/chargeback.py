@@ -28,7 +28,7 @@ from spendtrail.allocation.shared import OriginCharge, SharedAllocation, ratio_t
 from spendtrail.budgets import Budget, BudgetPeriod, BudgetState, ledger_spend, list_budgets
 from spendtrail.errors import SpendtrailError
 from spendtrail.ledger.allocation_entries import Entry
-from spendtrail.ledger.registry_versions import load_history
+from spendtrail.ledger.registry_versions import registry_at_end
 from spendtrail.ledger.schema import (
     price_entries,
     prices_used_daily,
@@ -295,8 +295,7 @@ def build_statement(
     report gives an owner the same figure. Without ``rules`` the entries follow the stored
     shared-cost rules; given ``rules`` (``[]``: none) they are computed with those."""
     scope = owner or Scope()
-    found = load_history(conn).at(datetime.combine(period.end, time(), UTC))
-    registry = found[1] if found else None
+    registry = registry_at_end(conn, period)
     entries = period_entries(conn, period, rules=rules, rules_source=rules_file)
     shared, rules_source = entries.shared, entries.rules_source
     dims = ("application", "allocation_status", "model", "environment", "workload_class",
@@ -406,8 +405,7 @@ def statement_owners(conn: sa.Connection, period: Period) -> list[OwnerStatement
     has a line for, as ``build_statement`` finds them: usage outside the quarantine and the
     shared pools, a charge of the allocation, a share of a pool. Read from the rollups and
     the entries only: nothing is built or rendered, so listing statements stays cheap."""
-    found = load_history(conn).at(datetime.combine(period.end, time(), UTC))
-    registry = found[1] if found else None
+    registry = registry_at_end(conn, period)
     entries = period_entries(conn, period)
     rows = cost_report(conn, period, ("application", "allocation_status")).rows
     pools = _pools(entries, rows)
