@@ -78,7 +78,8 @@ def list_events(
     the figure's own count is its rollups' (``reports.costs``)."""
     e = events.c
     # Rollups hold '' where events hold NULL: compare as the rollups do. A value other than
-    # '' is compared with the column itself, the same rows, so the (owner, day) indexes serve.
+    # '' is compared with the column itself (the same rows), so the (owner, started_at)
+    # indexes of migration 0018 serve.
     columns = {
         name: sa.func.coalesce(e[name], "")
         for name in EVENT_FILTERS
