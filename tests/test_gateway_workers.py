@@ -194,6 +194,9 @@ def test_a_killed_worker_is_started_again_and_its_calls_in_flight_are_interrupte
         with ChatLoad(gateway.base_url + "/v1", key, threads=6) as load:
             load.wait_for(200)
             victim = max(pids)
+            # The load's six connections may all hash to the other worker: the victim serves
+            # one call of its own first, so it has a journal for the host's ingester to take.
+            serve_a_call_on(gateway, key, victim)
             os.kill(victim, signal.SIGKILL)
             deadline = time.monotonic() + 30
             while victim in (now := worker_pids(gateway.base_url)) or len(now) < 2:
