@@ -306,6 +306,9 @@ def test_parallel_ingesters_write_each_event_once(pg_url, journal_url, tmp_path)
                 if n % 100 == 0:  # a repeated publish now and then
                     journal.append(_event(n))
         _wait(lambda: sum(_ledger_ids(pg_url).values()) >= total, 120, "every event")
+        # An ingester prints its batch after the commit: stopping it in between would lose
+        # the line (seen once in CI), so every committed batch must be reported first.
+        _wait(lambda: sum(i.inserted() for i in ingesters) >= total, 60, "every report")
     finally:
         for ingester in ingesters:
             ingester.close()
