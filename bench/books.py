@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import resource
 import subprocess
@@ -128,8 +129,11 @@ def generate(events_path: Path, bill_path: Path, count: int, seed: int = 11) -> 
 
 
 def peak_mib() -> float:
-    return max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
-               resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) / 1024
+    """This process's peak RSS plus its worker processes' (the ingest's and the FOCUS pass's
+    workers, one per core): an upper bound, as the largest worker's peak times the cores."""
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    workers = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * (os.cpu_count() or 1)
+    return (own + workers) / 1024
 
 
 def child(step: str, url: str, arg: str) -> None:

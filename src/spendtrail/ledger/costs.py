@@ -10,6 +10,7 @@ import sqlalchemy as sa
 
 from spendtrail.events.model import Usage
 from spendtrail.ledger.schema import cost_entries
+from spendtrail.periods import Period
 from spendtrail.pricing import INCOMPLETE, PriceEntry, price_usage
 
 COST_UNPRICED = "unpriced"
@@ -57,9 +58,21 @@ def rollup_measures(success: bool, usage: Usage, cost: Cost) -> tuple[int, ...]:
             usage.requests, usage.images, cost.amount_pico or 0)
 
 
-def is_current(entries: sa.FromClause = cost_entries) -> sa.ColumnElement[bool]:
+def is_current(
+    entries: sa.FromClause = cost_entries, period: Period | None = None
+) -> sa.ColumnElement[bool]:
     """True for the cost entry no later revision of its event supersedes: repricing adds
-    revisions, and every reader takes the newest. `entries` may be an alias."""
+    revisions, and every reader takes the newest. `entries` may be an alias. A reader of the
+    entries of one `period` names it: every revision carries its event's day, so only the
+    period's days are searched (PostgreSQL otherwise hashes every revision of the month)."""
     newer = cost_entries.alias("newer")
-    return ~sa.exists().where(newer.c.event_id == entries.c.event_id,
-                              newer.c.revision > entries.c.revision)
+    condition = sa.and_(newer.c.event_id == entries.c.event_id,
+                        newer.c.revision > entries.c.revision)
+    if period is not None:
+        condition = sa.and_(condition, in_days(newer, period))
+    return ~sa.exists().where(condition)
+
+
+def in_days(entries: sa.FromClause, period: Period) -> sa.ColumnElement[bool]:
+    """The cost entries of the events of `period` (by the day they carry)."""
+    return sa.and_(entries.c.day >= period.start, entries.c.day < period.end)

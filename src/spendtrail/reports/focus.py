@@ -3,8 +3,8 @@
 
 One row per (UTC day, provider, model, owner tag set, price entry, priced meter, unit price):
 the current cost entry (highest revision) of every event in the period is split into its
-priced meters, and the meters are summed into those rows. The query is streamed and summed
-into a dict keyed by the row key, so memory grows with days x groups, never with events.
+priced meters, and the meters are summed into those rows (``focus_sums``: streamed, so
+memory grows with days x groups, never with events; a large month in worker processes).
 
 Money stays exact: quantities and costs are summed as integers (tokens, pico-units), unit
 prices are the price entry's own, and ``ContractedUnitPrice x PricingQuantity =
@@ -39,31 +39,25 @@ from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal, localcontext
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal
 
 import msgspec
 import sqlalchemy as sa
 
 from spendtrail.allocation.entries import PeriodEntries, period_entries
 from spendtrail.allocation.shared import ratio_text
-from spendtrail.errors import SpendtrailError
-from spendtrail.events.model import OWNER_FIELDS, Usage
+from spendtrail.events.model import OWNER_FIELDS
 from spendtrail.ledger.allocation_entries import load_snapshot
-from spendtrail.ledger.costs import is_current
-from spendtrail.ledger.db import as_utc
 from spendtrail.ledger.prices import load_catalog
 from spendtrail.ledger.registry_versions import load_history
 from spendtrail.ledger.retention import require_raw_rows
 from spendtrail.ledger.schema import (
     bill_imports,
-    cost_entries,
-    events,
-    reallocations,
     reconciliations,
 )
 from spendtrail.money import from_pico, plain_decimal
 from spendtrail.periods import Period
-from spendtrail.pricing import TOKEN_METERS, Catalog, PriceEntry
+from spendtrail.pricing import TOKEN_METERS, PriceEntry
 from spendtrail.reports.focus_allocation import (
     METHOD_UNITS,
     Recipient,
@@ -79,16 +73,16 @@ from spendtrail.reports.focus_columns import (
     FOCUS_VERSIONS,
     USAGE_REQUIRED,
 )
+from spendtrail.reports.focus_sums import (
+    BASE_TIER,
+    EventCounts,
+    FocusExportError,
+    RowKey,
+    Sum,
+    event_sums,
+)
 
 FocusFormat = Literal["csv", "parquet"]
-
-# Context tags the registry rejected (by reason code) are never written as tags.
-REJECTED_BY = {
-    "environment": ("unknown_environment", "environment_not_allowed", "missing_environment"),
-    "workload_class": ("unknown_workload_class", "workload_not_allowed",
-                       "missing_workload_class"),
-}
-PRICED_STATUSES = ("priced", "incomplete")
 
 # (ProviderName, ServiceName) of providers people route through; others use their ledger id.
 PROVIDERS: dict[str, tuple[str, str]] = {
@@ -126,11 +120,6 @@ METER_UNITS: dict[str, tuple[str, str, str, int]] = {
     "seconds": ("seconds", "Seconds", "Seconds", 1),
 }
 _PICO_EXP = -12
-_HALF_PICO = Decimal("0.5")
-
-
-class FocusExportError(SpendtrailError):
-    """The ledger holds something the export cannot state exactly; the message says what."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,48 +135,17 @@ class FocusOptions:
                 f"FOCUS version {self.version!r}: expected one of {', '.join(FOCUS_VERSIONS)}")
 
 
-@dataclass
-class FocusSummary:
+@dataclass(kw_only=True)
+class FocusSummary(EventCounts):
     """What the export covered, including what it could not put in cost rows."""
 
     period: Period
     rows: int = 0
-    events: int = 0
-    exported_events: int = 0  # events with at least one priced meter in the rows
-    unpriced_events: int = 0  # no price entry: in no row
-    incomplete_events: int = 0  # partly priced: priced meters exported, the rest in no row
-    no_usage_events: int = 0  # nothing metered, nothing to charge
-    unpriced_models: Counter[tuple[str, str]] = field(default_factory=Counter)
     cost_pico: dict[str, int] = field(default_factory=dict)  # BilledCost total per currency
     closed: bool = False  # read from the snapshot taken when the month was closed
 
     def cost(self) -> dict[str, Decimal]:
         return {cur: from_pico(p) for cur, p in sorted(self.cost_pico.items())}
-
-
-class _RowKey(NamedTuple):
-    """What makes one FOCUS row: a unit price is constant within it, so price x quantity
-    stays exact after summing."""
-
-    day: date
-    provider: str
-    model: str
-    owner: tuple[str, ...]  # OWNER_FIELDS, '' for unset or rejected
-    allocation_status: str  # allocated, shared, quarantined or reassigned
-    claimed: tuple[str, ...]  # OWNER_FIELDS as captured, for quarantined and reassigned
-    entry_id: str
-    meter: str
-    unit_pico: int
-    tier: int
-    list_entry_id: str
-    list_unit_pico: int
-
-
-@dataclass(slots=True)
-class _Sum:
-    quantity: Decimal | int = 0
-    cost_pico: int = 0
-    events: int = 0
 
 
 def focus_rows(
@@ -203,14 +161,14 @@ def focus_rows(
 
 def _read(
     conn: sa.Connection, period: Period
-) -> tuple[dict[_RowKey, _Sum], FocusSummary, dict[str, PriceEntry]]:
+) -> tuple[dict[RowKey, Sum], FocusSummary, dict[str, PriceEntry]]:
     """The period's events summed by row key, the summary (cost per currency set, row count
     not), and the catalog's entries by id."""
     require_raw_rows(conn, period, "the FOCUS export")
     catalog = load_catalog(conn)
     entries = {entry.id: entry for entry in catalog.entries}
-    summary = FocusSummary(period)
-    sums = _event_sums(conn, period, catalog, entries, summary)
+    sums, counts = event_sums(conn, period, catalog)
+    summary = FocusSummary(period=period, **vars(counts))
     for key, total in sums.items():
         currency = entries[key.entry_id].currency
         summary.cost_pico[currency] = summary.cost_pico.get(currency, 0) + total.cost_pico
@@ -218,7 +176,7 @@ def _read(
 
 
 def _rows(
-    conn: sa.Connection, period: Period, sums: Mapping[_RowKey, _Sum],
+    conn: sa.Connection, period: Period, sums: Mapping[RowKey, Sum],
     entries: Mapping[str, PriceEntry], options: FocusOptions,
 ) -> list[dict[str, Any]]:
     allocation = period_entries(conn, period)
@@ -297,7 +255,7 @@ def closed_rows(
     document = _snapshot_read.decode(found[0])
     known = document["summary"]
     summary = FocusSummary(
-        period, events=known["events"], exported_events=known["exported_events"],
+        period=period, events=known["events"], exported_events=known["exported_events"],
         unpriced_events=known["unpriced_events"], incomplete_events=known["incomplete_events"],
         no_usage_events=known["no_usage_events"],
         unpriced_models=Counter({(provider, model): count
@@ -330,51 +288,6 @@ def _stored(cell: Any, kind: str) -> Any:
 # -- reading the ledger ------------------------------------------------------------------
 
 
-def _current_costs(period: Period) -> sa.Select:
-    """Each event of the period with its current cost entry (none: an outer-join null), the
-    owner columns last. The day and start time come as stored (``_Reader`` converts them
-    when it needs them: a start time only when a contracted price needs its list price)."""
-    e, c, m = events.c, cost_entries.c, reallocations.c
-    current = sa.and_(c.event_id == e.event_id, is_current())
-    return (
-        sa.select(
-            e.event_id, sa.type_coerce(e.day, sa.String), sa.type_coerce(e.started_at, sa.String),
-            e.provider, sa.func.coalesce(e.model_served, e.model_requested).label("model"),
-            c.status, c.price_entry_id, e.usage, c.breakdown,
-            *(e[name] for name in OWNER_FIELDS), e.allocation_status, e.allocation_reasons,
-            m.to_application, m.to_business_unit, m.to_cost_center, m.to_budget_owner,
-        )
-        .select_from(events.outerjoin(cost_entries, current)
-                     .outerjoin(reallocations, m.event_id == e.event_id))
-        .where(e.day >= period.start, e.day < period.end)
-    )
-
-
-_OWNER_AT = 9  # where the owner columns start in a _current_costs row
-
-
-def _owner(columns: tuple[Any, ...]) -> tuple[tuple[str, ...], str, tuple[str, ...]]:
-    """(owner tags, allocation status, claim as captured) of a row's owner columns: a
-    reassigned event's owner is the one it was assigned to; a quarantined one has none,
-    since the registry rejected it."""
-    *tags, status, reasons_text, to_application, to_business_unit, to_cost_center, \
-        to_budget_owner = columns
-    captured = tuple(value or "" for value in tags)
-    if status != "quarantined":
-        return captured, status, ()
-    row = dict(zip(OWNER_FIELDS, tags, strict=True))
-    reasons = set(reasons_text.split(","))
-    context = {name: row[name] or "" for name in REJECTED_BY
-               if not reasons.intersection(REJECTED_BY[name])}
-    if to_application is None:
-        owner = {**dict.fromkeys(OWNER_FIELDS, ""), **context}
-        return tuple(owner[name] for name in OWNER_FIELDS), status, captured
-    assigned = {"business_unit": to_business_unit, "application": to_application,
-                "cost_center": to_cost_center, "budget_owner": to_budget_owner}
-    owner = {**dict.fromkeys(OWNER_FIELDS, ""), **context, **assigned}
-    return tuple(owner[name] for name in OWNER_FIELDS), "reassigned", captured
-
-
 def _invoices(conn: sa.Connection, period: Period) -> dict[str, list[tuple[date, date, str]]]:
     """provider -> (start, end, InvoiceId) of each passing reconciliation overlapping the
     period, latest first: its bill is the invoice the provider's charges of those days are on.
@@ -405,191 +318,6 @@ def _registry_owners(conn: sa.Connection) -> dict[str, tuple[str, dict[str, str]
     }
 
 
-_usage = msgspec.json.Decoder(Usage)
-_breakdown = msgspec.json.Decoder()  # as json.loads: {meter: pico-units}
-
-
-def _event_sums(
-    conn: sa.Connection, period: Period, catalog: Catalog, entries: Mapping[str, PriceEntry],
-    summary: FocusSummary,
-) -> dict[_RowKey, _Sum]:
-    """The period's events split into priced meters and summed by row key. The query is
-    streamed: memory grows with row keys, never with events."""
-    reader = _Reader(conn.dialect, catalog)
-    # Per statement: Connection.execution_options would stream the caller's later statements.
-    query = _current_costs(period).execution_options(stream_results=True, yield_per=5000)
-    for batch in conn.execute(query).partitions():
-        for row in batch:
-            summary.events += 1
-            status = row[5]
-            if status not in PRICED_STATUSES:
-                if status == "no_usage":
-                    summary.no_usage_events += 1
-                else:  # unpriced, or an event without any cost entry
-                    summary.unpriced_events += 1
-                    summary.unpriced_models[(row[3], row[4] or "")] += 1
-                continue
-            if status == "incomplete":
-                summary.incomplete_events += 1
-                summary.unpriced_models[(row[3], row[4])] += 1
-            entry = entries.get(row[6])
-            if entry is None:
-                raise FocusExportError(
-                    f"cost entry of event {row[0]} names price entry "
-                    f"{row[6]!r}, which is not in the catalog"
-                )
-            reader.add(row, entry)
-            summary.exported_events += 1
-    return {_RowKey._make(key): _Sum(*total) for key, total in reader.sums.items()}
-
-
-class _Meter(NamedTuple):
-    """How a price entry bills one meter: the quantity is the usage field less the parts
-    billed on lines of their own (a parent's remainder), at ``unit_pico`` per unit."""
-
-    field: str
-    less: tuple[str, ...]
-    unit_pico: int
-    remainder: bool  # a parent's remainder is billed only when positive
-
-
-BASE_TIER = -1  # the entry's base prices, below every tier threshold
-# parent meter -> its parts (meter, billed on its own line even without a price of its own)
-_PARTS: tuple[tuple[str, tuple[tuple[str, bool], ...]], ...] = (
-    ("input_tokens", (("cached_input_tokens", True), ("cache_write_tokens", True),
-                      ("input_audio_tokens", True))),
-    ("output_tokens", (("reasoning_tokens", False), ("output_audio_tokens", True))),
-)
-
-
-def _meters(prices: Mapping[str, int]) -> dict[str, _Meter]:
-    """meter -> how it is billed at ``prices``, split as ``pricing.engine`` splits: a part
-    with its own price is billed at it, one without at its parent's price."""
-    meters: dict[str, _Meter] = {}
-    for parent, parts in _PARTS:
-        parent_price = prices.get(parent)
-        own_lines = []
-        for meter, own_line in parts:
-            price = prices.get(meter)
-            if price is None:
-                if not own_line:
-                    continue  # stays in the parent's count
-                if parent_price is None:
-                    own_lines.append(meter)  # billed nowhere, and not in the parent's count
-                    continue
-                price = parent_price
-            meters[meter] = _Meter(meter, (), price, False)
-            own_lines.append(meter)
-        if parent_price is not None:
-            meters[parent] = _Meter(parent, tuple(own_lines), parent_price, True)
-    for meter in ("requests", "images", "seconds"):
-        if meter in prices:
-            meters[meter] = _Meter(meter, (), prices[meter], False)
-    return meters
-
-
-def _billed(meter: _Meter | None, usage: Usage) -> Decimal | int | None:
-    """The quantity ``meter`` bills for ``usage``; None when it bills nothing."""
-    if meter is None:
-        return None
-    quantity = getattr(usage, meter.field)
-    for part in meter.less:
-        quantity -= getattr(usage, part)
-    if meter.remainder:
-        return quantity if quantity > 0 else None
-    return quantity or None
-
-
-class _Reader:
-    """Adds events' meters to ``sums``; what many events share (owner columns, days, an
-    entry's meters per tier, list-price candidates) is worked out once and kept."""
-
-    def __init__(self, dialect: sa.Dialect, catalog: Catalog) -> None:
-        self.catalog = catalog
-        self.sums: dict[tuple[Any, ...], list[Any]] = {}
-        self.owners: dict[tuple[Any, ...], tuple[tuple[str, ...], str, tuple[str, ...]]] = {}
-        self.days: dict[Any, date] = {}
-        self.meters: dict[tuple[str, int], dict[str, _Meter]] = {}
-        self.lists: dict[tuple[str, str, str], tuple[PriceEntry, ...]] = {}
-        self.to_day = events.c.day.type.dialect_impl(dialect).result_processor(dialect, None)
-        self.to_time = events.c.started_at.type.dialect_impl(dialect).result_processor(
-            dialect, None)
-
-    def tier(self, entry: PriceEntry, usage: Usage) -> tuple[dict[str, _Meter], int]:
-        """The engine's tier choice (``PriceEntry.tier_prices``) and its meters."""
-        threshold, prices = entry.tier_prices(usage.input_tokens)
-        tier = BASE_TIER if threshold is None else threshold
-        meters = self.meters.get((entry.id, tier))
-        if meters is None:
-            meters = self.meters[entry.id, tier] = _meters(prices)
-        return meters, tier
-
-    def list_entries(self, entry: PriceEntry, provider: str, model: str
-                     ) -> tuple[PriceEntry, ...]:
-        """For a contracted price, the list entries that may price the same provider and
-        model (which one: the one in effect at the event's start)."""
-        key = (entry.id, provider, model)
-        found = self.lists.get(key)
-        if found is None:
-            found = self.lists[key] = () if entry.kind == "list" else tuple(
-                c for c in self.catalog.candidates(provider, model) if c.kind == "list")
-        return found
-
-    def add(self, row: Any, entry: PriceEntry) -> None:
-        event_id, raw_day, started_at, provider, model = row[:5]
-        usage = _usage.decode(row[7])
-        breakdown: dict[str, int] = _breakdown.decode(row[8])
-        meters, tier = self.tier(entry, usage)
-        list_entry: PriceEntry | None = None
-        list_meters: dict[str, _Meter] = {}
-        if candidates := self.list_entries(entry, provider, model):
-            at = as_utc(started_at if self.to_time is None else self.to_time(started_at))
-            for candidate in candidates:
-                if candidate.in_effect(at):
-                    list_entry = candidate
-                    list_meters = self.tier(candidate, usage)[0]
-                    break
-        columns = row[_OWNER_AT:]
-        found = self.owners.get(columns)
-        if found is None:
-            found = self.owners[columns] = _owner(columns)
-        owner, status, claimed = found
-        day = self.days.get(raw_day)
-        if day is None:
-            day = self.days[raw_day] = raw_day if self.to_day is None else self.to_day(raw_day)
-        for meter, cost in breakdown.items():
-            billing = meters.get(meter)
-            quantity = _billed(billing, usage)
-            if quantity is None:
-                raise FocusExportError(
-                    f"event {event_id}: its cost names meter {meter}, which price entry "
-                    f"{entry.id} does not price for its usage"
-                )
-            unit_pico = billing.unit_pico
-            exact = quantity * unit_pico
-            # Only a fractional seconds meter is rounded (half-even, to a pico-unit; flagged
-            # by the engine); every other meter's cost is the exact product.
-            if abs(exact - cost) > (_HALF_PICO if meter == "seconds" else 0):
-                raise FocusExportError(
-                    f"event {event_id}: {meter} costs {cost} pico-units in the ledger but "
-                    f"{exact} at entry {entry.id}'s price; reprice before exporting"
-                )
-            list_id, list_pico = entry.id, unit_pico
-            if list_entry is not None:
-                listed = list_meters.get(meter)
-                if _billed(listed, usage) is not None:
-                    list_id, list_pico = list_entry.id, listed.unit_pico
-            key = (day, provider, model, owner, status, claimed,
-                   entry.id, meter, unit_pico, tier, list_id, list_pico)
-            total = self.sums.get(key)
-            if total is None:
-                self.sums[key] = [quantity, cost, 1]
-            else:
-                total[0] += quantity
-                total[1] += cost
-                total[2] += 1
-
-
 # -- one FOCUS row -----------------------------------------------------------------------
 
 
@@ -608,14 +336,14 @@ class _Context:
                 return invoice
         return None
 
-    def split(self, key: _RowKey, currency: str) -> Split | None:
+    def split(self, key: RowKey, currency: str) -> Split | None:
         pool = key.owner[OWNER_FIELDS.index("application")]
         if key.allocation_status not in ("allocated", "shared") or not pool:
             return None
         return next((s for s in self.splits if s.covers(pool, currency, key.day)), None)
 
 
-def _focus_rows(key: _RowKey, total: _Sum, context: _Context) -> list[dict[str, Any]]:
+def _focus_rows(key: RowKey, total: Sum, context: _Context) -> list[dict[str, Any]]:
     """The row for one key; from 1.3, one allocated row per recipient when a shared-cost rule
     splits the key's pool (each a ratio of the origin row, exactly; together the origin)."""
     row = _focus_row(key, total, context)
@@ -730,7 +458,7 @@ def _true_up_rows(conn: sa.Connection, allocation: PeriodEntries, period: Period
     return rows
 
 
-def _focus_row(key: _RowKey, total: _Sum, context: _Context) -> dict[str, Any]:
+def _focus_row(key: RowKey, total: Sum, context: _Context) -> dict[str, Any]:
     options = context.options
     day, provider, model, meter, tier = key.day, key.provider, key.model, key.meter, key.tier
     entry = context.entries[key.entry_id]
