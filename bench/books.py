@@ -23,6 +23,10 @@ chargeback statement.
    `--chargeback-only` skips step 1; `--postgres` names the server PostgreSQL ledgers are
    created on (a new database each).
 Figures are printed as a table and as JSON.
+
+One step alone, on an existing ledger: ``python bench/books.py --child STEP URL ARG``, e.g.
+``--child close URL -`` or ``--child focus-pass URL 1`` (the FOCUS export's pass over the
+month's events by ARG worker processes; 1 is one process).
 """
 
 from __future__ import annotations
@@ -177,6 +181,15 @@ def child(step: str, url: str, arg: str) -> None:
         summary = export_focus(engine, period, Path(arg), "csv")
         figures = {"rows": summary.rows, "exported_events": summary.exported_events,
                    "snapshot": summary.closed}
+    elif step == "focus-pass":  # the FOCUS export's pass over the month's events, ARG workers
+        from spendtrail.ledger.prices import load_catalog
+        from spendtrail.reports.focus_sums import event_sums
+
+        with engine.connect() as conn:
+            catalog = load_catalog(conn)
+            begin = time.perf_counter()  # the pass, not the catalog
+            sums, counts = event_sums(conn, period, catalog, workers=int(arg))
+        figures = {"row_keys": len(sums), "events": counts.events, "workers": int(arg)}
     elif step == "closed-statement":
         from spendtrail.reports.chargeback import Scope
         from spendtrail.reports.statement_file import statement_document

@@ -379,3 +379,38 @@ def test_cli_export_reports_unpriced(books, cli_ledger, tmp_path):
 
     result = runner.invoke(app, ["focus", "--period", "2026-13", "--output", str(csv_out)])
     assert result.exit_code == 2 and "expected YYYY-MM" in result.stderr
+
+
+NOON_LIST_SHEET = """
+defaults:
+  provider: cometapi
+  currency: USD
+  kind: list
+  source_url: https://www.cometapi.com/pricing/list
+  checked_at: 2026-10-01
+  checked_by: finance-partner
+prices:
+  - model: gpt-4o-mini
+    effective_from: 2026-01-01
+    effective_to: 2026-10-05T12:00:00Z
+    prices: {input_tokens: "0.20", output_tokens: "0.80"}
+  - model: gpt-4o-mini
+    effective_from: 2026-10-05T12:00:00Z
+    prices: {input_tokens: "0.30", output_tokens: "1.20"}
+"""
+
+
+def test_a_list_price_changing_within_a_day_lists_each_call_at_its_own_time(seeded, tmp_path):
+    sheet = tmp_path / "list.yaml"
+    sheet.write_text(NOON_LIST_SHEET)
+    with seeded.begin() as conn:
+        add_entries(conn, load_sheet(sheet), actor="test")
+    calls = [new_event(**{**_fields(event()), "started_at": at}) for at in (
+        AT - timedelta(hours=6), AT + timedelta(hours=6), AT + timedelta(days=1))]
+    assert Ingester(seeded).ingest_events(calls).inserted == 3
+    with seeded.connect() as conn:
+        rows, _ = focus_rows(conn, PERIOD)
+    listed = {(r["ChargePeriodStart"].date().isoformat(), str(r["ListUnitPrice"]))
+              for r in rows if r["x_Meter"] == "input_tokens"}
+    # The contracted price (0.15) of all three; the list price of each call's own time.
+    assert listed == {("2026-10-05", "0.2"), ("2026-10-05", "0.3"), ("2026-10-06", "0.3")}

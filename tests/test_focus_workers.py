@@ -5,10 +5,13 @@ sums, counts and rows as one process, on both backends, also inside a close's tr
 from __future__ import annotations
 
 from test_allocation_helpers import BOOKS
+from test_reprice import CLOSE_ON_OCT_1, FIXED_MINI, _add_prices
 
 from spendtrail.allocation.exceptions import assign, group_id
 from spendtrail.close import BLOCKERS, close_period
+from spendtrail.ledger.costs import has_revisions
 from spendtrail.ledger.prices import load_catalog
+from spendtrail.ledger.reprice import reprice
 from spendtrail.periods import parse_period
 from spendtrail.reports import focus_sums
 from spendtrail.reports.focus import FocusOptions, closed_rows, focus_rows
@@ -51,6 +54,22 @@ def test_workers_sum_what_one_process_sums(books):
     assert {key.allocation_status for key in sums} == {
         "allocated", "shared", "quarantined", "reassigned"}
     assert len({key.day for key in sums}) == 2
+    assert split == alone
+
+
+def test_workers_take_the_current_revision_of_a_repriced_month(books, tmp_path):
+    with books.connect() as conn:
+        assert not has_revisions(conn, OCTOBER)  # the workers join each event's only entry
+    _add_prices(books, tmp_path, CLOSE_ON_OCT_1, FIXED_MINI)  # gpt-4o-mini from October 1
+    assert reprice(books, OCTOBER, actor="ana", reason="contract rate").changed
+    with books.connect() as conn:
+        assert has_revisions(conn, OCTOBER)  # now they search for the newest
+        catalog = load_catalog(conn)
+        alone = event_sums(conn, OCTOBER, catalog, workers=1)
+        split = event_sums(conn, OCTOBER, catalog, workers=2, parallel_from=0)
+    assert alone[1].events == IN_OCTOBER  # each event once, at its new price
+    assert any(key.entry_id.startswith("contracted:") and "2026-10-01" in key.entry_id
+               for key in alone[0])
     assert split == alone
 
 

@@ -73,6 +73,13 @@ def is_current(
     return ~sa.exists().where(condition)
 
 
+def has_revisions(conn: sa.Connection, period: Period) -> bool:
+    """Whether any event of `period` was repriced (has a cost entry above revision 1)."""
+    c = cost_entries.c
+    return conn.execute(sa.select(sa.exists().where(
+        c.revision > 1, in_days(cost_entries, period)))).scalar_one()
+
+
 def in_days(entries: sa.FromClause, period: Period) -> sa.ColumnElement[bool]:
     """The cost entries of the events of `period` (by the day they carry)."""
     return sa.and_(entries.c.day >= period.start, entries.c.day < period.end)

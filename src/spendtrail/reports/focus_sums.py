@@ -13,10 +13,10 @@ from __future__ import annotations
 import multiprocessing
 import os
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any, NamedTuple
 
@@ -25,7 +25,7 @@ import sqlalchemy as sa
 
 from spendtrail.errors import SpendtrailError
 from spendtrail.events.model import OWNER_FIELDS, Usage
-from spendtrail.ledger.costs import in_days, is_current
+from spendtrail.ledger.costs import has_revisions, in_days, is_current
 from spendtrail.ledger.db import as_utc, make_engine
 from spendtrail.ledger.schema import cost_entries, events, reallocations, rollups_daily
 from spendtrail.periods import Period
@@ -104,7 +104,8 @@ def event_sums(
     url = _shared_url(conn)
     if len(ranges) < 2 or url is None:
         return _sums(conn, period, catalog)
-    jobs = [(url, _snapshot_id(conn), days, catalog) for days in ranges]
+    snapshot = _snapshot_id(conn)
+    jobs = [(url, snapshot, days, catalog) for days in ranges]
     sums: dict[RowKey, Sum] = {}
     counts = EventCounts()
     context = multiprocessing.get_context("spawn")
@@ -148,9 +149,10 @@ def _shared_url(conn: sa.Connection) -> str | None:
 
 
 def _snapshot_id(conn: sa.Connection) -> str | None:
-    """PostgreSQL: this transaction's snapshot, exported for the workers to read the same
-    ledger. SQLite: None; a worker reads the last commit, which is this transaction's view
-    of the events, since while it holds them open no one else can commit."""
+    """PostgreSQL: a snapshot of this transaction, exported for every worker to read the
+    same ledger. SQLite: None; a worker reads the last commit. In a close that is the events
+    as the close sees them (its writes hold every other writer off); in an export, what the
+    ledger held when the worker began, as with each of the export's own statements."""
     if conn.dialect.name != "postgresql":
         return None
     return conn.exec_driver_sql("SELECT pg_export_snapshot()").scalar_one()
@@ -166,19 +168,18 @@ def _sums_in_worker(job: tuple[str, str | None, Period, Catalog]
                 return _sums(conn, days, catalog)
         with engine.connect().execution_options(isolation_level="REPEATABLE READ") as conn:
             conn.exec_driver_sql(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
-            return _sums(conn, days, catalog)
+            # One snapshot for both statements, so no repricing can come between them.
+            return _sums(conn, days, catalog, repriced=has_revisions(conn, days))
     finally:
         engine.dispose()
 
 
-def _sums(conn: sa.Connection, period: Period, catalog: Catalog
+def _sums(conn: sa.Connection, period: Period, catalog: Catalog, *, repriced: bool = True
           ) -> tuple[dict[RowKey, Sum], EventCounts]:
     entries = {entry.id: entry for entry in catalog.entries}
     counts = EventCounts()
     reader = _Reader(conn.dialect, catalog)
-    # Per statement: Connection.execution_options would stream the caller's later statements.
-    query = _current_costs(period).execution_options(stream_results=True, yield_per=5000)
-    for batch in conn.execute(query).partitions():
+    for batch in _batches(conn, _current_costs(period, repriced=repriced)):
         for row in batch:
             counts.events += 1
             status = row[5]
@@ -203,13 +204,34 @@ def _sums(conn: sa.Connection, period: Period, catalog: Catalog
     return {RowKey._make(key): Sum(*total) for key, total in reader.sums.items()}, counts
 
 
-def _current_costs(period: Period) -> sa.Select:
+def _batches(conn: sa.Connection, query: sa.Select, size: int = 5000) -> Iterator[list[Any]]:
+    """The query's rows, streamed in batches straight from the driver: SQLAlchemy's result
+    rows cost a sixth of the pass, and these columns need none of its conversions (the day
+    and start time are converted by ``_Reader``). PostgreSQL streams through a server-side
+    cursor, in the connection's transaction (and snapshot); SQLite's cursor streams as it
+    is. The query's only parameters are the period's dates, so they are written into it."""
+    sql = str(query.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
+    driver = conn.connection.dbapi_connection
+    cursor = driver.cursor(name="focus_pass") if conn.dialect.name == "postgresql" else (
+        driver.cursor())
+    try:
+        cursor.execute(sql)
+        while rows := cursor.fetchmany(size):
+            yield rows
+    finally:
+        cursor.close()
+
+
+def _current_costs(period: Period, *, repriced: bool = True) -> sa.Select:
     """Each event of the period with its current cost entry (none: an outer-join null), the
     owner columns last. The day and start time come as stored (``_Reader`` converts them
-    when it needs them: a start time only when a contracted price needs its list price)."""
+    when it needs them: a start time only when a contracted price needs its list price).
+    ``repriced=False`` is for a snapshot in which no event of the period has a second
+    revision: its only entry is the current one, and no newer one is searched for."""
     e, c, m = events.c, cost_entries.c, reallocations.c
-    current = sa.and_(c.event_id == e.event_id, in_days(cost_entries, period),
-                      is_current(cost_entries, period))
+    current = sa.and_(c.event_id == e.event_id, in_days(cost_entries, period))
+    if repriced:
+        current = sa.and_(current, is_current(cost_entries, period))
     return (
         sa.select(
             e.event_id, sa.type_coerce(e.day, sa.String), sa.type_coerce(e.started_at, sa.String),
@@ -263,6 +285,7 @@ class _Meter(NamedTuple):
     remainder: bool  # a parent's remainder is billed only when positive
 
 
+_VARIES, _UNKNOWN = object(), object()  # ``_Reader.listed``: no one entry all day; not seen
 BASE_TIER = -1  # the entry's base prices, below every tier threshold
 # parent meter -> its parts (meter, billed on its own line even without a price of its own)
 _PARTS: tuple[tuple[str, tuple[tuple[str, bool], ...]], ...] = (
@@ -321,6 +344,7 @@ class _Reader:
         self.days: dict[Any, date] = {}
         self.meters: dict[tuple[str, int], dict[str, _Meter]] = {}
         self.lists: dict[tuple[str, str, str], tuple[PriceEntry, ...]] = {}
+        self.listed_days: dict[tuple[str, str, str, date], Any] = {}
         self.to_day = events.c.day.type.dialect_impl(dialect).result_processor(dialect, None)
         self.to_time = events.c.started_at.type.dialect_impl(dialect).result_processor(
             dialect, None)
@@ -345,28 +369,43 @@ class _Reader:
                 c for c in self.catalog.candidates(provider, model) if c.kind == "list")
         return found
 
+    def listed(self, entry: PriceEntry, provider: str, model: str, day: date,
+               candidates: tuple[PriceEntry, ...]) -> Any:
+        """The list entry in effect all through ``day`` (None: none is), or ``_VARIES`` when
+        a candidate starts or ends within the day: then each event's start time decides."""
+        key = (entry.id, provider, model, day)
+        found = self.listed_days.get(key, _UNKNOWN)
+        if found is _UNKNOWN:
+            start = datetime.combine(day, time(), UTC)
+            end = start + timedelta(days=1)
+            edges = [edge for c in candidates for edge in (c.effective_from, c.effective_to)
+                     if edge is not None and start < edge < end]
+            found = self.listed_days[key] = _VARIES if edges else next(
+                (c for c in candidates if c.in_effect(start)), None)
+        return found
+
     def add(self, row: Any, entry: PriceEntry) -> None:
         event_id, raw_day, started_at, provider, model = row[:5]
         usage = _usage.decode(row[7])
         breakdown: dict[str, int] = _breakdown.decode(row[8])
         meters, tier = self.tier(entry, usage)
+        day = self.days.get(raw_day)
+        if day is None:
+            day = self.days[raw_day] = raw_day if self.to_day is None else self.to_day(raw_day)
         list_entry: PriceEntry | None = None
         list_meters: dict[str, _Meter] = {}
         if candidates := self.list_entries(entry, provider, model):
-            at = as_utc(started_at if self.to_time is None else self.to_time(started_at))
-            for candidate in candidates:
-                if candidate.in_effect(at):
-                    list_entry = candidate
-                    list_meters = self.tier(candidate, usage)[0]
-                    break
+            list_entry = self.listed(entry, provider, model, day, candidates)
+            if list_entry is _VARIES:
+                at = as_utc(started_at if self.to_time is None else self.to_time(started_at))
+                list_entry = next((c for c in candidates if c.in_effect(at)), None)
+            if list_entry is not None:
+                list_meters = self.tier(list_entry, usage)[0]
         columns = row[_OWNER_AT:]
         found = self.owners.get(columns)
         if found is None:
             found = self.owners[columns] = _owner(columns)
         owner, status, claimed = found
-        day = self.days.get(raw_day)
-        if day is None:
-            day = self.days[raw_day] = raw_day if self.to_day is None else self.to_day(raw_day)
         for meter, cost in breakdown.items():
             billing = meters.get(meter)
             quantity = _billed(billing, usage)
