@@ -224,8 +224,8 @@ def _batches(conn: sa.Connection, query: sa.Select, size: int = 5000) -> Iterato
 
 def _current_costs(period: Period, *, repriced: bool = True) -> sa.Select:
     """Each event of the period with its current cost entry (none: an outer-join null), the
-    owner columns last. The day and start time come as stored (``_Reader`` converts them
-    when it needs them: a start time only when a contracted price needs its list price).
+    owner columns last. The day and start time come as the driver gives them (``_Reader``
+    converts them: a start time only when a list price changes within its day).
     ``repriced=False`` is for a snapshot in which no event of the period has a second
     revision: its only entry is the current one, and no newer one is searched for."""
     e, c, m = events.c, cost_entries.c, reallocations.c
@@ -234,7 +234,7 @@ def _current_costs(period: Period, *, repriced: bool = True) -> sa.Select:
         current = sa.and_(current, is_current(cost_entries, period))
     return (
         sa.select(
-            e.event_id, sa.type_coerce(e.day, sa.String), sa.type_coerce(e.started_at, sa.String),
+            e.event_id, e.day, e.started_at,
             e.provider, sa.func.coalesce(e.model_served, e.model_requested).label("model"),
             c.status, c.price_entry_id, e.usage, c.breakdown,
             *(e[name] for name in OWNER_FIELDS), e.allocation_status, e.allocation_reasons,
