@@ -18,5 +18,6 @@ from the daily rollups and cost entries. Every amount exact, per currency.
 - ``retries.py``: retry inflation: attempts, requests, billable calls.
 - ``focus.py``: the FOCUS export (1.3; 1.2, 1.4) and its metadata; ``focus_columns.py``: the
   columns per version, checked per row; ``focus_allocation.py``: the shared-cost splits it
-  writes as split cost allocation.
+  writes as split cost allocation; ``focus_sums.py``: its pass over the period's events,
+  summed by row key (a large month by one worker process per core).
 """
