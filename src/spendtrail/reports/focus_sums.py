@@ -215,8 +215,10 @@ def _batches(conn: sa.Connection, query: sa.Select, size: int = 5000) -> Iterato
     driver = conn.connection.dbapi_connection
     if conn.dialect.name == "postgresql":
         # Every row is read: plan for all of them, not for the first tenth (the default
-        # for a cursor), which picked a slower join.
+        # for a cursor), which picked a slower join; and give the join's hash table room,
+        # so fewer batches spill to disk (4 MB: 64 batches for a week of 10M a month).
         conn.exec_driver_sql("SET LOCAL cursor_tuple_fraction = 1")
+        conn.exec_driver_sql("SET LOCAL work_mem = '64MB'")
         cursor = driver.cursor(name="focus_pass")
     else:
         cursor = driver.cursor()
