@@ -13,7 +13,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
@@ -236,9 +236,15 @@ def _starts_within_days(catalog: Catalog, period: Period) -> bool:
     (``_Reader.listed``)."""
     start = datetime.combine(period.start, time(), UTC)
     end = datetime.combine(period.end, time(), UTC)
-    return any(start < edge < end and edge.astimezone(UTC).time() != time()
-               for entry in catalog.entries
-               for edge in (entry.effective_from, entry.effective_to) if edge is not None)
+    return any(edge.astimezone(UTC).time() != time()
+               for edge in _edges_within(catalog.entries, start, end))
+
+
+def _edges_within(entries: Iterable[PriceEntry], start: datetime, end: datetime
+                  ) -> list[datetime]:
+    """Where any of ``entries`` starts or ends strictly between ``start`` and ``end``."""
+    return [edge for entry in entries for edge in (entry.effective_from, entry.effective_to)
+            if edge is not None and start < edge < end]
 
 
 def _current_costs(period: Period, *, repriced: bool = True, times: bool = True) -> sa.Select:
@@ -373,12 +379,12 @@ class _Reader:
         self.sums: dict[tuple[Any, ...], list[Any]] = {}
         self.groups: dict[tuple[Any, ...], tuple[int, _Group]] = {}
         self.meters: dict[tuple[str, int], dict[str, _Meter]] = {}
-        self.lists: dict[tuple[str, str, str], tuple[PriceEntry, ...]] = {}
         self.to_day = events.c.day.type.dialect_impl(dialect).result_processor(dialect, None)
         self.to_time = events.c.started_at.type.dialect_impl(dialect).result_processor(
             dialect, None)
 
     def row_keys(self) -> dict[RowKey, Sum]:
+        """The sums under their full row keys (a group's prefix and the meter's fields)."""
         prefixes = [group.prefix for _, group in self.groups.values()]
         return {RowKey(*prefixes[index], *meter_fields): Sum(*total)
                 for (index, *meter_fields), total in self.sums.items()}
@@ -409,21 +415,16 @@ class _Reader:
                      ) -> tuple[PriceEntry, ...]:
         """For a contracted price, the list entries that may price the same provider and
         model (which one: the one in effect at the event's start)."""
-        key = (entry.id, provider, model)
-        found = self.lists.get(key)
-        if found is None:
-            found = self.lists[key] = () if entry.kind == "list" else tuple(
-                c for c in self.catalog.candidates(provider, model) if c.kind == "list")
-        return found
+        if entry.kind == "list":
+            return ()
+        return tuple(c for c in self.catalog.candidates(provider, model) if c.kind == "list")
 
     @staticmethod
     def listed(day: date, candidates: tuple[PriceEntry, ...]) -> Any:
         """The list entry in effect all through ``day`` (None: none is), or ``_VARIES`` when
         a candidate starts or ends within the day: then each event's start time decides."""
         start = datetime.combine(day, time(), UTC)
-        end = start + timedelta(days=1)
-        if any(start < edge < end for c in candidates
-               for edge in (c.effective_from, c.effective_to) if edge is not None):
+        if _edges_within(candidates, start, start + timedelta(days=1)):
             return _VARIES
         return next((c for c in candidates if c.in_effect(start)), None)
 
