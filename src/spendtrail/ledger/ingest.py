@@ -24,14 +24,13 @@ from pathlib import Path
 
 import msgspec
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
 
 from spendtrail.events.model import INTERRUPTED, EventError, UsageEvent, decode_event
 from spendtrail.journal.intents import decode_intent, is_intent
 from spendtrail.journal.reader import Chunk, JournalLine, event_files, file_chunks, read_lines
 from spendtrail.journal.spool import mark_ingested, recover_orphans, sealed_files
 from spendtrail.ledger.costs import UNPRICED_STATUSES, cost_of, rollup_measures
-from spendtrail.ledger.db import LedgerError
+from spendtrail.ledger.db import LedgerError, copy_rows
 from spendtrail.ledger.intents import hold_intents, late_completions, resolve_intents
 from spendtrail.ledger.partitions import (
     create_months,
@@ -452,11 +451,11 @@ class PostgresWriter:
             with db.transaction(), db.cursor() as cursor:
                 try:
                     with db.transaction():
-                        _copy(cursor, "events", EVENT_COLUMNS, (r.event_row for r in rows))
+                        copy_rows(cursor, events, EVENT_COLUMNS, (r.event_row for r in rows))
                     new = rows
                 except psycopg.errors.UniqueViolation:
                     new = self._insert_new(cursor, rows)
-                _copy(cursor, "cost_entries", COST_COLUMNS, (r.cost_row for r in new))
+                copy_rows(cursor, cost_entries, COST_COLUMNS, (r.cost_row for r in new))
                 cursor.executemany(ROLLUP_UPSERT.replace("{p}", "%s"), rollups(new))
                 cursor.executemany(PRICES_USED_INSERT.replace("{p}", "%s"), prices_used(new))
             return {row.event_id for row in new}
@@ -471,32 +470,13 @@ class PostgresWriter:
         cursor.execute(
             "CREATE TEMP TABLE IF NOT EXISTS staging_events "
             "(LIKE events INCLUDING DEFAULTS) ON COMMIT DELETE ROWS")
-        _copy(cursor, "staging_events", EVENT_COLUMNS, (r.event_row for r in rows))
+        copy_rows(cursor, events, EVENT_COLUMNS, (r.event_row for r in rows),
+                  into="staging_events")
         cursor.execute(
             f"INSERT INTO events ({columns}) SELECT {columns} FROM staging_events "
             "ON CONFLICT (event_id, day) DO NOTHING RETURNING event_id")
         inserted = {r[0] for r in cursor.fetchall()}
         return [row for row in rows if row.event_id in inserted]
-
-
-def _copy(cursor, table: str, columns: tuple[str, ...], rows: Iterable[tuple]) -> None:
-    """COPY in the binary format: psycopg writes each value in C and the server parses no
-    text (50,000 events: 0.43 s of client CPU as text, 0.10 s binary)."""
-    with cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)") as copy:
-        copy.set_types(_COPY_TYPES[columns])
-        for row in rows:
-            copy.write_row(row)
-
-
-def _type_names(table: sa.Table, columns: tuple[str, ...]) -> list[str]:
-    """PostgreSQL's names for the columns' types, as a binary COPY needs them (no lengths)."""
-    dialect = postgresql.dialect()
-    return [table.c[name].type.compile(dialect=dialect).split("(")[0].lower()
-            for name in columns]
-
-
-_COPY_TYPES = {EVENT_COLUMNS: _type_names(events, EVENT_COLUMNS),
-               COST_COLUMNS: _type_names(cost_entries, COST_COLUMNS)}
 
 
 def insert_sql(table: str, columns: tuple[str, ...], placeholder: str) -> str:

@@ -26,6 +26,7 @@ import sqlalchemy as sa
 from spendtrail.bills import BillFileError, BillLine, BillRowError, choose_format, read_bill
 from spendtrail.errors import SpendtrailError
 from spendtrail.ledger.audit import record_change
+from spendtrail.ledger.db import copy_rows
 from spendtrail.ledger.schema import BILL_METERS, bill_import_errors, bill_imports, bill_lines
 from spendtrail.money import MoneyError, to_pico
 
@@ -267,12 +268,9 @@ class _SqliteLines:
 class _PostgresLines:
     def __init__(self, conn: sa.Connection) -> None:
         self._cursor = conn.connection.driver_connection.cursor()
-        self._sql = f"COPY bill_lines ({', '.join(LINE_COLUMNS)}) FROM STDIN"
 
     def lines(self, rows: list[tuple]) -> None:
-        with self._cursor.copy(self._sql) as copy:
-            for row in rows:
-                copy.write_row(row)
+        copy_rows(self._cursor, bill_lines, LINE_COLUMNS, rows)
 
 
 def _writer(conn: sa.Connection) -> _SqliteLines | _PostgresLines:
