@@ -302,13 +302,8 @@ def build_statement(
             "provider", "business_unit", "cost_center", "budget_owner")
     report = cost_report(conn, period, dims)
     pools = _pools(entries, report.rows)
-
-    owners: dict[str, OwnerStatement] = {}
-
-    def statement_of(name: str) -> OwnerStatement:
-        if name not in owners:
-            owners[name] = _owner(name, registry)
-        return owners[name]
+    owners = {name: _owner(name, registry)
+              for name in sorted(_owner_names(entries, report.rows, pools))}
 
     pool_cost: Money = defaultdict(int)
     unpriced: dict[str, int] = defaultdict(int)
@@ -322,7 +317,7 @@ def build_statement(
             for currency, pico in row.cost_pico.items():
                 pool_cost[currency] += pico
             continue
-        target = statement_of(key["application"])
+        target = owners[key["application"]]
         target.events += row.events
         target.unpriced_events += row.unpriced_events
         target.input_tokens += row.input_tokens
@@ -343,7 +338,7 @@ def build_statement(
     for entry in entries.entries:
         if not entry.charged or not entry.currency:
             continue
-        target = statement_of(entry.application)
+        target = owners[entry.application]
         kind = entry.adjusts_kind if entry.kind == "adjustment" else entry.kind
         if entry.kind == "adjustment":
             target.adjustments[entry.currency] += entry.amount_pico
@@ -357,10 +352,10 @@ def build_statement(
             target.true_ups.append(entry)
     for charge in shared.charges:
         for child in charge.children:
-            statement_of(child.recipient).received.append(
+            owners[child.recipient].received.append(
                 Received(charge, child.amount_pico, child.ratio))
 
-    selected = [owners[name] for name in sorted(owners) if scope.covers(owners[name])]
+    selected = [owner for owner in owners.values() if scope.covers(owner)]
     names = {o.owner for o in selected}
     _attach_budgets(conn, selected, period, generated_at or datetime.now(UTC))
     if scope.is_company:
@@ -402,19 +397,24 @@ def build_statement(
 
 def statement_owners(conn: sa.Connection, period: Period) -> list[OwnerStatement]:
     """The owners (applications, with their registry owners) the period's company statement
-    has a line for, as ``build_statement`` finds them: usage outside the quarantine and the
-    shared pools, a charge of the allocation, a share of a pool. Read from the rollups and
-    the entries only: nothing is built or rendered, so listing statements stays cheap."""
+    has a line for (``_owner_names``, as ``build_statement`` finds them). Read from the
+    rollups and the entries only: nothing is built or rendered, so listing stays cheap."""
     registry = registry_at_end(conn, period)
     entries = period_entries(conn, period)
     rows = cost_report(conn, period, ("application", "allocation_status")).rows
-    pools = _pools(entries, rows)
+    names = _owner_names(entries, rows, _pools(entries, rows))
+    return [_owner(name, registry) for name in sorted(names)]
+
+
+def _owner_names(entries: PeriodEntries, rows: Iterable[CostRow], pools: set[str]) -> set[str]:
+    """The applications with a line in the company statement: usage outside the quarantine
+    and the shared pools, a charge of the allocation, a share of a pool."""
     names = {row.key["application"] for row in rows
              if row.key["allocation_status"] != "quarantined"
              and row.key["application"] not in pools}
     names |= {e.application for e in entries.entries if e.charged and e.currency}
     names |= {child.recipient for charge in entries.shared.charges for child in charge.children}
-    return [_owner(name, registry) for name in sorted(names)]
+    return names
 
 
 def _pools(entries: PeriodEntries, rows: Iterable[CostRow]) -> set[str]:
