@@ -3,7 +3,7 @@ repricing, the audit log. Persistence of lower layers' values belongs here; the 
 (``pricing``, ``registry``, ``bills``) never import it.
 
 - ``schema.py``: the tables; ``migrations/`` creates them (checked to match).
-- ``db.py``: opening the ledger per backend, forward-only migrations.
+- ``db.py``: opening the ledger per backend, forward-only migrations, binary COPY into PostgreSQL.
 - ``url.py``: a ledger URL with its password hidden, for messages.
 - ``ingest.py``: journal lines to validated, priced rows, idempotent on event id.
 - ``intents.py``: the orphan rule: an intent never completed becomes an ``interrupted`` event.
