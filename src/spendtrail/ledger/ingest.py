@@ -14,9 +14,11 @@ again in the rollups that kept it (``ledger/retention.py``).
 
 from __future__ import annotations
 
+import gc
 import json
 import multiprocessing
 from collections.abc import Callable, Collection, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from datetime import UTC, date, datetime
 from itertools import islice
@@ -98,6 +100,19 @@ class _Prepared:
     rollup_values: tuple
 
 
+@contextmanager
+def _few_collections() -> Iterator[None]:
+    """Ingest allocates ~10 containers an event and frees them by reference counting (no
+    cycles), yet at the default threshold of 700 the young generation was collected ~8 times
+    per 1,000 events, for nothing: 13 % of the ingest's CPU. About once a batch instead."""
+    previous = gc.get_threshold()
+    gc.set_threshold(max(previous[0], 100_000), *previous[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*previous)
+
+
 class Ingester:
     """Loads the registry history and price catalog once, then ingests any number of batches."""
 
@@ -168,6 +183,7 @@ class Ingester:
             spool=spool, files=files)
         report.interrupted += interrupted
 
+    @_few_collections()
     def ingest_lines(
         self, lines: Iterable[JournalLine], on_progress: Callable[[int], None] | None = None
     ) -> IngestReport:
@@ -210,6 +226,7 @@ class Ingester:
             hold_intents(self.engine, intents.values())
         return report
 
+    @_few_collections()
     def ingest_events(self, items: Iterable[UsageEvent]) -> IngestReport:
         report = IngestReport()
         for batch in _batched(items, self.batch_size):
