@@ -54,7 +54,6 @@ events = sa.Table(
     sa.Column("ingested_at", Timestamp, nullable=False),
     sa.Column("service_tier", sa.String(50)),  # as billed; NULL: the standard tier
     sa.Index("ix_events_day", "day"),
-    sa.Index("ix_events_request_id", "request_id"),
     sa.Index("ix_events_provider_request_id", "provider_request_id"),
     # The drill to events: one owner's events of a period, newest first (event_list.py
     # compares these columns themselves, not coalesced, and bounds started_at).
