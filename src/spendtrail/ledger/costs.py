@@ -3,8 +3,6 @@ both ingest (first cost entry) and repricing (later revisions) apply."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import msgspec
 import sqlalchemy as sa
 
@@ -18,9 +16,9 @@ COST_NO_USAGE = "no_usage"  # nothing was metered, so nothing can cost anything
 UNPRICED_STATUSES = (COST_UNPRICED, INCOMPLETE)  # counted in the rollups' unpriced_events
 
 
-@dataclass(frozen=True, slots=True)
-class Cost:
-    """One event's cost, as a cost entry stores it (amount None when unpriced)."""
+class Cost(msgspec.Struct, frozen=True):
+    """One event's cost, as a cost entry stores it (amount None when unpriced). A frozen
+    Struct, built in C: one for every event ingested or repriced."""
 
     status: str
     price_entry_id: str | None

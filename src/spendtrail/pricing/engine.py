@@ -31,8 +31,9 @@ fractional, and the only rounding anywhere (half-even, to a pico-unit) is flagge
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal
+
+import msgspec
 
 from spendtrail.events.model import METERS, Usage
 from spendtrail.money import from_pico
@@ -42,9 +43,9 @@ PRICED = "priced"
 INCOMPLETE = "incomplete"
 
 
-@dataclass(frozen=True, slots=True)
-class CostBreakdown:
-    """Exact integer pico-units (what the ledger stores), with Decimal views for people."""
+class CostBreakdown(msgspec.Struct, frozen=True):
+    """Exact integer pico-units (what the ledger stores), with Decimal views for people.
+    A frozen Struct rather than a frozen dataclass: built in C, for every event priced."""
 
     status: str  # priced | incomplete
     currency: str
@@ -61,9 +62,23 @@ class CostBreakdown:
         return {meter: from_pico(pico) for meter, pico in self.per_meter_pico.items()}
 
 
-# A part of a meter: (meter, count, flag when it has no price of its own, its own parts).
-# A part without a flag stays in its parent when unpriced, as the provider bills it.
-_Part = tuple[str, int, str | None, tuple]
+# A part of a meter: (meter, flag when it has no price of its own, its own parts). A part
+# without a flag stays in its parent when unpriced, as the provider bills it.
+_Part = tuple[str, str | None, tuple]
+_INPUT_PARTS: tuple[_Part, ...] = (
+    ("cached_input_tokens", "cache_read_price_missing", ()),
+    ("cache_write_tokens", "cache_write_price_missing", (
+        ("cache_write_1h_tokens", "cache_write_1h_price_missing", ()),
+    )),
+    ("input_audio_tokens", "input_audio_price_missing", ()),
+    ("input_image_tokens", "input_image_price_missing", ()),
+)
+_OUTPUT_PARTS: tuple[_Part, ...] = (
+    ("reasoning_tokens", None, ()),
+    ("output_audio_tokens", "output_audio_price_missing", ()),
+    ("output_image_tokens", "output_image_price_missing", ()),
+)
+_METER_ORDER = {meter: i for i, meter in enumerate(METERS)}
 
 
 def price_usage(usage: Usage, entry: PriceEntry, *, service_tier: str | None = None) -> (
@@ -76,26 +91,10 @@ def price_usage(usage: Usage, entry: PriceEntry, *, service_tier: str | None = N
     flags: list[str] = []
     if service_tier is not None and entry.service_tier != service_tier:
         flags.append(f"service_tier_price_missing:{service_tier}")
-    _bill(
-        prices, costs, flags, "input_tokens", usage.input_tokens, prices.get("input_tokens"),
-        (
-            ("cached_input_tokens", usage.cached_input_tokens, "cache_read_price_missing", ()),
-            ("cache_write_tokens", usage.cache_write_tokens, "cache_write_price_missing", (
-                ("cache_write_1h_tokens", usage.cache_write_1h_tokens,
-                 "cache_write_1h_price_missing", ()),
-            )),
-            ("input_audio_tokens", usage.input_audio_tokens, "input_audio_price_missing", ()),
-            ("input_image_tokens", usage.input_image_tokens, "input_image_price_missing", ()),
-        ),
-    )
-    _bill(
-        prices, costs, flags, "output_tokens", usage.output_tokens, prices.get("output_tokens"),
-        (
-            ("reasoning_tokens", usage.reasoning_tokens, None, ()),
-            ("output_audio_tokens", usage.output_audio_tokens, "output_audio_price_missing", ()),
-            ("output_image_tokens", usage.output_image_tokens, "output_image_price_missing", ()),
-        ),
-    )
+    _bill(usage, prices, costs, flags, "input_tokens", usage.input_tokens,
+          prices.get("input_tokens"), _INPUT_PARTS)
+    _bill(usage, prices, costs, flags, "output_tokens", usage.output_tokens,
+          prices.get("output_tokens"), _OUTPUT_PARTS)
     if usage.input_characters:
         if (price := prices.get("input_characters")) is None:
             flags.append("no_price:input_characters")
@@ -119,17 +118,18 @@ def price_usage(usage: Usage, entry: PriceEntry, *, service_tier: str | None = N
                 flags.append("rounded_to_pico:seconds")
             costs["seconds"] = int(rounded)
 
-    incomplete = any(f.startswith(("no_price:", "parts_exceed:")) for f in flags)
+    incomplete = flags and any(f.startswith(("no_price:", "parts_exceed:")) for f in flags)
     return CostBreakdown(
         status=INCOMPLETE if incomplete else PRICED,
         currency=entry.currency,
         total_pico=sum(costs.values()),
-        per_meter_pico={meter: costs[meter] for meter in METERS if meter in costs},
+        per_meter_pico=dict(sorted(costs.items(), key=lambda item: _METER_ORDER[item[0]])),
         flags=tuple(flags),
     )
 
 
 def _bill(
+    usage: Usage,
     prices: dict[str, int],
     costs: dict[str, int],
     flags: list[str],
@@ -140,7 +140,8 @@ def _bill(
 ) -> None:
     """Bill `count` of `meter` at `price`: its parts at their own price, the rest at `price`."""
     rest = count
-    for part, part_count, missing_flag, subparts in parts:
+    for part, missing_flag, subparts in parts:
+        part_count = getattr(usage, part)
         if not part_count:
             continue
         own = prices.get(part)
@@ -153,7 +154,7 @@ def _bill(
                 continue
             own = price
             flags.append(missing_flag)
-        _bill(prices, costs, flags, part, part_count, own, subparts)
+        _bill(usage, prices, costs, flags, part, part_count, own, subparts)
         rest -= part_count
     if rest < 0:
         flags.append(f"parts_exceed:{meter}")
