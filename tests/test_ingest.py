@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import threading
 from decimal import Decimal
 
@@ -78,6 +79,18 @@ def test_duplicate_ids_inside_one_batch_count_once(seeded):
     report = Ingester(seeded).ingest_events([one, one, event()])
     assert (report.inserted, report.duplicates) == (2, 1)
     assert totals(seeded)[0] == 2
+
+
+def test_ingest_gives_the_collector_its_thresholds_back(seeded, tmp_path):
+    """Ingest collects young objects less often while it runs; the process it runs in (a
+    gateway, the CLI) gets its own setting back."""
+    before = gc.get_threshold()
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(encode_event(event()) + b"\n")
+    seen = []
+    Ingester(seeded).ingest_paths([path], on_progress=lambda _: seen.append(gc.get_threshold()))
+    assert seen and seen[0][0] >= 100_000
+    assert gc.get_threshold() == before
 
 
 def test_bad_lines_are_rejected_with_file_and_line_and_the_rest_ingest(seeded, tmp_path):
