@@ -12,8 +12,8 @@ branch_labels = None
 depends_on = None
 
 # Nothing looks an event up by its request id: the retries report, its one reader, takes
-# each request's last attempt with a window over the period. The index cost the ingest about
-# a tenth of PostgreSQL's CPU (docs/benchmarks.md, "Ingest").
+# each request's last attempt with a window over the period. Every ingested event paid an
+# insert into the index (docs/benchmarks.md, "Ingest").
 
 
 def upgrade() -> None:
