@@ -198,6 +198,8 @@ class UpstreamDouble:
             return _error(status, "scripted", f"scripted HTTP {status}", headers)
         if fault == "echo_key_header":
             headers["X-Debug-Upstream-Key"] = self.api_key
+        if fault == "set_cookie":  # as a CDN in front of a provider does
+            headers["Set-Cookie"] = "__cf_bm=caller-one; Path=/; HttpOnly"
         if fault in ("latin1_header", "truncated"):
             return await _raw_answer(request, fault, _chat({"model": model or "gpt-4o-mini"}))
         if fault == "echo_key_body":

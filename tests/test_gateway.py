@@ -190,6 +190,21 @@ def test_chat_completion_is_forwarded_and_recorded(gw, keys, upstream):
     assert sent.json() == CHAT
 
 
+def test_a_cookie_the_provider_sets_reaches_no_caller(start_gateway, keys, upstream):
+    """One upstream session serves every caller: a cookie set on one call must not ride on
+    the next (aiohttp's default jar keeps cookies of named hosts, so the upstream is
+    reached as localhost here, not 127.0.0.1)."""
+    gw = start_gateway(upstream_url=upstream.url.replace("127.0.0.1", "localhost"))
+    upstream.script("gpt-4o-mini", ["set_cookie"])
+    first = gw.client(keys["prod"]).chat.completions.with_raw_response.create(**CHAT)
+    assert upstream.last("/v1/chat/completions").fault == "set_cookie"
+    assert "set-cookie" not in first.headers
+    gw.client(keys["prod"]).chat.completions.create(**CHAT)
+    second = upstream.last("/v1/chat/completions")
+    assert second.fault is None
+    assert "Cookie" not in second.headers
+
+
 def test_stream_without_include_usage_strips_the_usage_chunk(gw, keys, upstream):
     stream = gw.client(keys["prod"]).chat.completions.create(**CHAT, stream=True)
     chunks = list(stream)

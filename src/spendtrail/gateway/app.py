@@ -90,6 +90,9 @@ async def _lifecycle(app: web.Application):
                                       sock_read=config.read_timeout),
         auto_decompress=True,
         skip_auto_headers=("User-Agent",),
+        # One session carries every caller's calls: a cookie the provider sets for one
+        # (a CDN's, say) must not ride along on the next caller's call.
+        cookie_jar=aiohttp.DummyCookieJar(),
     )
     task = asyncio.create_task(_background(app, engine))
     published = asyncio.create_task(_publish_metrics(proxy)) if config.metrics_dir else None
