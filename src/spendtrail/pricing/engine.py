@@ -78,7 +78,6 @@ _OUTPUT_PARTS: tuple[_Part, ...] = (
     ("output_audio_tokens", "output_audio_price_missing", ()),
     ("output_image_tokens", "output_image_price_missing", ()),
 )
-_METER_ORDER = {meter: i for i, meter in enumerate(METERS)}
 
 
 def price_usage(usage: Usage, entry: PriceEntry, *, service_tier: str | None = None) -> (
@@ -123,7 +122,7 @@ def price_usage(usage: Usage, entry: PriceEntry, *, service_tier: str | None = N
         status=INCOMPLETE if incomplete else PRICED,
         currency=entry.currency,
         total_pico=sum(costs.values()),
-        per_meter_pico=dict(sorted(costs.items(), key=lambda item: _METER_ORDER[item[0]])),
+        per_meter_pico={meter: costs[meter] for meter in METERS if meter in costs},
         flags=tuple(flags),
     )
 
