@@ -12,7 +12,8 @@ Every server is its own process, and so is each load generator, so nothing measu
   holding the example registry and prices, called with a key from `spendtrail keys create`;
   every call is journaled. `gateway 2 workers` is the default gateway with `--workers 2` (its
   ingester a process beside the workers), `gateway asyncio` the default one on asyncio's event
-  loop instead of uvloop (`--loop asyncio`). The rest differ in when the journal reaches the
+  loop instead of uvloop (`--loop asyncio`), `gateway 2 workers no polling` the two workers
+  with `--busy-poll 0` (their event loops sleep as soon as they wait). The rest differ in when the journal reaches the
   ledger: `gateway` is one worker (`--workers 1`; every row but `gateway 2 workers` is)
   whose follow-mode ingester runs as a thread inside it, during the measurement,
   `gateway + follow` runs `--no-ingest` with `spendtrail ingest --follow` as a
@@ -74,6 +75,8 @@ GATEWAYS = (
     ("gateway", "spool", "--ingest", False, False, ()),  # ingester in-process
     ("gateway 2 workers", "spool-workers", "--ingest", False, False, ("--workers", "2")),
     ("gateway asyncio", "spool-asyncio", "--ingest", False, False, ("--loop", "asyncio")),
+    ("gateway 2 workers no polling", "spool-no-polling", "--ingest", False, False,
+     ("--workers", "2", "--busy-poll", "0")),
     ("gateway + follow", "spool-follow", "--no-ingest", True, False, ()),  # ingester beside it
     ("gateway journal-only", "spool-journal", "--no-ingest", False, False, ()),  # ingested after
     ("gateway routed", "spool-routed", "--no-ingest", False, True, ()),  # journal-only, routed

@@ -19,6 +19,7 @@ from spendtrail.cli.common import actor, console, err_console, fail, ledger, set
 from spendtrail.errors import SpendtrailError
 from spendtrail.gateway.budget import DEFAULT_OUTPUT_TOKENS  # named in the options' help
 from spendtrail.gateway.config import PROFILES  # named in --profile's help
+from spendtrail.gateway.polling import DEFAULT_WINDOW_US  # the default of --busy-poll
 
 if TYPE_CHECKING:
     from spendtrail.budgets import BudgetGuard, Counters
@@ -200,8 +201,15 @@ def gateway(
     loop: Annotated[
         str, typer.Option(envvar="SPENDTRAIL_GATEWAY_LOOP",
                           help="Event loop: uvloop (pip install 'spendtrail[uvloop]'), asyncio, "
-                          "or auto (uvloop when installed).")
+                          "or auto (asyncio's with --busy-poll, else uvloop when installed).")
     ] = "auto",
+    busy_poll: Annotated[
+        int, typer.Option(min=0, envvar="SPENDTRAIL_GATEWAY_BUSY_POLL",
+                          help="Microseconds the event loop looks for work before it sleeps, "
+                          "while its waits are that short (0: never; not on uvloop). Less "
+                          "latency a call on virtual machines, at up to that much CPU a "
+                          "wait.")
+    ] = DEFAULT_WINDOW_US,
     workers: Annotated[
         int | None, typer.Option(min=1, envvar="SPENDTRAIL_GATEWAY_WORKERS",
                                  help="Worker processes on the port, each an event loop of "
@@ -263,6 +271,7 @@ def gateway(
             import uvloop  # noqa: F401  (checked before the port is taken)
         except ImportError:
             fail("--loop uvloop needs the uvloop package: pip install 'spendtrail[uvloop]'")
+    polling = 0.0 if loop == "uvloop" else busy_poll / 1e6
     count = workers or default_workers()
     try:  # first, so a busy port is the only thing a second gateway does
         sockets = listen_shared(host, port, count) if count > 1 else [listen(host, port)]
@@ -319,7 +328,8 @@ def gateway(
     # the server runs is a plain interrupt.
     if count == 1:
         with contextlib.suppress(KeyboardInterrupt):
-            run(serve(config(guard, ingest), sock=sockets[0], stop_on_signals=True), loop)
+            run(serve(config(guard, ingest), sock=sockets[0], stop_on_signals=True), loop,
+                polling)
         return
     ledger().dispose()  # no connection crosses a fork: each worker opens its own
     metrics_dir = shared_metrics_dir(s.spool, bound)
@@ -328,7 +338,7 @@ def gateway(
         ledger().dispose(close=False)
         with contextlib.suppress(KeyboardInterrupt):
             run(serve(config(None, False, metrics_dir), sock=sock, stop_on_signals=True),
-                loop)
+                loop, polling)
 
     host_ingester = functools.partial(ingest_journal, config(guard, True)) if ingest else None
     raise typer.Exit(supervise(sockets, worker, host_ingester))

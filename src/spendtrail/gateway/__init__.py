@@ -15,6 +15,7 @@ the in-process hook shares.
 - ``errors.py``: errors in the OpenAI shape.
 - ``metrics.py``: counters in the Prometheus text format.
 - ``app.py``: the aiohttp application; loaded on first use (aiohttp is heavy).
+- ``polling.py``: the event loop's selector, polling briefly before it sleeps.
 - ``workers.py``: ``--workers N``: one socket per worker on one port, a supervising parent
   that restarts workers and runs the host's one ingester.
 """

@@ -20,6 +20,7 @@ import socket
 import threading
 import time
 from collections.abc import Coroutine
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ from aiohttp.http_exceptions import LineTooLong
 from spendtrail.gateway.config import GatewayConfig
 from spendtrail.gateway.errors import error_body, error_response
 from spendtrail.gateway.metrics import Metrics
+from spendtrail.gateway.polling import BusyPollSelector
 from spendtrail.gateway.proxy import Proxy
 from spendtrail.gateway.state import load_snapshot, refresh_snapshot
 from spendtrail.journal.backend import open_journal
@@ -269,10 +271,12 @@ async def _not_found(request: web.Request) -> web.Response:
 LOOPS = ("auto", "asyncio", "uvloop")
 
 
-def run(main: Coroutine[Any, Any, None], loop: str = "auto") -> None:
-    """Run `main` on uvloop when it is installed (fewer instructions a call, see
-    docs/benchmarks.md), unless ``loop="asyncio"``; else on asyncio's own event loop."""
-    if loop != "asyncio":
+def run(main: Coroutine[Any, Any, None], loop: str = "auto", busy_poll: float = 0.0) -> None:
+    """Run `main` on asyncio's event loop, polling for up to `busy_poll` seconds before it
+    sleeps (``polling.py``); on uvloop instead (fewer instructions a call, see
+    docs/benchmarks.md, but no polling) with ``loop="uvloop"``, or with ``loop="auto"``
+    when it is installed and `busy_poll` is 0."""
+    if loop == "uvloop" or (loop == "auto" and not busy_poll):
         try:
             import uvloop  # optional: pip install 'spendtrail[uvloop]'
         except ImportError:
@@ -280,7 +284,12 @@ def run(main: Coroutine[Any, Any, None], loop: str = "auto") -> None:
         else:
             uvloop.run(main)
             return
-    asyncio.run(main)
+    if not busy_poll:
+        asyncio.run(main)
+        return
+    polling = partial(asyncio.SelectorEventLoop, BusyPollSelector(busy_poll))
+    with asyncio.Runner(loop_factory=polling) as runner:
+        runner.run(main)
 
 
 def listen(host: str, port: int) -> socket.socket:
