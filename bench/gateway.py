@@ -11,11 +11,11 @@ Every server is its own process, and so is each load generator, so nothing measu
 - real `spendtrail gateway` processes on one fresh SQLite ledger (`--gateways` picks them)
   holding the example registry and prices, called with a key from `spendtrail keys create`;
   every call is journaled. `gateway 2 workers` is the default gateway with `--workers 2` (its
-  ingester a process beside the workers), `gateway asyncio` the default one on asyncio's event
-  loop instead of uvloop (`--loop asyncio`), `gateway 2 workers no polling` the two workers
-  with `--busy-poll 0` (their event loops sleep as soon as they wait). The rest differ in when the journal reaches the
-  ledger: `gateway` is one worker (`--workers 1`; every row but `gateway 2 workers` is)
-  whose follow-mode ingester runs as a thread inside it, during the measurement,
+  ingester a process beside the workers), `gateway 2 workers no polling` the same with
+  `--busy-poll 0` (its event loops sleep as soon as they wait), `gateway asyncio` the
+  default one on asyncio's event loop instead of uvloop (`--loop asyncio`). Every other row
+  is one worker (`--workers 1`), and they differ in when the journal reaches the ledger:
+  `gateway`'s follow-mode ingester runs as a thread inside it, during the measurement,
   `gateway + follow` runs `--no-ingest` with `spendtrail ingest --follow` as a
   separate process (also during the measurement), `gateway journal-only` runs `--no-ingest`
   and its spool is ingested after the run; `gateway routed` is `journal-only` started with
