@@ -12,6 +12,7 @@ the in-process hook shares.
 - ``budget.py``: where budget enforcement plugs into the request path.
 - ``state.py``: keys, registry and prices loaded into memory, reloaded on change.
 - ``proxy.py``: one call forwarded and recorded as exactly one event.
+- ``client.py``: the HTTP/1.1 client calls go to providers with.
 - ``errors.py``: errors in the OpenAI shape.
 - ``metrics.py``: counters in the Prometheus text format.
 - ``app.py``: the aiohttp application; loaded on first use (aiohttp is heavy).

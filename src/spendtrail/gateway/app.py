@@ -24,10 +24,10 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 from aiohttp import web
 from aiohttp.http_exceptions import LineTooLong
 
+from spendtrail.gateway.client import UpstreamClient
 from spendtrail.gateway.config import GatewayConfig
 from spendtrail.gateway.errors import error_body, error_response
 from spendtrail.gateway.metrics import Metrics
@@ -86,16 +86,8 @@ async def _lifecycle(app: web.Application):
     proxy = app[PROXY]
     config = proxy.config
     engine = make_engine(config.ledger_url)
-    proxy.session = aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
-        timeout=aiohttp.ClientTimeout(total=None, sock_connect=config.connect_timeout,
-                                      sock_read=config.read_timeout),
-        auto_decompress=True,
-        skip_auto_headers=("User-Agent",),
-        # One session carries every caller's calls: a cookie the provider sets for one
-        # (a CDN's, say) must not ride along on the next caller's call.
-        cookie_jar=aiohttp.DummyCookieJar(),
-    )
+    proxy.client = UpstreamClient(connect_timeout=config.connect_timeout,
+                                  read_timeout=config.read_timeout)
     task = asyncio.create_task(_background(app, engine))
     published = asyncio.create_task(_publish_metrics(proxy)) if config.metrics_dir else None
     stop_ingest = threading.Event()
@@ -111,7 +103,7 @@ async def _lifecycle(app: web.Application):
                 await running
     if config.metrics_dir:  # the last counts, calls drained during the stop included
         proxy.metrics.dump(config.metrics_dir)
-    await proxy.session.close()
+    proxy.client.close()
     proxy.spool.close()
     if config.ingest:
         stop_ingest.set()  # one last round ingests the file just sealed

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import aiohttp
 import msgspec
 from aiohttp import web
 from multidict import CIMultiDict
@@ -32,6 +31,13 @@ from spendtrail.events.usage import (
     provider_request_id,
 )
 from spendtrail.gateway.budget import Outgoing
+from spendtrail.gateway.client import (
+    Malformed,
+    Unreachable,
+    UpstreamClient,
+    UpstreamError,
+    UpstreamResponse,
+)
 from spendtrail.gateway.config import GatewayConfig
 from spendtrail.gateway.errors import error_body, error_response, sse_error
 from spendtrail.gateway.headers import check_headers
@@ -102,7 +108,7 @@ class Proxy:
         self.linker = RetryLinker()
         self.snapshot: Snapshot | None = None
         self.in_flight: set[asyncio.Task] = set()  # requests being handled, for the drain
-        self.session: aiohttp.ClientSession | None = None
+        self.client: UpstreamClient | None = None  # made on the event loop (app.py)
         self.routes = config.routes
 
     # -- entry ----------------------------------------------------------------------------
@@ -204,26 +210,26 @@ class Proxy:
         self._intend(call)
         sent = time.monotonic()
         try:
-            upstream = await self.session.request(
+            upstream = await self.client.request(
                 request.method,
-                route.url + request.raw_path[3:],  # raw_path starts with /v1
-                data=body or None,
-                headers=self._upstream_headers(request, route),
-                allow_redirects=False,
+                route.url,
+                request.raw_path[3:],  # raw_path starts with /v1
+                self._upstream_headers(request, route),
+                body or None,
             )
         except TimeoutError:
             return self._failed(call, ours, 504, "upstream_timeout",
                                 "the provider did not answer in time")
-        except aiohttp.ClientConnectorError:
+        except Unreachable:
             return self._failed(call, ours, 502, "upstream_unreachable",
                                 "cannot connect to the provider")
-        except aiohttp.ClientError as exc:
-            return self._failed(call, ours, 502, "upstream_connection_failed",
-                                f"connection to the provider failed ({type(exc).__name__})")
+        except UpstreamError as exc:
+            return self._failed(call, ours, 502, *_failure(exc, "connection to the provider "
+                                                            "failed"))
         self.metrics.observe_latency(time.monotonic() - sent)
         found_id = provider_request_id(upstream.headers)
         call.provider_request_id = found_id and found_id.replace(route.key, PLACEHOLDER)
-        if streaming and call.provider_request_id and not upstream.content.is_eof():
+        if streaming and call.provider_request_id and not upstream.complete:
             # A stream may be in flight for long; one that has all arrived is journaled
             # before the gateway next waits for anything.
             self._intend(call)
@@ -276,7 +282,7 @@ class Proxy:
     # -- complete responses --------------------------------------------------------------
 
     async def _complete(
-        self, upstream: aiohttp.ClientResponse, call: Call, ours: dict[str, str]
+        self, upstream: UpstreamResponse, call: Call, ours: dict[str, str]
     ) -> web.Response:
         try:
             data = await _read_limited(upstream, self.config.max_response_bytes)
@@ -287,9 +293,9 @@ class Proxy:
         except TimeoutError:
             return self._failed(call, ours, 504, "upstream_timeout",
                                 "the provider stopped sending its response")
-        except aiohttp.ClientError as exc:
-            return self._failed(call, ours, 502, "upstream_connection_failed",
-                                f"the provider's response was cut off ({type(exc).__name__})")
+        except UpstreamError as exc:
+            return self._failed(call, ours, 502, *_failure(exc, "the provider's response was "
+                                                            "cut off"))
         status = upstream.status
         facts = ResponseFacts()
         if status >= 400:
@@ -320,7 +326,7 @@ class Proxy:
     async def _relay(
         self,
         request: web.Request,
-        upstream: aiohttp.ClientResponse,
+        upstream: UpstreamResponse,
         call: Call,
         ours: dict[str, str],
     ) -> web.StreamResponse:
@@ -332,7 +338,7 @@ class Proxy:
         masked = StreamMask(call.upstream.secret)
         try:
             await _write(response.prepare(request))
-            async for data in upstream.content.iter_any():
+            while data := await upstream.read_some():
                 if data := masked.feed(data):
                     await _write(response.write(data))
             if rest := masked.flush():
@@ -342,7 +348,7 @@ class Proxy:
             await _write(response.write_eof())
         except _ClientGone:
             self._record(call, 499, "cancelled", ResponseFacts())
-        except (TimeoutError, aiohttp.ClientError) as exc:
+        except (TimeoutError, UpstreamError) as exc:
             timeout = isinstance(exc, TimeoutError)
             self._record(call, 504 if timeout else 502, "timeout" if timeout else
                          "upstream_error", ResponseFacts())
@@ -363,7 +369,7 @@ class Proxy:
     async def _stream(
         self,
         request: web.Request,
-        upstream: aiohttp.ClientResponse,
+        upstream: UpstreamResponse,
         call: Call,
         ours: dict[str, str],
         strip_usage: bool,
@@ -372,17 +378,16 @@ class Proxy:
         headers.update(ours)
         response = _Stream(status=200, headers=headers)
         tracker = SseTracker(strip_usage_chunk=strip_usage)
-        content = upstream.content
         try:
             await _write(response.prepare(request))
-            data = content.read_nowait()  # what arrived with the headers
+            data = upstream.read_nowait()  # what arrived with the headers
             if not data:  # the first event may be long coming: the client gets the headers now
                 await _write(response.write(b""))
             out = b""
-            while data or (data := await content.readany()):
+            while data or (data := await upstream.read_some()):
                 out = self._forward(request, call, tracker, tracker.feed(data))
                 data = b""
-                if content.at_eof():  # the last piece goes out with the end of the stream
+                if upstream.at_eof():  # the last piece goes out with the end of the stream
                     break
                 if tracker.finished:  # the provider holds the connection open after its end
                     await self._send(response, call, out)
@@ -407,7 +412,7 @@ class Proxy:
         except TimeoutError:
             await self._abort(response, call, tracker, 504, "timeout", "upstream_timeout",
                               "the provider stopped sending the stream")
-        except aiohttp.ClientError as exc:
+        except UpstreamError as exc:
             await self._abort(response, call, tracker, 502, "upstream_error",
                               "upstream_stream_cut",
                               f"the provider's stream was cut off ({type(exc).__name__})")
@@ -629,10 +634,18 @@ class _TooLarge(Exception):
     pass
 
 
-async def _read_limited(response: aiohttp.ClientResponse, limit: int) -> bytes:
+def _failure(exc: UpstreamError, cut: str) -> tuple[str, str]:
+    """The error code and message of a provider's failure: an answer that is not HTTP, or
+    a connection that failed (`cut` says when)."""
+    if isinstance(exc, Malformed):
+        return "upstream_malformed_response", f"the provider's answer is malformed: {exc}"
+    return "upstream_connection_failed", f"{cut} ({type(exc).__name__})"
+
+
+async def _read_limited(response: UpstreamResponse, limit: int) -> bytes:
     parts: list[bytes] = []
     size = 0
-    async for chunk in response.content.iter_any():
+    while chunk := await response.read_some():
         size += len(chunk)
         if size > limit:
             raise _TooLarge
@@ -640,18 +653,18 @@ async def _read_limited(response: aiohttp.ClientResponse, limit: int) -> bytes:
     return b"".join(parts)
 
 
-async def _drain(upstream: aiohttp.ClientResponse) -> bytes:
+async def _drain(upstream: UpstreamResponse) -> bytes:
     """What follows a stream's terminal event (normally nothing): read to the end so the
     connection can be reused, but never wait long for a provider that keeps it open."""
     try:
-        return await asyncio.wait_for(upstream.content.read(), _DRAIN_SECONDS)
-    except (TimeoutError, aiohttp.ClientError):
+        return await asyncio.wait_for(upstream.read(), _DRAIN_SECONDS)
+    except (TimeoutError, UpstreamError):
         return b""
 
 
 async def _write(awaitable: Any) -> Any:
-    """Await a write to the client, telling a gone client apart from upstream failures
-    (aiohttp's reset error is also a ClientError)."""
+    """Await a write to the client: a client gone (ConnectionError) is not the provider's
+    failure."""
     try:
         return await awaitable
     except ConnectionError as exc:
