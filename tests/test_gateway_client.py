@@ -245,6 +245,8 @@ def test_informational_answers_are_skipped_and_empty_bodies_need_no_bytes():
     (b"HTTP/1.1 200 OK\r\nBad Name: x\r\n\r\n", "header line"),
     (b"HTTP/1.1 200 OK\r\n folded: x\r\n\r\n", "header line"),
     (b"HTTP/1.1 200 OK\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n", "header line"),
+    (b"HTTP/1.1 200 OK\r\nX-Split: a\nInjected: b\r\n\r\n", "header line"),
+    (b"HTTP/1.1 200 OK\r\nX-Nul: a\0b\r\n\r\n", "header line"),
     (b"HTTP/1.1 200 OK\r\n" + b"X-Many: a\r\n" * 8000 + b"\r\n", "exceeds"),
     (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nab", "Content-Length"),
     (b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n", "Content-Length"),
@@ -391,3 +393,16 @@ def test_https_verifies_the_provider_and_keeps_its_connection(certificate):
     assert bodies == [b"secure 1", b"secure 2"]
     assert server.connections == 1  # both calls on one; the refused handshake never served
     assert b"Host: localhost:" in server.requests[0]
+
+
+def test_a_body_framed_two_ways_is_read_as_chunked_and_its_connection_closed():
+    async def main():
+        server = RawServer(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 5"
+                           b"\r\n\r\n3\r\nabc\r\n0\r\n\r\n", ok(b"next"))
+        async with server as url:
+            client = make_client()
+            bodies = [(await call(client, url))[2], (await call(client, url))[2]]
+            client.close()
+        return bodies, server.connections
+
+    assert run(main()) == ([b"abc", b"next"], 2)  # RFC 9112 6.3: close after such an answer

@@ -38,6 +38,7 @@ ACCEPT_ENCODING = "gzip, deflate"
 _TOKEN = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _STATUS_LINE = re.compile(rb"HTTP/1\.([01]) ([0-9]{3})(?: [^\r\n]*)?")
 _UNSAFE = re.compile(r"[\r\n\0]")
+_BREAK = re.compile(rb"[\r\n\0]")
 _NO_BODY = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 
 
@@ -212,8 +213,13 @@ class UpstreamClient:
         return connection
 
     def _keep(self, connection: _Connection) -> None:
-        connection.idle_since = time.monotonic()
-        self._idle.setdefault(connection.origin, []).append(connection)
+        now = connection.idle_since = time.monotonic()
+        idle = self._idle.setdefault(connection.origin, [])
+        # The oldest are first: those past their time, or closed by the provider, go now,
+        # so a burst's connections do not linger after it.
+        while idle and (idle[0].closed or now - idle[0].idle_since >= IDLE_SECONDS):
+            idle.pop(0).close()
+        idle.append(connection)
 
     async def _response(self, connection: _Connection, method: str) -> UpstreamResponse:
         while True:
@@ -225,7 +231,8 @@ class UpstreamClient:
         framing = _framing(method, status, headers)
         reusable = version == 1 and framing != "close" and "close" not in (
             token.strip().lower() for value in headers.getall("Connection", ())
-            for token in value.split(","))
+            for token in value.split(",")
+        ) and not ("Transfer-Encoding" in headers and "Content-Length" in headers)
         return UpstreamResponse(self, connection, status, CIMultiDictProxy(headers), framing,
                                 reusable, _decoder(headers.get("Content-Encoding")))
 
@@ -247,7 +254,8 @@ class UpstreamClient:
         headers: CIMultiDict[str] = CIMultiDict()
         for line in lines[1:]:
             name, colon, value = line.partition(b":")
-            if not colon or len(line) > MAX_LINE_BYTES or not _TOKEN.fullmatch(name):
+            if (not colon or len(line) > MAX_LINE_BYTES or not _TOKEN.fullmatch(name)
+                    or _BREAK.search(value)):
                 raise Malformed("the provider sent a header line that is not 'name: value'")
             # Bytes that are not UTF-8 stay as lone surrogates, as aiohttp's server hands
             # them on; the proxy drops such values rather than pass them back.
