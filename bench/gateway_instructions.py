@@ -66,6 +66,7 @@ def measure(env: dict, upstream_port: int, key: str, loop: str, upstreams: str,
                   f"--callgrind-out-file={out}", sys.executable, "-m", "spendtrail.cli.app",
                   "gateway", *chosen, "--port", str(port),
                   "--workers", "1", "--no-ingest", "--loop", loop,
+                  "--busy-poll", "0",  # the work a call costs, not polling for the next
                   "--refresh-seconds", "600"],  # no reloads inside the counted window
                  {**env, "SPENDTRAIL_SPOOL_DIR": str(work / f"spool-{name}")}, log)
     try:
