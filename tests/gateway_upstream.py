@@ -21,6 +21,7 @@ CometAPI, remembers what it received, and produces faults on demand: ``script(mo
 - ``echo_key_header``: a normal answer with a response header echoing the key
 - ``latin1_header``: a 200 completion whose ``X-Oneapi-Request-Id`` is not UTF-8 (raw bytes)
 - ``truncated``: a 200 completion that promises more bytes than it sends, then closes
+- ``not_http``: a 200 whose head holds a line that is not a header (``name: value``)
 - ``status_<N>``: a JSON error with HTTP status N (e.g. ``status_429``, ``status_503``)
 
 Each call in ``received`` keeps the fault it got.
@@ -200,7 +201,7 @@ class UpstreamDouble:
             headers["X-Debug-Upstream-Key"] = self.api_key
         if fault == "set_cookie":  # as a CDN in front of a provider does
             headers["Set-Cookie"] = "__cf_bm=caller-one; Path=/; HttpOnly"
-        if fault in ("latin1_header", "truncated"):
+        if fault in ("latin1_header", "truncated", "not_http"):
             return await _raw_answer(request, fault, _chat({"model": model or "gpt-4o-mini"}))
         if fault == "echo_key_body":
             answer = _chat(payload)
@@ -346,6 +347,8 @@ async def _raw_answer(request: web.Request, fault: str, answer: dict) -> web.Str
     body = json.dumps(answer).encode()
     if fault == "latin1_header":
         head = b"X-Oneapi-Request-Id: caf\xe9\r\nContent-Length: %d\r\n" % len(body)
+    elif fault == "not_http":
+        head = b"this line is not a header\r\nContent-Length: %d\r\n" % len(body)
     else:  # truncated: promise twice the body, send half of it
         head = b"Content-Length: %d\r\n" % (2 * len(body))
         body = body[: len(body) // 2]

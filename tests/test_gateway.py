@@ -619,6 +619,8 @@ def test_idempotency_key_links_attempts(gw, keys):
         ("reset", openai.APIStatusError, 502, "upstream_error", "upstream_connection_failed"),
         ("malformed", openai.APIStatusError, 502, "upstream_error",
          "upstream_malformed_response"),
+        ("not_http", openai.APIStatusError, 502, "upstream_error",
+         "upstream_malformed_response"),
         ("oversized", openai.APIStatusError, 502, "upstream_error",
          "upstream_response_too_large"),
     ],

@@ -279,6 +279,7 @@ FAULTS = [
     "echo_key_header",
     "latin1_header",
     "truncated",
+    "not_http",
     "status_400",
     "status_429",
     "status_503",
