@@ -93,6 +93,19 @@ def make_client(read_timeout: float = 5.0) -> UpstreamClient:
     return UpstreamClient(connect_timeout=5.0, read_timeout=read_timeout)
 
 
+def assert_call_fails(answer, error: type[Exception], match: str | None = None,
+                      read_timeout: float = 5.0) -> None:
+    """A call answered with `answer` (a RawServer script item) raises `error`."""
+    async def main():
+        async with RawServer(answer) as url:
+            client = make_client(read_timeout)
+            with pytest.raises(error, match=match):
+                await call(client, url)
+            client.close()
+
+    run(main())
+
+
 def test_a_call_is_one_http11_request_and_its_answer_is_read():
     async def main():
         server = RawServer(ok(b'{"id":"x"}', "X-Oneapi-Request-Id: r-1", "Set-Cookie: a=b"))
@@ -254,14 +267,7 @@ def test_informational_answers_are_skipped_and_empty_bodies_need_no_bytes():
     (b"HTTP/1.1 101 Switching Protocols\r\n\r\n", "switched"),
 ])
 def test_a_head_that_is_not_http_is_malformed(answer, problem):
-    async def main():
-        async with RawServer(answer) as url:
-            client = make_client()
-            with pytest.raises(Malformed, match=problem):
-                await call(client, url)
-            client.close()
-
-    run(main())
+    assert_call_fails(answer, Malformed, problem)
 
 
 @pytest.mark.parametrize("body, problem", [
@@ -270,26 +276,12 @@ def test_a_head_that_is_not_http_is_malformed(answer, problem):
     (b"1" * 9000, "too long"),
 ])
 def test_a_chunked_body_that_is_not_chunked_is_malformed(body, problem):
-    async def main():
-        async with RawServer(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + body
-                             ) as url:
-            client = make_client()
-            with pytest.raises(Malformed, match=problem):
-                await call(client, url)
-            client.close()
-
-    run(main())
+    assert_call_fails(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + body,
+                      Malformed, problem)
 
 
 def test_a_corrupt_compressed_body_is_malformed():
-    async def main():
-        async with RawServer(ok(b"not gzip at all", "Content-Encoding: gzip")) as url:
-            client = make_client()
-            with pytest.raises(Malformed, match="corrupt"):
-                await call(client, url)
-            client.close()
-
-    run(main())
+    assert_call_fails(ok(b"not gzip at all", "Content-Encoding: gzip"), Malformed, "corrupt")
 
 
 def test_a_body_cut_short_is_a_disconnect_and_its_connection_is_not_reused():
@@ -309,25 +301,11 @@ def test_a_body_cut_short_is_a_disconnect_and_its_connection_is_not_reused():
 
 
 def test_a_connection_closed_before_the_answer_is_a_disconnect():
-    async def main():
-        async with RawServer(CLOSE) as url:
-            client = make_client()
-            with pytest.raises(Disconnected, match="before answering"):
-                await call(client, url)
-            client.close()
-
-    run(main())
+    assert_call_fails(CLOSE, Disconnected, "before answering")
 
 
 def test_a_provider_that_does_not_answer_times_out():
-    async def main():
-        async with RawServer(SILENT) as url:
-            client = make_client(read_timeout=0.2)
-            with pytest.raises(TimeoutError):
-                await call(client, url)
-            client.close()
-
-    run(main())
+    assert_call_fails(SILENT, TimeoutError, read_timeout=0.2)
 
 
 def test_a_port_nobody_listens_on_is_unreachable():

@@ -27,6 +27,17 @@ def _selector(sock: socket.socket, window: float) -> BusyPollSelector:
     return selector
 
 
+def _polling(pair, window: float) -> BusyPollSelector:
+    """A selector whose last wait was short: it polls at the next one."""
+    ours, theirs = pair
+    selector = _selector(ours, window)
+    theirs.send(b"x")
+    selector.select(None)
+    ours.recv(1)
+    assert selector.polling
+    return selector
+
+
 def test_what_is_ready_is_returned_and_a_short_wait_turns_polling_on(pair):
     ours, theirs = pair
     selector = _selector(ours, 0.5)
@@ -38,49 +49,39 @@ def test_what_is_ready_is_returned_and_a_short_wait_turns_polling_on(pair):
 
 
 def test_a_poll_that_catches_nothing_sleeps_out_the_timeout_and_stops_polling(pair):
-    ours, theirs = pair
-    selector = _selector(ours, 0.01)
-    theirs.send(b"x")
-    selector.select(None)
-    ours.recv(1)
-    assert selector.polling
+    selector = _polling(pair, 0.05)
     start = time.monotonic()
-    assert selector.select(0.2) == []
-    assert time.monotonic() - start >= 0.2 - 0.005  # the poll's time counts in the timeout
+    assert selector.select(0.3) == []
+    assert time.monotonic() - start >= 0.3 - 0.005  # the poll's time counts in the timeout
     assert not selector.polling  # an idle gateway does not poll again
 
 
 def test_a_poll_cut_short_by_a_due_timer_keeps_polling(pair):
-    ours, theirs = pair
-    selector = _selector(ours, 0.5)
-    theirs.send(b"x")
-    selector.select(None)
-    ours.recv(1)
+    selector = _polling(pair, 0.5)
     assert selector.select(0.001) == []  # the loop's next timer, not a long wait
     assert selector.polling
 
 
-def test_polling_catches_what_arrives_during_the_poll(pair):
-    ours, theirs = pair
-    selector = _selector(ours, 5.0)
-    theirs.send(b"x")
-    selector.select(None)
-    ours.recv(1)
-    sender = threading.Timer(0.05, theirs.send, args=(b"y",))
+def _ready_when_sent(selector: BusyPollSelector, sock: socket.socket, delay: float,
+                     timeout: float | None) -> list:
+    """What ``selector.select(timeout)`` returns while `sock` sends a byte after `delay` s."""
+    sender = threading.Timer(delay, sock.send, args=(b"y",))
     sender.start()
-    ready = selector.select(None)
-    sender.join()
-    assert [key.data for key, _ in ready] == ["ours"]
+    try:
+        return [key.data for key, _ in selector.select(timeout)]
+    finally:
+        sender.join()
+
+
+def test_polling_catches_what_arrives_during_the_poll(pair):
+    selector = _polling(pair, 5.0)
+    assert _ready_when_sent(selector, pair[1], 0.05, None) == ["ours"]
     assert selector.polling
 
 
 def test_a_long_wait_does_not_turn_polling_on(pair):
-    ours, theirs = pair
-    selector = _selector(ours, 0.001)
-    sender = threading.Timer(0.1, theirs.send, args=(b"x",))
-    sender.start()
-    assert [key.data for key, _ in selector.select(5.0)] == ["ours"]
-    sender.join()
+    selector = _selector(pair[0], 0.001)
+    assert _ready_when_sent(selector, pair[1], 0.1, 5.0) == ["ours"]
     assert not selector.polling
 
 
