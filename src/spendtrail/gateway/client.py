@@ -229,12 +229,9 @@ class UpstreamClient:
             if status == 101:
                 raise Malformed("the provider switched protocols, which was not asked for")
         framing = _framing(method, status, headers)
-        reusable = version == 1 and framing != "close" and "close" not in (
-            token.strip().lower() for value in headers.getall("Connection", ())
-            for token in value.split(",")
-        ) and not ("Transfer-Encoding" in headers and "Content-Length" in headers)
         return UpstreamResponse(self, connection, status, CIMultiDictProxy(headers), framing,
-                                reusable, _decoder(headers.get("Content-Encoding")))
+                                _reusable(version, framing, headers),
+                                _decoder(headers.get("Content-Encoding")))
 
     async def _head(self, connection: _Connection) -> tuple[int, int, CIMultiDict[str]]:
         buffer = connection.buffer
@@ -292,6 +289,15 @@ def _framing(method: str, status: int, headers: CIMultiDict[str]) -> str | int:
     if lengths or not length.isdigit() or len(length) > 18:
         raise Malformed("the provider's Content-Length is not one number")
     return int(length)
+
+
+def _reusable(version: int, framing: str | int, headers: CIMultiDict[str]) -> bool:
+    """Whether the connection may carry the next call once this answer is read: HTTP/1.1,
+    not closed by the provider's word or by the framing, not framed two ways (RFC 9112 6.3)."""
+    closing = {token.strip().lower() for value in headers.getall("Connection", ())
+               for token in value.split(",")}
+    return (version == 1 and framing != "close" and "close" not in closing
+            and not ("Transfer-Encoding" in headers and "Content-Length" in headers))
 
 
 def _decoder(encoding: str | None):
