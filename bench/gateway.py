@@ -2,12 +2,14 @@
 
     python bench/gateway.py [--requests 20000] [--warmup 1000] [--rss-requests 100000]
                             [--gateways gateway,"gateway 2 workers"] [--modes plain,stream]
+                            [--upstream-server double|nginx]
     python bench/gateway.py --routing [--seconds 20] [--repeats 3]
 
 Every server is its own process, and so is each load generator, so nothing measures itself:
 
 - the upstream: a minimal HTTP/1.1 server answering every request with one fixed OpenAI-shaped
-  chat completion (usage, an X-Oneapi-Request-Id header), a few microseconds a call;
+  chat completion (usage, an X-Oneapi-Request-Id header), a few microseconds a call; or, with
+  `--upstream-server nginx`, nginx answering the same completion (plain calls only);
 - real `spendtrail gateway` processes on one fresh SQLite ledger (`--gateways` picks them)
   holding the example registry and prices, called with a key from `spendtrail keys create`;
   every call is journaled. `gateway 2 workers` is the default gateway with `--workers 2` (its
@@ -392,6 +394,40 @@ def check_gateway(port: int, key: str) -> dict[str, str]:
     return headers
 
 
+def start_nginx(workdir: Path) -> tuple[subprocess.Popen, int]:
+    """nginx as the upstream (the issue's static upstream): one process, no access log,
+    every request answered with the plain completion by `return 200`. Plain calls only:
+    nginx does not look into a body for its "stream": true."""
+    binary = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin")
+    if binary is None:
+        raise SystemExit("--upstream-server nginx: nginx is not installed (apt install "
+                         "nginx-light)")
+    body = COMPLETION.decode()
+    assert "'" not in body and "\\" not in body  # nginx's single-quoted string holds it as is
+    port = free_port()
+    config = workdir / "nginx.conf"
+    config.write_text(f"""daemon off; master_process off; worker_processes 1;
+pid {workdir}/nginx.pid; error_log {workdir}/nginx-error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off; keepalive_requests 100000000; keepalive_timeout 300s;
+  client_body_temp_path {workdir}/nginx-body; proxy_temp_path {workdir}/nginx-proxy;
+  server {{
+    listen 127.0.0.1:{port};
+    location / {{
+      default_type application/json;
+      add_header X-Oneapi-Request-Id 20261122000000000000bench;
+      return 200 '{body}';
+    }}
+  }}
+}}
+""")
+    proc = spawn([binary, "-p", str(workdir), "-c", str(config)], None,
+                 workdir / "nginx.log")
+    wait_http(f"http://127.0.0.1:{port}/", proc, "nginx", workdir / "nginx.log")
+    return proc, port
+
+
 def start_litellm(upstream_port: int, workdir: Path) -> tuple[subprocess.Popen, int]:
     """LiteLLM's proxy, one worker, on the same upstream. It has no database here, so it
     keeps no spend logs: its figures are a lower bound on its cost with the ledger on."""
@@ -591,6 +627,9 @@ def main() -> None:
                         help="which gateway rows to run, by name, comma-separated")
     parser.add_argument("--modes", default="plain,stream",
                         help="plain (non-streamed calls) and/or stream (streamed calls)")
+    parser.add_argument("--upstream-server", choices=("double", "nginx"), default="double",
+                        help="what answers as the provider: this script's own double, or "
+                        "nginx (plain calls only)")
     parser.add_argument("--load", nargs=8, help=argparse.SUPPRESS)
     parser.add_argument("--upstream", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -602,6 +641,9 @@ def main() -> None:
         load_child(int(args.load[0]), args.load[1], *map(int, args.load[2:6]),
                    float(args.load[6]), int(args.load[7]))
         return
+    if args.upstream_server == "nginx" and ("stream" in args.modes.split(",") or args.routing):
+        parser.error("--upstream-server nginx answers plain calls only: add --modes plain "
+                     "(and no --routing)")
     concurrencies = [int(c) for c in args.concurrency.split(",")]
     chosen = [g for g in GATEWAYS if g[0] in args.gateways.split(",")]
     modes = args.modes.split(",")
@@ -612,12 +654,16 @@ def main() -> None:
 
     work, env, key = bench_ledger("gateway-")  # ledger, spools, server logs
 
-    upstream = subprocess.Popen([sys.executable, __file__, "--upstream"],
-                                stdout=subprocess.PIPE, text=True)
+    if args.upstream_server == "nginx":
+        upstream, upstream_port = start_nginx(work)
+    else:
+        upstream = subprocess.Popen([sys.executable, __file__, "--upstream"],
+                                    stdout=subprocess.PIPE, text=True)
     procs = [upstream]
     served: dict[str, int] = {}
     try:
-        upstream_port = int(upstream.stdout.readline())
+        if args.upstream_server != "nginx":
+            upstream_port = int(upstream.stdout.readline())
         if args.routing:
             compare_routing(args, env, key, work, upstream_port, upstream.pid, concurrencies)
             return
