@@ -271,7 +271,7 @@ def gateway(
             import uvloop  # noqa: F401  (checked before the port is taken)
         except ImportError:
             fail("--loop uvloop needs the uvloop package: pip install 'spendtrail[uvloop]'")
-    polling = 0.0 if loop == "uvloop" else busy_poll / 1e6
+    polling = busy_poll / 1e6  # seconds; run() does not poll on uvloop
     count = workers or default_workers()
     try:  # first, so a busy port is the only thing a second gateway does
         sockets = listen_shared(host, port, count) if count > 1 else [listen(host, port)]
