@@ -431,22 +431,23 @@ class UpstreamResponse:
             if data or self.complete:
                 self._emit(data)
         elif buffer:
-            take = min(self._left, len(buffer))
-            data = bytes(buffer[:take])
-            del buffer[:take]
-            self._left -= take
+            data = self._take_left(buffer)
             self.complete = not self._left
             self._emit(data)
+
+    def _take_left(self, buffer: bytearray) -> bytes:
+        """What `buffer` holds of the bytes left of the body or of the chunk."""
+        data = bytes(buffer[:self._left])
+        del buffer[:len(data)]
+        self._left -= len(data)
+        return data
 
     def _collect_chunked(self, buffer: bytearray) -> None:
         while not self.complete:
             if self._state == "data":
                 if not buffer:
                     return
-                take = min(self._left, len(buffer))
-                data = bytes(buffer[:take])
-                del buffer[:take]
-                self._left -= take
+                data = self._take_left(buffer)
                 if not self._left:
                     self._state = "crlf"
                 self._emit(data)
