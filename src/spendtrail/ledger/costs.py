@@ -79,5 +79,6 @@ def has_revisions(conn: sa.Connection, period: Period) -> bool:
 
 
 def in_days(entries: sa.FromClause, period: Period) -> sa.ColumnElement[bool]:
-    """The cost entries of the events of `period` (by the day they carry)."""
+    """The rows of `period`, by the day they carry: the cost entries of its events, or the
+    events themselves."""
     return sa.and_(entries.c.day >= period.start, entries.c.day < period.end)

@@ -48,7 +48,7 @@ def retry_inflation(conn: sa.Connection, period: Period) -> list[RetryInflation]
     attempts = (
         sa.select(e.event_id, e.request_id, e.application, e.outcome, e.attempt,
                   sa.func.max(e.attempt).over(partition_by=e.request_id).label("last"))
-        .where(e.day >= period.start, e.day < period.end)
+        .where(in_days(events, period))
         .subquery()
     )
     a = attempts.c
